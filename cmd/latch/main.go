@@ -1,0 +1,184 @@
+// Command latch is a load balancer with ALB's target-group semantics and
+// sticky sessions nobody can forge.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"syscall"
+	"time"
+
+	"github.com/latch-lb/latch/internal/config"
+	"github.com/latch-lb/latch/internal/demo"
+	"github.com/latch-lb/latch/internal/lb"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+const usage = `usage: latch <command> [flags]
+
+commands:
+  serve     -config FILE   run the load balancer (SIGHUP reloads, SIGINT/SIGTERM stop)
+  validate  -config FILE   check a config and print every problem (exit 2 on any)
+  demo                     run a login demo behind latch, with and without stickiness
+  version                  print the version
+`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// run executes one command and returns the process exit code: 0 on
+// success, 1 on a runtime failure, 2 on bad usage or an invalid config.
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	cmd, args := args[0], args[1:]
+	switch cmd {
+	case "serve":
+		return serve(args, stderr)
+	case "validate":
+		return validate(args, stdout, stderr)
+	case "demo":
+		return runDemo(args, stdout, stderr)
+	case "version", "-version", "--version":
+		fmt.Fprintln(stdout, "latch", versionString())
+		return 0
+	case "help", "-h", "-help", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	}
+	fmt.Fprintf(stderr, "latch: unknown command %q\n\n%s", cmd, usage)
+	return 2
+}
+
+func versionString() string {
+	v := version
+	if info, ok := debug.ReadBuildInfo(); ok {
+		for _, s := range info.Settings {
+			if s.Key == "vcs.revision" && len(s.Value) >= 12 {
+				v += " (" + s.Value[:12] + ")"
+			}
+		}
+	}
+	return v
+}
+
+func newFlags(name string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet("latch "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	return fs
+}
+
+func validate(args []string, stdout, stderr io.Writer) int {
+	fs := newFlags("validate", stderr)
+	path := fs.String("config", "latch.yaml", "config file")
+	if fs.Parse(args) != nil {
+		return 2
+	}
+	cfg, err := config.Load(*path)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 2
+	}
+	fmt.Fprintf(stdout, "%s: ok (%d listeners, %d target groups)\n", *path, len(cfg.Listeners), len(cfg.TargetGroups))
+	return 0
+}
+
+func serve(args []string, stderr io.Writer) int {
+	fs := newFlags("serve", stderr)
+	path := fs.String("config", "latch.yaml", "config file")
+	grace := fs.Duration("shutdown-timeout", 30*time.Second, "how long requests in flight may take to finish on SIGINT/SIGTERM")
+	level := fs.String("log-level", "info", "debug, info, warn or error")
+	if fs.Parse(args) != nil {
+		return 2
+	}
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(*level)); err != nil {
+		fmt.Fprintf(stderr, "latch serve: -log-level: %v\n", err)
+		return 2
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lvl}))
+
+	cfg, err := config.Load(*path)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 2
+	}
+	// Signals are caught before anything listens, so none is missed.
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+
+	b := lb.New(log)
+	if err := b.Apply(cfg); err != nil {
+		log.Error("cannot start", "err", err)
+		b.Shutdown(context.Background())
+		return 1
+	}
+	log.Info("latch started", "version", versionString(), "config", *path)
+	for sig := range sigs {
+		if sig == syscall.SIGHUP {
+			reload(b, *path, log)
+			continue
+		}
+		log.Info("shutting down", "signal", sig.String(), "timeout", *grace)
+		ctx, cancel := context.WithTimeout(context.Background(), *grace)
+		err := b.Shutdown(ctx)
+		cancel()
+		if err != nil {
+			log.Warn("requests were still running at the shutdown timeout", "err", err)
+		}
+		return 0
+	}
+	return 0
+}
+
+// reload validates the config file and applies it; on any problem the
+// running config stays and every problem is logged.
+func reload(b *lb.LB, path string, log *slog.Logger) {
+	cfg, err := config.Load(path)
+	if err != nil {
+		var probs config.Problems
+		if errors.As(err, &probs) {
+			for _, p := range probs {
+				log.Error("reload rejected; keeping the running config", "problem", p.Error())
+			}
+		} else {
+			log.Error("reload rejected; keeping the running config", "err", err)
+		}
+		return
+	}
+	if err := b.Apply(cfg); err != nil {
+		log.Error("reload failed; keeping the running config", "err", err)
+		return
+	}
+	log.Info("config reloaded", "config", path)
+}
+
+func runDemo(args []string, stdout, stderr io.Writer) int {
+	fs := newFlags("demo", stderr)
+	addr := fs.String("addr", "127.0.0.1:8080", "address for latch to listen on")
+	sticky := fs.Bool("sticky", true, "turn lb_cookie stickiness on")
+	if fs.Parse(args) != nil {
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	if err := demo.Run(ctx, demo.Options{Addr: *addr, Sticky: *sticky, Out: stdout, Log: log}); err != nil {
+		fmt.Fprintln(stderr, "latch demo:", err)
+		return 1
+	}
+	return 0
+}

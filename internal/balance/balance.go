@@ -1,0 +1,230 @@
+// Package balance implements the balancing algorithms that pick a target
+// for a request that no session pins: round_robin (weighted),
+// least_outstanding_requests and weighted_random.
+//
+// A picker is built once per group snapshot (on registration and health
+// changes) and then picks without locks, in time that does not grow with
+// the number of targets (weighted_random: log n).
+package balance
+
+import (
+	"container/heap"
+	"fmt"
+	"math/rand/v2"
+	"sort"
+	"sync/atomic"
+
+	"github.com/latch-lb/latch/internal/target"
+)
+
+// New returns the picker for the named algorithm over targets, which must
+// not be empty.
+func New(algorithm string, targets []*target.Target) target.Picker {
+	switch algorithm {
+	case "round_robin", "":
+		return NewRoundRobin(targets)
+	case "least_outstanding_requests":
+		return &LeastOutstanding{targets: targets}
+	case "weighted_random":
+		return NewWeightedRandom(targets)
+	}
+	panic(fmt.Sprintf("balance: unknown algorithm %q", algorithm))
+}
+
+var (
+	_ target.Picker = (*RoundRobin)(nil)
+	_ target.Picker = (*LeastOutstanding)(nil)
+	_ target.Picker = (*WeightedRandom)(nil)
+)
+
+// RoundRobin cycles through the targets, each appearing in proportion to
+// its weight, spread out rather than in runs (a weight-3 target gets every
+// third or so request, not three in a row).
+type RoundRobin struct {
+	targets []*target.Target
+	seq     []int32 // order of picks by index; nil when all weights are equal
+	next    atomic.Uint64
+}
+
+// maxSeq bounds the precomputed sequence; larger weight sums are scaled down.
+const maxSeq = 1 << 20
+
+// NewRoundRobin builds the pick sequence for targets.
+func NewRoundRobin(targets []*target.Target) *RoundRobin {
+	rr := &RoundRobin{targets: targets}
+	rr.next.Store(rand.Uint64N(uint64(len(targets)))) // do not send every rebuild's first request to target 0
+	weights := make([]int, len(targets))
+	equal, sum, g := true, 0, 0
+	for i, t := range targets {
+		weights[i] = max(t.Weight, 1)
+		equal = equal && weights[i] == weights[0]
+		sum += weights[i]
+		g = gcd(g, weights[i])
+	}
+	if equal {
+		return rr
+	}
+	for i := range weights {
+		weights[i] /= g
+	}
+	sum /= g
+	if sum > maxSeq {
+		for i, w := range weights {
+			weights[i] = max(1, w*maxSeq/sum)
+		}
+	}
+	rr.seq = interleave(weights)
+	return rr
+}
+
+// interleave returns each index i weights[i] times, ordered by earliest
+// virtual finish time (i.e. stride scheduling), so picks are spread evenly.
+func interleave(weights []int) []int32 {
+	total := 0
+	for _, w := range weights {
+		total += w
+	}
+	h := make(strideHeap, len(weights))
+	for i, w := range weights {
+		h[i] = stride{pass: 1 / float64(w), step: 1 / float64(w), i: int32(i)}
+	}
+	heap.Init(&h)
+	seq := make([]int32, 0, total)
+	for len(seq) < total {
+		s := &h[0]
+		seq = append(seq, s.i)
+		s.pass += s.step
+		heap.Fix(&h, 0)
+	}
+	return seq
+}
+
+type stride struct {
+	pass, step float64
+	i          int32
+}
+
+type strideHeap []stride
+
+func (h strideHeap) Len() int { return len(h) }
+func (h strideHeap) Less(a, b int) bool {
+	return h[a].pass < h[b].pass || h[a].pass == h[b].pass && h[a].i < h[b].i
+}
+func (h strideHeap) Swap(a, b int) { h[a], h[b] = h[b], h[a] }
+func (h *strideHeap) Push(x any)   { *h = append(*h, x.(stride)) }
+func (h *strideHeap) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return x
+}
+
+func gcd(a, b int) int {
+	for b != 0 {
+		a, b = b, a%b
+	}
+	return a
+}
+
+// Pick returns the next target in the cycle.
+func (rr *RoundRobin) Pick(exclude *target.Target) *target.Target {
+	t := rr.at(rr.next.Add(1))
+	if t == exclude && len(rr.targets) > 1 {
+		for t == exclude {
+			t = rr.at(rr.next.Add(1))
+		}
+	}
+	return t
+}
+
+func (rr *RoundRobin) at(n uint64) *target.Target {
+	if rr.seq == nil {
+		return rr.targets[n%uint64(len(rr.targets))]
+	}
+	return rr.targets[rr.seq[n%uint64(len(rr.seq))]]
+}
+
+// LeastOutstanding picks the target with the fewest requests in flight. Up
+// to exactScan targets it scans them all from a random start (so ties
+// spread); beyond that it takes the better of two random choices, which
+// keeps the cost flat and is nearly as good (Mitzenmacher's power of two
+// choices, as Envoy's LEAST_REQUEST).
+type LeastOutstanding struct {
+	targets []*target.Target
+}
+
+const exactScan = 16
+
+// Pick returns a least loaded target.
+func (lo *LeastOutstanding) Pick(exclude *target.Target) *target.Target {
+	n := len(lo.targets)
+	if n == 1 {
+		return lo.targets[0]
+	}
+	if n <= exactScan {
+		start := rand.IntN(n)
+		var best *target.Target
+		var bestLoad int64
+		for k := range n {
+			t := lo.targets[(start+k)%n]
+			if t == exclude {
+				continue
+			}
+			if l := t.Inflight.Load(); best == nil || l < bestLoad {
+				best, bestLoad = t, l
+			}
+		}
+		return best
+	}
+	a := lo.targets[rand.IntN(n)]
+	b := lo.targets[rand.IntN(n)]
+	for a == exclude {
+		a = lo.targets[rand.IntN(n)]
+	}
+	for b == exclude || b == a {
+		b = lo.targets[rand.IntN(n)]
+	}
+	if b.Inflight.Load() < a.Inflight.Load() {
+		return b
+	}
+	return a
+}
+
+// WeightedRandom picks a target at random in proportion to its weight.
+type WeightedRandom struct {
+	targets []*target.Target
+	cum     []int // running sums of weights; nil when all weights are equal
+}
+
+// NewWeightedRandom builds the cumulative weights for targets.
+func NewWeightedRandom(targets []*target.Target) *WeightedRandom {
+	wr := &WeightedRandom{targets: targets}
+	equal, sum := true, 0
+	cum := make([]int, len(targets))
+	for i, t := range targets {
+		w := max(t.Weight, 1)
+		equal = equal && w == max(targets[0].Weight, 1)
+		sum += w
+		cum[i] = sum
+	}
+	if !equal {
+		wr.cum = cum
+	}
+	return wr
+}
+
+// Pick returns a random target.
+func (wr *WeightedRandom) Pick(exclude *target.Target) *target.Target {
+	for {
+		var t *target.Target
+		if wr.cum == nil {
+			t = wr.targets[rand.IntN(len(wr.targets))]
+		} else {
+			r := rand.IntN(wr.cum[len(wr.cum)-1])
+			t = wr.targets[sort.SearchInts(wr.cum, r+1)]
+		}
+		if t != exclude || len(wr.targets) == 1 {
+			return t
+		}
+	}
+}

@@ -1,0 +1,212 @@
+package config
+
+import (
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// An attribute is one key of a target group's or listener's attributes map:
+// AWS's own keys verbatim, and latch's extensions in the same dotted style.
+type attribute[T any] struct {
+	key   string
+	def   string // applied before the user's values
+	latch bool   // latch's own extension, not an ALB key
+	set   func(dst *T, v string) error
+}
+
+// groupAttributes lists every target-group attribute latch understands.
+// Ranges and defaults are ALB's (../shared/alb-semantics.md §1-3) unless the
+// attribute is latch's own.
+var groupAttributes = []attribute[TargetGroup]{
+	{key: "stickiness.enabled", def: "false", set: func(g *TargetGroup, v string) (err error) {
+		g.Stickiness.Enabled, err = parseBool(v)
+		return err
+	}},
+	{key: "stickiness.type", def: "lb_cookie", set: func(g *TargetGroup, v string) error {
+		switch v {
+		case "lb_cookie":
+			g.Stickiness.Type = v
+			return nil
+		case "app_cookie", "source_ip", "source_ip_dest_ip", "source_ip_dest_ip_proto":
+			return fmt.Errorf("%q is not supported yet by latch (supported: lb_cookie)", v)
+		}
+		return fmt.Errorf("%q is not one of lb_cookie, app_cookie%s", v, suggestion(v, []string{"lb_cookie", "app_cookie"}))
+	}},
+	{key: "stickiness.lb_cookie.duration_seconds", def: "86400", set: func(g *TargetGroup, v string) (err error) {
+		g.Stickiness.Duration, err = parseSeconds(v, 1, 604800, false)
+		return err
+	}},
+	{key: "stickiness.lb_cookie.name", def: "AWSALB", latch: true, set: func(g *TargetGroup, v string) error {
+		if err := checkCookieName(v); err != nil {
+			return err
+		}
+		g.Stickiness.Cookie.Name = v
+		return nil
+	}},
+	{key: "stickiness.lb_cookie.cors_cookie.enabled", def: "true", latch: true, set: func(g *TargetGroup, v string) (err error) {
+		g.Stickiness.Cookie.CORS, err = parseBool(v)
+		return err
+	}},
+	{key: "stickiness.lb_cookie.secure", def: "false", latch: true, set: func(g *TargetGroup, v string) (err error) {
+		g.Stickiness.Cookie.Secure, err = parseBool(v)
+		return err
+	}},
+	{key: "stickiness.lb_cookie.http_only", def: "false", latch: true, set: func(g *TargetGroup, v string) (err error) {
+		g.Stickiness.Cookie.HTTPOnly, err = parseBool(v)
+		return err
+	}},
+	{key: "stickiness.lb_cookie.same_site", def: "", latch: true, set: func(g *TargetGroup, v string) error {
+		for _, s := range []string{"", "Lax", "Strict", "None"} {
+			if strings.EqualFold(v, s) {
+				g.Stickiness.Cookie.SameSite = s
+				return nil
+			}
+		}
+		return fmt.Errorf("%q is not one of Lax, Strict, None (or empty for none)", v)
+	}},
+	{key: "stickiness.lb_cookie.domain", def: "", latch: true, set: func(g *TargetGroup, v string) error {
+		if strings.ContainsAny(v, ";, \t\r\n\"") {
+			return fmt.Errorf("%q is not a cookie domain", v)
+		}
+		g.Stickiness.Cookie.Domain = v
+		return nil
+	}},
+	{key: "stickiness.lb_cookie.path", def: "/", latch: true, set: func(g *TargetGroup, v string) error {
+		if !strings.HasPrefix(v, "/") || strings.ContainsAny(v, "; \t\r\n") {
+			return fmt.Errorf("%q is not a cookie path (it must start with / and hold no ';' or spaces)", v)
+		}
+		g.Stickiness.Cookie.Path = v
+		return nil
+	}},
+	{key: "load_balancing.algorithm.type", def: "round_robin", set: func(g *TargetGroup, v string) error {
+		algs := []string{"round_robin", "least_outstanding_requests", "weighted_random"}
+		for _, a := range algs {
+			if v == a {
+				g.Algorithm = v
+				return nil
+			}
+		}
+		return fmt.Errorf("%q is not one of %s%s", v, strings.Join(algs, ", "), suggestion(v, algs))
+	}},
+	{key: "deregistration_delay.timeout_seconds", def: "300", set: func(g *TargetGroup, v string) (err error) {
+		g.DeregistrationDelay, err = parseSeconds(v, 0, 3600, true)
+		return err
+	}},
+	{key: "target_group_health.unhealthy_state_routing.minimum_healthy_targets.count", def: "1", set: func(g *TargetGroup, v string) (err error) {
+		g.MinHealthyCount, err = parseInt(v, 1, math.MaxInt32)
+		return err
+	}},
+	{key: "target_group_health.unhealthy_state_routing.minimum_healthy_targets.percentage", def: "off", set: func(g *TargetGroup, v string) (err error) {
+		if v == "off" {
+			g.MinHealthyPercent = 0
+			return nil
+		}
+		g.MinHealthyPercent, err = parseInt(v, 1, 100)
+		if err != nil {
+			return fmt.Errorf("%w, or off", err)
+		}
+		return nil
+	}},
+	{key: "target_connect.timeout_seconds", def: "10", latch: true, set: func(g *TargetGroup, v string) (err error) {
+		g.ConnectTimeout, err = parseSeconds(v, 0.05, 120, true)
+		return err
+	}},
+}
+
+// listenerAttributes lists the load-balancer attributes latch applies per listener.
+var listenerAttributes = []attribute[Listener]{
+	{key: "idle_timeout.timeout_seconds", def: "60", set: func(l *Listener, v string) (err error) {
+		l.IdleTimeout, err = parseSeconds(v, 0.05, 4000, true)
+		return err
+	}},
+}
+
+// notYet lists ALB attribute keys that latch recognises but does not
+// implement yet, so that a user moving from ALB gets a plain answer instead
+// of a "did you mean".
+var notYet = map[string]bool{
+	"stickiness.app_cookie.cookie_name":                                   true,
+	"stickiness.app_cookie.duration_seconds":                              true,
+	"slow_start.duration_seconds":                                         true,
+	"load_balancing.algorithm.anomaly_mitigation":                         true,
+	"load_balancing.cross_zone.enabled":                                   true,
+	"target_group_health.dns_failover.minimum_healthy_targets.count":      true,
+	"target_group_health.dns_failover.minimum_healthy_targets.percentage": true,
+	"lambda.multi_value_headers.enabled":                                  true,
+	"routing.http.xff_header_processing.mode":                             true,
+	"routing.http.desync_mitigation_mode":                                 true,
+	"routing.http.drop_invalid_header_fields.enabled":                     true,
+	"routing.http.preserve_host_header.enabled":                           true,
+	"routing.http.xff_client_port.enabled":                                true,
+	"routing.http2.enabled":                                               true,
+	"client_keep_alive.seconds":                                           true,
+}
+
+func attributeKeys[T any](attrs []attribute[T]) []string {
+	keys := make([]string, len(attrs))
+	for i, a := range attrs {
+		keys[i] = a.key
+	}
+	return keys
+}
+
+func parseBool(v string) (bool, error) {
+	switch v {
+	case "true":
+		return true, nil
+	case "false":
+		return false, nil
+	}
+	return false, fmt.Errorf("%q is not true or false", v)
+}
+
+func parseInt(v string, lo, hi int) (int, error) {
+	n, err := strconv.Atoi(v)
+	if err != nil {
+		return 0, fmt.Errorf("%q is not a whole number", v)
+	}
+	if n < lo || n > hi {
+		return 0, fmt.Errorf("%d is outside %d-%d", n, lo, hi)
+	}
+	return n, nil
+}
+
+// parseSeconds parses a duration in seconds within [lo, hi]. Where fraction
+// is allowed, latch accepts fractions of a second (down to lo) so that tests
+// and laptops need not wait whole seconds.
+func parseSeconds(v string, lo, hi float64, fraction bool) (time.Duration, error) {
+	f, err := strconv.ParseFloat(v, 64)
+	if err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
+		return 0, fmt.Errorf("%q is not a number of seconds", v)
+	}
+	if !fraction && f != math.Trunc(f) {
+		return 0, fmt.Errorf("%s is not a whole number of seconds", v)
+	}
+	if f < lo || f > hi {
+		return 0, fmt.Errorf("%s is outside %g-%g seconds", v, lo, hi)
+	}
+	return time.Duration(f * float64(time.Second)), nil
+}
+
+// checkCookieName enforces RFC 6265's token syntax, and keeps latch's cookie
+// from colliding with ALB's other reserved names.
+func checkCookieName(v string) error {
+	if v == "" {
+		return fmt.Errorf("empty cookie name")
+	}
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		if c <= ' ' || c >= 0x7f || strings.IndexByte("()<>@,;:\\\"/[]?={}", c) >= 0 {
+			return fmt.Errorf("%q is not a valid cookie name (character %q)", v, c)
+		}
+	}
+	for _, p := range []string{"AWSALBAPP", "AWSALBTG"} {
+		if strings.HasPrefix(v, p) {
+			return fmt.Errorf("%q starts with %s, which ALB reserves for other cookies", v, p)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,182 @@
+// Package config turns a latch YAML file into a typed, validated configuration.
+package config
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+)
+
+// Config is a whole latch configuration. A Config returned by Parse or Load
+// is complete: defaults are filled in and every value has been checked.
+type Config struct {
+	Listeners    []Listener
+	TargetGroups []TargetGroup
+	// StateDir is where latch keeps what must survive a restart (cookie keys,
+	// target registrations). Relative paths are resolved against the
+	// directory of the config file.
+	StateDir string
+	// CookieKeys, when set, replace the key ring kept in StateDir. The first
+	// key encrypts; all of them decrypt.
+	CookieKeys []CookieKey
+}
+
+// Listener accepts client connections on one address.
+type Listener struct {
+	Name          string
+	Address       string
+	Protocol      string // "HTTP"
+	DefaultAction Action
+	// IdleTimeout is ALB's idle_timeout.timeout_seconds: the longest a client
+	// or target connection may send and receive nothing.
+	IdleTimeout time.Duration
+}
+
+// Action is what a listener does with a request.
+type Action struct {
+	Type        string // "forward"
+	TargetGroup string // for "forward"
+
+	groupLine int // where TargetGroup was set, for messages
+}
+
+// TargetGroup is a set of targets with one health check, one balancing
+// algorithm and one stickiness policy, as an ALB target group.
+type TargetGroup struct {
+	Name        string
+	Targets     []Target
+	HealthCheck HealthCheck
+	Stickiness  Stickiness
+	// Algorithm is round_robin, least_outstanding_requests or weighted_random.
+	Algorithm           string
+	DeregistrationDelay time.Duration
+	// ConnectTimeout bounds the TCP connect to a target (ALB: 10 s, fixed).
+	ConnectTimeout time.Duration
+	// MinHealthyCount and MinHealthyPercent (0 = off) are ALB's
+	// unhealthy_state_routing thresholds: below either, the group fails open.
+	MinHealthyCount   int
+	MinHealthyPercent int
+}
+
+// Target is one registered target. Its ID is the address latch connects to.
+type Target struct {
+	ID     string
+	Weight int
+}
+
+// HealthCheck is a target group's active health check.
+type HealthCheck struct {
+	Enabled            bool
+	Protocol           string // "HTTP"
+	Port               int    // 0: the target's own (traffic) port
+	Path               string
+	Interval           time.Duration
+	Timeout            time.Duration
+	HealthyThreshold   int
+	UnhealthyThreshold int
+	Matcher            Matcher
+	UserAgent          string
+}
+
+// Stickiness is a target group's session affinity.
+type Stickiness struct {
+	Enabled  bool
+	Type     string // "lb_cookie"
+	Duration time.Duration
+	Cookie   Cookie
+}
+
+// Cookie holds the attributes of the cookie latch issues for lb_cookie
+// stickiness. The zero value of each field is ALB's behaviour.
+type Cookie struct {
+	Name     string // AWSALB
+	CORS     bool   // also issue <Name>CORS with SameSite=None
+	Path     string
+	Domain   string
+	SameSite string // "", Lax, Strict or None
+	Secure   bool
+	HTTPOnly bool
+}
+
+// CookieKey is one key of the cookie key ring.
+type CookieKey struct {
+	ID     uint32
+	Secret []byte // 32 bytes
+}
+
+// Load reads and parses the config file at path.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return Parse(data, path)
+}
+
+// Parse decodes and validates a config. file names the source in messages
+// and anchors relative paths; it may be empty. The error, if any, is a
+// Problems listing every mistake found.
+func Parse(data []byte, file string) (*Config, error) {
+	d := &decoder{file: file, dir: "."}
+	if file != "" {
+		d.dir = filepath.Dir(file)
+	}
+	cfg := d.decode(data)
+	if len(d.probs) > 0 {
+		sort.SliceStable(d.probs, func(i, j int) bool { return d.probs[i].Line < d.probs[j].Line })
+		return nil, d.probs
+	}
+	return cfg, nil
+}
+
+// Problem is one mistake in a config file.
+type Problem struct {
+	File string
+	Line int // 0 when unknown
+	Path string
+	Msg  string
+}
+
+func (p Problem) Error() string {
+	var b strings.Builder
+	if p.File != "" {
+		b.WriteString(p.File)
+		b.WriteByte(':')
+	}
+	if p.Line > 0 {
+		fmt.Fprintf(&b, "%d:", p.Line)
+	}
+	if b.Len() > 0 {
+		b.WriteByte(' ')
+	}
+	if p.Path != "" {
+		b.WriteString(p.Path)
+		b.WriteString(": ")
+	}
+	b.WriteString(p.Msg)
+	return b.String()
+}
+
+// Problems is every mistake found in one config, in file order.
+type Problems []Problem
+
+func (ps Problems) Error() string {
+	lines := make([]string, len(ps))
+	for i, p := range ps {
+		lines[i] = p.Error()
+	}
+	return strings.Join(lines, "\n")
+}
+
+// TargetGroup returns the group with the given name, or nil.
+func (c *Config) TargetGroup(name string) *TargetGroup {
+	for i := range c.TargetGroups {
+		if c.TargetGroups[i].Name == name {
+			return &c.TargetGroups[i]
+		}
+	}
+	return nil
+}

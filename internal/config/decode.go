@@ -1,0 +1,574 @@
+package config
+
+import (
+	"encoding/base64"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// decoder walks the YAML node tree by hand, rather than unmarshalling into
+// tagged structs, so that every problem carries its path and line, unknown
+// keys get a "did you mean", and one pass reports every mistake.
+type decoder struct {
+	file  string
+	dir   string
+	probs Problems
+}
+
+func (d *decoder) addf(n *yaml.Node, path, format string, args ...any) {
+	line := 0
+	if n != nil {
+		line = n.Line
+	}
+	d.probs = append(d.probs, Problem{File: d.file, Line: line, Path: path, Msg: fmt.Sprintf(format, args...)})
+}
+
+func (d *decoder) decode(data []byte) *Config {
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		d.probs = append(d.probs, Problem{File: d.file, Msg: strings.TrimPrefix(err.Error(), "yaml: ")})
+		return nil
+	}
+	if doc.Kind == 0 || len(doc.Content) == 0 {
+		d.addf(nil, "", "the config is empty; it needs at least one listener and one target group")
+		return nil
+	}
+	root := doc.Content[0]
+	m := d.mapping(root, "", "listeners", "target_groups", "state_dir", "cookie_keys")
+	if m == nil {
+		return nil
+	}
+	cfg := &Config{StateDir: "latch-state"}
+	if n := m["state_dir"]; n != nil {
+		cfg.StateDir = d.str(n, "state_dir")
+		if cfg.StateDir == "" {
+			d.addf(n, "state_dir", "must not be empty")
+		}
+	}
+	if !filepath.IsAbs(cfg.StateDir) {
+		cfg.StateDir = filepath.Join(d.dir, cfg.StateDir)
+	}
+	for i, n := range d.seq(m["target_groups"], "target_groups", true) {
+		cfg.TargetGroups = append(cfg.TargetGroups, d.targetGroup(n, fmt.Sprintf("target_groups[%d]", i)))
+	}
+	for i, n := range d.seq(m["listeners"], "listeners", true) {
+		cfg.Listeners = append(cfg.Listeners, d.listener(n, fmt.Sprintf("listeners[%d]", i)))
+	}
+	for i, n := range d.seq(m["cookie_keys"], "cookie_keys", false) {
+		cfg.CookieKeys = append(cfg.CookieKeys, d.cookieKey(n, fmt.Sprintf("cookie_keys[%d]", i)))
+	}
+	d.crossCheck(cfg, m)
+	return cfg
+}
+
+// crossCheck validates what no single node can: uniqueness and references.
+func (d *decoder) crossCheck(cfg *Config, m map[string]*yaml.Node) {
+	groups := map[string]bool{}
+	gnodes := d.seqNodes(m["target_groups"])
+	for i, g := range cfg.TargetGroups {
+		if g.Name == "" {
+			continue
+		}
+		if groups[g.Name] {
+			d.addf(gnodes[i], fmt.Sprintf("target_groups[%d].name", i), "duplicate target group name %q", g.Name)
+		}
+		groups[g.Name] = true
+	}
+	names, addrs := map[string]bool{}, map[string]bool{}
+	lnodes := d.seqNodes(m["listeners"])
+	for i, l := range cfg.Listeners {
+		path := fmt.Sprintf("listeners[%d]", i)
+		if l.Name != "" && names[l.Name] {
+			d.addf(lnodes[i], path+".name", "duplicate listener name %q", l.Name)
+		}
+		names[l.Name] = true
+		if l.Address != "" && !strings.HasSuffix(l.Address, ":0") && addrs[l.Address] {
+			d.addf(lnodes[i], path+".address", "address %s is already used by another listener", l.Address)
+		}
+		addrs[l.Address] = true
+		if tg := l.DefaultAction.TargetGroup; tg != "" && !groups[tg] {
+			d.probs = append(d.probs, Problem{File: d.file, Line: l.DefaultAction.groupLine,
+				Path: path + ".default_action.forward.target_group",
+				Msg:  fmt.Sprintf("no target group is named %q%s", tg, suggestion(tg, keys(groups)))})
+		}
+	}
+	ids := map[uint32]bool{}
+	knodes := d.seqNodes(m["cookie_keys"])
+	for i, k := range cfg.CookieKeys {
+		if k.ID != 0 && ids[k.ID] {
+			d.addf(knodes[i], fmt.Sprintf("cookie_keys[%d].id", i), "duplicate key id %d", k.ID)
+		}
+		ids[k.ID] = true
+	}
+}
+
+var nameRE = regexp.MustCompile(`^[A-Za-z0-9](?:[A-Za-z0-9-]{0,30}[A-Za-z0-9])?$`)
+
+func (d *decoder) name(n *yaml.Node, path string) string {
+	if n == nil {
+		return ""
+	}
+	s := d.str(n, path)
+	if s != "" && !nameRE.MatchString(s) {
+		d.addf(n, path, "%q is not a valid name: use 1-32 letters, digits or hyphens, not starting or ending with a hyphen", s)
+	}
+	return s
+}
+
+func (d *decoder) listener(n *yaml.Node, path string) Listener {
+	l := Listener{Protocol: "HTTP"}
+	m := d.mapping(n, path, "name", "address", "protocol", "default_action", "attributes")
+	if m == nil {
+		return l
+	}
+	l.Name = d.name(d.required(n, m, path, "name"), path+".name")
+	if a := d.required(n, m, path, "address"); a != nil {
+		l.Address = d.str(a, path+".address")
+		if err := checkHostPort(l.Address, true); err != nil {
+			d.addf(a, path+".address", "%v", err)
+		}
+	}
+	if p := m["protocol"]; p != nil {
+		l.Protocol = d.str(p, path+".protocol")
+		switch l.Protocol {
+		case "HTTP":
+		case "HTTPS":
+			d.addf(p, path+".protocol", "HTTPS listeners are not supported yet by latch (supported: HTTP)")
+		default:
+			d.addf(p, path+".protocol", "%q is not one of HTTP, HTTPS", l.Protocol)
+		}
+	}
+	if a := d.required(n, m, path, "default_action"); a != nil {
+		l.DefaultAction = d.action(a, path+".default_action")
+	}
+	applyAttributes(d, &l, listenerAttributes, m["attributes"], path+".attributes")
+	return l
+}
+
+func (d *decoder) action(n *yaml.Node, path string) Action {
+	var a Action
+	m := d.mapping(n, path, "type", "forward")
+	if m == nil {
+		return a
+	}
+	t := d.required(n, m, path, "type")
+	if t == nil {
+		return a
+	}
+	a.Type = d.str(t, path+".type")
+	switch a.Type {
+	case "forward":
+		f := d.required(n, m, path, "forward")
+		if f == nil {
+			return a
+		}
+		fm := d.mapping(f, path+".forward", "target_group")
+		if fm == nil {
+			return a
+		}
+		if g := d.required(f, fm, path+".forward", "target_group"); g != nil {
+			a.TargetGroup = d.str(g, path+".forward.target_group")
+			a.groupLine = g.Line
+		}
+	case "redirect", "fixed-response":
+		d.addf(t, path+".type", "%q actions are not supported yet by latch (supported: forward)", a.Type)
+	default:
+		d.addf(t, path+".type", "%q is not one of forward, redirect, fixed-response%s",
+			a.Type, suggestion(a.Type, []string{"forward", "redirect", "fixed-response"}))
+	}
+	return a
+}
+
+func (d *decoder) targetGroup(n *yaml.Node, path string) TargetGroup {
+	var g TargetGroup
+	m := d.mapping(n, path, "name", "targets", "health_check", "attributes")
+	if m == nil {
+		return g
+	}
+	g.Name = d.name(d.required(n, m, path, "name"), path+".name")
+	seen := map[string]bool{}
+	for i, tn := range d.seq(m["targets"], path+".targets", false) {
+		tpath := fmt.Sprintf("%s.targets[%d]", path, i)
+		t := d.target(tn, tpath)
+		if t.ID != "" && seen[t.ID] {
+			d.addf(tn, tpath+".id", "target %s is listed twice", t.ID)
+		}
+		seen[t.ID] = true
+		g.Targets = append(g.Targets, t)
+	}
+	g.HealthCheck = d.healthCheck(m["health_check"], path+".health_check")
+	applyAttributes(d, &g, groupAttributes, m["attributes"], path+".attributes")
+	return g
+}
+
+func (d *decoder) target(n *yaml.Node, path string) Target {
+	t := Target{Weight: 1}
+	m := d.mapping(n, path, "id", "weight")
+	if m == nil {
+		return t
+	}
+	if id := d.required(n, m, path, "id"); id != nil {
+		t.ID = d.str(id, path+".id")
+		if err := checkHostPort(t.ID, false); err != nil {
+			d.addf(id, path+".id", "%v", err)
+		}
+		if len(t.ID) > 255 {
+			d.addf(id, path+".id", "longer than 255 characters")
+		}
+	}
+	if w := m["weight"]; w != nil {
+		t.Weight = d.int(w, path+".weight", 1, 1000)
+	}
+	return t
+}
+
+func (d *decoder) healthCheck(n *yaml.Node, path string) HealthCheck {
+	hc := HealthCheck{
+		Enabled: true, Protocol: "HTTP", Path: "/",
+		Interval: 30 * time.Second, Timeout: 5 * time.Second,
+		HealthyThreshold: 5, UnhealthyThreshold: 2,
+		Matcher: Matcher{{200, 200}}, UserAgent: "ELB-HealthChecker/2.0",
+	}
+	if n == nil {
+		return hc
+	}
+	m := d.mapping(n, path, "enabled", "protocol", "port", "path", "interval_seconds", "timeout_seconds",
+		"healthy_threshold_count", "unhealthy_threshold_count", "matcher", "user_agent")
+	if m == nil {
+		return hc
+	}
+	if v := m["enabled"]; v != nil {
+		var err error
+		if hc.Enabled, err = parseBool(d.str(v, path+".enabled")); err != nil {
+			d.addf(v, path+".enabled", "%v", err)
+		}
+	}
+	if v := m["protocol"]; v != nil {
+		switch p := d.str(v, path+".protocol"); p {
+		case "HTTP":
+		case "HTTPS":
+			d.addf(v, path+".protocol", "HTTPS health checks are not supported yet by latch (supported: HTTP)")
+		default:
+			d.addf(v, path+".protocol", "%q is not one of HTTP, HTTPS", p)
+		}
+	}
+	if v := m["port"]; v != nil {
+		if s := d.str(v, path+".port"); s != "traffic-port" {
+			p, err := parseInt(s, 1, 65535)
+			if err != nil {
+				d.addf(v, path+".port", "%v, or traffic-port", err)
+			}
+			hc.Port = p
+		}
+	}
+	if v := m["path"]; v != nil {
+		hc.Path = d.str(v, path+".path")
+		if !strings.HasPrefix(hc.Path, "/") || len(hc.Path) > 1024 || strings.ContainsAny(hc.Path, " \t\r\n") {
+			d.addf(v, path+".path", "%q must start with / and be at most 1024 characters with no spaces", hc.Path)
+		}
+	}
+	hc.Interval = d.seconds(m["interval_seconds"], path+".interval_seconds", hc.Interval, 0.05, 300)
+	hc.Timeout = d.seconds(m["timeout_seconds"], path+".timeout_seconds", hc.Timeout, 0.05, 120)
+	if hc.Timeout >= hc.Interval && m["timeout_seconds"] != nil {
+		d.addf(m["timeout_seconds"], path+".timeout_seconds", "the timeout (%v) must be shorter than the interval (%v)", hc.Timeout, hc.Interval)
+	} else if hc.Timeout >= hc.Interval {
+		d.addf(m["interval_seconds"], path+".interval_seconds", "the interval (%v) must be longer than the timeout (%v)", hc.Interval, hc.Timeout)
+	}
+	if v := m["healthy_threshold_count"]; v != nil {
+		hc.HealthyThreshold = d.int(v, path+".healthy_threshold_count", 2, 10)
+	}
+	if v := m["unhealthy_threshold_count"]; v != nil {
+		hc.UnhealthyThreshold = d.int(v, path+".unhealthy_threshold_count", 2, 10)
+	}
+	if v := m["matcher"]; v != nil {
+		mt, err := ParseMatcher(d.str(v, path+".matcher"))
+		if err != nil {
+			d.addf(v, path+".matcher", "%v", err)
+		} else {
+			hc.Matcher = mt
+		}
+	}
+	if v := m["user_agent"]; v != nil {
+		hc.UserAgent = d.str(v, path+".user_agent")
+		if strings.ContainsAny(hc.UserAgent, "\r\n") {
+			d.addf(v, path+".user_agent", "must be one line")
+		}
+	}
+	return hc
+}
+
+func (d *decoder) cookieKey(n *yaml.Node, path string) CookieKey {
+	var k CookieKey
+	m := d.mapping(n, path, "id", "secret", "secret_file")
+	if m == nil {
+		return k
+	}
+	if id := d.required(n, m, path, "id"); id != nil {
+		k.ID = uint32(d.int(id, path+".id", 1, 1<<32-1))
+	}
+	var text string
+	switch s, f := m["secret"], m["secret_file"]; {
+	case s != nil && f != nil:
+		d.addf(f, path, "set secret or secret_file, not both")
+		return k
+	case s != nil:
+		text = d.str(s, path+".secret")
+	case f != nil:
+		file := d.str(f, path+".secret_file")
+		if !filepath.IsAbs(file) {
+			file = filepath.Join(d.dir, file)
+		}
+		b, err := os.ReadFile(file)
+		if err != nil {
+			d.addf(f, path+".secret_file", "%v", err)
+			return k
+		}
+		text = strings.TrimSpace(string(b))
+	default:
+		d.addf(n, path, "missing secret or secret_file")
+		return k
+	}
+	secret, err := base64.StdEncoding.DecodeString(text)
+	if err != nil || len(secret) != 32 {
+		d.addf(n, path, "the secret must be 32 bytes in standard base64 (44 characters; `openssl rand -base64 32` makes one)")
+		return k
+	}
+	k.Secret = secret
+	return k
+}
+
+// applyAttributes applies every attribute's default, then the user's values.
+func applyAttributes[T any](d *decoder, dst *T, attrs []attribute[T], n *yaml.Node, path string) {
+	for _, a := range attrs {
+		if err := a.set(dst, a.def); err != nil {
+			panic(fmt.Sprintf("config: default of %s: %v", a.key, err))
+		}
+	}
+	if n == nil {
+		return
+	}
+	if n.Kind != yaml.MappingNode {
+		d.addf(n, path, "expected a mapping of attribute keys to values, got %s", kindName(n))
+		return
+	}
+	index := make(map[string]int, len(attrs))
+	for i, a := range attrs {
+		index[a.key] = i
+	}
+	seen := map[string]bool{}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		kn, vn := n.Content[i], n.Content[i+1]
+		key := kn.Value
+		apath := fmt.Sprintf("%s[%q]", path, key)
+		if seen[key] {
+			d.addf(kn, apath, "attribute set twice")
+			continue
+		}
+		seen[key] = true
+		ai, ok := index[key]
+		switch {
+		case !ok && notYet[key]:
+			d.addf(kn, apath, "this ALB attribute is not supported yet by latch")
+			continue
+		case !ok:
+			d.addf(kn, apath, "unknown attribute%s", suggestion(key, attributeKeys(attrs)))
+			continue
+		}
+		if vn.Kind != yaml.ScalarNode || vn.Tag == "!!null" {
+			d.addf(vn, apath, "expected a value (a string or a scalar), got %s", kindName(vn))
+			continue
+		}
+		if err := attrs[ai].set(dst, vn.Value); err != nil {
+			d.addf(vn, apath, "%v", err)
+		}
+	}
+}
+
+// mapping checks that n is a mapping whose keys are all in known, and
+// returns its values by key. Unknown and duplicate keys are reported.
+func (d *decoder) mapping(n *yaml.Node, path string, known ...string) map[string]*yaml.Node {
+	if n.Kind != yaml.MappingNode {
+		d.addf(n, path, "expected a mapping, got %s", kindName(n))
+		return nil
+	}
+	m := make(map[string]*yaml.Node, len(n.Content)/2)
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		kn, vn := n.Content[i], n.Content[i+1]
+		kpath := join(path, kn.Value)
+		if !contains(known, kn.Value) {
+			d.addf(kn, kpath, "unknown key%s", suggestion(kn.Value, known))
+			continue
+		}
+		if _, dup := m[kn.Value]; dup {
+			d.addf(kn, kpath, "key set twice")
+			continue
+		}
+		m[kn.Value] = vn
+	}
+	return m
+}
+
+func (d *decoder) required(parent *yaml.Node, m map[string]*yaml.Node, path, key string) *yaml.Node {
+	n := m[key]
+	if n == nil {
+		d.addf(parent, join(path, key), "missing")
+	}
+	return n
+}
+
+func (d *decoder) seqNodes(n *yaml.Node) []*yaml.Node {
+	if n == nil || n.Kind != yaml.SequenceNode {
+		return nil
+	}
+	return n.Content
+}
+
+func (d *decoder) seq(n *yaml.Node, path string, required bool) []*yaml.Node {
+	if n == nil || n.Tag == "!!null" {
+		if required {
+			d.addf(n, path, "missing; at least one is needed")
+		}
+		return nil
+	}
+	if n.Kind != yaml.SequenceNode {
+		d.addf(n, path, "expected a list, got %s", kindName(n))
+		return nil
+	}
+	if required && len(n.Content) == 0 {
+		d.addf(n, path, "empty; at least one is needed")
+	}
+	return n.Content
+}
+
+func (d *decoder) str(n *yaml.Node, path string) string {
+	if n.Kind != yaml.ScalarNode || n.Tag == "!!null" {
+		d.addf(n, path, "expected a string, got %s", kindName(n))
+		return ""
+	}
+	return n.Value
+}
+
+func (d *decoder) int(n *yaml.Node, path string, lo, hi int) int {
+	s := d.str(n, path)
+	v, err := parseInt(s, lo, hi)
+	if err != nil && s != "" {
+		d.addf(n, path, "%v", err)
+	}
+	return v
+}
+
+func (d *decoder) seconds(n *yaml.Node, path string, def time.Duration, lo, hi float64) time.Duration {
+	if n == nil {
+		return def
+	}
+	s := d.str(n, path)
+	v, err := parseSeconds(s, lo, hi, true)
+	if err != nil {
+		d.addf(n, path, "%v", err)
+		return def
+	}
+	return v
+}
+
+// checkHostPort checks a host:port address. Port 0 (any free port) is
+// allowed only where latch listens.
+func checkHostPort(s string, listen bool) error {
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return fmt.Errorf("%q is not a host:port address", s)
+	}
+	if host == "" && !listen {
+		return fmt.Errorf("%q has no host", s)
+	}
+	p, err := strconv.Atoi(port)
+	lo := 1
+	if listen {
+		lo = 0
+	}
+	if err != nil || p < lo || p > 65535 {
+		return fmt.Errorf("%q has an invalid port %q", s, port)
+	}
+	return nil
+}
+
+func kindName(n *yaml.Node) string {
+	switch {
+	case n == nil || n.Tag == "!!null":
+		return "nothing"
+	case n.Kind == yaml.MappingNode:
+		return "a mapping"
+	case n.Kind == yaml.SequenceNode:
+		return "a list"
+	case n.Kind == yaml.AliasNode:
+		return "an alias"
+	}
+	return fmt.Sprintf("%q", n.Value)
+}
+
+func join(path, key string) string {
+	if path == "" {
+		return key
+	}
+	return path + "." + key
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func keys(m map[string]bool) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
+}
+
+// suggestion returns `; did you mean "x"?` for the closest candidate within
+// a few edits of s, or "".
+func suggestion(s string, candidates []string) string {
+	best, bestDist := "", 1<<30
+	for _, c := range candidates {
+		if dist := editDistance(strings.ToLower(s), strings.ToLower(c)); dist < bestDist {
+			best, bestDist = c, dist
+		}
+	}
+	if best == "" || bestDist > max(2, len(s)/4) {
+		return ""
+	}
+	return fmt.Sprintf("; did you mean %q?", best)
+}
+
+// editDistance is the Levenshtein distance between a and b.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}

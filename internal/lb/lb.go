@@ -1,0 +1,280 @@
+// Package lb runs a latch configuration: it binds listeners, keeps target
+// groups and their health checks, and applies a new configuration in place
+// without dropping a connection or a request in flight.
+package lb
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"reflect"
+	"sync"
+
+	"github.com/latch-lb/latch/internal/balance"
+	"github.com/latch-lb/latch/internal/config"
+	"github.com/latch-lb/latch/internal/health"
+	"github.com/latch-lb/latch/internal/proxy"
+	"github.com/latch-lb/latch/internal/sticky"
+	"github.com/latch-lb/latch/internal/target"
+)
+
+// LB is a running latch.
+type LB struct {
+	log *slog.Logger
+
+	mu        sync.Mutex // serialises Apply and Shutdown
+	cfg       *config.Config
+	registry  *registry
+	groups    map[string]*group
+	listeners map[string]*listener
+	wg        sync.WaitGroup // listeners shutting down after a reload
+}
+
+type group struct {
+	*target.Group
+	spec    config.HealthCheck
+	checker *health.Checker // nil when health checks are off
+}
+
+// New returns an LB with nothing applied.
+func New(log *slog.Logger) *LB {
+	return &LB{log: log, groups: map[string]*group{}, listeners: map[string]*listener{}}
+}
+
+// Apply makes cfg the running configuration. The first call starts
+// everything; later calls are reloads: targets still listed keep their state
+// and sessions, removed targets drain, and listeners keep their connections.
+// On error nothing changes.
+func (b *LB) Apply(cfg *config.Config) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+
+	keys, err := loadKeys(cfg)
+	if err != nil {
+		return err
+	}
+	reg := b.registry
+	if reg == nil || b.cfg.StateDir != cfg.StateDir {
+		if reg, err = loadRegistry(cfg.StateDir); err != nil {
+			return err
+		}
+	}
+
+	// Bind new listeners first: the only step that can fail.
+	bound := map[string]*listener{}
+	for _, lc := range cfg.Listeners {
+		if old := b.listeners[lc.Name]; old != nil && old.cfg.Address == lc.Address {
+			continue
+		}
+		l, err := newListener(lc, b.log)
+		if err != nil {
+			for _, l := range bound {
+				l.ln.Close()
+			}
+			return err
+		}
+		bound[lc.Name] = l
+	}
+
+	// Target groups.
+	current := map[string]map[string]bool{}
+	for _, gc := range cfg.TargetGroups {
+		g := b.groups[gc.Name]
+		settings := groupSettings(gc)
+		if g == nil {
+			g = &group{Group: target.NewGroup(gc.Name, settings, b.log)}
+			b.groups[gc.Name] = g
+		}
+		g.Update(gc.Targets, settings, func(id string) uint64 { return reg.generation(gc.Name, id) })
+		if g.checker != nil && !reflect.DeepEqual(g.spec, gc.HealthCheck) {
+			g.checker.Stop()
+			g.checker = nil
+		}
+		g.spec = gc.HealthCheck
+		if g.checker == nil && gc.HealthCheck.Enabled {
+			g.checker = health.NewChecker(g.Group, gc.HealthCheck)
+		}
+		if g.checker != nil {
+			g.checker.Sync(g.View().Targets)
+		}
+		ids := map[string]bool{}
+		for _, t := range gc.Targets {
+			ids[t.ID] = true
+		}
+		current[gc.Name] = ids
+	}
+	reg.retain(current)
+	if err := reg.save(); err != nil {
+		b.log.Error("cannot save target registrations; a restart will start new sessions", "err", err)
+	}
+	b.registry = reg
+
+	// Routes, then listeners.
+	for _, lc := range cfg.Listeners {
+		gc := cfg.TargetGroup(lc.DefaultAction.TargetGroup)
+		route := &proxy.Route{
+			Group:          b.groups[gc.Name].Group,
+			Sticky:         sticky.NewPolicy(gc.Name, gc.Stickiness, keys),
+			ConnectTimeout: gc.ConnectTimeout,
+			IdleTimeout:    lc.IdleTimeout,
+		}
+		if l := bound[lc.Name]; l != nil {
+			if old := b.listeners[lc.Name]; old != nil {
+				b.retire(old)
+			}
+			l.handler.SetRoute(route)
+			l.start(lc)
+			b.listeners[lc.Name] = l
+			b.log.Info("listening", "listener", lc.Name, "address", l.Addr())
+			continue
+		}
+		l := b.listeners[lc.Name]
+		l.handler.SetRoute(route)
+		if l.cfg.IdleTimeout != lc.IdleTimeout {
+			l.start(lc) // a new server with the new timeouts takes over the listener
+		}
+		l.cfg = lc
+	}
+	for name, l := range b.listeners {
+		if !hasListener(cfg, name) {
+			b.retire(l)
+			delete(b.listeners, name)
+		}
+	}
+	for name, g := range b.groups {
+		if cfg.TargetGroup(name) == nil {
+			if g.checker != nil {
+				g.checker.Stop()
+			}
+			g.Deregister()
+			delete(b.groups, name)
+		}
+	}
+	b.cfg = cfg
+	return nil
+}
+
+// retire stops a listener in the background: it accepts no more, and its
+// connections close once their requests are answered.
+func (b *LB) retire(l *listener) {
+	b.wg.Add(1)
+	go func() {
+		defer b.wg.Done()
+		l.close(context.Background())
+	}()
+}
+
+func hasListener(cfg *config.Config, name string) bool {
+	for _, l := range cfg.Listeners {
+		if l.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
+func groupSettings(gc config.TargetGroup) target.Settings {
+	alg := gc.Algorithm
+	return target.Settings{
+		HealthChecks:        gc.HealthCheck.Enabled,
+		HealthyThreshold:    gc.HealthCheck.HealthyThreshold,
+		UnhealthyThreshold:  gc.HealthCheck.UnhealthyThreshold,
+		MinHealthyCount:     gc.MinHealthyCount,
+		MinHealthyPercent:   gc.MinHealthyPercent,
+		DeregistrationDelay: gc.DeregistrationDelay,
+		NewPicker:           func(ts []*target.Target) target.Picker { return balance.New(alg, ts) },
+	}
+}
+
+// loadKeys returns the configured key ring, or the one kept in the state
+// directory (made on first use).
+func loadKeys(cfg *config.Config) (*sticky.Keyring, error) {
+	var keys []sticky.Key
+	if len(cfg.CookieKeys) > 0 {
+		for _, k := range cfg.CookieKeys {
+			keys = append(keys, sticky.Key{ID: k.ID, Secret: k.Secret})
+		}
+	} else {
+		var err error
+		if keys, err = sticky.LoadOrCreateKeys(cfg.StateDir); err != nil {
+			return nil, fmt.Errorf("cookie keys: %w", err)
+		}
+	}
+	return sticky.NewKeyring(keys)
+}
+
+// Shutdown stops accepting connections, lets requests in flight finish until
+// ctx is done, then closes everything. It returns ctx's error if requests
+// were still running.
+func (b *LB) Shutdown(ctx context.Context) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var wg sync.WaitGroup
+	errs := make(chan error, len(b.listeners))
+	for _, l := range b.listeners {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs <- l.close(ctx)
+		}()
+	}
+	wg.Wait()
+	b.wg.Wait()
+	close(errs)
+	var err error
+	for e := range errs {
+		err = errors.Join(err, e)
+	}
+	for _, g := range b.groups {
+		if g.checker != nil {
+			g.checker.Stop()
+		}
+		g.Close()
+	}
+	b.listeners = map[string]*listener{}
+	b.groups = map[string]*group{}
+	return err
+}
+
+// Addr returns the bound address of the named listener ("" if none), which
+// tells the port when the config asked for port 0.
+func (b *LB) Addr(name string) string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if l := b.listeners[name]; l != nil {
+		return l.Addr()
+	}
+	return ""
+}
+
+// Group returns the named target group, or nil.
+func (b *LB) Group(name string) *target.Group {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if g := b.groups[name]; g != nil {
+		return g.Group
+	}
+	return nil
+}
+
+// TargetHealth is one target's health, as reported.
+type TargetHealth struct {
+	ID         string
+	Generation uint64
+	Inflight   int64
+	target.Health
+}
+
+// Health reports every target of the named group, draining ones included.
+func (b *LB) Health(groupName string) []TargetHealth {
+	g := b.Group(groupName)
+	if g == nil {
+		return nil
+	}
+	var out []TargetHealth
+	for _, t := range append(g.View().Targets, g.Draining()...) {
+		out = append(out, TargetHealth{ID: t.ID, Generation: t.Generation, Inflight: t.Inflight.Load(), Health: t.Health()})
+	}
+	return out
+}

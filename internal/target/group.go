@@ -1,0 +1,259 @@
+package target
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/latch-lb/latch/internal/config"
+)
+
+// Picker chooses a target among a view's routable targets. Pick must not
+// return exclude unless it is the only choice; it must be safe for
+// concurrent use and take no locks.
+type Picker interface {
+	Pick(exclude *Target) *Target
+}
+
+// Settings are the parts of a target group's config that the group itself
+// applies.
+type Settings struct {
+	HealthChecks        bool
+	HealthyThreshold    int
+	UnhealthyThreshold  int
+	MinHealthyCount     int
+	MinHealthyPercent   int // 0: off
+	DeregistrationDelay time.Duration
+	// NewPicker builds the balancing algorithm over a set of targets.
+	NewPicker func([]*Target) Picker
+}
+
+// View is an immutable snapshot of a group, rebuilt on every registration
+// or health change and read by the request path without locks.
+type View struct {
+	Targets  []*Target // registered and not draining, in config order
+	Routable []*Target // those that may take new requests
+	FailOpen bool      // too few healthy targets: every registered one is routable
+	Picker   Picker    // nil when Routable is empty
+	byID     map[string]entry
+}
+
+type entry struct {
+	t        *Target
+	routable bool
+}
+
+// Lookup finds a registered target by id and says whether it is routable.
+func (v *View) Lookup(id string) (t *Target, routable bool) {
+	e := v.byID[id]
+	return e.t, e.routable
+}
+
+// Group is a target group at run time.
+type Group struct {
+	Name string
+	log  *slog.Logger
+
+	view atomic.Pointer[View]
+
+	mu       sync.Mutex // guards everything below; never taken on the request path
+	settings Settings
+	active   []*Target
+	draining map[*Target]*time.Timer
+}
+
+// NewGroup returns an empty group.
+func NewGroup(name string, s Settings, log *slog.Logger) *Group {
+	g := &Group{Name: name, log: log.With("group", name), settings: s, draining: map[*Target]*time.Timer{}}
+	g.rebuild()
+	return g
+}
+
+// View returns the group's current snapshot.
+func (g *Group) View() *View { return g.view.Load() }
+
+// Update applies a new target list and settings. Targets whose id is still
+// listed keep their state, connections and generation; new ids are
+// registered with the generation gen returns; missing ids are deregistered
+// and drain for the deregistration delay.
+func (g *Group) Update(targets []config.Target, s Settings, gen func(id string) uint64) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	checksChanged := s.HealthChecks != g.settings.HealthChecks
+	g.settings = s
+	old := make(map[string]*Target, len(g.active))
+	for _, t := range g.active {
+		old[t.ID] = t
+	}
+	active := make([]*Target, 0, len(targets))
+	for _, ct := range targets {
+		t := old[ct.ID]
+		if t != nil {
+			delete(old, ct.ID)
+			t.Weight = ct.Weight
+			if checksChanged {
+				t.okRun, t.failRun = 0, 0
+				if s.HealthChecks {
+					t.setHealth(Health{State: Initial, Reason: ReasonInitialHealthChecking})
+				} else {
+					t.setHealth(Health{State: Unavailable, Reason: ReasonHealthCheckDisabled})
+				}
+			}
+		} else {
+			t = New(ct.ID, ct.Weight, gen(ct.ID), s.HealthChecks)
+			g.log.Info("target registered", "target", t.ID, "generation", t.Generation)
+		}
+		active = append(active, t)
+	}
+	g.active = active
+	for _, t := range old {
+		g.drain(t)
+	}
+	g.rebuild()
+}
+
+// Close deregisters every target at once, cutting requests still in flight.
+func (g *Group) Close() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for _, t := range g.active {
+		g.drain(t)
+	}
+	g.active = nil
+	for t, timer := range g.draining {
+		timer.Stop()
+		g.remove(t)
+	}
+	g.rebuild()
+}
+
+// Deregister removes every target gracefully: each drains for the
+// deregistration delay. The group takes no new requests.
+func (g *Group) Deregister() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for _, t := range g.active {
+		g.drain(t)
+	}
+	g.active = nil
+	g.rebuild()
+}
+
+// drain starts deregistering t. It takes no new requests; requests in flight
+// have the deregistration delay to finish, then their connections are cut
+// (the client gets a 502, as with ALB).
+func (g *Group) drain(t *Target) {
+	t.setHealth(Health{State: Draining, Reason: ReasonDeregistrationInProcess})
+	g.log.Info("target deregistering", "target", t.ID, "inflight", t.Inflight.Load(), "delay", g.settings.DeregistrationDelay)
+	g.draining[t] = time.AfterFunc(g.settings.DeregistrationDelay, func() {
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		if _, ok := g.draining[t]; ok {
+			g.remove(t)
+		}
+	})
+}
+
+func (g *Group) remove(t *Target) {
+	delete(g.draining, t)
+	t.setHealth(Health{State: Unused, Reason: ReasonNotRegistered})
+	t.Conns.Close()
+	g.log.Info("target deregistered", "target", t.ID)
+}
+
+// Draining returns the targets still draining.
+func (g *Group) Draining() []*Target {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	out := make([]*Target, 0, len(g.draining))
+	for t := range g.draining {
+		out = append(out, t)
+	}
+	return out
+}
+
+// Result is one observation of a target's health: an active probe, or a
+// failed connect on the request path (which counts as a failed check, so a
+// dead target leaves rotation before the next probe).
+type Result struct {
+	OK          bool
+	Reason      string // for failures: an ALB reason code
+	Description string
+}
+
+// Observe feeds one result into t's health state machine: one success moves
+// a new target out of initial; after that the healthy and unhealthy
+// thresholds apply as consecutive counts.
+func (g *Group) Observe(t *Target, r Result) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if !g.settings.HealthChecks {
+		return
+	}
+	h := t.Health()
+	next := h
+	switch h.State {
+	case Draining, Unused, Unavailable:
+		return
+	}
+	if r.OK {
+		t.failRun = 0
+		t.okRun++
+		if h.State == Initial || (h.State == Unhealthy && t.okRun >= g.settings.HealthyThreshold) {
+			next = Health{State: Healthy}
+		}
+	} else {
+		t.okRun = 0
+		t.failRun++
+		if h.State == Unhealthy || t.failRun >= g.settings.UnhealthyThreshold {
+			next = Health{State: Unhealthy, Reason: r.Reason, Description: r.Description}
+		}
+	}
+	if next.State == h.State && next.Reason == h.Reason {
+		return
+	}
+	if next.State == h.State {
+		next.Since = h.Since
+		t.health.Store(&next)
+		return
+	}
+	t.setHealth(next)
+	level := slog.LevelInfo
+	if next.State == Unhealthy {
+		level = slog.LevelWarn
+	}
+	g.log.Log(context.Background(), level, "target health changed", "target", t.ID, "from", h.State.String(), "to", next.State.String(),
+		"reason", next.Reason, "description", next.Description)
+	g.rebuild()
+}
+
+// rebuild publishes a new View. g.mu must be held (or g not yet shared).
+func (g *Group) rebuild() {
+	v := &View{Targets: g.active, byID: make(map[string]entry, len(g.active))}
+	var healthy []*Target
+	for _, t := range g.active {
+		if t.Health().State.inService() {
+			healthy = append(healthy, t)
+		}
+	}
+	n := len(g.active)
+	v.FailOpen = n > 0 && (len(healthy) < min(g.settings.MinHealthyCount, n) ||
+		g.settings.MinHealthyPercent > 0 && len(healthy)*100 < g.settings.MinHealthyPercent*n)
+	v.Routable = healthy
+	if v.FailOpen {
+		v.Routable = g.active
+	}
+	routable := make(map[*Target]bool, len(v.Routable))
+	for _, t := range v.Routable {
+		routable[t] = true
+	}
+	for _, t := range g.active {
+		v.byID[t.ID] = entry{t, routable[t]}
+	}
+	if len(v.Routable) > 0 && g.settings.NewPicker != nil {
+		v.Picker = g.settings.NewPicker(v.Routable)
+	}
+	g.view.Store(v)
+}
