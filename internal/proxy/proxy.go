@@ -117,7 +117,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if err != nil {
-		h.fail(x, t, statusFor(err), causeFor(err, rt), err)
+		cause := causeFor(err, rt)
+		if t.Health().State == target.Unused {
+			cause = "the target was deregistered and its deregistration delay elapsed"
+		}
+		h.fail(x, t, statusFor(err), cause, err)
 		return
 	}
 	issued := int64(0)

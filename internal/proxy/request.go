@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"bufio"
-	"errors"
 	"io"
 	"net/http"
 	"net/http/httputil"
@@ -62,9 +61,9 @@ func (h *Handler) writeRequest(c *upstream.Conn, x *exchange) error {
 	case r.ContentLength > 0:
 		writeHeader(w, "Content-Length", strconv.FormatInt(r.ContentLength, 10))
 		w.WriteString("\r\n")
-		n, err := w.ReadFrom(io.LimitReader(bodyReader{r.Body}, r.ContentLength))
+		n, err := streamBody(w, w, io.LimitReader(r.Body, r.ContentLength))
 		if err != nil {
-			return writeErr(err)
+			return err
 		}
 		if n < r.ContentLength {
 			return &clientError{io.ErrUnexpectedEOF}
@@ -73,8 +72,8 @@ func (h *Handler) writeRequest(c *upstream.Conn, x *exchange) error {
 		writeHeader(w, "Transfer-Encoding", "chunked")
 		w.WriteString("\r\n")
 		cw := httputil.NewChunkedWriter(w)
-		if _, err := io.Copy(cw, bodyReader{r.Body}); err != nil {
-			return writeErr(err)
+		if _, err := streamBody(w, cw, r.Body); err != nil {
+			return err
 		}
 		cw.Close()
 		for k, vv := range r.Trailer {
@@ -95,14 +94,35 @@ func (h *Handler) writeRequest(c *upstream.Conn, x *exchange) error {
 	return nil
 }
 
-// writeErr tells a failure to read the client's body from one to write to
-// the target.
-func writeErr(err error) error {
-	var ce *clientError
-	if errors.As(err, &ce) {
-		return err
+// streamBody copies a request body to the target through dst (w itself, or
+// a chunked writer on it). Whenever the client pauses (a read that does not
+// fill the buffer), what was read is flushed, so an upload streams instead
+// of waiting in latch's buffer; a bulk upload still goes out in full buffers.
+func streamBody(w *bufio.Writer, dst io.Writer, body io.Reader) (int64, error) {
+	bufp := bufPool.Get().(*[]byte)
+	defer bufPool.Put(bufp)
+	buf := *bufp
+	var total int64
+	for {
+		n, rerr := body.Read(buf)
+		if n > 0 {
+			total += int64(n)
+			if _, err := dst.Write(buf[:n]); err != nil {
+				return total, &targetError{err: err, what: "write"}
+			}
+			if n < len(buf) {
+				if err := w.Flush(); err != nil {
+					return total, &targetError{err: err, what: "write"}
+				}
+			}
+		}
+		if rerr == io.EOF {
+			return total, nil
+		}
+		if rerr != nil {
+			return total, &clientError{rerr}
+		}
 	}
-	return &targetError{err: err, what: "write"}
 }
 
 func writeHeader(w *bufio.Writer, k, v string) {
@@ -110,16 +130,4 @@ func writeHeader(w *bufio.Writer, k, v string) {
 	w.WriteString(": ")
 	w.WriteString(v)
 	w.WriteString("\r\n")
-}
-
-// bodyReader tags errors reading the client's body, so that they are told
-// apart from errors writing to the target.
-type bodyReader struct{ r io.Reader }
-
-func (b bodyReader) Read(p []byte) (int, error) {
-	n, err := b.r.Read(p)
-	if err != nil && err != io.EOF {
-		err = &clientError{err}
-	}
-	return n, err
 }

@@ -1,0 +1,310 @@
+package lb
+
+import (
+	"bufio"
+	"context"
+	"encoding/base64"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/latch-lb/latch/internal/config"
+	"github.com/latch-lb/latch/internal/sticky"
+)
+
+// testKey is the cookie key the tests configure, so that they can seal
+// cookies of their own (expired, for unknown targets...) as latch would.
+var testKey = sticky.Key{ID: 77, Secret: []byte("0123456789abcdef0123456789abcdef")}
+
+func testRing(t testing.TB, keys ...sticky.Key) *sticky.Keyring {
+	if len(keys) == 0 {
+		keys = []sticky.Key{testKey}
+	}
+	kr, err := sticky.NewKeyring(keys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return kr
+}
+
+func keyYAML(keys ...sticky.Key) string {
+	if len(keys) == 0 {
+		keys = []sticky.Key{testKey}
+	}
+	s := "cookie_keys:\n"
+	for _, k := range keys {
+		s += fmt.Sprintf("  - id: %d\n    secret: %s\n", k.ID, base64.StdEncoding.EncodeToString(k.Secret))
+	}
+	return s
+}
+
+// backend is a real HTTP server standing in for a target. It answers with
+// its name and records what it received.
+type backend struct {
+	name string
+	addr string
+	srv  *http.Server
+	hits atomic.Int64
+
+	mu      sync.Mutex
+	last    *http.Request
+	healthy atomic.Bool
+	handler atomic.Pointer[http.HandlerFunc]
+}
+
+func startBackend(t *testing.T, name string) *backend {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &backend{name: name, addr: ln.Addr().String()}
+	b.healthy.Store(true)
+	b.srv = &http.Server{Handler: b}
+	go b.srv.Serve(ln)
+	t.Cleanup(func() { b.srv.Close() })
+	return b
+}
+
+func (b *backend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path == "/healthz" {
+		if !b.healthy.Load() {
+			w.WriteHeader(http.StatusInternalServerError)
+		}
+		return
+	}
+	b.hits.Add(1)
+	b.mu.Lock()
+	b.last = r
+	b.mu.Unlock()
+	if h := b.handler.Load(); h != nil {
+		(*h)(w, r)
+		return
+	}
+	w.Header().Set("X-Backend", b.name)
+	if m := r.Header.Get("X-Latch-Session-Moved"); m != "" {
+		w.Header().Set("X-Saw-Moved", m)
+	}
+	io.WriteString(w, b.name)
+}
+
+func (b *backend) handle(h http.HandlerFunc) { b.handler.Store(&h) }
+
+func (b *backend) lastRequest() *http.Request {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.last
+}
+
+// lbConfig renders a one-listener, one-group config for the backends.
+type lbConfig struct {
+	targets     []string
+	sticky      bool
+	health      string // a health_check block body, or "" for none
+	attrs       map[string]string
+	listenAttrs map[string]string
+	keys        []sticky.Key
+	stateDir    string
+}
+
+func (c lbConfig) yaml() string {
+	var b strings.Builder
+	b.WriteString("listeners:\n  - name: front\n    address: 127.0.0.1:0\n    default_action:\n      type: forward\n      forward: { target_group: web }\n")
+	if len(c.listenAttrs) > 0 {
+		b.WriteString("    attributes:\n")
+		for k, v := range c.listenAttrs {
+			fmt.Fprintf(&b, "      %s: %q\n", k, v)
+		}
+	}
+	b.WriteString("target_groups:\n  - name: web\n    targets:")
+	if len(c.targets) == 0 {
+		b.WriteString(" []\n")
+	} else {
+		b.WriteString("\n")
+	}
+	for _, t := range c.targets {
+		fmt.Fprintf(&b, "      - id: %s\n", t)
+	}
+	if c.health != "" {
+		b.WriteString("    health_check:\n" + c.health)
+	} else {
+		b.WriteString("    health_check:\n      enabled: false\n")
+	}
+	b.WriteString("    attributes:\n")
+	fmt.Fprintf(&b, "      stickiness.enabled: %t\n", c.sticky)
+	if _, ok := c.attrs["deregistration_delay.timeout_seconds"]; !ok {
+		b.WriteString("      deregistration_delay.timeout_seconds: 0\n")
+	}
+	for k, v := range c.attrs {
+		fmt.Fprintf(&b, "      %s: %q\n", k, v)
+	}
+	b.WriteString(keyYAML(c.keys...))
+	if c.stateDir != "" {
+		fmt.Fprintf(&b, "state_dir: %s\n", c.stateDir)
+	}
+	return b.String()
+}
+
+// fastHealth is a health check that settles within a few hundred ms.
+const fastHealth = `      path: /healthz
+      interval_seconds: 0.1
+      timeout_seconds: 0.05
+      healthy_threshold_count: 2
+      unhealthy_threshold_count: 2
+`
+
+func parse(t testing.TB, yaml, stateDir string) *config.Config {
+	t.Helper()
+	if !strings.Contains(yaml, "state_dir:") {
+		yaml += "state_dir: " + stateDir + "\n"
+	}
+	cfg, err := config.Parse([]byte(yaml), "")
+	if err != nil {
+		t.Fatalf("config:\n%s\n%v", yaml, err)
+	}
+	return cfg
+}
+
+// running is an LB under test with its listener's URL.
+type running struct {
+	*LB
+	url      string
+	stateDir string
+}
+
+func testLogger(t testing.TB) *slog.Logger {
+	if testing.Verbose() {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
+
+func startLB(t *testing.T, c lbConfig) *running {
+	t.Helper()
+	dir := c.stateDir
+	if dir == "" {
+		dir = t.TempDir()
+	}
+	b := New(testLogger(t))
+	if err := b.Apply(parse(t, c.yaml(), dir)); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		b.Shutdown(ctx)
+	})
+	return &running{LB: b, url: "http://" + b.Addr("front"), stateDir: dir}
+}
+
+func (r *running) reload(t *testing.T, c lbConfig) {
+	t.Helper()
+	if err := r.Apply(parse(t, c.yaml(), r.stateDir)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// client is an HTTP client with no cookie jar: tests manage cookies by hand.
+var client = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}, Timeout: 10 * time.Second}
+
+type result struct {
+	status  int
+	body    string
+	backend string
+	moved   string
+	cookie  string // the AWSALB value set by the response, if any
+	header  http.Header
+}
+
+func get(t testing.TB, url, cookie string) result {
+	t.Helper()
+	req, _ := http.NewRequest("GET", url, nil)
+	if cookie != "" {
+		req.Header.Set("Cookie", cookie)
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	r := result{status: resp.StatusCode, body: string(body), backend: resp.Header.Get("X-Backend"),
+		moved: resp.Header.Get("X-Saw-Moved"), header: resp.Header}
+	for _, c := range resp.Cookies() {
+		if c.Name == "AWSALB" {
+			r.cookie = c.Value
+		}
+	}
+	return r
+}
+
+func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", d, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestMain doubles as a target process when asked to (see startProcess), so
+// that tests can kill a real target with a signal.
+func TestMain(m *testing.M) {
+	if name := os.Getenv("LATCH_TEST_BACKEND"); name != "" {
+		runBackendProcess(name)
+		return
+	}
+	os.Exit(m.Run())
+}
+
+func runBackendProcess(name string) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		fmt.Println("ERR", err)
+		os.Exit(1)
+	}
+	fmt.Println("ADDR", ln.Addr().String())
+	http.Serve(ln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Backend", name)
+		if m := r.Header.Get("X-Latch-Session-Moved"); m != "" {
+			w.Header().Set("X-Saw-Moved", m)
+		}
+		io.WriteString(w, name)
+	}))
+}
+
+// process is a target running as a separate OS process.
+type process struct {
+	name, addr string
+	cmd        *exec.Cmd
+}
+
+func startProcess(t *testing.T, name string) *process {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "LATCH_TEST_BACKEND="+name)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil || !strings.HasPrefix(line, "ADDR ") {
+		t.Fatalf("backend process %s: %q, %v", name, line, err)
+	}
+	return &process{name: name, addr: strings.TrimSpace(strings.TrimPrefix(line, "ADDR ")), cmd: cmd}
+}

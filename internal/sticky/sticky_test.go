@@ -1,0 +1,386 @@
+package sticky
+
+import (
+	"bytes"
+	"encoding/base64"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/latch-lb/latch/internal/config"
+)
+
+func mustRing(t testing.TB, keys ...Key) *Keyring {
+	t.Helper()
+	kr, err := NewKeyring(keys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return kr
+}
+
+func key(id uint32, fill byte) Key {
+	return Key{ID: id, Secret: bytes.Repeat([]byte{fill}, 32)}
+}
+
+func TestCodecRoundTrip(t *testing.T) {
+	kr := mustRing(t, key(7, 1))
+	want := Session{Group: GroupTag("web"), Target: "10.0.0.1:8080", Generation: 42, Issued: 1700000000, LastSeen: 1700000100}
+	v := kr.Encode(want)
+	got, err := kr.Decode(v)
+	if err != nil {
+		t.Fatalf("Decode: %v", err)
+	}
+	if got != want {
+		t.Errorf("got %+v, want %+v", got, want)
+	}
+	if strings.Contains(v, "10.0.0.1") {
+		t.Errorf("cookie %q shows the target address", v)
+	}
+	raw, err := base64.StdEncoding.DecodeString(v)
+	if err != nil {
+		t.Fatalf("value is not standard base64: %v", err)
+	}
+	if bytes.Contains(raw, []byte("10.0.0.1")) {
+		t.Errorf("decoded cookie holds the target address in clear")
+	}
+	if v2 := kr.Encode(want); v2 == v {
+		t.Errorf("two encodings of one session are equal (%q): nonces repeat", v)
+	}
+}
+
+func TestCodecLongestTarget(t *testing.T) {
+	kr := mustRing(t, key(1, 1))
+	id := strings.Repeat("h", 249) + ":65535"
+	v := kr.Encode(Session{Target: id})
+	if len(v) > MaxValueLen {
+		t.Fatalf("value is %d long, MaxValueLen is %d", len(v), MaxValueLen)
+	}
+	s, err := kr.Decode(v)
+	if err != nil || s.Target != id {
+		t.Fatalf("got %q, %v; want %q", s.Target, err, id)
+	}
+}
+
+func TestCodecRejects(t *testing.T) {
+	kr := mustRing(t, key(1, 1))
+	other := mustRing(t, key(2, 2))
+	sameIDOtherSecret := mustRing(t, key(1, 9))
+	good := kr.Encode(Session{Target: "a:1", Generation: 1, LastSeen: 5})
+
+	flip := func(v string, i int) string {
+		raw, _ := base64.StdEncoding.DecodeString(v)
+		raw[i] ^= 0x01
+		return base64.StdEncoding.EncodeToString(raw)
+	}
+	raw, _ := base64.StdEncoding.DecodeString(good)
+	tests := []struct {
+		name  string
+		value string
+		want  error
+	}{
+		{"empty", "", ErrMalformed},
+		{"not base64", "!!!!", ErrMalformed},
+		{"url-encoded", url.QueryEscape(good), ErrMalformed},
+		{"truncated", good[:len(good)-8], ErrMalformed},
+		{"too long", good + strings.Repeat("A", MaxValueLen), ErrMalformed},
+		{"wrong version", func() string { r := append([]byte(nil), raw...); r[0] = 2; return base64.StdEncoding.EncodeToString(r) }(), ErrMalformed},
+		{"foreign key", other.Encode(Session{Target: "a:1"}), ErrUnknownKey},
+		{"same key id, other secret", sameIDOtherSecret.Encode(Session{Target: "a:1"}), ErrTampered},
+		{"flipped ciphertext bit", flip(good, len(raw)-20), ErrTampered},
+		{"flipped tag bit", flip(good, len(raw)-1), ErrTampered},
+		{"flipped nonce bit", flip(good, 6), ErrTampered},
+		{"key id changed to one in the ring", func() string {
+			r := append([]byte(nil), raw...)
+			r[4] ^= 3 // id 1 -> 2
+			return base64.StdEncoding.EncodeToString(r)
+		}(), ErrTampered},
+	}
+	both := mustRing(t, key(1, 1), key(2, 2))
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ring := kr
+			if tt.name == "key id changed to one in the ring" {
+				ring = both
+			}
+			if _, err := ring.Decode(tt.value); err != tt.want {
+				t.Errorf("got %v, want %v", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestKeyRotation(t *testing.T) {
+	old, next := key(1, 1), key(2, 2)
+	before := mustRing(t, old)
+	during := mustRing(t, next, old) // new key first: it seals, both open
+	after := mustRing(t, next)
+
+	v := before.Encode(Session{Target: "a:1"})
+	if _, err := during.Decode(v); err != nil {
+		t.Errorf("a cookie sealed by the old key does not open during rotation: %v", err)
+	}
+	v2 := during.Encode(Session{Target: "a:1"})
+	if _, err := before.Decode(v2); err != ErrUnknownKey {
+		t.Errorf("the rotated ring sealed with the old key: got %v, want ErrUnknownKey from the old ring", err)
+	}
+	if _, err := after.Decode(v2); err != nil {
+		t.Errorf("a cookie sealed during rotation does not open after it: %v", err)
+	}
+	if _, err := after.Decode(v); err != ErrUnknownKey {
+		t.Errorf("an old-key cookie after the old key was removed: got %v, want ErrUnknownKey", err)
+	}
+}
+
+func TestNewKeyringErrors(t *testing.T) {
+	for _, keys := range [][]Key{nil, {{ID: 0, Secret: make([]byte, 32)}}, {key(1, 1), key(1, 2)}, {{ID: 1, Secret: make([]byte, 16)}}} {
+		if _, err := NewKeyring(keys); err == nil {
+			t.Errorf("NewKeyring(%d keys) accepted a bad ring", len(keys))
+		}
+	}
+}
+
+func TestLoadOrCreateKeys(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "state")
+	k1, err := LoadOrCreateKeys(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(filepath.Join(dir, KeyFileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o600 {
+		t.Errorf("key file mode %v, want 0600", fi.Mode().Perm())
+	}
+	k2, err := LoadOrCreateKeys(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(k1) != 1 || len(k2) != 1 || k1[0].ID != k2[0].ID || !bytes.Equal(k1[0].Secret, k2[0].Secret) {
+		t.Fatalf("the second load did not return the first key: %v vs %v", k1, k2)
+	}
+	os.WriteFile(filepath.Join(dir, KeyFileName), []byte(`{"keys":[{"id":3,"secret":"c2hvcnQ="}]}`), 0o600)
+	if _, err := LoadOrCreateKeys(dir); err == nil || !strings.Contains(err.Error(), "key 3") {
+		t.Errorf("a short secret: got %v, want an error naming key 3", err)
+	}
+}
+
+func policy(t testing.TB, mod func(*config.Stickiness)) *Policy {
+	s := config.Stickiness{Enabled: true, Type: "lb_cookie", Duration: time.Hour,
+		Cookie: config.Cookie{Name: "AWSALB", CORS: true, Path: "/"}}
+	if mod != nil {
+		mod(&s)
+	}
+	return NewPolicy("web", s, mustRing(t, key(1, 1)))
+}
+
+func TestPolicyIssueAndRead(t *testing.T) {
+	p := policy(t, nil)
+	now := time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
+	h := http.Header{}
+	p.Issue(h, "10.0.0.1:80", 3, 0, false, now)
+	cookies := h["Set-Cookie"]
+	if len(cookies) != 2 {
+		t.Fatalf("got %d Set-Cookie lines, want 2: %q", len(cookies), cookies)
+	}
+	v := strings.TrimPrefix(strings.SplitN(cookies[0], ";", 2)[0], "AWSALB=")
+	wantMain := "AWSALB=" + v + "; Expires=Wed, 02 Dec 2026 10:00:00 GMT; Path=/"
+	wantCORS := "AWSALBCORS=" + v + "; Expires=Wed, 02 Dec 2026 10:00:00 GMT; Path=/; SameSite=None"
+	if cookies[0] != wantMain || cookies[1] != wantCORS {
+		t.Errorf("got\n%q\n%q\nwant\n%q\n%q", cookies[0], cookies[1], wantMain, wantCORS)
+	}
+
+	h = http.Header{}
+	p.Issue(h, "10.0.0.1:80", 3, 0, true, now)
+	if !strings.HasSuffix(h["Set-Cookie"][1], "; SameSite=None; Secure") {
+		t.Errorf("CORS cookie on HTTPS: %q, want SameSite=None; Secure", h["Set-Cookie"][1])
+	}
+
+	for _, hdr := range []string{
+		"AWSALB=" + v,
+		"AWSALBCORS=" + v,
+		"a=b; AWSALB=" + v + "; c=d",
+		"AWSALB=\"" + v + "\"",
+		"AWSALB=garbage; AWSALBCORS=" + v, // the valid one of the two wins
+	} {
+		s, miss := p.Read(http.Header{"Cookie": {hdr}}, now.Add(time.Minute))
+		if miss != Hit || s.Target != "10.0.0.1:80" || s.Generation != 3 {
+			t.Errorf("Cookie %q: got %v %+v, want a hit on 10.0.0.1:80 gen 3", hdr, miss, s)
+		}
+	}
+	// HTTP/2 may split cookies over several header lines.
+	if _, miss := p.Read(http.Header{"Cookie": {"a=b", "AWSALB=" + v}}, now); miss != Hit {
+		t.Errorf("cookie on a second Cookie line: got %v, want hit", miss)
+	}
+}
+
+func TestPolicyMisses(t *testing.T) {
+	p := policy(t, nil)
+	now := time.Unix(1800000000, 0)
+	h := http.Header{}
+	p.Issue(h, "t:1", 1, 0, false, now)
+	v := strings.TrimPrefix(strings.SplitN(h["Set-Cookie"][0], ";", 2)[0], "AWSALB=")
+
+	otherGroup := NewPolicy("api", config.Stickiness{Enabled: true, Duration: time.Hour, Cookie: config.Cookie{Name: "AWSALB", Path: "/"}}, p.keys)
+	h2 := http.Header{}
+	otherGroup.Issue(h2, "t:1", 1, 0, false, now)
+	vOther := strings.TrimPrefix(strings.SplitN(h2["Set-Cookie"][0], ";", 2)[0], "AWSALB=")
+
+	foreign := NewPolicy("web", config.Stickiness{Enabled: true, Duration: time.Hour, Cookie: config.Cookie{Name: "AWSALB", Path: "/"}}, mustRing(t, key(9, 9)))
+	h3 := http.Header{}
+	foreign.Issue(h3, "t:1", 1, 0, false, now)
+	vForeign := strings.TrimPrefix(strings.SplitN(h3["Set-Cookie"][0], ";", 2)[0], "AWSALB=")
+
+	tests := []struct {
+		name   string
+		cookie string
+		at     time.Time
+		want   Miss
+	}{
+		{"none", "", now, NoCookie},
+		{"other cookies only", "session=abc; AWSALBX=1", now, NoCookie},
+		{"malformed", "AWSALB=abc", now, Malformed},
+		{"url-encoded", "AWSALB=" + url.QueryEscape(v), now, Malformed},
+		{"tampered", "AWSALB=" + v[:10] + flipChar(v[10]) + v[11:], now, Tampered},
+		{"foreign key", "AWSALB=" + vForeign, now, UnknownKey},
+		{"other group", "AWSALB=" + vOther, now, OtherGroup},
+		{"within duration", "AWSALB=" + v, now.Add(time.Hour), Hit},
+		{"expired", "AWSALB=" + v, now.Add(time.Hour + time.Second), Expired},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := http.Header{}
+			if tt.cookie != "" {
+				h.Set("Cookie", tt.cookie)
+			}
+			if _, got := p.Read(h, tt.at); got != tt.want {
+				t.Errorf("got %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+func flipChar(c byte) string {
+	if c == 'A' {
+		return "B"
+	}
+	return "A"
+}
+
+func TestPolicySlidingWindow(t *testing.T) {
+	p := policy(t, nil)
+	start := time.Unix(1800000000, 0)
+	h := http.Header{}
+	p.Issue(h, "t:1", 1, 0, false, start)
+	// Each request comes 40 minutes after the last response: always within
+	// the one-hour duration because every response renews it.
+	at := start
+	for i := range 5 {
+		at = at.Add(40 * time.Minute)
+		v := strings.TrimPrefix(strings.SplitN(h["Set-Cookie"][0], ";", 2)[0], "AWSALB=")
+		s, miss := p.Read(http.Header{"Cookie": {"AWSALB=" + v}}, at)
+		if miss != Hit {
+			t.Fatalf("request %d, %v after start: got %v, want hit", i, at.Sub(start), miss)
+		}
+		if s.Issued != start.Unix() {
+			t.Errorf("issued time drifted: got %d, want %d", s.Issued, start.Unix())
+		}
+		h = http.Header{}
+		p.Issue(h, s.Target, s.Generation, s.Issued, false, at)
+	}
+}
+
+func TestPolicyCookieAttributes(t *testing.T) {
+	p := policy(t, func(s *config.Stickiness) {
+		s.Cookie = config.Cookie{Name: "LATCH", CORS: false, Path: "/app", Domain: "example.com", SameSite: "Lax", Secure: true, HTTPOnly: true}
+	})
+	h := http.Header{}
+	p.Issue(h, "t:1", 1, 0, false, time.Unix(1800000000, 0))
+	if len(h["Set-Cookie"]) != 1 {
+		t.Fatalf("got %q, want one cookie with the CORS twin off", h["Set-Cookie"])
+	}
+	c := h["Set-Cookie"][0]
+	for _, want := range []string{"LATCH=", "; Path=/app", "; Domain=example.com", "; HttpOnly", "; SameSite=Lax", "; Secure"} {
+		if !strings.Contains(c, want) {
+			t.Errorf("cookie %q lacks %q", c, want)
+		}
+	}
+	if p2 := NewPolicy("web", config.Stickiness{}, nil); p2 != nil {
+		t.Errorf("stickiness off gave a policy")
+	}
+}
+
+func FuzzDecode(f *testing.F) {
+	kr := mustRing(f, key(1, 1))
+	f.Add(kr.Encode(Session{Target: "10.0.0.1:80", Generation: 1, LastSeen: 1}))
+	f.Add("")
+	f.Add("AQAAAAE=")
+	f.Add(strings.Repeat("A", MaxValueLen))
+	f.Fuzz(func(t *testing.T, v string) {
+		s, err := kr.Decode(v)
+		if err != nil {
+			return
+		}
+		// Anything that opens must be what we sealed: re-encoding round-trips.
+		back, err := kr.Decode(kr.Encode(s))
+		if err != nil || back != s {
+			t.Fatalf("decoded %+v does not round-trip: %+v, %v", s, back, err)
+		}
+	})
+}
+
+func FuzzPolicyRead(f *testing.F) {
+	p := policy(f, nil)
+	h := http.Header{}
+	p.Issue(h, "t:1", 1, 0, false, time.Unix(1800000000, 0))
+	f.Add(strings.SplitN(h["Set-Cookie"][0], ";", 2)[0])
+	f.Add("AWSALB=; AWSALBCORS=\"\"; ;;=;")
+	f.Fuzz(func(t *testing.T, cookie string) {
+		s, miss := p.Read(http.Header{"Cookie": {cookie}}, time.Unix(1800000000, 0))
+		if miss == Hit && s.Target != "t:1" {
+			t.Fatalf("a hit on a target nobody sealed: %+v", s)
+		}
+	})
+}
+
+func BenchmarkEncode(b *testing.B) {
+	kr := mustRing(b, key(1, 1))
+	s := Session{Group: 1, Target: "10.0.0.1:8080", Generation: 1, Issued: 1, LastSeen: 2}
+	b.ReportAllocs()
+	for b.Loop() {
+		kr.Encode(s)
+	}
+}
+
+func BenchmarkDecode(b *testing.B) {
+	kr := mustRing(b, key(1, 1))
+	v := kr.Encode(Session{Group: 1, Target: "10.0.0.1:8080", Generation: 1, Issued: 1, LastSeen: 2})
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := kr.Decode(v); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkPolicyReadIssue(b *testing.B) {
+	p := policy(b, nil)
+	now := time.Now()
+	h := http.Header{}
+	p.Issue(h, "10.0.0.1:8080", 1, 0, false, now)
+	req := http.Header{"Cookie": {"_ga=GA1.2.3; " + strings.SplitN(h["Set-Cookie"][0], ";", 2)[0] + "; theme=dark"}}
+	b.ReportAllocs()
+	for b.Loop() {
+		s, miss := p.Read(req, now)
+		if miss != Hit {
+			b.Fatal(miss)
+		}
+		out := http.Header{}
+		p.Issue(out, s.Target, s.Generation, s.Issued, false, now)
+	}
+}
