@@ -69,8 +69,10 @@ func NewRoundRobin(targets []*target.Target) *RoundRobin {
 	}
 	sum /= g
 	if sum > maxSeq {
+		// Round to nearest: rounding down would cost every target up to a
+		// pick per cycle, a share error that grows as weights get lighter.
 		for i, w := range weights {
-			weights[i] = max(1, w*maxSeq/sum)
+			weights[i] = max(1, (w*maxSeq+sum/2)/sum)
 		}
 	}
 	rr.seq = interleave(weights)
@@ -128,13 +130,12 @@ func gcd(a, b int) int {
 
 // Pick returns the next target in the cycle.
 func (rr *RoundRobin) Pick(exclude *target.Target) *target.Target {
-	t := rr.at(rr.next.Add(1))
-	if t == exclude && len(rr.targets) > 1 {
-		for t == exclude {
-			t = rr.at(rr.next.Add(1))
+	for range maxTries {
+		if t := rr.at(rr.next.Add(1)); t != exclude {
+			return t
 		}
 	}
-	return t
+	return other(rr.targets, exclude)
 }
 
 func (rr *RoundRobin) at(n uint64) *target.Target {
@@ -144,11 +145,29 @@ func (rr *RoundRobin) at(n uint64) *target.Target {
 	return rr.targets[rr.seq[n%uint64(len(rr.seq))]]
 }
 
+// maxTries bounds how often Pick draws again to avoid exclude, which keeps
+// the other targets' proportions, before it settles for any other target.
+const maxTries = 8
+
+// other returns a target other than exclude, uniformly at random (exclude
+// itself when it is the only one): the bounded end of a retry's rare path,
+// however much of the weight exclude holds.
+func other(targets []*target.Target, exclude *target.Target) *target.Target {
+	if len(targets) == 1 {
+		return targets[0]
+	}
+	for {
+		if t := targets[rand.IntN(len(targets))]; t != exclude {
+			return t
+		}
+	}
+}
+
 // LeastOutstanding picks the target with the fewest requests in flight. Up
-// to exactScan targets it scans them all from a random start (so ties
-// spread); beyond that it takes the better of two random choices, which
-// keeps the cost flat and is nearly as good (Mitzenmacher's power of two
-// choices, as Envoy's LEAST_REQUEST).
+// to exactScan targets it scans them all and picks at random among those
+// tied for the least (so ties spread evenly); beyond that it takes the
+// better of two random choices, which keeps the cost flat and is nearly as
+// good (Mitzenmacher's power of two choices, as Envoy's LEAST_REQUEST).
 type LeastOutstanding struct {
 	targets []*target.Target
 }
@@ -162,19 +181,29 @@ func (lo *LeastOutstanding) Pick(exclude *target.Target) *target.Target {
 		return lo.targets[0]
 	}
 	if n <= exactScan {
-		start := rand.IntN(n)
-		var best *target.Target
-		var bestLoad int64
-		for k := range n {
-			t := lo.targets[(start+k)%n]
+		// Not the first least loaded target from a random start: a tied
+		// target would then get a share in proportion to the busy ones
+		// listed before it.
+		var tied [exactScan]*target.Target
+		k := 0
+		var least int64
+		for _, t := range lo.targets {
 			if t == exclude {
 				continue
 			}
-			if l := t.Inflight.Load(); best == nil || l < bestLoad {
-				best, bestLoad = t, l
+			l := t.Inflight.Load()
+			if k == 0 || l < least {
+				least, k = l, 0
+			}
+			if l == least {
+				tied[k] = t
+				k++
 			}
 		}
-		return best
+		if k == 0 { // every entry is exclude
+			return exclude
+		}
+		return tied[rand.IntN(k)]
 	}
 	a := lo.targets[rand.IntN(n)]
 	b := lo.targets[rand.IntN(n)]
@@ -215,16 +244,16 @@ func NewWeightedRandom(targets []*target.Target) *WeightedRandom {
 
 // Pick returns a random target.
 func (wr *WeightedRandom) Pick(exclude *target.Target) *target.Target {
-	for {
+	for range maxTries {
 		var t *target.Target
 		if wr.cum == nil {
 			t = wr.targets[rand.IntN(len(wr.targets))]
 		} else {
-			r := rand.IntN(wr.cum[len(wr.cum)-1])
-			t = wr.targets[sort.SearchInts(wr.cum, r+1)]
+			t = wr.targets[sort.SearchInts(wr.cum, rand.IntN(wr.cum[len(wr.cum)-1])+1)]
 		}
-		if t != exclude || len(wr.targets) == 1 {
+		if t != exclude {
 			return t
 		}
 	}
+	return other(wr.targets, exclude)
 }

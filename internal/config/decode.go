@@ -1,8 +1,12 @@
 package config
 
 import (
+	"bytes"
 	"encoding/base64"
+	"errors"
 	"fmt"
+	"io"
+	"math"
 	"net"
 	"os"
 	"path/filepath"
@@ -33,12 +37,23 @@ func (d *decoder) addf(n *yaml.Node, path, format string, args ...any) {
 
 func (d *decoder) decode(data []byte) *Config {
 	var doc yaml.Node
-	if err := yaml.Unmarshal(data, &doc); err != nil {
-		d.probs = append(d.probs, Problem{File: d.file, Msg: strings.TrimPrefix(err.Error(), "yaml: ")})
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(&doc); err != nil && err != io.EOF {
+		d.syntaxError(err)
 		return nil
 	}
-	if doc.Kind == 0 || len(doc.Content) == 0 {
+	if doc.Kind == 0 || len(doc.Content) == 0 || isNull(doc.Content[0]) {
 		d.addf(nil, "", "the config is empty; it needs at least one listener and one target group")
+		return nil
+	}
+	// yaml.Unmarshal would silently drop every document after the first.
+	var extra yaml.Node
+	if err := dec.Decode(&extra); err != io.EOF {
+		if err != nil {
+			d.syntaxError(err)
+		} else {
+			d.addf(&extra, "", "a second YAML document (after ---); a config is one document")
+		}
 		return nil
 	}
 	root := doc.Content[0]
@@ -48,8 +63,8 @@ func (d *decoder) decode(data []byte) *Config {
 	}
 	cfg := &Config{StateDir: "latch-state"}
 	if n := m["state_dir"]; n != nil {
-		cfg.StateDir = d.str(n, "state_dir")
-		if cfg.StateDir == "" {
+		var ok bool
+		if cfg.StateDir, ok = d.scalar(n, "state_dir"); ok && cfg.StateDir == "" {
 			d.addf(n, "state_dir", "must not be empty")
 		}
 	}
@@ -69,6 +84,20 @@ func (d *decoder) decode(data []byte) *Config {
 	return cfg
 }
 
+var yamlLineRE = regexp.MustCompile(`^line (\d+): `)
+
+// syntaxError reports a YAML syntax error, moving the line yaml puts in its
+// message into the Problem so that problems sort and print alike.
+func (d *decoder) syntaxError(err error) {
+	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	line := 0
+	if m := yamlLineRE.FindStringSubmatch(msg); m != nil {
+		line, _ = strconv.Atoi(m[1])
+		msg = msg[len(m[0]):]
+	}
+	d.probs = append(d.probs, Problem{File: d.file, Line: line, Msg: "YAML syntax: " + msg})
+}
+
 // crossCheck validates what no single node can: uniqueness and references.
 func (d *decoder) crossCheck(cfg *Config, m map[string]*yaml.Node) {
 	groups := map[string]bool{}
@@ -78,7 +107,7 @@ func (d *decoder) crossCheck(cfg *Config, m map[string]*yaml.Node) {
 			continue
 		}
 		if groups[g.Name] {
-			d.addf(gnodes[i], fmt.Sprintf("target_groups[%d].name", i), "duplicate target group name %q", g.Name)
+			d.addf(child(gnodes[i], "name"), fmt.Sprintf("target_groups[%d].name", i), "duplicate target group name %q", g.Name)
 		}
 		groups[g.Name] = true
 	}
@@ -87,11 +116,11 @@ func (d *decoder) crossCheck(cfg *Config, m map[string]*yaml.Node) {
 	for i, l := range cfg.Listeners {
 		path := fmt.Sprintf("listeners[%d]", i)
 		if l.Name != "" && names[l.Name] {
-			d.addf(lnodes[i], path+".name", "duplicate listener name %q", l.Name)
+			d.addf(child(lnodes[i], "name"), path+".name", "duplicate listener name %q", l.Name)
 		}
 		names[l.Name] = true
 		if l.Address != "" && !strings.HasSuffix(l.Address, ":0") && addrs[l.Address] {
-			d.addf(lnodes[i], path+".address", "address %s is already used by another listener", l.Address)
+			d.addf(child(lnodes[i], "address"), path+".address", "address %s is already used by another listener", l.Address)
 		}
 		addrs[l.Address] = true
 		if tg := l.DefaultAction.TargetGroup; tg != "" && !groups[tg] {
@@ -104,7 +133,7 @@ func (d *decoder) crossCheck(cfg *Config, m map[string]*yaml.Node) {
 	knodes := d.seqNodes(m["cookie_keys"])
 	for i, k := range cfg.CookieKeys {
 		if k.ID != 0 && ids[k.ID] {
-			d.addf(knodes[i], fmt.Sprintf("cookie_keys[%d].id", i), "duplicate key id %d", k.ID)
+			d.addf(child(knodes[i], "id"), fmt.Sprintf("cookie_keys[%d].id", i), "duplicate key id %d", k.ID)
 		}
 		ids[k.ID] = true
 	}
@@ -116,8 +145,8 @@ func (d *decoder) name(n *yaml.Node, path string) string {
 	if n == nil {
 		return ""
 	}
-	s := d.str(n, path)
-	if s != "" && !nameRE.MatchString(s) {
+	s, ok := d.scalar(n, path)
+	if ok && !nameRE.MatchString(s) {
 		d.addf(n, path, "%q is not a valid name: use 1-32 letters, digits or hyphens, not starting or ending with a hyphen", s)
 	}
 	return s
@@ -131,19 +160,25 @@ func (d *decoder) listener(n *yaml.Node, path string) Listener {
 	}
 	l.Name = d.name(d.required(n, m, path, "name"), path+".name")
 	if a := d.required(n, m, path, "address"); a != nil {
-		l.Address = d.str(a, path+".address")
-		if err := checkHostPort(l.Address, true); err != nil {
-			d.addf(a, path+".address", "%v", err)
+		var ok bool
+		if l.Address, ok = d.scalar(a, path+".address"); ok {
+			if err := checkHostPort(l.Address, true); err != nil {
+				d.addf(a, path+".address", "%v", err)
+			}
 		}
 	}
 	if p := m["protocol"]; p != nil {
-		l.Protocol = d.str(p, path+".protocol")
-		switch l.Protocol {
-		case "HTTP":
-		case "HTTPS":
+		proto, ok := d.scalar(p, path+".protocol")
+		switch {
+		case !ok:
+		case proto == "HTTP":
+		case proto == "HTTPS":
 			d.addf(p, path+".protocol", "HTTPS listeners are not supported yet by latch (supported: HTTP)")
 		default:
-			d.addf(p, path+".protocol", "%q is not one of HTTP, HTTPS", l.Protocol)
+			d.addf(p, path+".protocol", "%q is not one of HTTP, HTTPS", proto)
+		}
+		if ok {
+			l.Protocol = proto
 		}
 	}
 	if a := d.required(n, m, path, "default_action"); a != nil {
@@ -163,7 +198,10 @@ func (d *decoder) action(n *yaml.Node, path string) Action {
 	if t == nil {
 		return a
 	}
-	a.Type = d.str(t, path+".type")
+	var ok bool
+	if a.Type, ok = d.scalar(t, path+".type"); !ok {
+		return a
+	}
 	switch a.Type {
 	case "forward":
 		f := d.required(n, m, path, "forward")
@@ -175,8 +213,11 @@ func (d *decoder) action(n *yaml.Node, path string) Action {
 			return a
 		}
 		if g := d.required(f, fm, path+".forward", "target_group"); g != nil {
-			a.TargetGroup = d.str(g, path+".forward.target_group")
+			a.TargetGroup, ok = d.scalar(g, path+".forward.target_group")
 			a.groupLine = g.Line
+			if ok && a.TargetGroup == "" {
+				d.addf(g, path+".forward.target_group", "empty; it must name a target group")
+			}
 		}
 	case "redirect", "fixed-response":
 		d.addf(t, path+".type", "%q actions are not supported yet by latch (supported: forward)", a.Type)
@@ -216,12 +257,13 @@ func (d *decoder) target(n *yaml.Node, path string) Target {
 		return t
 	}
 	if id := d.required(n, m, path, "id"); id != nil {
-		t.ID = d.str(id, path+".id")
-		if err := checkHostPort(t.ID, false); err != nil {
-			d.addf(id, path+".id", "%v", err)
-		}
-		if len(t.ID) > 255 {
-			d.addf(id, path+".id", "longer than 255 characters")
+		var ok bool
+		if t.ID, ok = d.scalar(id, path+".id"); ok {
+			if err := checkHostPort(t.ID, false); err != nil {
+				d.addf(id, path+".id", "%v", err)
+			} else if len(t.ID) > 255 {
+				d.addf(id, path+".id", "longer than 255 characters")
+			}
 		}
 	}
 	if w := m["weight"]; w != nil {
@@ -246,22 +288,26 @@ func (d *decoder) healthCheck(n *yaml.Node, path string) HealthCheck {
 		return hc
 	}
 	if v := m["enabled"]; v != nil {
-		var err error
-		if hc.Enabled, err = parseBool(d.str(v, path+".enabled")); err != nil {
-			d.addf(v, path+".enabled", "%v", err)
+		if s, ok := d.scalar(v, path+".enabled"); ok {
+			var err error
+			if hc.Enabled, err = parseBool(s); err != nil {
+				d.addf(v, path+".enabled", "%v", err)
+			}
 		}
 	}
 	if v := m["protocol"]; v != nil {
-		switch p := d.str(v, path+".protocol"); p {
-		case "HTTP":
-		case "HTTPS":
+		p, ok := d.scalar(v, path+".protocol")
+		switch {
+		case !ok:
+		case p == "HTTP":
+		case p == "HTTPS":
 			d.addf(v, path+".protocol", "HTTPS health checks are not supported yet by latch (supported: HTTP)")
 		default:
 			d.addf(v, path+".protocol", "%q is not one of HTTP, HTTPS", p)
 		}
 	}
 	if v := m["port"]; v != nil {
-		if s := d.str(v, path+".port"); s != "traffic-port" {
+		if s, ok := d.scalar(v, path+".port"); ok && s != "traffic-port" {
 			p, err := parseInt(s, 1, 65535)
 			if err != nil {
 				d.addf(v, path+".port", "%v, or traffic-port", err)
@@ -270,14 +316,19 @@ func (d *decoder) healthCheck(n *yaml.Node, path string) HealthCheck {
 		}
 	}
 	if v := m["path"]; v != nil {
-		hc.Path = d.str(v, path+".path")
-		if !strings.HasPrefix(hc.Path, "/") || len(hc.Path) > 1024 || strings.ContainsAny(hc.Path, " \t\r\n") {
-			d.addf(v, path+".path", "%q must start with / and be at most 1024 characters with no spaces", hc.Path)
+		if p, ok := d.scalar(v, path+".path"); ok {
+			hc.Path = p
+			if !strings.HasPrefix(p, "/") || len(p) > 1024 || strings.ContainsAny(p, " \t\r\n") {
+				d.addf(v, path+".path", "%q must start with / and be at most 1024 characters with no spaces", p)
+			}
 		}
 	}
+	nprobs := len(d.probs)
 	hc.Interval = d.seconds(m["interval_seconds"], path+".interval_seconds", hc.Interval, 0.05, 300)
 	hc.Timeout = d.seconds(m["timeout_seconds"], path+".timeout_seconds", hc.Timeout, 0.05, 120)
-	if hc.Timeout >= hc.Interval && m["timeout_seconds"] != nil {
+	if len(d.probs) > nprobs {
+		// One of them is already reported; comparing with a default would mislead.
+	} else if hc.Timeout >= hc.Interval && m["timeout_seconds"] != nil {
 		d.addf(m["timeout_seconds"], path+".timeout_seconds", "the timeout (%v) must be shorter than the interval (%v)", hc.Timeout, hc.Interval)
 	} else if hc.Timeout >= hc.Interval {
 		d.addf(m["interval_seconds"], path+".interval_seconds", "the interval (%v) must be longer than the timeout (%v)", hc.Interval, hc.Timeout)
@@ -289,11 +340,13 @@ func (d *decoder) healthCheck(n *yaml.Node, path string) HealthCheck {
 		hc.UnhealthyThreshold = d.int(v, path+".unhealthy_threshold_count", 2, 10)
 	}
 	if v := m["matcher"]; v != nil {
-		mt, err := ParseMatcher(d.str(v, path+".matcher"))
-		if err != nil {
-			d.addf(v, path+".matcher", "%v", err)
-		} else {
-			hc.Matcher = mt
+		if s, ok := d.scalar(v, path+".matcher"); ok {
+			mt, err := ParseMatcher(s)
+			if err != nil {
+				d.addf(v, path+".matcher", "%v", err)
+			} else {
+				hc.Matcher = mt
+			}
 		}
 	}
 	if v := m["user_agent"]; v != nil {
@@ -312,17 +365,43 @@ func (d *decoder) cookieKey(n *yaml.Node, path string) CookieKey {
 		return k
 	}
 	if id := d.required(n, m, path, "id"); id != nil {
-		k.ID = uint32(d.int(id, path+".id", 1, 1<<32-1))
+		if s, ok := d.scalar(id, path+".id"); ok {
+			// ParseUint, not d.int: 1<<32-1 does not fit an int on 32-bit platforms.
+			v, err := strconv.ParseUint(s, 10, 32)
+			switch {
+			case err != nil && errors.Is(err, strconv.ErrRange):
+				d.addf(id, path+".id", "%s is outside 1-%d", s, uint32(math.MaxUint32))
+			case err != nil:
+				d.addf(id, path+".id", "%q is not a whole number", s)
+			case v == 0:
+				d.addf(id, path+".id", "0 is outside 1-%d", uint32(math.MaxUint32))
+			}
+			k.ID = uint32(v)
+		}
 	}
 	var text string
+	var tn *yaml.Node // the node holding the secret, for messages
+	tpath := path
 	switch s, f := m["secret"], m["secret_file"]; {
 	case s != nil && f != nil:
 		d.addf(f, path, "set secret or secret_file, not both")
 		return k
 	case s != nil:
-		text = d.str(s, path+".secret")
+		var ok bool
+		tn, tpath = s, path+".secret"
+		if text, ok = d.scalar(s, tpath); !ok {
+			return k
+		}
 	case f != nil:
-		file := d.str(f, path+".secret_file")
+		tn, tpath = f, path+".secret_file"
+		file, ok := d.scalar(f, tpath)
+		if !ok {
+			return k
+		}
+		if file == "" {
+			d.addf(f, tpath, "must not be empty")
+			return k
+		}
 		if !filepath.IsAbs(file) {
 			file = filepath.Join(d.dir, file)
 		}
@@ -338,7 +417,7 @@ func (d *decoder) cookieKey(n *yaml.Node, path string) CookieKey {
 	}
 	secret, err := base64.StdEncoding.DecodeString(text)
 	if err != nil || len(secret) != 32 {
-		d.addf(n, path, "the secret must be 32 bytes in standard base64 (44 characters; `openssl rand -base64 32` makes one)")
+		d.addf(tn, tpath, "the secret must be 32 bytes in standard base64 (44 characters; `openssl rand -base64 32` makes one)")
 		return k
 	}
 	k.Secret = secret
@@ -449,17 +528,47 @@ func (d *decoder) seq(n *yaml.Node, path string, required bool) []*yaml.Node {
 }
 
 func (d *decoder) str(n *yaml.Node, path string) string {
-	if n.Kind != yaml.ScalarNode || n.Tag == "!!null" {
-		d.addf(n, path, "expected a string, got %s", kindName(n))
-		return ""
+	s, _ := d.scalar(n, path)
+	return s
+}
+
+// scalar returns n's value, or reports that n is not a scalar and returns
+// false, so that callers do not report the same mistake again. A nil n (an
+// absent optional key) is "", false and reports nothing.
+func (d *decoder) scalar(n *yaml.Node, path string) (string, bool) {
+	if n == nil {
+		return "", false
 	}
-	return n.Value
+	if n.Kind != yaml.ScalarNode || isNull(n) {
+		d.addf(n, path, "expected a string, got %s", kindName(n))
+		return "", false
+	}
+	return n.Value, true
+}
+
+func isNull(n *yaml.Node) bool { return n.Kind == yaml.ScalarNode && n.Tag == "!!null" }
+
+// child returns the value of key in mapping n, or n itself when there is no
+// such key, for pointing a message at the right line.
+func child(n *yaml.Node, key string) *yaml.Node {
+	if n == nil || n.Kind != yaml.MappingNode {
+		return n
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if n.Content[i].Value == key {
+			return n.Content[i+1]
+		}
+	}
+	return n
 }
 
 func (d *decoder) int(n *yaml.Node, path string, lo, hi int) int {
-	s := d.str(n, path)
+	s, ok := d.scalar(n, path)
+	if !ok {
+		return 0
+	}
 	v, err := parseInt(s, lo, hi)
-	if err != nil && s != "" {
+	if err != nil {
 		d.addf(n, path, "%v", err)
 	}
 	return v
@@ -469,7 +578,10 @@ func (d *decoder) seconds(n *yaml.Node, path string, def time.Duration, lo, hi f
 	if n == nil {
 		return def
 	}
-	s := d.str(n, path)
+	s, ok := d.scalar(n, path)
+	if !ok {
+		return def
+	}
 	v, err := parseSeconds(s, lo, hi, true)
 	if err != nil {
 		d.addf(n, path, "%v", err)

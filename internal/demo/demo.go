@@ -20,6 +20,7 @@ import (
 
 	"github.com/latch-lb/latch/internal/config"
 	"github.com/latch-lb/latch/internal/lb"
+	"github.com/latch-lb/latch/internal/target"
 )
 
 // Options configure Run.
@@ -106,6 +107,15 @@ state_dir: %s
 		b.Shutdown(ctx)
 	}()
 
+	// Announce the URL once every instance has passed a health check, so
+	// that the first logins already spread over all three.
+	for deadline := time.Now().Add(10 * time.Second); !allHealthy(b) && time.Now().Before(deadline); {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
 	u := "http://" + b.Addr("demo") + "/"
 	fmt.Fprintf(o.Out, "latch demo: %d app instances behind latch, stickiness %s.\n\n%s\n\nOpen %s and log in. Ctrl-C ends the demo.\n",
 		Instances, map[bool]string{true: "on (lb_cookie)", false: "OFF: watch the logins fail"}[o.Sticky], yaml, u)
@@ -114,6 +124,16 @@ state_dir: %s
 	}
 	<-ctx.Done()
 	return nil
+}
+
+func allHealthy(b *lb.LB) bool {
+	hs := b.Health("app")
+	for _, h := range hs {
+		if h.State != target.Healthy {
+			return false
+		}
+	}
+	return len(hs) == Instances
 }
 
 // server is an http.Server bound to a free loopback port.
