@@ -32,6 +32,9 @@ type Checker struct {
 // maxBody caps how much of a probe's response body is read.
 const maxBody = 64 << 10
 
+// defaultUserAgent is ALB's User-Agent, sent when the spec names none.
+const defaultUserAgent = "ELB-HealthChecker/2.0"
+
 // NewChecker returns a checker for g; it probes nothing until Sync.
 func NewChecker(g *target.Group, spec config.HealthCheck) *Checker {
 	tr := &http.Transport{
@@ -39,6 +42,10 @@ func NewChecker(g *target.Group, spec config.HealthCheck) *Checker {
 		DisableKeepAlives:      true,
 		DialContext:            (&net.Dialer{}).DialContext,
 		MaxResponseHeaderBytes: maxBody,
+	}
+	if spec.UserAgent == "" {
+		// Setting an empty User-Agent header would make net/http send none.
+		spec.UserAgent = defaultUserAgent
 	}
 	return &Checker{
 		group:  g,

@@ -211,7 +211,7 @@ func (g *Group) Observe(t *Target, r Result) {
 			next = Health{State: Unhealthy, Reason: r.Reason, Description: r.Description}
 		}
 	}
-	if next.State == h.State && next.Reason == h.Reason {
+	if next.State == h.State && next.Reason == h.Reason && next.Description == h.Description {
 		return
 	}
 	if next.State == h.State {
