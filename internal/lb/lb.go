@@ -124,16 +124,13 @@ func (b *LB) Apply(cfg *config.Config) error {
 				b.retire(old)
 			}
 			l.handler.SetRoute(route)
-			l.start(lc)
+			l.start()
 			b.listeners[lc.Name] = l
 			b.log.Info("listening", "listener", lc.Name, "address", l.Addr())
 			continue
 		}
 		l := b.listeners[lc.Name]
 		l.handler.SetRoute(route)
-		if l.cfg.IdleTimeout != lc.IdleTimeout {
-			l.start(lc) // a new server with the new timeouts takes over the listener
-		}
 		l.cfg = lc
 	}
 	for name, l := range b.listeners {

@@ -393,7 +393,10 @@ func TestHTTP10Client(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !bytes.HasPrefix(all, []byte("HTTP/1.0 200")) || !bytes.HasSuffix(all, []byte("a")) {
+	// RFC 9112 §2.3: a server answers with the highest version it
+	// conforms to, HTTP/1.1, and closes a 1.0 client's connection.
+	if !bytes.HasPrefix(all, []byte("HTTP/1.1 200")) || !bytes.Contains(all, []byte("\r\nConnection: close\r\n")) ||
+		!bytes.HasSuffix(all, []byte("a")) {
 		t.Errorf("got %q", all)
 	}
 }

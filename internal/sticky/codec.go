@@ -45,6 +45,12 @@ var (
 
 // Encode seals s with the ring's primary key.
 func (kr *Keyring) Encode(s Session) string {
+	var out [MaxValueLen]byte
+	return string(kr.appendEncode(out[:0], s))
+}
+
+// appendEncode appends the sealed, base64-encoded s to dst.
+func (kr *Keyring) appendEncode(dst []byte, s Session) []byte {
 	if len(s.Target) > maxTargetID {
 		panic("sticky: target id longer than 255 bytes")
 	}
@@ -63,18 +69,20 @@ func (kr *Keyring) Encode(s Session) string {
 	plain := p[:fixedLen+n]
 	sealed := kr.aeads[kr.primary].Seal(plain[:0], nonce, plain, raw[:headerLen])
 	total := headerLen + nonceLen + len(sealed)
-	var out [MaxValueLen]byte
-	base64.StdEncoding.Encode(out[:], raw[:total])
-	return string(out[:base64.StdEncoding.EncodedLen(total)])
+	return base64.StdEncoding.AppendEncode(dst, raw[:total])
 }
 
 // Decode opens a cookie value sealed by any key of the ring.
 func (kr *Keyring) Decode(value string) (Session, error) {
+	return kr.decode([]byte(value))
+}
+
+func (kr *Keyring) decode(value []byte) (Session, error) {
 	if len(value) > MaxValueLen || len(value)%4 != 0 {
 		return Session{}, ErrMalformed
 	}
 	var raw [maxSealed + 3]byte
-	n, err := base64.StdEncoding.Decode(raw[:], []byte(value))
+	n, err := base64.StdEncoding.Decode(raw[:], value)
 	if err != nil || n < headerLen+nonceLen+fixedLen+tagLen || raw[0] != version1 {
 		return Session{}, ErrMalformed
 	}

@@ -41,14 +41,19 @@ type View struct {
 }
 
 type entry struct {
-	t        *Target
-	routable bool
+	t      *Target
+	sticky bool
 }
 
-// Lookup finds a registered target by id and says whether it is routable.
-func (v *View) Lookup(id string) (t *Target, routable bool) {
+// Lookup finds a registered target by id and says whether it may serve a
+// session stuck to it: it is routable, or still initial. A target waiting
+// for its first health check keeps its sessions, so that a restart of
+// latch (which starts every target initial) moves none; only new sessions
+// wait for the check. A dead one is found out on connect and the session
+// moved then.
+func (v *View) Lookup(id string) (t *Target, sticky bool) {
 	e := v.byID[id]
-	return e.t, e.routable
+	return e.t, e.sticky
 }
 
 // Group is a target group at run time.
@@ -250,7 +255,7 @@ func (g *Group) rebuild() {
 		routable[t] = true
 	}
 	for _, t := range g.active {
-		v.byID[t.ID] = entry{t, routable[t]}
+		v.byID[t.ID] = entry{t, routable[t] || t.Health().State == Initial}
 	}
 	if len(v.Routable) > 0 && g.settings.NewPicker != nil {
 		v.Picker = g.settings.NewPicker(v.Routable)

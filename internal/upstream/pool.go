@@ -6,13 +6,15 @@
 package upstream
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"net"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
+
+	"github.com/latch-lb/latch/internal/h1"
 )
 
 // Pool holds the idle keep-alive connections to one address and knows every
@@ -26,16 +28,21 @@ type Pool struct {
 	closed atomic.Bool
 }
 
-// Conn is one connection to a target, with its buffers.
+// Conn is one connection to a target, with its reader and writer.
 type Conn struct {
 	net.Conn
-	R *bufio.Reader
-	W *bufio.Writer
+	R *h1.Reader
+	W *h1.Writer
 	// Reused is true when the connection served an earlier request: the
 	// target may have closed it in the meantime, so a failure before any
 	// response byte is safe to retry on a fresh connection.
 	Reused bool
-	pool   *Pool
+	// Deadline is the read/write deadline last set on the connection, in
+	// unix nanoseconds; see SetIdleDeadline.
+	Deadline int64
+
+	pool      *Pool
+	idleSince int64 // unix nanoseconds when put back in the pool
 }
 
 // DefaultMaxIdle is how many idle connections a pool keeps per target.
@@ -65,18 +72,52 @@ func (e *DialError) Timeout() bool {
 	return errors.As(e.Err, &ne) && ne.Timeout() || errors.Is(e.Err, context.DeadlineExceeded)
 }
 
+// checkAfter is how long a connection may sit idle before Get makes sure,
+// with a non-blocking peek, that the target has not closed it. Below it a
+// connection is almost surely alive (targets' keep-alive timeouts are
+// seconds long), and the peek would cost a system call per request.
+const checkAfter = time.Second
+
 // Get returns an idle connection, or dials a new one within timeout.
-func (p *Pool) Get(ctx context.Context, timeout time.Duration) (*Conn, error) {
+func (p *Pool) Get(ctx context.Context, timeout time.Duration, now int64) (*Conn, error) {
 	if p.closed.Load() {
 		return nil, ErrClosed
 	}
-	select {
-	case c := <-p.idle:
-		c.Reused = true
-		return c, nil
-	default:
+	for {
+		select {
+		case c := <-p.idle:
+			if now-c.idleSince > int64(checkAfter) && !c.alive() {
+				c.Close()
+				continue
+			}
+			c.Reused = true
+			return c, nil
+		default:
+		}
+		return p.Dial(ctx, timeout)
 	}
-	return p.Dial(ctx, timeout)
+}
+
+// alive peeks at an idle connection without blocking: a target that closed
+// it has sent a FIN (the read returns 0) or an error; one that sent bytes
+// while idle is out of step. Either way the connection is not reusable.
+func (c *Conn) alive() bool {
+	sc, ok := c.Conn.(syscall.Conn)
+	if !ok {
+		return true
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return false
+	}
+	alive := false
+	var b [1]byte
+	raw.Read(func(fd uintptr) bool {
+		n, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		alive = n < 0 && err == syscall.EAGAIN
+		return true
+	})
+	return alive
 }
 
 // Dial always makes a new connection.
@@ -86,7 +127,7 @@ func (p *Pool) Dial(ctx context.Context, timeout time.Duration) (*Conn, error) {
 	if err != nil {
 		return nil, &DialError{Addr: p.addr, Err: err}
 	}
-	c := &Conn{Conn: nc, R: bufio.NewReaderSize(nc, 16<<10), W: bufio.NewWriterSize(nc, 16<<10), pool: p}
+	c := &Conn{Conn: nc, R: h1.NewReader(nc, false), W: h1.NewWriter(nc), pool: p}
 	p.mu.Lock()
 	if p.closed.Load() {
 		p.mu.Unlock()
@@ -99,15 +140,29 @@ func (p *Pool) Dial(ctx context.Context, timeout time.Duration) (*Conn, error) {
 }
 
 // Put returns a connection whose last response was read to its end.
-func (p *Pool) Put(c *Conn) {
-	if p.closed.Load() {
+func (p *Pool) Put(c *Conn, now int64) {
+	if p.closed.Load() || c.R.Buffered() > 0 {
 		c.Close()
 		return
 	}
+	c.R.Release()
+	c.idleSince = now
 	select {
 	case p.idle <- c:
 	default:
 		c.Close()
+	}
+}
+
+// SetIdleDeadline makes sure the connection's deadline is at least
+// timeout-slack from now, touching the connection only when the deadline
+// set before has come within that: setting a deadline costs a timer
+// update, too much to pay on every request. The timeout is so enforced to
+// within slack (a sixteenth of it).
+func (c *Conn) SetIdleDeadline(now int64, timeout time.Duration) {
+	if c.Deadline-now < int64(timeout-timeout/16) {
+		c.Deadline = now + int64(timeout)
+		c.Conn.SetDeadline(time.Unix(0, c.Deadline))
 	}
 }
 
@@ -117,6 +172,8 @@ func (c *Conn) Close() error {
 	p.mu.Lock()
 	delete(p.conns, c)
 	p.mu.Unlock()
+	c.R.Close()
+	c.W.Reset(nil)
 	return c.Conn.Close()
 }
 

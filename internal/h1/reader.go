@@ -1,0 +1,271 @@
+package h1
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"net"
+	"sync"
+	"syscall"
+)
+
+// ALB's limits on a request head (../shared/alb-semantics.md §5), and on
+// the response head latch accepts from a target.
+const (
+	MaxRequestLine  = 16 << 10
+	MaxField        = 16 << 10
+	MaxRequestHead  = 64 << 10
+	MaxResponseHead = 32 << 10
+)
+
+// bufSize holds any ordinary head and a few pipelined requests; a head that
+// does not fit is read into a buffer grown up to the head limit.
+const bufSize = 16 << 10
+
+var (
+	smallBufs = sync.Pool{New: func() any { b := make([]byte, bufSize); return &b }}
+	largeBufs = sync.Pool{New: func() any { b := make([]byte, MaxRequestHead+bufSize); return &b }}
+)
+
+// Reader reads HTTP/1.1 messages from a connection. It holds a buffer only
+// while a message is being read: between messages, when nothing is
+// buffered, the buffer goes back to a shared pool, so that ten thousand
+// idle keep-alive connections cost no read buffers. On a socket it even
+// waits for the next message without one (see fill).
+type Reader struct {
+	src  io.Reader
+	raw  syscall.RawConn // set when src is a socket latch may read directly
+	bufp *[]byte
+	buf  []byte // nil while released
+	r, w int    // unread bytes are buf[r:w]
+
+	// State of a raw read, kept here so that rawRead, a method value made
+	// once, does not allocate a closure per read.
+	rawFn  func(fd uintptr) bool
+	rawN   int
+	rawErr error
+}
+
+// NewReader returns a Reader on src. With waitUnbuffered, a Reader on a
+// socket waits for data without holding a buffer; use it where connections
+// sit idle for long (clients), not where a reply is due at once (targets).
+func NewReader(src io.Reader, waitUnbuffered bool) *Reader {
+	rd := &Reader{src: src}
+	if sc, ok := src.(syscall.Conn); ok && waitUnbuffered {
+		if raw, err := sc.SyscallConn(); err == nil {
+			rd.raw = raw
+			rd.rawFn = rd.rawRead
+		}
+	}
+	return rd
+}
+
+// Buffered returns the number of bytes read from the connection and not
+// yet consumed: the start of a pipelined request, say.
+func (rd *Reader) Buffered() int { return rd.w - rd.r }
+
+// Release gives the buffer back to the pool if nothing is buffered. Call it
+// at a message boundary, when the connection is about to sit idle.
+func (rd *Reader) Release() {
+	if rd.buf != nil && rd.r == rd.w {
+		rd.putBuf()
+	}
+}
+
+// Close gives the buffer back; the Reader must not be used after.
+func (rd *Reader) Close() {
+	if rd.buf != nil {
+		rd.putBuf()
+	}
+}
+
+func (rd *Reader) getBuf() {
+	rd.bufp = smallBufs.Get().(*[]byte)
+	rd.buf = *rd.bufp
+	rd.r, rd.w = 0, 0
+}
+
+func (rd *Reader) putBuf() {
+	if len(rd.buf) == bufSize {
+		smallBufs.Put(rd.bufp)
+	} else {
+		largeBufs.Put(rd.bufp)
+	}
+	rd.bufp, rd.buf = nil, nil
+	rd.r, rd.w = 0, 0
+}
+
+// grow moves the unread bytes into a large buffer.
+func (rd *Reader) grow() {
+	bp := largeBufs.Get().(*[]byte)
+	n := copy(*bp, rd.buf[rd.r:rd.w])
+	smallBufs.Put(rd.bufp)
+	rd.bufp, rd.buf = bp, *bp
+	rd.r, rd.w = 0, n
+}
+
+// fill reads more bytes into the buffer. It may move the unread bytes to
+// the front of the buffer, which invalidates slices into it: callers hold
+// none across a fill, except that a message's head stays valid until its
+// body is read, which the head's reader guarantees by reading the whole
+// head before the body is touched.
+func (rd *Reader) fill() error {
+	if rd.buf == nil {
+		if rd.raw != nil {
+			return rd.fillRaw()
+		}
+		rd.getBuf()
+	}
+	if rd.w == len(rd.buf) {
+		if rd.r == 0 {
+			return errBufferFull
+		}
+		rd.w = copy(rd.buf, rd.buf[rd.r:rd.w])
+		rd.r = 0
+	}
+	n, err := rd.src.Read(rd.buf[rd.w:])
+	rd.w += n
+	if n > 0 {
+		return nil
+	}
+	if err == nil {
+		err = io.ErrNoProgress
+	}
+	return err
+}
+
+var errBufferFull = errors.New("h1: buffer full")
+
+// fillRaw waits for the socket to become readable holding no buffer, then
+// reads into a pooled one: rawRead takes a buffer only once a read finds
+// data, and gives it back when the socket has nothing yet. That costs no
+// extra system call: the read that finds nothing is the one the runtime's
+// poller would have made anyway.
+func (rd *Reader) fillRaw() error {
+	rd.rawN, rd.rawErr = 0, nil
+	if err := rd.raw.Read(rd.rawFn); err != nil {
+		return unwrapRaw(err)
+	}
+	if rd.rawErr != nil {
+		return rd.rawErr
+	}
+	if rd.rawN == 0 {
+		return io.EOF
+	}
+	return nil
+}
+
+func (rd *Reader) rawRead(fd uintptr) bool {
+	if rd.buf == nil {
+		rd.getBuf()
+	}
+	for {
+		n, err := syscall.Read(int(fd), rd.buf[rd.w:])
+		switch err {
+		case nil:
+			rd.w += n
+			rd.rawN = n
+			if rd.r == rd.w {
+				rd.putBuf()
+			}
+			return true
+		case syscall.EINTR:
+			continue
+		case syscall.EAGAIN:
+			rd.putBuf()
+			return false
+		}
+		rd.putBuf()
+		rd.rawErr = err
+		return true
+	}
+}
+
+// unwrapRaw turns a raw-read error into what net.Conn.Read would return, so
+// that callers test for timeouts and closed connections one way.
+func unwrapRaw(err error) error {
+	var op *net.OpError
+	if errors.As(err, &op) {
+		return op.Err
+	}
+	return err
+}
+
+// readHead returns the next message head, through its final empty line,
+// skipping empty lines before it (RFC 9112 §2.2). The bytes stay valid
+// until the next call that reads from the connection. started reports
+// whether any byte of a message arrived, which tells an idle connection
+// closing (not an error) from a truncated message.
+func (rd *Reader) readHead(limit int) (head []byte, started bool, err error) {
+	scanned := 0
+	for {
+		if rd.buf != nil {
+			for rd.r < rd.w && scanned == 0 {
+				// Leading empty lines.
+				if rd.buf[rd.r] == '\n' {
+					rd.r++
+				} else if rd.buf[rd.r] == '\r' && rd.r+1 < rd.w && rd.buf[rd.r+1] == '\n' {
+					rd.r += 2
+				} else {
+					break
+				}
+			}
+			data := rd.buf[rd.r:rd.w]
+			if len(data) > 0 && !(len(data) == 1 && data[0] == '\r') {
+				started = true
+			}
+			if end := headEnd(data, scanned); end >= 0 {
+				if end > limit {
+					return nil, true, ErrHeadTooLarge
+				}
+				rd.r += end
+				return data[:end], true, nil
+			}
+			if len(data) > limit {
+				return nil, true, ErrHeadTooLarge
+			}
+			scanned = max(0, len(data)-3)
+			if rd.w == len(rd.buf) && rd.r == 0 && len(rd.buf) == bufSize {
+				rd.grow()
+			}
+		}
+		if err := rd.fill(); err != nil {
+			if errors.Is(err, errBufferFull) {
+				return nil, true, ErrHeadTooLarge
+			}
+			return nil, started, err
+		}
+	}
+}
+
+// headEnd returns the length of the head in b (through the empty line that
+// ends it), or -1 if b holds no complete head. Lines end in CRLF or a bare
+// LF; from says where to resume a scan that found no end before.
+func headEnd(b []byte, from int) int {
+	i := from
+	for {
+		j := bytes.IndexByte(b[i:], '\n')
+		if j < 0 {
+			return -1
+		}
+		i += j + 1
+		if i < len(b) && b[i] == '\n' {
+			return i + 1
+		}
+		if i+1 < len(b) && b[i] == '\r' && b[i+1] == '\n' {
+			return i + 2
+		}
+	}
+}
+
+// ReadBuffered moves up to len(p) buffered bytes into p, without reading
+// from the connection: what a peer sent right behind a message head, when
+// the connection turns into a tunnel.
+func (rd *Reader) ReadBuffered(p []byte) int {
+	if rd.buf == nil {
+		return 0
+	}
+	n := copy(p, rd.buf[rd.r:rd.w])
+	rd.r += n
+	return n
+}

@@ -1,0 +1,530 @@
+package h1
+
+import (
+	"bytes"
+	"errors"
+	"strconv"
+)
+
+// Error is a message latch cannot accept, with the status to answer and a
+// short cause for the answer's body.
+type Error struct {
+	Status int
+	Cause  string
+}
+
+func (e *Error) Error() string { return e.Cause }
+
+// Request errors, each answered as ALB does: 400 for a malformed request
+// (header limits included), 501 for a transfer coding latch does not know.
+var (
+	ErrHeadTooLarge    = &Error{400, "the request header is larger than 64 KiB"}
+	ErrLineTooLong     = &Error{400, "the request line is longer than 16 KiB"}
+	ErrFieldTooLong    = &Error{400, "a request header field is longer than 16 KiB"}
+	ErrRequestLine     = &Error{400, "malformed request line"}
+	ErrVersion         = &Error{400, "unsupported HTTP version"}
+	ErrNoColon         = &Error{400, "a header line has no colon"}
+	ErrObsFold         = &Error{400, "a header field is folded over several lines (obsolete line folding)"}
+	ErrBareCR          = &Error{400, "a header line holds a bare CR"}
+	ErrHost            = &Error{400, "the request has no Host header, or more than one"}
+	ErrContentLength   = &Error{400, "invalid Content-Length"}
+	ErrMultipleLength  = &Error{400, "conflicting Content-Length headers"}
+	ErrChunkedNotLast  = &Error{400, "Transfer-Encoding does not end in chunked"}
+	ErrChunkedTwice    = &Error{400, "Transfer-Encoding names chunked more than once"}
+	ErrUnsupportedTE   = &Error{501, "unsupported Transfer-Encoding"}
+	ErrHTTP10Chunked   = &Error{400, "Transfer-Encoding in an HTTP/1.0 request"}
+	ErrBodyTooShort    = &Error{400, "the client closed the connection before sending the whole body"}
+	ErrChunkFormat     = &Error{400, "malformed chunked body"}
+	ErrTrailerTooLarge = &Error{400, "the request trailer is larger than 16 KiB"}
+)
+
+// Kind identifies the header fields latch acts on; it saves comparing
+// names again on the way out.
+type Kind uint8
+
+const (
+	KindOther Kind = iota
+	KindHost
+	KindContentLength
+	KindTransferEncoding
+	KindConnection
+	KindKeepAlive
+	KindProxyConnection
+	KindTE
+	KindTrailer
+	KindUpgrade
+	KindExpect
+	KindCookie
+	KindSetCookie
+	KindXForwardedFor
+	KindXForwardedProto
+	KindXForwardedPort
+	KindProxyAuthenticate
+	KindProxyAuthorization
+	KindNamedInConnection // listed in Connection: hop-by-hop too
+)
+
+// HopByHop reports whether a field of kind k is hop-by-hop: never copied
+// from one connection to the next (RFC 9110 §7.6.1, plus the Proxy-*
+// fields of RFC 7235 that belong to one hop).
+func (k Kind) HopByHop() bool {
+	switch k {
+	case KindConnection, KindKeepAlive, KindProxyConnection, KindTE, KindTransferEncoding, KindUpgrade,
+		KindProxyAuthenticate, KindProxyAuthorization, KindNamedInConnection:
+		return true
+	}
+	return false
+}
+
+// kindOf classifies a field name, case-insensitively.
+func kindOf(name []byte) Kind {
+	switch len(name) {
+	case 2:
+		if equalLower(name, "te") {
+			return KindTE
+		}
+	case 4:
+		if equalLower(name, "host") {
+			return KindHost
+		}
+	case 6:
+		switch {
+		case equalLower(name, "cookie"):
+			return KindCookie
+		case equalLower(name, "expect"):
+			return KindExpect
+		}
+	case 7:
+		switch {
+		case equalLower(name, "upgrade"):
+			return KindUpgrade
+		case equalLower(name, "trailer"):
+			return KindTrailer
+		}
+	case 10:
+		switch {
+		case equalLower(name, "connection"):
+			return KindConnection
+		case equalLower(name, "keep-alive"):
+			return KindKeepAlive
+		case equalLower(name, "set-cookie"):
+			return KindSetCookie
+		}
+	case 14:
+		if equalLower(name, "content-length") {
+			return KindContentLength
+		}
+	case 15:
+		if equalLower(name, "x-forwarded-for") {
+			return KindXForwardedFor
+		}
+	case 16:
+		switch {
+		case equalLower(name, "proxy-connection"):
+			return KindProxyConnection
+		case equalLower(name, "x-forwarded-port"):
+			return KindXForwardedPort
+		}
+	case 17:
+		switch {
+		case equalLower(name, "transfer-encoding"):
+			return KindTransferEncoding
+		case equalLower(name, "x-forwarded-proto"):
+			return KindXForwardedProto
+		}
+	case 18:
+		if equalLower(name, "proxy-authenticate") {
+			return KindProxyAuthenticate
+		}
+	case 19:
+		if equalLower(name, "proxy-authorization") {
+			return KindProxyAuthorization
+		}
+	}
+	return KindOther
+}
+
+// equalLower reports whether b equals lower, ASCII case-insensitively;
+// lower must be in lower case.
+func equalLower(b []byte, lower string) bool {
+	if len(b) != len(lower) {
+		return false
+	}
+	for i := 0; i < len(b); i++ {
+		c := b[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != lower[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// EqualFold reports whether a and b are equal, ASCII case-insensitively.
+func EqualFold(a, b []byte) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		x, y := a[i], b[i]
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
+}
+
+// Framing is how a message's body is delimited.
+type Framing uint8
+
+const (
+	NoBody     Framing = iota
+	Length             // Content-Length bytes
+	Chunked            // chunked transfer coding
+	UntilClose         // everything until the connection closes (responses only)
+)
+
+// Request is a request head parsed in place: its byte slices point into the
+// connection's buffer and are valid until the body is read. A Request is
+// reused for every request on a connection.
+type Request struct {
+	Method []byte
+	Target []byte // the request target exactly as sent
+	Proto  []byte // "HTTP/1.1"; empty for an HTTP/0.9 request line
+	Minor  int    // 1 for HTTP/1.1, 0 for HTTP/1.0
+	Fields []Field
+	Kinds  []Kind // Kinds[i] is the kind of Fields[i]
+
+	Host          []byte
+	Framing       Framing
+	ContentLength int64 // for Framing == Length
+	// KeepAlive reports whether the client lets the connection stay open
+	// after this exchange (HTTP/1.1 without Connection: close, or HTTP/1.0
+	// with Connection: keep-alive).
+	KeepAlive bool
+	Upgrade   bool // Upgrade with Connection: upgrade (WebSocket and the like)
+	Expect100 bool // Expect: 100-continue
+	// ExpectOther is set for any other expectation, which latch answers
+	// with 417 (RFC 9110 §10.1.1).
+	ExpectOther bool
+	// WantsTrailers is set when TE lists trailers, which gRPC needs end
+	// to end although TE itself is hop-by-hop.
+	WantsTrailers bool
+	// BothTEAndCL is set when Transfer-Encoding overrode a Content-Length:
+	// RFC 9112 §6.3 has the connection closed after such a request.
+	BothTEAndCL bool
+	// XFFCount is how many addresses the X-Forwarded-For fields hold.
+	XFFCount int
+	// HostFromTarget is set for an absolute-form target
+	// (GET http://example.com/x): Host is then its authority, which
+	// replaces any Host field (RFC 9112 §3.2.2).
+	HostFromTarget bool
+}
+
+// ReadRequest reads the next request head into req. It returns io.EOF when
+// the connection closed (or timed out) before any byte of a request, and an
+// *Error for a request latch must refuse.
+func (rd *Reader) ReadRequest(req *Request) (started bool, err error) {
+	head, started, err := rd.readHead(MaxRequestHead)
+	if err != nil {
+		return started, err
+	}
+	return true, req.parse(head)
+}
+
+func (req *Request) reset() {
+	*req = Request{Fields: req.Fields[:0], Kinds: req.Kinds[:0]}
+}
+
+// parse tokenises a head leniently (so that the desync classifier sees
+// what was sent) and rejects only what cannot be framed or forwarded.
+func (req *Request) parse(head []byte) error {
+	req.reset()
+	line, rest := nextLine(head)
+	if len(line) > MaxRequestLine {
+		return ErrLineTooLong
+	}
+	sp1 := bytes.IndexByte(line, ' ')
+	sp2 := bytes.LastIndexByte(line, ' ')
+	if sp1 <= 0 || sp1 == len(line)-1 {
+		return ErrRequestLine
+	}
+	req.Method = line[:sp1]
+	if sp1 == sp2 {
+		req.Target = line[sp1+1:] // HTTP/0.9: refused below, but classified first
+	} else {
+		req.Target = line[sp1+1 : sp2]
+		req.Proto = line[sp2+1:]
+	}
+	if err := req.parseFields(rest); err != nil {
+		return err
+	}
+	switch string(req.Proto) {
+	case "HTTP/1.1":
+		req.Minor = 1
+	case "HTTP/1.0":
+		req.Minor = 0
+	default:
+		return ErrVersion
+	}
+	return req.derive()
+}
+
+func (req *Request) parseFields(rest []byte) error {
+	for len(rest) > 0 {
+		var line []byte
+		line, rest = nextLine(rest)
+		if len(line) == 0 {
+			break
+		}
+		if len(line) > MaxField {
+			return ErrFieldTooLong
+		}
+		if line[0] == ' ' || line[0] == '\t' {
+			return ErrObsFold
+		}
+		colon := bytes.IndexByte(line, ':')
+		if colon < 0 {
+			return ErrNoColon
+		}
+		if bytes.IndexByte(line, '\r') >= 0 {
+			return ErrBareCR
+		}
+		name, value := line[:colon], trimOWS(line[colon+1:])
+		req.Fields = append(req.Fields, Field{Name: name, Value: value})
+		req.Kinds = append(req.Kinds, kindOf(name))
+	}
+	return nil
+}
+
+// nextLine splits off the first line of b, without its CRLF or LF.
+func nextLine(b []byte) (line, rest []byte) {
+	i := bytes.IndexByte(b, '\n')
+	if i < 0 {
+		return b, nil
+	}
+	line, rest = b[:i], b[i+1:]
+	if len(line) > 0 && line[len(line)-1] == '\r' {
+		line = line[:len(line)-1]
+	}
+	return line, rest
+}
+
+func trimOWS(b []byte) []byte {
+	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t') {
+		b = b[1:]
+	}
+	for len(b) > 0 && (b[len(b)-1] == ' ' || b[len(b)-1] == '\t') {
+		b = b[:len(b)-1]
+	}
+	return b
+}
+
+// derive works out framing and connection handling from the fields
+// (RFC 9112 §6 and §9).
+func (req *Request) derive() error {
+	var connClose, connKeepAlive, connUpgrade, hasUpgrade, hasNamed bool
+	var cl bool
+	hosts := 0
+	for i, f := range req.Fields {
+		switch req.Kinds[i] {
+		case KindHost:
+			hosts++
+			req.Host = f.Value
+		case KindContentLength:
+			n, ok := parseLength(f.Value)
+			if !ok {
+				return ErrContentLength
+			}
+			if cl && n != req.ContentLength {
+				return ErrMultipleLength
+			}
+			cl, req.ContentLength = true, n
+		case KindTransferEncoding:
+			if err := req.transferCoding(f.Value); err != nil {
+				return err
+			}
+		case KindConnection:
+			for tok := range tokens(f.Value) {
+				switch {
+				case equalLower(tok, "close"):
+					connClose = true
+				case equalLower(tok, "keep-alive"):
+					connKeepAlive = true
+				case equalLower(tok, "upgrade"):
+					connUpgrade = true
+				default:
+					hasNamed = true
+				}
+			}
+		case KindUpgrade:
+			hasUpgrade = true
+		case KindExpect:
+			if equalLower(f.Value, "100-continue") {
+				req.Expect100 = true
+			} else {
+				req.ExpectOther = true
+			}
+		case KindTE:
+			for tok := range tokens(f.Value) {
+				if i := bytes.IndexByte(tok, ';'); i >= 0 {
+					tok = trimOWS(tok[:i])
+				}
+				if equalLower(tok, "trailers") {
+					req.WantsTrailers = true
+				}
+			}
+		case KindXForwardedFor:
+			for range tokens(f.Value) {
+				req.XFFCount++
+			}
+		}
+	}
+	if hasNamed {
+		req.markNamedInConnection()
+	}
+	if hosts > 1 || hosts == 0 && req.Minor == 1 {
+		return ErrHost
+	}
+	if auth, ok := absoluteAuthority(req.Target); ok {
+		if len(auth) == 0 {
+			return ErrRequestLine
+		}
+		req.Host, req.HostFromTarget = auth, true
+	}
+	switch {
+	case req.Framing == Chunked:
+		if req.Minor == 0 {
+			return ErrHTTP10Chunked
+		}
+		req.BothTEAndCL = cl
+	case cl && req.ContentLength > 0:
+		req.Framing = Length
+	}
+	req.Upgrade = hasUpgrade && connUpgrade
+	req.KeepAlive = !connClose && (req.Minor == 1 || connKeepAlive)
+	return nil
+}
+
+// transferCoding applies one Transfer-Encoding field. Only chunked (last,
+// once) and identity are accepted: latch cannot decode anything else, and
+// ALB answers 501 to it.
+func (req *Request) transferCoding(v []byte) error {
+	for tok := range tokens(v) {
+		if i := bytes.IndexByte(tok, ';'); i >= 0 {
+			tok = trimOWS(tok[:i])
+		}
+		switch {
+		case equalLower(tok, "chunked"):
+			if req.Framing == Chunked {
+				return ErrChunkedTwice
+			}
+			req.Framing = Chunked
+		case equalLower(tok, "identity"):
+			if req.Framing == Chunked {
+				return ErrChunkedNotLast
+			}
+		default:
+			if req.Framing == Chunked {
+				return ErrChunkedNotLast
+			}
+			return ErrUnsupportedTE
+		}
+	}
+	return nil
+}
+
+// markNamedInConnection marks the fields that Connection lists as
+// hop-by-hop (RFC 9110 §7.6.1). It is rare, so it may be quadratic.
+func (req *Request) markNamedInConnection() {
+	markNamed(req.Fields, req.Kinds)
+}
+
+func markNamed(fields []Field, kinds []Kind) {
+	for i, f := range fields {
+		if kinds[i] != KindConnection {
+			continue
+		}
+		for tok := range tokens(f.Value) {
+			for j := range fields {
+				if kinds[j] == KindOther || kinds[j] == KindCookie || kinds[j] == KindSetCookie ||
+					kinds[j] == KindTrailer || kinds[j] == KindXForwardedFor || kinds[j] == KindXForwardedProto ||
+					kinds[j] == KindXForwardedPort || kinds[j] == KindExpect {
+					if EqualFold(fields[j].Name, tok) {
+						kinds[j] = KindNamedInConnection
+					}
+				}
+			}
+		}
+	}
+}
+
+// absoluteAuthority returns the authority of an absolute-form target.
+func absoluteAuthority(t []byte) ([]byte, bool) {
+	var rest []byte
+	switch {
+	case len(t) >= 7 && equalLower(t[:7], "http://"):
+		rest = t[7:]
+	case len(t) >= 8 && equalLower(t[:8], "https://"):
+		rest = t[8:]
+	default:
+		return nil, false
+	}
+	for i, c := range rest {
+		if c == '/' || c == '?' || c == '#' {
+			return rest[:i], true
+		}
+	}
+	return rest, true
+}
+
+// tokens yields the non-empty elements of a comma-separated list, trimmed.
+func tokens(v []byte) func(yield func([]byte) bool) {
+	return func(yield func([]byte) bool) {
+		for len(v) > 0 {
+			var tok []byte
+			if i := bytes.IndexByte(v, ','); i >= 0 {
+				tok, v = v[:i], v[i+1:]
+			} else {
+				tok, v = v, nil
+			}
+			if tok = trimOWS(tok); len(tok) > 0 && !yield(tok) {
+				return
+			}
+		}
+	}
+}
+
+// parseLength parses a Content-Length value: digits only (no sign, no
+// list, no spaces), at most 18 of them so that it cannot overflow.
+func parseLength(v []byte) (int64, bool) {
+	if len(v) == 0 || len(v) > 18 {
+		return 0, false
+	}
+	var n int64
+	for _, c := range v {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int64(c-'0')
+	}
+	return n, true
+}
+
+// AppendInt appends the decimal form of n.
+func AppendInt(b []byte, n int64) []byte { return strconv.AppendInt(b, n, 10) }
+
+// IsError reports whether err is an *Error, and returns it.
+func IsError(err error) (*Error, bool) {
+	var e *Error
+	ok := errors.As(err, &e)
+	return e, ok
+}

@@ -1,0 +1,203 @@
+package h1
+
+import (
+	"bytes"
+	"errors"
+)
+
+// Response errors: a target that answers with something latch cannot
+// forward. Each makes the client's answer a 502, as ALB's.
+var (
+	ErrResponseTooLarge  = &Error{502, "the target sent an invalid response: a header larger than 32 KiB"}
+	ErrStatusLine        = &Error{502, "the target sent an invalid response: a malformed status line"}
+	ErrResponseField     = &Error{502, "the target sent an invalid response: a malformed header field"}
+	ErrResponseLength    = &Error{502, "the target sent an invalid response: an invalid Content-Length"}
+	ErrResponseCoding    = &Error{502, "the target sent an invalid response: chunked twice in Transfer-Encoding"}
+	ErrResponseChunk     = &Error{502, "the target sent an invalid response: a malformed chunked body"}
+	ErrResponseTruncated = &Error{502, "the target closed the connection before the end of the response"}
+)
+
+// Response is a response head parsed in place, valid until its body is
+// read. A Response is reused for every response on a connection.
+type Response struct {
+	Proto  []byte
+	Minor  int
+	Status int
+	Reason []byte
+	Fields []Field
+	Kinds  []Kind
+
+	Framing       Framing
+	ContentLength int64
+	// Close reports that the target will close the connection after this
+	// response (Connection: close, or HTTP/1.0 without keep-alive).
+	Close bool
+	// HasLength is set when the response carried a valid Content-Length,
+	// which a response to HEAD keeps although it has no body.
+	HasLength bool
+}
+
+// ReadResponse reads the next response head into resp; head says whether
+// it answers a HEAD request, which has no body whatever the head says.
+// started reports whether any byte of a response arrived: a pooled
+// connection that ends with none was closed by the target while idle.
+func (rd *Reader) ReadResponse(resp *Response, head bool) (started bool, err error) {
+	h, started, err := rd.readHead(MaxResponseHead)
+	if err != nil {
+		if errors.Is(err, ErrHeadTooLarge) {
+			return true, ErrResponseTooLarge
+		}
+		return started, err
+	}
+	return true, resp.parse(h, head)
+}
+
+func (resp *Response) parse(h []byte, head bool) error {
+	*resp = Response{Fields: resp.Fields[:0], Kinds: resp.Kinds[:0]}
+	line, rest := nextLine(h)
+	// HTTP/1.x SP 3DIGIT [SP reason]
+	if len(line) < 12 || line[8] != ' ' || !bytes.HasPrefix(line, []byte("HTTP/1.")) || line[7] != '0' && line[7] != '1' {
+		return ErrStatusLine
+	}
+	resp.Proto, resp.Minor = line[:8], int(line[7]-'0')
+	s := line[9:12]
+	if s[0] < '1' || s[0] > '9' || s[1] < '0' || s[1] > '9' || s[2] < '0' || s[2] > '9' {
+		return ErrStatusLine
+	}
+	resp.Status = int(s[0]-'0')*100 + int(s[1]-'0')*10 + int(s[2]-'0')
+	if len(line) > 12 {
+		if line[12] != ' ' {
+			return ErrStatusLine
+		}
+		resp.Reason = line[13:]
+		if !validValue(resp.Reason) {
+			return ErrStatusLine
+		}
+	}
+	for len(rest) > 0 {
+		var l []byte
+		l, rest = nextLine(rest)
+		if len(l) == 0 {
+			break
+		}
+		colon := bytes.IndexByte(l, ':')
+		if colon <= 0 || !validName(l[:colon]) {
+			return ErrResponseField
+		}
+		v := trimOWS(l[colon+1:])
+		if !validValue(v) {
+			return ErrResponseField
+		}
+		resp.Fields = append(resp.Fields, Field{Name: l[:colon], Value: v})
+		resp.Kinds = append(resp.Kinds, kindOf(l[:colon]))
+	}
+	return resp.derive(head)
+}
+
+// derive works out the body's framing (RFC 9112 §6.3).
+func (resp *Response) derive(head bool) error {
+	var connClose, connKeepAlive, hasNamed, te bool
+	for i, f := range resp.Fields {
+		switch resp.Kinds[i] {
+		case KindContentLength:
+			n, ok := parseLength(f.Value)
+			if !ok || resp.HasLength && n != resp.ContentLength {
+				return ErrResponseLength
+			}
+			resp.HasLength, resp.ContentLength = true, n
+		case KindTransferEncoding:
+			for tok := range tokens(f.Value) {
+				if i := bytes.IndexByte(tok, ';'); i >= 0 {
+					tok = trimOWS(tok[:i])
+				}
+				switch {
+				case equalLower(tok, "chunked"):
+					if te && resp.Framing == Chunked {
+						return ErrResponseCoding
+					}
+					resp.Framing = Chunked
+				case equalLower(tok, "identity"):
+				default:
+					// Another coding: latch cannot find the end of the
+					// body but by the connection closing.
+					resp.Framing = UntilClose
+				}
+				te = true
+			}
+		case KindConnection:
+			for tok := range tokens(f.Value) {
+				switch {
+				case equalLower(tok, "close"):
+					connClose = true
+				case equalLower(tok, "keep-alive"):
+					connKeepAlive = true
+				case equalLower(tok, "upgrade"):
+				default:
+					hasNamed = true
+				}
+			}
+		}
+	}
+	if hasNamed {
+		markNamed(resp.Fields, resp.Kinds)
+	}
+	resp.Close = connClose || resp.Minor == 0 && !connKeepAlive
+	switch {
+	case head || resp.Status < 200 || resp.Status == 204 || resp.Status == 304:
+		resp.Framing = NoBody
+	case te:
+		if resp.Framing != Chunked {
+			resp.Framing = UntilClose
+		}
+		// A Content-Length beside Transfer-Encoding is ignored (§6.3).
+		resp.HasLength = false
+	case resp.HasLength:
+		resp.Framing = Length
+		if resp.ContentLength == 0 {
+			resp.Framing = NoBody
+		}
+	default:
+		resp.Framing = UntilClose
+	}
+	if resp.Framing == UntilClose {
+		resp.Close = true
+	}
+	return nil
+}
+
+// tchar is RFC 9110's token character set.
+var tchar = func() (t [256]bool) {
+	for c := '0'; c <= '9'; c++ {
+		t[c] = true
+	}
+	for c := 'a'; c <= 'z'; c++ {
+		t[c] = true
+		t[c-'a'+'A'] = true
+	}
+	for _, c := range "!#$%&'*+-.^_`|~" {
+		t[c] = true
+	}
+	return t
+}()
+
+func validName(b []byte) bool {
+	if len(b) == 0 {
+		return false
+	}
+	for _, c := range b {
+		if !tchar[c] {
+			return false
+		}
+	}
+	return true
+}
+
+// validValue allows visible ASCII, obs-text, space and tab (RFC 9110 §5.5).
+func validValue(b []byte) bool {
+	for _, c := range b {
+		if c < ' ' && c != '\t' || c == 0x7f {
+			return false
+		}
+	}
+	return true
+}

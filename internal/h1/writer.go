@@ -1,0 +1,157 @@
+package h1
+
+import (
+	"io"
+	"strconv"
+)
+
+// Writer buffers what latch writes to a connection. Like Reader, it holds a
+// pooled buffer only while a message is being written: Flush gives it back.
+// The first error sticks; later writes do nothing and report it.
+type Writer struct {
+	dst  io.Writer
+	bufp *[]byte
+	buf  []byte // len(buf) bytes are waiting; cap is the pooled size
+	err  error
+}
+
+// NewWriter returns a Writer on dst.
+func NewWriter(dst io.Writer) *Writer { return &Writer{dst: dst} }
+
+// Err returns the first write error.
+func (w *Writer) Err() error { return w.err }
+
+// Buffered returns the number of bytes waiting to be flushed.
+func (w *Writer) Buffered() int { return len(w.buf) }
+
+func (w *Writer) grab() {
+	w.bufp = smallBufs.Get().(*[]byte)
+	w.buf = (*w.bufp)[:0]
+}
+
+// Write buffers p, or writes it straight through when it is large.
+func (w *Writer) Write(p []byte) (int, error) {
+	if w.err != nil {
+		return 0, w.err
+	}
+	if w.buf == nil {
+		w.grab()
+	}
+	if len(p) > cap(w.buf)-len(w.buf) {
+		if w.flushBuf(); w.err != nil {
+			return 0, w.err
+		}
+		if len(p) >= cap(w.buf) {
+			n, err := w.dst.Write(p)
+			w.err = err
+			return n, err
+		}
+	}
+	w.buf = append(w.buf, p...)
+	return len(p), nil
+}
+
+// WriteString buffers s.
+func (w *Writer) WriteString(s string) {
+	if w.err != nil {
+		return
+	}
+	if w.buf == nil {
+		w.grab()
+	}
+	for len(s) > cap(w.buf)-len(w.buf) {
+		n := copy(w.buf[len(w.buf):cap(w.buf)], s)
+		w.buf = w.buf[:len(w.buf)+n]
+		s = s[n:]
+		if w.flushBuf(); w.err != nil {
+			return
+		}
+	}
+	w.buf = append(w.buf, s...)
+}
+
+// WriteByte buffers c.
+func (w *Writer) WriteByte(c byte) error {
+	if w.err != nil {
+		return w.err
+	}
+	if w.buf == nil {
+		w.grab()
+	}
+	if len(w.buf) == cap(w.buf) {
+		if w.flushBuf(); w.err != nil {
+			return w.err
+		}
+	}
+	w.buf = append(w.buf, c)
+	return nil
+}
+
+// WriteField writes "name: value\r\n".
+func (w *Writer) WriteField(name, value []byte) {
+	w.Write(name)
+	w.WriteString(": ")
+	w.Write(value)
+	w.WriteString("\r\n")
+}
+
+// WriteInt writes n in decimal.
+func (w *Writer) WriteInt(n int64) {
+	var b [20]byte
+	w.Write(strconv.AppendInt(b[:0], n, 10))
+}
+
+// WriteChunk writes p as one chunk of a chunked body.
+func (w *Writer) WriteChunk(p []byte) {
+	if len(p) == 0 {
+		return // a zero-length chunk would end the body
+	}
+	var b [18]byte
+	w.Write(strconv.AppendUint(b[:0], uint64(len(p)), 16))
+	w.WriteString("\r\n")
+	w.Write(p)
+	w.WriteString("\r\n")
+}
+
+// WriteLastChunk ends a chunked body with trailer fields (those whose kind
+// is hop-by-hop are left out).
+func (w *Writer) WriteLastChunk(trailer []Field) {
+	w.WriteString("0\r\n")
+	for _, f := range trailer {
+		if !kindOf(f.Name).HopByHop() && kindOf(f.Name) != KindContentLength {
+			w.WriteField(f.Name, f.Value)
+		}
+	}
+	w.WriteString("\r\n")
+}
+
+func (w *Writer) flushBuf() {
+	if len(w.buf) == 0 {
+		return
+	}
+	_, err := w.dst.Write(w.buf)
+	w.buf = w.buf[:0]
+	w.err = err
+}
+
+// Flush writes what is buffered and gives the buffer back to the pool.
+func (w *Writer) Flush() error {
+	if w.err == nil {
+		w.flushBuf()
+	}
+	if w.buf != nil {
+		smallBufs.Put(w.bufp)
+		w.bufp, w.buf = nil, nil
+	}
+	return w.err
+}
+
+// Reset drops anything buffered and clears the error, for a writer that
+// moves to a new connection.
+func (w *Writer) Reset(dst io.Writer) {
+	if w.buf != nil {
+		smallBufs.Put(w.bufp)
+		w.bufp, w.buf = nil, nil
+	}
+	w.dst, w.err = dst, nil
+}

@@ -1,0 +1,165 @@
+package proxy
+
+import (
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/latch-lb/latch/internal/h1"
+	"github.com/latch-lb/latch/internal/sticky"
+)
+
+// clientConn is one client connection and the state of the exchange on it.
+// Everything here is reused from one request to the next.
+type clientConn struct {
+	h  *Handler
+	nc net.Conn
+	rd *h1.Reader
+	wr *h1.Writer
+	ip []byte // the client's address, for X-Forwarded-For
+
+	idle     atomic.Bool // waiting for a request: Shutdown may close it
+	deadline int64       // the deadline last set on nc, unix nanoseconds
+
+	req   h1.Request
+	body  h1.Body // the request's
+	resp  h1.Response
+	rbody h1.Body // the response's
+	sess  sticky.Session
+	moved string // the session's old target, for MovedHeader
+	buf   []byte // scratch: cookie values, status lines
+}
+
+func newClientConn(h *Handler, nc net.Conn) *clientConn {
+	c := &clientConn{h: h, nc: nc, rd: h1.NewReader(nc, true), wr: h1.NewWriter(nc)}
+	if ap, err := netip.ParseAddrPort(nc.RemoteAddr().String()); err == nil {
+		c.ip = ap.Addr().Unmap().AppendTo(nil)
+	} else {
+		c.ip = []byte(nc.RemoteAddr().String())
+	}
+	return c
+}
+
+func (c *clientConn) serve() {
+	defer func() {
+		c.rd.Close()
+		c.wr.Reset(nil)
+		c.nc.Close()
+		c.h.forget(c)
+	}()
+	for {
+		c.touch(c.h.now().UnixNano(), c.h.route.Load().IdleTimeout)
+		c.idle.Store(true)
+		if c.h.closing.Load() {
+			return
+		}
+		started, err := c.rd.ReadRequest(&c.req)
+		c.idle.Store(false)
+		if err != nil {
+			c.readFailed(started, err)
+			return
+		}
+		// The route is read once the request is in, so that a request
+		// that arrives after a reload is served by the new config.
+		if !c.serveRequest(c.h.route.Load()) {
+			return
+		}
+		c.rd.Release()
+	}
+}
+
+// wakeIfIdle makes a connection waiting for a request give up the wait, so
+// that it sees the handler shutting down.
+func (c *clientConn) wakeIfIdle() {
+	if c.idle.Load() {
+		c.nc.SetReadDeadline(aLongTimeAgo)
+	}
+}
+
+// aLongTimeAgo is a deadline in the past, to unblock reads and writes at once.
+var aLongTimeAgo = time.Unix(1, 0)
+
+// touch makes sure the connection's deadline is at least the idle timeout
+// less a sixteenth away, touching the socket only when it has come nearer:
+// a deadline costs a timer update, too much to pay on every request. The
+// idle timeout is so enforced to within a sixteenth.
+func (c *clientConn) touch(now int64, idle time.Duration) {
+	if c.deadline-now < int64(idle-idle/16) {
+		c.deadline = now + int64(idle)
+		c.nc.SetDeadline(time.Unix(0, c.deadline))
+	}
+}
+
+// readFailed answers a request that could not be read: ALB's 400 for a
+// malformed one, 408 for one that stalled. A connection that closed or sat
+// idle between requests just closes.
+func (c *clientConn) readFailed(started bool, err error) {
+	if e, ok := h1.IsError(err); ok {
+		c.reject(e.Status, e.Cause)
+		return
+	}
+	if started && errors.Is(err, os.ErrDeadlineExceeded) && !c.h.closing.Load() {
+		c.reject(http.StatusRequestTimeout, "the client sent no complete request within the idle timeout")
+	}
+}
+
+// reject answers with latch's own error and closes the connection.
+func (c *clientConn) reject(status int, cause string) {
+	c.touch(c.h.now().UnixNano(), c.h.route.Load().IdleTimeout)
+	c.writeError(status, cause, false)
+}
+
+// writeError writes latch's own answer: a status and a short text body
+// naming the cause, as ALB's errors (never a target's address).
+func (c *clientConn) writeError(status int, cause string, keep bool) {
+	w := c.wr
+	w.WriteString("HTTP/1.1 ")
+	w.WriteInt(int64(status))
+	w.WriteByte(' ')
+	w.WriteString(statusText(status))
+	w.WriteString("\r\nServer: latch\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ")
+	body := 4 + len(statusText(status)) + 2 + len(cause) + 1 // "503 " + text + ": " + cause + "\n"
+	w.WriteInt(int64(body))
+	if !keep {
+		w.WriteString("\r\nConnection: close")
+	}
+	w.WriteString("\r\n\r\n")
+	w.WriteInt(int64(status))
+	w.WriteByte(' ')
+	w.WriteString(statusText(status))
+	w.WriteString(": ")
+	w.WriteString(cause)
+	w.WriteByte('\n')
+	w.Flush()
+}
+
+// statusText is net/http's, plus ALB's own codes.
+func statusText(code int) string {
+	switch code {
+	case 460:
+		return "Client Closed Request"
+	case 463:
+		return "Too Many Forwarded Addresses"
+	}
+	if t := http.StatusText(code); t != "" {
+		return t
+	}
+	return "Status " + strconv.Itoa(code)
+}
+
+// isTimeout reports whether err is a deadline that passed.
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.Is(err, os.ErrDeadlineExceeded) || errors.As(err, &ne) && ne.Timeout()
+}
+
+// isEOF reports whether err means the peer closed the connection.
+func isEOF(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, errConnReset) || errors.Is(err, errBrokenPipe)
+}
