@@ -122,6 +122,16 @@ var listenerAttributes = []attribute[Listener]{
 		l.IdleTimeout, err = parseSeconds(v, 0.05, 4000, true)
 		return err
 	}},
+	{key: "routing.http.desync_mitigation_mode", def: "defensive", set: func(l *Listener, v string) error {
+		modes := []string{"monitor", "defensive", "strictest"}
+		for _, m := range modes {
+			if v == m {
+				l.DesyncMode = v
+				return nil
+			}
+		}
+		return fmt.Errorf("%q is not one of %s%s", v, strings.Join(modes, ", "), suggestion(v, modes))
+	}},
 }
 
 // notYet lists ALB attribute keys that latch recognises but does not
@@ -137,7 +147,6 @@ var notYet = map[string]bool{
 	"target_group_health.dns_failover.minimum_healthy_targets.percentage": true,
 	"lambda.multi_value_headers.enabled":                                  true,
 	"routing.http.xff_header_processing.mode":                             true,
-	"routing.http.desync_mitigation_mode":                                 true,
 	"routing.http.drop_invalid_header_fields.enabled":                     true,
 	"routing.http.preserve_host_header.enabled":                           true,
 	"routing.http.xff_client_port.enabled":                                true,

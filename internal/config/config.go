@@ -33,6 +33,9 @@ type Listener struct {
 	// IdleTimeout is ALB's idle_timeout.timeout_seconds: the longest a client
 	// or target connection may send and receive nothing.
 	IdleTimeout time.Duration
+	// DesyncMode is ALB's routing.http.desync_mitigation_mode:
+	// "monitor", "defensive" (the default) or "strictest".
+	DesyncMode string
 }
 
 // Action is what a listener does with a request.

@@ -115,6 +115,7 @@ func TestParseDefaults(t *testing.T) {
 			Name: "public", Address: "127.0.0.1:8080", Protocol: "HTTP",
 			DefaultAction: Action{Type: "forward", TargetGroup: "web"},
 			IdleTimeout:   60 * time.Second,
+			DesyncMode:    "defensive",
 		}},
 		TargetGroups: []TargetGroup{{
 			Name:        "web",
@@ -145,6 +146,7 @@ func TestParseExample(t *testing.T) {
 			Name: "public", Address: "127.0.0.1:8080", Protocol: "HTTP",
 			DefaultAction: Action{Type: "forward", TargetGroup: "web"},
 			IdleTimeout:   60 * time.Second,
+			DesyncMode:    "defensive",
 		}},
 		TargetGroups: []TargetGroup{{
 			Name:    "web",
@@ -224,6 +226,7 @@ func TestParseEveryKey(t *testing.T) {
         target_group: api
     attributes:
       idle_timeout.timeout_seconds: "4000"
+      routing.http.desync_mitigation_mode: strictest
   - name: second
     address: "[::1]:0"
     default_action: {type: forward, forward: {target_group: api}}
@@ -279,9 +282,9 @@ cookie_keys:
 	want := &Config{
 		Listeners: []Listener{
 			{Name: "public", Address: ":0", Protocol: "HTTP",
-				DefaultAction: Action{Type: "forward", TargetGroup: "api"}, IdleTimeout: 4000 * time.Second},
+				DefaultAction: Action{Type: "forward", TargetGroup: "api"}, IdleTimeout: 4000 * time.Second, DesyncMode: "strictest"},
 			{Name: "second", Address: "[::1]:0", Protocol: "HTTP",
-				DefaultAction: Action{Type: "forward", TargetGroup: "api"}, IdleTimeout: 60 * time.Second},
+				DefaultAction: Action{Type: "forward", TargetGroup: "api"}, IdleTimeout: 60 * time.Second, DesyncMode: "defensive"},
 		},
 		TargetGroups: []TargetGroup{
 			{
@@ -468,6 +471,8 @@ func TestParseProblems(t *testing.T) {
 			one(12, attr("deregistration_delay.timeout_seconds"), "-1 is outside 0-3600 seconds")},
 		{"idle timeout 0", listenerLast + "    attributes:\n      idle_timeout.timeout_seconds: \"0\"\n",
 			one(12, `listeners[0].attributes["idle_timeout.timeout_seconds"]`, "0 is outside 0.05-4000 seconds")},
+		{"desync mode misspelt", listenerLast + "    attributes:\n      routing.http.desync_mitigation_mode: defensiv\n",
+			one(12, `listeners[0].attributes["routing.http.desync_mitigation_mode"]`, `"defensiv" is not one of monitor, defensive, strictest; did you mean "defensive"?`)},
 		{"minimum healthy percentage 101", minimal + "    attributes:\n      target_group_health.unhealthy_state_routing.minimum_healthy_targets.percentage: \"101\"\n",
 			one(12, attr("target_group_health.unhealthy_state_routing.minimum_healthy_targets.percentage"), "101 is outside 1-100, or off")},
 		{"minimum healthy count 0", minimal + "    attributes:\n      target_group_health.unhealthy_state_routing.minimum_healthy_targets.count: \"0\"\n",

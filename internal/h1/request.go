@@ -23,9 +23,8 @@ var (
 	ErrFieldTooLong    = &Error{400, "a request header field is longer than 16 KiB"}
 	ErrRequestLine     = &Error{400, "malformed request line"}
 	ErrVersion         = &Error{400, "unsupported HTTP version"}
-	ErrNoColon         = &Error{400, "a header line has no colon"}
 	ErrObsFold         = &Error{400, "a header field is folded over several lines (obsolete line folding)"}
-	ErrBareCR          = &Error{400, "a header line holds a bare CR"}
+	ErrBareCR          = &Error{400, "a header field holds CR, LF or NUL"}
 	ErrHost            = &Error{400, "the request has no Host header, or more than one"}
 	ErrContentLength   = &Error{400, "invalid Content-Length"}
 	ErrMultipleLength  = &Error{400, "conflicting Content-Length headers"}
@@ -223,15 +222,19 @@ type Request struct {
 	BothTEAndCL bool
 	// XFFCount is how many addresses the X-Forwarded-For fields hold.
 	XFFCount int
+	folded bool // a field was folded over several lines
+
 	// HostFromTarget is set for an absolute-form target
 	// (GET http://example.com/x): Host is then its authority, which
 	// replaces any Host field (RFC 9112 §3.2.2).
 	HostFromTarget bool
 }
 
-// ReadRequest reads the next request head into req. It returns io.EOF when
-// the connection closed (or timed out) before any byte of a request, and an
-// *Error for a request latch must refuse.
+// ReadRequest reads the next request head into req, tokenised leniently
+// so that the desync classifier sees what was sent: call Frame before
+// forwarding it. It returns io.EOF when the connection closed (or timed
+// out) before any byte of a request, and an *Error for a head over ALB's
+// limits or without a request line.
 func (rd *Reader) ReadRequest(req *Request) (started bool, err error) {
 	head, started, err := rd.readHead(MaxRequestHead)
 	if err != nil {
@@ -244,8 +247,12 @@ func (req *Request) reset() {
 	*req = Request{Fields: req.Fields[:0], Kinds: req.Kinds[:0]}
 }
 
-// parse tokenises a head leniently (so that the desync classifier sees
-// what was sent) and rejects only what cannot be framed or forwarded.
+// parse splits the request line at its first and last space (so that a
+// space inside the target is seen, not hidden) and the fields at their
+// first colon, and keeps what a strict parser would refuse: a line without
+// a colon becomes a field without a name, a folded line (obs-fold) extends
+// its field's value, line breaks included. The classifier grades such
+// requests; Frame refuses to forward what cannot be forwarded safely.
 func (req *Request) parse(head []byte) error {
 	req.reset()
 	line, rest := nextLine(head)
@@ -259,14 +266,52 @@ func (req *Request) parse(head []byte) error {
 	}
 	req.Method = line[:sp1]
 	if sp1 == sp2 {
-		req.Target = line[sp1+1:] // HTTP/0.9: refused below, but classified first
+		req.Target = line[sp1+1:] // HTTP/0.9
 	} else {
 		req.Target = line[sp1+1 : sp2]
 		req.Proto = line[sp2+1:]
 	}
-	if err := req.parseFields(rest); err != nil {
-		return err
+	for len(rest) > 0 {
+		start := rest
+		line, rest = nextLine(rest)
+		if len(line) == 0 {
+			break
+		}
+		if len(line) > MaxField {
+			return ErrFieldTooLong
+		}
+		if n := len(req.Fields); n > 0 && (line[0] == ' ' || line[0] == '\t') {
+			// obs-fold: the value runs on through this line.
+			f := &req.Fields[n-1]
+			if f.Name != nil {
+				// Both are offsets in head: the value's start, from how
+				// much of the buffer lies behind it, and this line's end.
+				off := cap(head) - cap(f.Value)
+				end := len(head) - len(start) + len(line)
+				f.Value = head[off:end]
+				req.folded = true
+				continue
+			}
+		}
+		colon := bytes.IndexByte(line, ':')
+		if colon < 0 {
+			req.Fields = append(req.Fields, Field{Value: line})
+			req.Kinds = append(req.Kinds, KindOther)
+			continue
+		}
+		name, value := line[:colon], trimOWS(line[colon+1:])
+		req.Fields = append(req.Fields, Field{Name: name, Value: value})
+		req.Kinds = append(req.Kinds, kindOf(name))
 	}
+	return nil
+}
+
+// Frame checks that the request can be forwarded and works out its
+// framing and connection handling (RFC 9112 §6 and §9). It refuses what
+// latch cannot forward safely in any desync mitigation mode: a version
+// other than HTTP/1.0 and 1.1, CR, LF or NUL inside a field (a folded line
+// included), and a body whose length is unclear.
+func (req *Request) Frame() error {
 	switch string(req.Proto) {
 	case "HTTP/1.1":
 		req.Minor = 1
@@ -275,34 +320,33 @@ func (req *Request) parse(head []byte) error {
 	default:
 		return ErrVersion
 	}
+	if req.folded {
+		return ErrObsFold
+	}
+	if !forwardable(req.Method) || !forwardable(req.Target) {
+		return ErrRequestLine
+	}
+	for i, f := range req.Fields {
+		if f.Name == nil {
+			req.Kinds[i] = KindNamedInConnection // a line with no name: dropped
+			continue
+		}
+		if !forwardable(f.Name) || !forwardable(f.Value) {
+			return ErrBareCR
+		}
+	}
 	return req.derive()
 }
 
-func (req *Request) parseFields(rest []byte) error {
-	for len(rest) > 0 {
-		var line []byte
-		line, rest = nextLine(rest)
-		if len(line) == 0 {
-			break
+// forwardable reports whether b holds no CR, LF or NUL: bytes that could
+// end a line, or a string, in the target's parser.
+func forwardable(b []byte) bool {
+	for _, c := range b {
+		if c == '\r' || c == '\n' || c == 0 {
+			return false
 		}
-		if len(line) > MaxField {
-			return ErrFieldTooLong
-		}
-		if line[0] == ' ' || line[0] == '\t' {
-			return ErrObsFold
-		}
-		colon := bytes.IndexByte(line, ':')
-		if colon < 0 {
-			return ErrNoColon
-		}
-		if bytes.IndexByte(line, '\r') >= 0 {
-			return ErrBareCR
-		}
-		name, value := line[:colon], trimOWS(line[colon+1:])
-		req.Fields = append(req.Fields, Field{Name: name, Value: value})
-		req.Kinds = append(req.Kinds, kindOf(name))
 	}
-	return nil
+	return true
 }
 
 // nextLine splits off the first line of b, without its CRLF or LF.

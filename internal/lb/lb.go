@@ -13,6 +13,7 @@ import (
 
 	"github.com/latch-lb/latch/internal/balance"
 	"github.com/latch-lb/latch/internal/config"
+	"github.com/latch-lb/latch/internal/desync"
 	"github.com/latch-lb/latch/internal/health"
 	"github.com/latch-lb/latch/internal/proxy"
 	"github.com/latch-lb/latch/internal/sticky"
@@ -118,6 +119,7 @@ func (b *LB) Apply(cfg *config.Config) error {
 			Sticky:         sticky.NewPolicy(gc.Name, gc.Stickiness, keys),
 			ConnectTimeout: gc.ConnectTimeout,
 			IdleTimeout:    lc.IdleTimeout,
+			Desync:         desyncMode(lc.DesyncMode),
 		}
 		if l := bound[lc.Name]; l != nil {
 			if old := b.listeners[lc.Name]; old != nil {
@@ -150,6 +152,15 @@ func (b *LB) Apply(cfg *config.Config) error {
 	}
 	b.cfg = cfg
 	return nil
+}
+
+// desyncMode converts a mode the config has validated.
+func desyncMode(s string) desync.Mode {
+	m, err := desync.ParseMode(s)
+	if err != nil {
+		panic("lb: unvalidated desync mode: " + err.Error())
+	}
+	return m
 }
 
 // retire stops a listener in the background: it accepts no more, and its

@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/latch-lb/latch/internal/desync"
 	"github.com/latch-lb/latch/internal/h1"
 	"github.com/latch-lb/latch/internal/sticky"
 )
@@ -24,8 +25,9 @@ type clientConn struct {
 	wr *h1.Writer
 	ip []byte // the client's address, for X-Forwarded-For
 
-	idle     atomic.Bool // waiting for a request: Shutdown may close it
-	deadline int64       // the deadline last set on nc, unix nanoseconds
+	idle       atomic.Bool // waiting for a request: Shutdown may close it
+	closeAfter bool        // close both connections after this exchange (an ambiguous request)
+	deadline   int64       // the deadline last set on nc, unix nanoseconds
 
 	req   h1.Request
 	body  h1.Body // the request's
@@ -67,7 +69,8 @@ func (c *clientConn) serve() {
 		}
 		// The route is read once the request is in, so that a request
 		// that arrives after a reload is served by the new config.
-		if !c.serveRequest(c.h.route.Load()) {
+		rt := c.h.route.Load()
+		if !c.admit(rt) || !c.serveRequest(rt) {
 			return
 		}
 		c.rd.Release()
@@ -94,6 +97,36 @@ func (c *clientConn) touch(now int64, idle time.Duration) {
 		c.deadline = now + int64(idle)
 		c.nc.SetDeadline(time.Unix(0, c.deadline))
 	}
+}
+
+// admit applies desync mitigation (ALB's classification and the mode's
+// action) and checks that the request can be forwarded. It answers the
+// requests it refuses, and reports whether to go on.
+func (c *clientConn) admit(rt *Route) bool {
+	req := &c.req
+	v := desync.Classify(req.Method, req.Target, req.Proto, req.Fields)
+	c.h.Classified[v.Reason%32].Add(1)
+	c.closeAfter = false
+	switch rt.Desync.Action(v.Tier) {
+	case desync.Block:
+		c.h.Blocked[v.Reason%32].Add(1)
+		c.h.log.Debug("request blocked by desync mitigation", "mode", rt.Desync.String(),
+			"classification", v.Tier.String(), "reason", v.Reason.String(), "detail", v.Message)
+		c.reject(http.StatusBadRequest, "request refused by desync mitigation ("+v.Reason.String()+")")
+		return false
+	case desync.AllowAndClose:
+		c.closeAfter = true
+	}
+	if v.Tier != desync.Compliant {
+		c.h.log.Debug("non-compliant request", "mode", rt.Desync.String(),
+			"classification", v.Tier.String(), "reason", v.Reason.String(), "detail", v.Message)
+	}
+	if err := req.Frame(); err != nil {
+		e, _ := h1.IsError(err)
+		c.reject(e.Status, e.Cause)
+		return false
+	}
+	return true
 }
 
 // readFailed answers a request that could not be read: ALB's 400 for a

@@ -18,6 +18,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/latch-lb/latch/internal/desync"
 	"github.com/latch-lb/latch/internal/sticky"
 	"github.com/latch-lb/latch/internal/target"
 )
@@ -40,6 +41,8 @@ type Route struct {
 	// connections, answers 408 to a client that stalls mid-request, and
 	// 504 when a target sends nothing for that long.
 	IdleTimeout time.Duration
+	// Desync is the listener's desync mitigation mode.
+	Desync desync.Mode
 }
 
 // Handler serves one listener's connections.
@@ -49,6 +52,10 @@ type Handler struct {
 	port  string // X-Forwarded-Port
 	log   *slog.Logger
 	now   func() time.Time
+
+	// Classified counts requests by desync classification reason, and
+	// Blocked those of them that desync mitigation refused.
+	Classified, Blocked [32]atomic.Uint64
 
 	mu      sync.Mutex // guards conns; taken when a connection opens or closes
 	conns   map[*clientConn]struct{}
