@@ -286,3 +286,13 @@ func (b *LB) Health(groupName string) []TargetHealth {
 	}
 	return out
 }
+
+// Listener returns the named listener's handler (for its counters), or nil.
+func (b *LB) Listener(name string) *proxy.Handler {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if l := b.listeners[name]; l != nil {
+		return l.handler
+	}
+	return nil
+}
