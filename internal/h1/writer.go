@@ -97,8 +97,18 @@ func (w *Writer) WriteField(name, value []byte) {
 
 // WriteInt writes n in decimal.
 func (w *Writer) WriteInt(n int64) {
-	var b [20]byte
-	w.Write(strconv.AppendInt(b[:0], n, 10))
+	if w.err != nil {
+		return
+	}
+	if w.buf == nil {
+		w.grab()
+	}
+	if cap(w.buf)-len(w.buf) < 20 {
+		if w.flushBuf(); w.err != nil {
+			return
+		}
+	}
+	w.buf = strconv.AppendInt(w.buf, n, 10)
 }
 
 // WriteChunk writes p as one chunk of a chunked body.
@@ -106,8 +116,18 @@ func (w *Writer) WriteChunk(p []byte) {
 	if len(p) == 0 {
 		return // a zero-length chunk would end the body
 	}
-	var b [18]byte
-	w.Write(strconv.AppendUint(b[:0], uint64(len(p)), 16))
+	if w.err != nil {
+		return
+	}
+	if w.buf == nil {
+		w.grab()
+	}
+	if cap(w.buf)-len(w.buf) < 18 {
+		if w.flushBuf(); w.err != nil {
+			return
+		}
+	}
+	w.buf = strconv.AppendUint(w.buf, uint64(len(p)), 16)
 	w.WriteString("\r\n")
 	w.Write(p)
 	w.WriteString("\r\n")

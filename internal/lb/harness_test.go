@@ -188,7 +188,7 @@ func testLogger(t testing.TB) *slog.Logger {
 	return slog.New(slog.NewTextHandler(io.Discard, nil))
 }
 
-func startLB(t *testing.T, c lbConfig) *running {
+func startLB(t testing.TB, c lbConfig) *running {
 	t.Helper()
 	dir := c.stateDir
 	if dir == "" {

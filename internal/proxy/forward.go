@@ -109,6 +109,9 @@ func (c *clientConn) forward(rt *Route, t *target.Target, issued int64) (bool, e
 
 // isDialFailure reports whether err means no byte reached the target.
 func isDialFailure(err error) bool {
+	if err == nil {
+		return false
+	}
 	var de *upstream.DialError
 	return errors.As(err, &de) || errors.Is(err, upstream.ErrClosed)
 }

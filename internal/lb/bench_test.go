@@ -1,0 +1,164 @@
+package lb
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// fastTarget is a minimal HTTP/1.1 target for benchmarks: it answers every
+// request on a connection with the same small response, allocating
+// nothing, so that a benchmark measures latch rather than its target.
+func fastTarget(b *testing.B) string {
+	b.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	resp := []byte("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 13\r\n\r\nhello, world\n")
+	var wg sync.WaitGroup
+	b.Cleanup(func() { ln.Close(); wg.Wait() })
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer c.Close()
+				r := bufio.NewReaderSize(c, 16<<10)
+				for {
+					if err := skipHead(r); err != nil {
+						return
+					}
+					if _, err := c.Write(resp); err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// skipHead reads through the next empty line. The benchmark requests have
+// no bodies.
+func skipHead(r *bufio.Reader) error {
+	for {
+		line, err := r.ReadSlice('\n')
+		if err != nil {
+			return err
+		}
+		if len(line) <= 2 {
+			return nil
+		}
+	}
+}
+
+// benchClient sends one request at a time on a kept-alive connection and
+// reads each response through its Content-Length.
+type benchClient struct {
+	c   net.Conn
+	r   *bufio.Reader
+	req []byte
+	buf []byte
+}
+
+func newBenchClient(b *testing.B, addr string, req []byte) *benchClient {
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return &benchClient{c: c, r: bufio.NewReaderSize(c, 16<<10), req: req, buf: make([]byte, 4096)}
+}
+
+var contentLength = []byte("Content-Length: ")
+
+func (bc *benchClient) do() error {
+	if _, err := bc.c.Write(bc.req); err != nil {
+		return err
+	}
+	n := -1
+	for {
+		line, err := bc.r.ReadSlice('\n')
+		if err != nil {
+			return err
+		}
+		if len(line) <= 2 {
+			break
+		}
+		if bytes.HasPrefix(line, contentLength) {
+			v, _ := strconv.Atoi(string(bytes.TrimSpace(line[len(contentLength):])))
+			n = v
+		}
+	}
+	if n < 0 {
+		return fmt.Errorf("response without Content-Length")
+	}
+	_, err := io.ReadFull(bc.r, bc.buf[:n])
+	return err
+}
+
+// BenchmarkProxy measures latch's whole data path over loopback: one
+// client connection sends requests one after another through latch to a
+// target. ns/op includes the client's and the target's work (small, and
+// allocation-free); allocs/op is latch's alone.
+func BenchmarkProxy(b *testing.B) {
+	for _, bc := range []struct {
+		name   string
+		sticky bool
+		cookie bool
+	}{
+		{"plain", false, false},
+		{"sticky/new-session", true, false},
+		{"sticky/session", true, true},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			target := fastTarget(b)
+			lb := startLB(b, lbConfig{targets: []string{target}, sticky: bc.sticky})
+			addr := strings.TrimPrefix(lb.url, "http://")
+			req := "GET /index.html HTTP/1.1\r\nHost: bench.example\r\nUser-Agent: bench\r\nAccept: */*\r\n"
+			if bc.cookie {
+				r := get(b, lb.url+"/", "")
+				req += "Cookie: AWSALB=" + r.cookie + "\r\n"
+			}
+			req += "\r\n"
+			run := func(b *testing.B, c *benchClient) {
+				if err := c.do(); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.Run("serial", func(b *testing.B) {
+				c := newBenchClient(b, addr, []byte(req))
+				defer c.c.Close()
+				run(b, c) // warm the pools
+				b.ReportAllocs()
+				b.ResetTimer()
+				for b.Loop() {
+					run(b, c)
+				}
+			})
+			b.Run("parallel", func(b *testing.B) {
+				b.ReportAllocs()
+				b.SetParallelism(16)
+				b.RunParallel(func(pb *testing.PB) {
+					c := newBenchClient(b, addr, []byte(req))
+					defer c.c.Close()
+					for pb.Next() {
+						run(b, c)
+					}
+				})
+			})
+		})
+	}
+}
