@@ -222,7 +222,7 @@ type Request struct {
 	BothTEAndCL bool
 	// XFFCount is how many addresses the X-Forwarded-For fields hold.
 	XFFCount int
-	folded bool // a field was folded over several lines
+	folded   bool // a field was folded over several lines
 
 	// HostFromTarget is set for an absolute-form target
 	// (GET http://example.com/x): Host is then its authority, which

@@ -1,0 +1,868 @@
+#!/usr/bin/env bash
+# bench/run.sh: latch next to HAProxy and nginx on this machine, in one run.
+#
+#   bench/run.sh                 load rounds, then idle-connection memory
+#   bench/run.sh load            load rounds only
+#   bench/run.sh idle            idle-connection memory only
+#   ROUNDS=5 bench/run.sh        (or --rounds 5) more rounds
+#
+# Settings (environment variable, or the flag in brackets):
+#   ROUNDS=3 (--rounds)  DURATION=10s (--duration)  CONNS=64 (--conns)
+#   THREADS=2 (--threads)  SESSIONS=64 (--sessions)
+#   FRONTENDS="direct haproxy nginx latch" (--frontends direct,latch)
+#   IDLE_CONNS=10000 (--idle-conns)  IDLE_FRONTENDS="haproxy latch" (--idle-frontends)
+#   KEEP_TMP=0 (--keep): keep the temp dir with every config, log and wrk output
+#
+# Everything runs on 127.0.0.1 in a temp dir; everything started is stopped
+# on exit, Ctrl-C or failure. Exit status: 0, or 1 if a front end failed to
+# start or stickiness broke for any front end. See bench/README.md.
+set -euo pipefail
+
+usage() { sed -n '2,18p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+
+ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-10s}
+CONNS=${CONNS:-64}
+THREADS=${THREADS:-2}
+SESSIONS=${SESSIONS:-64}
+FRONTENDS=${FRONTENDS:-"direct haproxy nginx latch"}
+IDLE_CONNS=${IDLE_CONNS:-10000}
+IDLE_FRONTENDS=${IDLE_FRONTENDS:-"haproxy latch"}
+KEEP_TMP=${KEEP_TMP:-0}
+MODE=all
+
+while (($#)); do
+	arg=$1
+	shift
+	val=
+	case $arg in
+	--*=*) val=${arg#*=} arg=${arg%%=*} ;;
+	--rounds | --duration | --conns | --threads | --sessions | --frontends | --idle-conns | --idle-frontends)
+		(($#)) || { echo "run.sh: $arg needs a value" >&2; exit 2; }
+		val=$1
+		shift
+		;;
+	esac
+	case $arg in
+	all | load | idle) MODE=$arg ;;
+	--rounds) ROUNDS=$val ;;
+	--duration) DURATION=$val ;;
+	--conns) CONNS=$val ;;
+	--threads) THREADS=$val ;;
+	--sessions) SESSIONS=$val ;;
+	--frontends) FRONTENDS=${val//,/ } ;;
+	--idle-conns) IDLE_CONNS=$val ;;
+	--idle-frontends) IDLE_FRONTENDS=${val//,/ } ;;
+	--keep) KEEP_TMP=1 ;;
+	-h | --help) usage; exit 0 ;;
+	*) echo "run.sh: unknown argument $arg (try --help)" >&2; exit 2 ;;
+	esac
+done
+read -ra FES <<<"$FRONTENDS"
+read -ra IDLE_FES <<<"$IDLE_FRONTENDS"
+for fe in "${FES[@]}"; do
+	case $fe in direct | haproxy | nginx | latch) ;; *) echo "run.sh: unknown front end $fe (direct, haproxy, nginx, latch)" >&2; exit 2 ;; esac
+done
+for fe in "${IDLE_FES[@]}"; do
+	case $fe in haproxy | nginx | latch) ;; *) echo "run.sh: unknown idle front end $fe (haproxy, nginx, latch)" >&2; exit 2 ;; esac
+done
+for v in ROUNDS CONNS THREADS SESSIONS IDLE_CONNS; do
+	[[ ${!v} =~ ^[1-9][0-9]*$ ]] || { echo "run.sh: $v must be a positive integer, got '${!v}'" >&2; exit 2; }
+done
+[[ $DURATION =~ ^[0-9]+[smh]?$ ]] || { echo "run.sh: DURATION must look like 10s, got '$DURATION'" >&2; exit 2; }
+
+BENCH=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO=$(dirname "$BENCH")
+export PATH=$PATH:/usr/sbin:/sbin
+HOST=127.0.0.1
+BACKENDS=(b1 b2 b3)
+
+say() { printf '%s\n' "$*"; }
+warn() { printf 'run.sh: %s\n' "$*" >&2; }
+die() { warn "$*"; exit 1; }
+
+# ---------------------------------------------------------------- packages
+need_pkgs=()
+for c in wrk haproxy nginx curl; do
+	command -v "$c" >/dev/null 2>&1 || need_pkgs+=("$c")
+done
+if ((${#need_pkgs[@]})); then
+	if [[ $(id -u) == 0 ]]; then
+		say "installing ${need_pkgs[*]} from Debian"
+		export DEBIAN_FRONTEND=noninteractive
+		apt-get install -y wrk haproxy nginx curl >/dev/null 2>&1 ||
+			{ apt-get update -qq && apt-get install -y wrk haproxy nginx curl; }
+	else
+		die "missing ${need_pkgs[*]}: run  sudo apt-get install -y wrk haproxy nginx curl  (or run this script as root)"
+	fi
+fi
+command -v go >/dev/null 2>&1 || die "go is not on PATH (needed to build latch)"
+
+# Many connections need many file descriptors: for wrk, the idle tool and
+# every proxy (HAProxy refuses to start if it cannot get what maxconn needs).
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+NOFILE=$(ulimit -n)
+[[ $NOFILE == unlimited ]] && NOFILE=1048576
+CLK_TCK=$(getconf CLK_TCK)
+
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/latch-bench.XXXXXX")
+chmod 755 "$TMP"
+mkdir -p "$TMP/bin"
+
+# ------------------------------------------------------- process handling
+STARTED=()      # every pid started in the background, in order
+declare -A LIVE # those of them not yet reaped (a reaped pid may be reused)
+declare -A PID  # front end or instance name -> pid
+
+# children PID: the direct children of PID.
+children() {
+	local f line rest st pp
+	for f in /proc/[0-9]*/stat; do
+		read -r line 2>/dev/null <"$f" || continue
+		rest=${line##*) }
+		read -r st pp _ <<<"$rest"
+		[[ $pp == "$1" ]] && printf '%s\n' "${line%% *}"
+	done
+	return 0
+}
+
+# tree PID: PID and all its descendants.
+tree() {
+	local p
+	[[ -e /proc/$1 ]] || return 0
+	printf '%s\n' "$1"
+	for p in $(children "$1"); do tree "$p"; done
+}
+
+alive() {
+	local line st
+	read -r line 2>/dev/null <"/proc/$1/stat" || return 1
+	read -r st _ <<<"${line##*) }"
+	[[ $st != Z ]]
+}
+
+# kill_trees PID...: SIGTERM each process tree, then SIGKILL what is left
+# after 5 s, and reap our own children.
+kill_trees() {
+	local all=() p i
+	for p in "$@"; do mapfile -t -O "${#all[@]}" all < <(tree "$p"); done
+	((${#all[@]})) || return 0
+	kill -TERM "${all[@]}" 2>/dev/null || true
+	for i in $(seq 50); do
+		local left=0
+		for p in "${all[@]}"; do alive "$p" && left=1; done
+		((left)) || break
+		sleep 0.1
+	done
+	for p in "${all[@]}"; do alive "$p" && kill -KILL "$p" 2>/dev/null; done
+	for p in "$@"; do
+		wait "$p" 2>/dev/null || true
+		unset "LIVE[$p]"
+	done
+}
+
+# shellcheck disable=SC2317 # cleanup is called by the EXIT trap
+cleanup() {
+	local rc=$?
+	set +e
+	trap - EXIT INT TERM
+	local rev=() i
+	for ((i = ${#STARTED[@]} - 1; i >= 0; i--)); do
+		[[ -n ${LIVE[${STARTED[i]}]:-} ]] && rev+=("${STARTED[i]}")
+	done
+	((${#rev[@]})) && kill_trees "${rev[@]}"
+	if [[ $KEEP_TMP == 1 ]]; then
+		warn "kept $TMP"
+	else
+		rm -rf "$TMP"
+	fi
+	exit "$rc"
+}
+trap cleanup EXIT
+trap 'warn interrupted; exit 130' INT
+trap 'warn terminated; exit 143' TERM
+
+# start NAME LOG CMD...: run CMD in the background, record its pid.
+start() {
+	local name=$1 log=$2
+	shift 2
+	"$@" >"$log" 2>&1 &
+	PID[$name]=$!
+	STARTED+=("$!")
+	LIVE[$!]=1
+}
+
+# run_fg CMD...: run CMD to completion. It runs in the background and is
+# waited for, so that Ctrl-C stops the script at once: bash defers its
+# trap while a foreground child that catches SIGINT (wrk does) runs.
+run_fg() {
+	"$@" &
+	local p=$! rc=0
+	STARTED+=("$p")
+	LIVE[$p]=1
+	wait "$p" || rc=$?
+	unset "LIVE[$p]"
+	return "$rc"
+}
+
+stop() {
+	local name=$1 p=${PID[$1]:-}
+	[[ -n $p ]] || return 0
+	kill_trees "$p"
+	unset "PID[$name]"
+}
+
+cpu_ticks() { # utime+stime of every process in the tree of $1
+	local p line f sum=0
+	for p in $(tree "$1"); do
+		read -r line 2>/dev/null <"/proc/$p/stat" || continue
+		read -ra f <<<"${line##*) }"
+		sum=$((sum + f[11] + f[12]))
+	done
+	echo "$sum"
+}
+
+rss_kib() { # VmRSS summed over the tree of $1
+	local p k v sum=0
+	for p in $(tree "$1"); do
+		while read -r k v _; do
+			[[ $k == VmRSS: ]] && sum=$((sum + v))
+		done 2>/dev/null <"/proc/$p/status" || true
+	done
+	echo "$sum"
+}
+
+# ----------------------------------------------------------------- ports
+PICKED=" "
+PORT=
+# pick_port: a free TCP port on 127.0.0.1 in $PORT, below the ephemeral
+# range so that no client socket (wrk, the idle tool) can take it later.
+pick_port() {
+	local lo=10000 hi elo ehi p hex i
+	read -r elo ehi </proc/sys/net/ipv4/ip_local_port_range
+	if ((elo - lo >= 2000)); then
+		hi=$elo
+	elif ((65535 - ehi >= 2000)); then
+		lo=$((ehi + 1)) hi=65535
+	else
+		hi=65535
+	fi
+	for i in $(seq 500); do
+		p=$((lo + (RANDOM * 32768 + RANDOM) % (hi - lo)))
+		[[ $PICKED == *" $p "* ]] && continue
+		hex=$(printf '%04X' "$p")
+		if ! grep -qs ":$hex " /proc/net/tcp /proc/net/tcp6; then
+			PICKED+="$p "
+			PORT=$p
+			return 0
+		fi
+	done
+	die "no free port found"
+}
+
+# ------------------------------------------------------------ HTTP checks
+# probe URL [CURL ARGS...]: one GET; prints "STATUS BACKEND COOKIELINES..."
+# where cookie lines are the Set-Cookie name=value pairs, space separated.
+probe() {
+	local url=$1
+	shift
+	curl -sS -m 5 -o /dev/null -D - "$@" "$url" 2>/dev/null | tr -d '\r' | awk '
+		NR == 1 { status = $2 }
+		tolower($1) == "x-backend:" { backend = $2 }
+		tolower($1) == "set-cookie:" { c = $2; sub(/;.*/, "", c); cookies = cookies " " c }
+		END { if (status == "") status = "000"; if (backend == "") backend = "-"; print status, backend cookies }'
+}
+
+# wait_up NAME URL SECONDS: until URL answers 200 (and NAME is still running).
+wait_up() {
+	local name=$1 url=$2 secs=$3 t0=$SECONDS st
+	while ((SECONDS - t0 < secs)); do
+		[[ -n ${PID[$name]:-} ]] && ! alive "${PID[$name]}" && return 1
+		read -r st _ <<<"$(probe "$url")"
+		[[ $st == 200 ]] && return 0
+		sleep 0.2
+	done
+	return 1
+}
+
+# wait_spread NAME URL SECONDS: until 6 requests in a row answer 200 and
+# reach all three backends (latch: its health checks have passed).
+wait_spread() {
+	local name=$1 url=$2 secs=$3 t0=$SECONDS st be i ok seen
+	while ((SECONDS - t0 < secs)); do
+		alive "${PID[$name]}" || return 1
+		ok=1 seen=" "
+		for i in 1 2 3 4 5 6; do
+			read -r st be _ <<<"$(probe "$url")"
+			[[ $st == 200 ]] || { ok=0; break; }
+			[[ $seen == *" $be "* ]] || seen+="$be "
+		done
+		((ok)) && [[ $(wc -w <<<"$seen") == 3 ]] && return 0
+		sleep 0.5
+	done
+	return 1
+}
+
+# ---------------------------------------------------------------- configs
+NGINX_USER=
+if [[ $(id -u) == 0 ]]; then
+	if getent passwd www-data >/dev/null; then NGINX_USER="user www-data;"; else NGINX_USER="user nobody nogroup;"; fi
+fi
+
+nginx_common() { # DIR WORKER_CONNECTIONS
+	mkdir -p "$1/tmp"
+	cat <<EOF
+worker_processes auto;
+worker_rlimit_nofile $NOFILE;
+pid $1/nginx.pid;
+error_log $1/error.log warn;
+$NGINX_USER
+events { worker_connections $2; }
+EOF
+}
+
+nginx_temp_paths() {
+	cat <<EOF
+    client_body_temp_path $1/tmp/body;
+    proxy_temp_path $1/tmp/proxy;
+    fastcgi_temp_path $1/tmp/fastcgi;
+    uwsgi_temp_path $1/tmp/uwsgi;
+    scgi_temp_path $1/tmp/scgi;
+EOF
+}
+
+start_nginx() { # NAME DIR
+	nginx -t -q -p "$2/" -c "$2/nginx.conf" -e "$2/error.log" >"$2/check.log" 2>&1 || {
+		cat "$2/check.log" >&2
+		return 1
+	}
+	start "$1" "$2/stderr.log" nginx -p "$2/" -c "$2/nginx.conf" -e "$2/error.log" -g 'daemon off;'
+}
+
+declare -A BPORT
+start_backends() {
+	local d=$TMP/backends b
+	mkdir -p "$d"
+	for b in "${BACKENDS[@]}"; do
+		pick_port
+		BPORT[$b]=$PORT
+	done
+	{
+		nginx_common "$d" 4096
+		echo "http {"
+		echo "    access_log off;"
+		echo "    default_type text/plain;"
+		echo "    keepalive_requests 100000000;"
+		echo "    keepalive_timeout 300s;"
+		nginx_temp_paths "$d"
+		for b in "${BACKENDS[@]}"; do
+			cat <<EOF
+    server {
+        listen $HOST:${BPORT[$b]};
+        add_header X-Backend $b always;
+        location / {
+            if (\$http_x_expect_backend !~ "^($b)?\$") { return 409 "wrong backend: this is $b\n"; }
+            return 200 "hello from $b\n";
+        }
+    }
+EOF
+		done
+		echo "}"
+	} >"$d/nginx.conf"
+	start_nginx backends "$d" || die "the nginx backends did not start (see above)"
+	for b in "${BACKENDS[@]}"; do
+		wait_up backends "http://$HOST:${BPORT[$b]}/" 10 || die "backend $b did not start: $(cat "$d/error.log" "$d/stderr.log" 2>/dev/null)"
+	done
+	# The stickiness check is only as good as the backends' 409: test it.
+	local st be other
+	for b in "${BACKENDS[@]}"; do
+		read -r st be _ <<<"$(probe "http://$HOST:${BPORT[$b]}/" -H "X-Expect-Backend: $b")"
+		[[ $st == 200 && $be == "$b" ]] || die "backend $b: expected 200 from $b, got $st from $be"
+		other=b1
+		[[ $b == b1 ]] && other=b2
+		read -r st _ <<<"$(probe "http://$HOST:${BPORT[$b]}/" -H "X-Expect-Backend: $other")"
+		[[ $st == 409 ]] || die "backend $b answered $st, not 409, to a request expecting $other"
+	done
+	say "backends: nginx on ports ${BPORT[b1]} ${BPORT[b2]} ${BPORT[b3]} (b1 b2 b3), 409 on a wrong X-Expect-Backend: ok"
+}
+
+
+start_haproxy() { # NAME PORT MAXCONN
+	local name=$1 port=$2 maxconn=$3 d=$TMP/$1 strict=
+	mkdir -p "$d"
+	# HAProxy wants 2 FDs per maxconn (client and server side) and, by
+	# default, refuses to start if it cannot raise its limit that far. Idle
+	# client connections need only one each, so where the hard limit is
+	# lower, let it start anyway.
+	if ((2 * maxconn + 200 > NOFILE)); then
+		strict="no strict-limits  # ulimit -n is $NOFILE: enough for idle client connections"
+	fi
+	cat >"$d/haproxy.cfg" <<EOF
+global
+    maxconn $maxconn
+    $strict
+    # default nbthread: one thread per CPU
+
+defaults
+    mode http
+    maxconn $maxconn
+    option http-keep-alive
+    timeout connect 5s
+    timeout client 300s
+    timeout server 30s
+    timeout http-request 30s
+    timeout http-keep-alive 300s
+
+frontend bench
+    bind $HOST:$port
+    default_backend web
+
+backend web
+    balance roundrobin
+    cookie SERVERID insert indirect nocache
+    http-reuse always
+    option httpchk GET /
+    server b1 $HOST:${BPORT[b1]} cookie b1 check inter 5s
+    server b2 $HOST:${BPORT[b2]} cookie b2 check inter 5s
+    server b3 $HOST:${BPORT[b3]} cookie b3 check inter 5s
+EOF
+	haproxy -c -q -f "$d/haproxy.cfg" >"$d/check.log" 2>&1 || { cat "$d/check.log" >&2; return 1; }
+	start "$name" "$d/haproxy.log" haproxy -db -f "$d/haproxy.cfg"
+	wait_up "$name" "http://$HOST:$port/" 15 || { cat "$d/haproxy.log" >&2; return 1; }
+}
+
+start_nginx_proxy() { # NAME PORT WORKER_CONNECTIONS
+	local name=$1 port=$2 wc=$3 d=$TMP/$1
+	mkdir -p "$d"
+	{
+		nginx_common "$d" "$wc"
+		cat <<EOF
+http {
+    access_log off;
+    keepalive_requests 100000000;
+    keepalive_timeout 300s;
+$(nginx_temp_paths "$d")
+    upstream web {
+        hash \$cookie_sid consistent;
+        server $HOST:${BPORT[b1]};
+        server $HOST:${BPORT[b2]};
+        server $HOST:${BPORT[b3]};
+        keepalive 64;
+        keepalive_requests 100000000;
+    }
+    server {
+        listen $HOST:$port;
+        location / {
+            proxy_pass http://web;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }
+    }
+}
+EOF
+	} >"$d/nginx.conf"
+	start_nginx "$name" "$d" || return 1
+	wait_up "$name" "http://$HOST:$port/" 15 || { cat "$d/error.log" "$d/stderr.log" >&2; return 1; }
+}
+
+LATCH_BUILT=0
+build_latch() {
+	((LATCH_BUILT)) && return 0
+	say "building latch: go build -o \$tmp/latch ./cmd/latch"
+	if ! (cd "$REPO" && go build -o "$TMP/bin/latch" ./cmd/latch) >"$TMP/latch-build.log" 2>&1; then
+		cat "$TMP/latch-build.log" >&2
+		warn "latch did not build"
+		return 1
+	fi
+	LATCH_BUILT=1
+}
+
+start_latch() { # NAME PORT
+	local name=$1 port=$2 d=$TMP/$1
+	build_latch || return 1
+	mkdir -p "$d"
+	cat >"$d/latch.yaml" <<EOF
+listeners:
+  - name: bench
+    address: $HOST:$port
+    protocol: HTTP
+    default_action:
+      type: forward
+      forward: { target_group: web }
+target_groups:
+  - name: web
+    targets:
+      - id: $HOST:${BPORT[b1]}
+      - id: $HOST:${BPORT[b2]}
+      - id: $HOST:${BPORT[b3]}
+    health_check:
+      path: /
+      interval_seconds: 5
+      timeout_seconds: 2
+      healthy_threshold_count: 2
+    attributes:
+      stickiness.enabled: "true"
+      stickiness.type: lb_cookie
+      load_balancing.algorithm.type: round_robin
+state_dir: $TMP/latch-state
+EOF
+	"$TMP/bin/latch" validate -config "$d/latch.yaml" >"$d/check.log" 2>&1 || { cat "$d/check.log" >&2; return 1; }
+	start "$name" "$d/latch.log" "$TMP/bin/latch" serve -config "$d/latch.yaml" -shutdown-timeout 2s
+	# Wait for latch to report all three targets healthy. Until the first
+	# is, latch fails open and spreads requests over all three, so a spread
+	# alone proves nothing: a session made then would later move.
+	local t0=$SECONDS
+	local healthy
+	while healthy=$(latch_healthy "$d/latch.log") && ((${healthy:-0} < 3)); do
+		alive "${PID[$name]}" || { cat "$d/latch.log" >&2; return 1; }
+		if ((SECONDS - t0 >= 30)); then
+			warn "latch did not log 3 healthy targets in 30 s; going on when requests reach all three"
+			break
+		fi
+		sleep 0.2
+	done
+	wait_spread "$name" "http://$HOST:$port/" 60 || { cat "$d/latch.log" >&2; return 1; }
+}
+
+latch_healthy() { # LOG: how many targets latch last reported healthy
+	[[ -f $1 ]] || { echo 0; return 0; }
+	awk '/msg="target health changed"/ {
+		t = ""; s = ""
+		for (i = 1; i <= NF; i++) {
+			if ($i ~ /^target=/) t = substr($i, 8)
+			if ($i ~ /^to=/) s = substr($i, 4)
+		}
+		if (t != "") st[t] = s
+	}
+	END { n = 0; for (t in st) if (st[t] == "healthy") n++; print n }' "$1"
+}
+
+# start_frontend FE NAME PORT MODE: MODE is load or idle (more connections).
+start_frontend() {
+	local fe=$1 name=$2 port=$3 mode=$4
+	case $fe in
+	haproxy)
+		local mc=4096
+		[[ $mode == idle ]] && mc=$((IDLE_CONNS + 2048))
+		start_haproxy "$name" "$port" "$mc"
+		;;
+	nginx)
+		local wc=4096
+		[[ $mode == idle ]] && wc=$((IDLE_CONNS + 2048))
+		start_nginx_proxy "$name" "$port" "$wc"
+		;;
+	latch) start_latch "$name" "$port" ;;
+	esac
+}
+
+# -------------------------------------------------------------- sessions
+# collect_sessions FE URL FILE: SESSIONS sticky sessions, one
+# "<backend> <Cookie header value>" per line, spread over all backends,
+# and each replayed once to check that it comes back to its backend.
+collect_sessions() {
+	local fe=$1 url=$2 file=$3 i st be cookies cookie name c
+	: >"$file"
+	case $fe in haproxy) name=SERVERID ;; latch) name=AWSALB ;; esac
+	for ((i = 0; i < SESSIONS; i++)); do
+		if [[ $fe == nginx ]]; then
+			read -r st be _ <<<"$(probe "$url" -H "Cookie: sid=$i")"
+			cookie="sid=$i"
+		else
+			read -r st be cookies <<<"$(probe "$url")"
+			cookie=
+			for c in $cookies; do [[ $c == "$name="* ]] && cookie=$c; done
+		fi
+		[[ $st == 200 ]] || { warn "$fe: session $i: status $st"; return 1; }
+		[[ -n $cookie ]] || { warn "$fe: session $i: no $name cookie in the response"; return 1; }
+		printf '%s %s\n' "$be" "$cookie" >>"$file"
+	done
+	local spread
+	spread=$(awk '{n[$1]++} END {for (b in n) print b ":" n[b]}' "$file" | sort | paste -sd' ')
+	if [[ $(awk '{print $1}' "$file" | sort -u | wc -l) != 3 ]]; then
+		warn "$fe: sessions do not spread over the three backends: $spread"
+		return 1
+	fi
+	local bad=0
+	while read -r be cookie; do
+		read -r st _ <<<"$(probe "$url" -H "Cookie: $cookie" -H "X-Expect-Backend: $be")"
+		[[ $st == 200 ]] || bad=$((bad + 1))
+	done <"$file"
+	say "  $fe: $SESSIONS sessions, spread $spread, replayed once: $((SESSIONS - bad))/$SESSIONS back on their backend"
+	((bad == 0)) || { warn "$fe: $bad sessions did not come back to their backend"; return 1; }
+}
+
+# ------------------------------------------------------------ wrk parsing
+to_ms() { # 1.23ms, 456.00us, 1.02s, 1.00m -> milliseconds
+	awk -v v="$1" 'BEGIN {
+		if (v ~ /us$/) { sub(/us$/, "", v); printf "%.3f", v / 1000 }
+		else if (v ~ /ms$/) { sub(/ms$/, "", v); printf "%.3f", v }
+		else if (v ~ /m$/) { sub(/m$/, "", v); printf "%.3f", v * 60000 }
+		else if (v ~ /h$/) { sub(/h$/, "", v); printf "%.3f", v * 3600000 }
+		else if (v ~ /s$/) { sub(/s$/, "", v); printf "%.3f", v * 1000 }
+		else printf "nan" }'
+}
+
+# ----------------------------------------------------------- machine info
+print_header() {
+	local model
+	model=$(awk -F': *' '/^model name/ {print $2; exit}' /proc/cpuinfo)
+	say "date:      $(date -u '+%Y-%m-%d %H:%M UTC')"
+	say "machine:   $(nproc) vCPU, ${model:-unknown CPU}, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), Linux $(uname -r)"
+	say "versions:  $(haproxy -v 2>&1 | head -1 | awk '{print "HAProxy", $3}'), $(nginx -v 2>&1 | sed 's/^nginx version: //'), $(go version | awk '{print $3}'), $(wrk -v 2>&1 | head -1 | awk '{print "wrk", $2}'), $(if ((LATCH_BUILT)); then "$TMP/bin/latch" version; else echo "latch (not built)"; fi)$(c=$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null) && echo " (work tree at commit $c)")"
+}
+
+FAILED=()  # front ends that failed to start or died
+BROKEN=()  # front ends whose stickiness broke
+
+# ============================================================= load rounds
+declare -A URL SESSFILE
+load_phase() {
+	local fe port
+	say "== load: wrk -t$THREADS -c$CONNS -d$DURATION, $SESSIONS sticky sessions, 3 backends, $ROUNDS interleaved rounds"
+	say "starting front ends and collecting sessions:"
+	local ok=()
+	for fe in "${FES[@]}"; do
+		if [[ $fe == direct ]]; then
+			URL[direct]="http://$HOST:${BPORT[b1]}/"
+			ok+=(direct)
+			say "  direct: wrk straight at backend b1 (no proxy, no cookie)"
+			continue
+		fi
+		pick_port
+		port=$PORT
+		URL[$fe]="http://$HOST:$port/"
+		SESSFILE[$fe]=$TMP/sessions-$fe.txt
+		backends_alive
+		if ! start_frontend "$fe" "$fe" "$port" load; then
+			warn "$fe failed to start"
+			FAILED+=("$fe")
+			stop "$fe"
+			continue
+		fi
+		if ! collect_sessions "$fe" "${URL[$fe]}" "${SESSFILE[$fe]}"; then
+			FAILED+=("$fe")
+			stop "$fe"
+			continue
+		fi
+		ok+=("$fe")
+	done
+	((${#ok[@]})) || die "no front end started"
+	RESULTS=$TMP/results.txt
+	: >"$RESULTS"
+
+	# One second of the same load on each, unrecorded: pools, buffers,
+	# backend connections and Go's heap are in place before round 1.
+	for fe in "${ok[@]}"; do
+		local wargs=()
+		[[ $fe != direct ]] && wargs=(-- "${SESSFILE[$fe]}")
+		run_fg wrk -t"$THREADS" -c"$CONNS" -d1s -s "$BENCH/sessions.lua" "${URL[$fe]}" "${wargs[@]}" >"$TMP/warmup-$fe.txt" 2>&1 || true
+	done
+
+	local round n=${#ok[@]} k i out
+	for ((round = 1; round <= ROUNDS; round++)); do
+		for ((k = 0; k < n; k++)); do
+			i=$(((k + round - 1) % n))
+			fe=${ok[i]}
+			[[ " ${FAILED[*]} " == *" $fe "* ]] && continue
+			run_one "$round" "$fe"
+		done
+	done
+
+	# The load instances go away before the idle measurements.
+	for fe in "${ok[@]}"; do [[ $fe == direct ]] || stop "$fe"; done
+}
+
+backends_alive() {
+	alive "${PID[backends]}" || die "the nginx backends died: $(tail -5 "$TMP/backends/error.log" "$TMP/backends/stderr.log" 2>/dev/null)"
+}
+
+run_one() { # ROUND FE
+	local round=$1 fe=$2 out=$TMP/wrk-$2-$1.txt pid='' t0=0 t1=0 rss=- cpu=-
+	[[ $fe != direct ]] && pid=${PID[$fe]}
+	local args=()
+	[[ $fe != direct ]] && args=(-- "${SESSFILE[$fe]}")
+	[[ -n $pid ]] && t0=$(cpu_ticks "$pid")
+	if ! run_fg wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency -s "$BENCH/sessions.lua" "${URL[$fe]}" "${args[@]}" >"$out" 2>&1; then
+		warn "$fe: wrk failed: $(tail -3 "$out")"
+	fi
+	if [[ -n $pid ]]; then
+		t1=$(cpu_ticks "$pid")
+		rss=$(awk -v k="$(rss_kib "$pid")" 'BEGIN {printf "%.1f", k / 1024}')
+	fi
+	local rps reqs p50 p99 non2xx sockerr
+	rps=$(awk '/^Requests\/sec:/ {print $2}' "$out")
+	reqs=$(awk '/ requests in / {print $1}' "$out")
+	p50=$(to_ms "$(awk '$1 == "50%" {print $2}' "$out")")
+	p99=$(to_ms "$(awk '$1 == "99%" {print $2}' "$out")")
+	non2xx=$(awk -F': *' '/Non-2xx or 3xx responses/ {print $2}' "$out")
+	sockerr=$(awk '/Socket errors:/ {gsub(/,/, ""); print $4 + $6 + $8 + $10}' "$out")
+	rps=${rps:-0} reqs=${reqs:-0} non2xx=${non2xx:-0} sockerr=${sockerr:-0}
+	if [[ -n $pid && $reqs -gt 0 ]]; then
+		cpu=$(awk -v d=$((t1 - t0)) -v hz="$CLK_TCK" -v n="$reqs" 'BEGIN {printf "%.1f", d / hz * 1e6 / n}')
+	fi
+	if [[ $reqs == 0 ]]; then
+		warn "round $round/$ROUNDS $fe: no requests completed: $(tail -5 "$out")"
+		FAILED+=("$fe")
+	else
+		printf '%s %s %s %s %s %s %s %s %s %s\n' "$round" "$fe" "$rps" "$p50" "$p99" "$non2xx" "$sockerr" "$reqs" "$cpu" "$rss" >>"$RESULTS"
+		printf 'round %d/%d  %-8s %9.0f req/s  p50 %7.2f ms  p99 %7.2f ms  non-2xx %-6s socket errors %-4s CPU %6s µs/req  RSS %6s MiB\n' \
+			"$round" "$ROUNDS" "$fe" "$rps" "$p50" "$p99" "$non2xx" "$sockerr" "$cpu" "$rss"
+	fi
+	if [[ -n $pid ]] && ! alive "$pid"; then
+		warn "$fe died during the run"
+		FAILED+=("$fe")
+	fi
+	backends_alive
+}
+
+median() { # FE COLUMN: median over rounds, "-" when there is no value
+	awk -v fe="$1" -v c="$2" '$2 == fe && $c != "-" {print $c}' "$RESULTS" | sort -g | awk '
+		{ a[NR] = $1 }
+		END { if (NR == 0) print "-"; else if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
+}
+
+ratio() { # A B -> A/B as 0.93×
+	awk -v a="$1" -v b="$2" 'BEGIN { if (a == "-" || b == "-" || b + 0 == 0) print "-"; else printf "%.2f×", a / b }'
+}
+
+fmt() { # FORMAT VALUE, "-" stays "-"
+	if [[ $2 == - ]]; then echo -; else awk -v f="$1" -v v="$2" 'BEGIN {printf f, v}'; fi
+}
+
+print_load_table() {
+	local fe hrps=- hp99=- rps p50 p99 cpu rss
+	if [[ " ${FES[*]} " == *" haproxy "* ]] && grep -q ' haproxy ' "$RESULTS"; then
+		hrps=$(median haproxy 3)
+		hp99=$(median haproxy 5)
+	fi
+	say
+	say "Load: wrk -t$THREADS -c$CONNS -d$DURATION --latency, $SESSIONS sticky sessions, 3 backends; median of $ROUNDS interleaved rounds"
+	say
+	say "| front end | req/s | p50 ms | p99 ms | CPU µs/req | RSS MiB | req/s vs HAProxy | p99 vs HAProxy |"
+	say "|---|--:|--:|--:|--:|--:|--:|--:|"
+	for fe in "${FES[@]}"; do
+		grep -q " $fe " "$RESULTS" || { say "| $fe | failed | | | | | | |"; continue; }
+		rps=$(median "$fe" 3) p50=$(median "$fe" 4) p99=$(median "$fe" 5) cpu=$(median "$fe" 9) rss=$(median "$fe" 10)
+		say "| $fe | $(fmt %.0f "$rps") | $(fmt %.2f "$p50") | $(fmt %.2f "$p99") | $(fmt %.1f "$cpu") | $(fmt %.1f "$rss") | $(ratio "$rps" "$hrps") | $(ratio "$p99" "$hp99") |"
+	done
+	say
+	local n s held
+	for fe in "${FES[@]}"; do
+		[[ $fe == direct ]] && continue
+		if ! grep -q " $fe " "$RESULTS"; then
+			say "$fe: failed to start"
+			continue
+		fi
+		n=$(awk -v fe="$fe" '$2 == fe {s += $6} END {print s + 0}' "$RESULTS")
+		s=$(awk -v fe="$fe" '$2 == fe {s += $7} END {print s + 0}' "$RESULTS")
+		held=yes
+		if ((n > 0)); then
+			held=no
+			BROKEN+=("$fe")
+		fi
+		say "$fe: stickiness held: $held ($n non-2xx, $s socket errors)"
+	done
+}
+
+# ========================================================= idle connections
+IDLE_TABLE=()
+idle_phase() {
+	say
+	say "== idle: memory of each proxy with $IDLE_CONNS idle keep-alive client connections (one GET each)"
+	(cd "$REPO" && go build -o "$TMP/bin/idleconns" ./bench/idleconns) || die "bench/idleconns did not build"
+	if ((IDLE_CONNS + 1000 > NOFILE)); then
+		warn "ulimit -n is $NOFILE (raise it to $((IDLE_CONNS + 1000)) or more for $IDLE_CONNS connections): measuring $((NOFILE - 1000))"
+		IDLE_CONNS=$((NOFILE - 1000))
+	fi
+	local fe name port before with log opened closed i ready
+	for fe in "${IDLE_FES[@]}"; do
+		backends_alive
+		name=idle-$fe
+		pick_port
+		port=$PORT
+		if ! start_frontend "$fe" "$name" "$port" idle; then
+			warn "$fe failed to start for the idle measurement"
+			FAILED+=("$fe")
+			stop "$name"
+			IDLE_TABLE+=("| $fe | failed | | | |")
+			continue
+		fi
+		# Warm up: a short load, so pools, buffers and the backend connections exist.
+		run_fg wrk -t1 -c8 -d1s "http://$HOST:$port/" >"$TMP/$name-warm.txt" 2>&1 || true
+		sleep 1
+		before=$(rss_kib "${PID[$name]}")
+		log=$TMP/$name-idleconns.log
+		start "idleconns-$fe" "$log" "$TMP/bin/idleconns" -n "$IDLE_CONNS" -url "http://$HOST:$port/" -hold 10m
+		ready=0
+		for ((i = 0; i < 1200; i++)); do
+			grep -qs 'ready:' "$log" && { ready=1; break; }
+			alive "${PID[idleconns-$fe]}" || break
+			sleep 0.1
+		done
+		if ((!ready)); then
+			cat "$log" >&2
+			warn "$fe: the idle connections were not opened"
+			FAILED+=("$fe")
+			stop "idleconns-$fe"
+			stop "$name"
+			IDLE_TABLE+=("| $fe | failed | | | |")
+			continue
+		fi
+		sleep 2 # let the proxy settle (Go's GC, HAProxy's pools)
+		with=$(rss_kib "${PID[$name]}")
+		say "  $fe: $(grep 'ready:' "$log" | sed 's/^idleconns: //')"
+		opened=$(awk '/ready:/ {print $3}' "$log")
+		stop "idleconns-$fe"
+		closed=$(sed -n 's/.*done: .*, \([0-9]*\) had been closed by the server.*/\1/p' "$log")
+		((${closed:-0} == 0)) || warn "$fe closed $closed idle connections before the tool did"
+		stop "$name"
+		say "  $fe: RSS $(fmt %.1f "$(awk -v k="$before" 'BEGIN {print k / 1024}')") MiB before, $(fmt %.1f "$(awk -v k="$with" 'BEGIN {print k / 1024}')") MiB with $opened idle connections"
+		IDLE_TABLE+=("| $fe | $(awk -v k="$before" 'BEGIN {printf "%.1f", k / 1024}') | $(awk -v k="$with" 'BEGIN {printf "%.1f", k / 1024}') | $(awk -v a="$before" -v b="$with" 'BEGIN {printf "%.1f", (b - a) / 1024}') | $(awk -v a="$before" -v b="$with" -v n="$opened" 'BEGIN {printf "%.1f", (b - a) / n}') |")
+	done
+}
+
+print_idle_table() {
+	say
+	say "Idle: $IDLE_CONNS keep-alive client connections, each used for one GET, then held open"
+	say
+	say "| proxy | RSS before MiB | RSS with $IDLE_CONNS idle MiB | growth MiB | KiB per connection |"
+	say "|---|--:|--:|--:|--:|"
+	local row
+	for row in "${IDLE_TABLE[@]}"; do say "$row"; done
+}
+
+# ================================================================== main
+# Everything is in functions, read before any runs: editing this file
+# while it runs does not break the run.
+main() {
+	say "latch benchmark kit: temp dir $TMP, ulimit -n $NOFILE"
+	start_backends
+	if [[ $MODE != idle ]]; then
+		load_phase
+	fi
+	if [[ $MODE != load ]]; then
+		idle_phase
+	fi
+
+	say
+	say "## Results"
+	say
+	print_header
+	say "setup:     wrk, the proxy and 3 nginx backends share the same $(nproc) vCPUs; everything on 127.0.0.1"
+	[[ $MODE != idle ]] && print_load_table
+	[[ $MODE != load ]] && print_idle_table
+
+	status=0
+	if ((${#FAILED[@]})); then
+		say
+		say "FAILED to start or died: $(printf '%s\n' "${FAILED[@]}" | sort -u | tr '\n' ' ')"
+		status=1
+	fi
+	if ((${#BROKEN[@]})); then
+		say "STICKINESS BROKE: ${BROKEN[*]}"
+		status=1
+	fi
+	exit "$status"
+}
+
+main
