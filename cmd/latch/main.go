@@ -109,6 +109,7 @@ func serve(args []string, stderr io.Writer) int {
 		return 2
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lvl}))
+	lb.TuneRuntime(log)
 
 	cfg, err := config.Load(*path)
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"net"
 	"sync"
 	"syscall"
+	"unsafe"
 )
 
 // ALB's limits on a request head (../shared/alb-semantics.md §5), and on
@@ -41,17 +42,18 @@ type Reader struct {
 
 	// State of a raw read, kept here so that rawRead, a method value made
 	// once, does not allocate a closure per read.
-	rawFn  func(fd uintptr) bool
-	rawN   int
-	rawErr error
+	rawFn      func(fd uintptr) bool
+	rawN       int
+	rawErr     error
+	unbuffered bool // wait for data holding no buffer
 }
 
 // NewReader returns a Reader on src. With waitUnbuffered, a Reader on a
 // socket waits for data without holding a buffer; use it where connections
 // sit idle for long (clients), not where a reply is due at once (targets).
 func NewReader(src io.Reader, waitUnbuffered bool) *Reader {
-	rd := &Reader{src: src}
-	if sc, ok := src.(syscall.Conn); ok && waitUnbuffered {
+	rd := &Reader{src: src, unbuffered: waitUnbuffered}
+	if sc, ok := src.(syscall.Conn); ok {
 		if raw, err := sc.SyscallConn(); err == nil {
 			rd.raw = raw
 			rd.rawFn = rd.rawRead
@@ -110,18 +112,18 @@ func (rd *Reader) grow() {
 // body is read, which the head's reader guarantees by reading the whole
 // head before the body is touched.
 func (rd *Reader) fill() error {
-	if rd.buf == nil {
-		if rd.raw != nil {
-			return rd.fillRaw()
-		}
+	if rd.buf == nil && !(rd.raw != nil && rd.unbuffered) {
 		rd.getBuf()
 	}
-	if rd.w == len(rd.buf) {
+	if rd.buf != nil && rd.w == len(rd.buf) {
 		if rd.r == 0 {
 			return errBufferFull
 		}
 		rd.w = copy(rd.buf, rd.buf[rd.r:rd.w])
 		rd.r = 0
+	}
+	if rd.raw != nil {
+		return rd.fillRaw()
 	}
 	n, err := rd.src.Read(rd.buf[rd.w:])
 	rd.w += n
@@ -136,11 +138,16 @@ func (rd *Reader) fill() error {
 
 var errBufferFull = errors.New("h1: buffer full")
 
-// fillRaw waits for the socket to become readable holding no buffer, then
-// reads into a pooled one: rawRead takes a buffer only once a read finds
-// data, and gives it back when the socket has nothing yet. That costs no
-// extra system call: the read that finds nothing is the one the runtime's
-// poller would have made anyway.
+// fillRaw reads from the socket itself, through its RawConn, with a raw
+// system call: a read of a non-blocking socket does not block, so the
+// runtime need not be told of it, and is spared handing the goroutine's P
+// to another thread when the read is slow (as loopback reads can be).
+//
+// When the Reader holds no buffer (an idle connection), it waits for the
+// socket to become readable without one: rawRead takes a buffer only once
+// a read finds data, and gives it back when the socket has nothing yet.
+// That costs no extra system call: the read that finds nothing is the one
+// the runtime's poller would have made anyway.
 func (rd *Reader) fillRaw() error {
 	rd.rawN, rd.rawErr = 0, nil
 	if err := rd.raw.Read(rd.rawFn); err != nil {
@@ -156,29 +163,47 @@ func (rd *Reader) fillRaw() error {
 }
 
 func (rd *Reader) rawRead(fd uintptr) bool {
-	if rd.buf == nil {
+	borrowed := rd.buf == nil
+	if borrowed {
 		rd.getBuf()
 	}
 	for {
-		n, err := syscall.Read(int(fd), rd.buf[rd.w:])
+		n, err := rawSysRead(fd, rd.buf[rd.w:])
 		switch err {
-		case nil:
+		case 0:
 			rd.w += n
 			rd.rawN = n
-			if rd.r == rd.w {
+			if borrowed && n == 0 {
 				rd.putBuf()
 			}
 			return true
 		case syscall.EINTR:
 			continue
 		case syscall.EAGAIN:
-			rd.putBuf()
+			if borrowed {
+				rd.putBuf()
+			}
 			return false
 		}
-		rd.putBuf()
+		if borrowed {
+			rd.putBuf()
+		}
 		rd.rawErr = err
 		return true
 	}
+}
+
+// rawSysRead is read(2) without the runtime's system call bookkeeping;
+// fd must be non-blocking.
+func rawSysRead(fd uintptr, p []byte) (int, syscall.Errno) {
+	if len(p) == 0 {
+		return 0, 0
+	}
+	n, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
+	if e != 0 {
+		return 0, e
+	}
+	return int(n), 0
 }
 
 // unwrapRaw turns a raw-read error into what net.Conn.Read would return, so

@@ -3,6 +3,8 @@ package h1
 import (
 	"io"
 	"strconv"
+	"syscall"
+	"unsafe"
 )
 
 // Writer buffers what latch writes to a connection. Like Reader, it holds a
@@ -13,10 +15,21 @@ type Writer struct {
 	bufp *[]byte
 	buf  []byte // len(buf) bytes are waiting; cap is the pooled size
 	err  error
+
+	// On a socket, writes go through its RawConn with raw system calls,
+	// as Reader's reads do; rawFn is made once so as not to allocate.
+	raw    syscall.RawConn
+	rawFn  func(fd uintptr) bool
+	rawP   []byte
+	rawErr error
 }
 
 // NewWriter returns a Writer on dst.
-func NewWriter(dst io.Writer) *Writer { return &Writer{dst: dst} }
+func NewWriter(dst io.Writer) *Writer {
+	w := &Writer{}
+	w.Reset(dst)
+	return w
+}
 
 // Err returns the first write error.
 func (w *Writer) Err() error { return w.err }
@@ -42,9 +55,10 @@ func (w *Writer) Write(p []byte) (int, error) {
 			return 0, w.err
 		}
 		if len(p) >= cap(w.buf) {
-			n, err := w.dst.Write(p)
-			w.err = err
-			return n, err
+			if err := w.write(p); err != nil {
+				return 0, err
+			}
+			return len(p), nil
 		}
 	}
 	w.buf = append(w.buf, p...)
@@ -149,9 +163,41 @@ func (w *Writer) flushBuf() {
 	if len(w.buf) == 0 {
 		return
 	}
-	_, err := w.dst.Write(w.buf)
+	w.write(w.buf)
 	w.buf = w.buf[:0]
-	w.err = err
+}
+
+// write writes p in full, or sets the sticky error.
+func (w *Writer) write(p []byte) error {
+	if w.raw == nil {
+		_, w.err = w.dst.Write(p)
+		return w.err
+	}
+	w.rawP, w.rawErr = p, nil
+	if err := w.raw.Write(w.rawFn); err != nil {
+		w.err = unwrapRaw(err)
+	} else {
+		w.err = w.rawErr
+	}
+	w.rawP = nil
+	return w.err
+}
+
+func (w *Writer) rawWrite(fd uintptr) bool {
+	for len(w.rawP) > 0 {
+		n, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&w.rawP[0])), uintptr(len(w.rawP)))
+		switch e {
+		case 0:
+			w.rawP = w.rawP[n:]
+		case syscall.EINTR:
+		case syscall.EAGAIN:
+			return false // wait until the socket can take more
+		default:
+			w.rawErr = e
+			return true
+		}
+	}
+	return true
 }
 
 // Flush writes what is buffered and gives the buffer back to the pool.
@@ -173,5 +219,13 @@ func (w *Writer) Reset(dst io.Writer) {
 		smallBufs.Put(w.bufp)
 		w.bufp, w.buf = nil, nil
 	}
-	w.dst, w.err = dst, nil
+	w.dst, w.err, w.raw = dst, nil, nil
+	if sc, ok := dst.(syscall.Conn); ok {
+		if raw, err := sc.SyscallConn(); err == nil {
+			w.raw = raw
+			if w.rawFn == nil {
+				w.rawFn = w.rawWrite
+			}
+		}
+	}
 }
