@@ -48,6 +48,9 @@ func (b *Body) Reset(rd *Reader, framing Framing, length int64, isResp bool) {
 // Done reports whether the whole body has been read.
 func (b *Body) Done() bool { return b.state == chunkDone }
 
+// Trailers returns the trailer fields of a chunked body read to its end.
+func (b *Body) Trailers() []Field { return b.Trailer }
+
 // Framing returns the body's framing.
 func (b *Body) Framing() Framing { return b.framing }
 

@@ -75,8 +75,8 @@ func (k Kind) HopByHop() bool {
 	return false
 }
 
-// kindOf classifies a field name, case-insensitively.
-func kindOf(name []byte) Kind {
+// KindOf classifies a field name, case-insensitively.
+func KindOf(name []byte) Kind {
 	switch len(name) {
 	case 2:
 		if equalLower(name, "te") {
@@ -301,7 +301,7 @@ func (req *Request) parse(head []byte) error {
 		}
 		name, value := line[:colon], trimOWS(line[colon+1:])
 		req.Fields = append(req.Fields, Field{Name: name, Value: value})
-		req.Kinds = append(req.Kinds, kindOf(name))
+		req.Kinds = append(req.Kinds, KindOf(name))
 	}
 	return nil
 }

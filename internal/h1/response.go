@@ -89,7 +89,7 @@ func (resp *Response) parse(h []byte, head bool) error {
 			return ErrResponseField
 		}
 		resp.Fields = append(resp.Fields, Field{Name: l[:colon], Value: v})
-		resp.Kinds = append(resp.Kinds, kindOf(l[:colon]))
+		resp.Kinds = append(resp.Kinds, KindOf(l[:colon]))
 	}
 	return resp.derive(head)
 }

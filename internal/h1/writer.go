@@ -152,7 +152,7 @@ func (w *Writer) WriteChunk(p []byte) {
 func (w *Writer) WriteLastChunk(trailer []Field) {
 	w.WriteString("0\r\n")
 	for _, f := range trailer {
-		if !kindOf(f.Name).HopByHop() && kindOf(f.Name) != KindContentLength {
+		if !KindOf(f.Name).HopByHop() && KindOf(f.Name) != KindContentLength {
 			w.WriteField(f.Name, f.Value)
 		}
 	}

@@ -13,46 +13,48 @@ import (
 
 	"github.com/latch-lb/latch/internal/desync"
 	"github.com/latch-lb/latch/internal/h1"
-	"github.com/latch-lb/latch/internal/sticky"
+	"github.com/latch-lb/latch/internal/upstream"
 )
 
 // clientConn is one client connection and the state of the exchange on it.
 // Everything here is reused from one request to the next.
 type clientConn struct {
-	h  *Handler
-	nc net.Conn
-	rd *h1.Reader
-	wr *h1.Writer
-	ip []byte // the client's address, for X-Forwarded-For
+	exchange // the request being served; reused for the next one
 
-	idle       atomic.Bool // waiting for a request: Shutdown may close it
-	closeAfter bool        // close both connections after this exchange (an ambiguous request)
-	deadline   int64       // the deadline last set on nc, unix nanoseconds
+	nc    net.Conn
+	rd    *h1.Reader
+	wr    *h1.Writer
+	hbody h1.Body // the request's body, read from rd
 
-	req   h1.Request
-	body  h1.Body // the request's
-	resp  h1.Response
-	rbody h1.Body // the response's
-	sess  sticky.Session
-	moved string // the session's old target, for MovedHeader
-	buf   []byte // scratch: cookie values, status lines
+	idle     atomic.Bool // waiting for a request: Shutdown may close it
+	deadline int64       // the deadline last set on nc, unix nanoseconds
+	handedOn bool        // nc went to the HTTP/2 server
 }
 
+var _ client = (*clientConn)(nil)
+
 func newClientConn(h *Handler, nc net.Conn) *clientConn {
-	c := &clientConn{h: h, nc: nc, rd: h1.NewReader(nc, true), wr: h1.NewWriter(nc)}
-	if ap, err := netip.ParseAddrPort(nc.RemoteAddr().String()); err == nil {
-		c.ip = ap.Addr().Unmap().AppendTo(nil)
-	} else {
-		c.ip = []byte(nc.RemoteAddr().String())
-	}
+	c := &clientConn{nc: nc, rd: h1.NewReader(nc, true), wr: h1.NewWriter(nc)}
+	c.exchange = exchange{h: h, cl: c, body: &c.hbody, ip: clientIP(nc.RemoteAddr())}
 	return c
+}
+
+// clientIP is the address part of a peer's address, as X-Forwarded-For
+// carries it (an IPv4-mapped IPv6 address as IPv4).
+func clientIP(a net.Addr) []byte {
+	if ap, err := netip.ParseAddrPort(a.String()); err == nil {
+		return ap.Addr().Unmap().AppendTo(nil)
+	}
+	return []byte(a.String())
 }
 
 func (c *clientConn) serve() {
 	defer func() {
 		c.rd.Close()
 		c.wr.Reset(nil)
-		c.nc.Close()
+		if !c.handedOn {
+			c.nc.Close()
+		}
 		c.h.forget(c)
 	}()
 	for {
@@ -70,7 +72,20 @@ func (c *clientConn) serve() {
 		// The route is read once the request is in, so that a request
 		// that arrives after a reload is served by the new config.
 		rt := c.h.route.Load()
-		if !c.admit(rt) || !c.serveRequest(rt) {
+		if rt.H2C && isH2Preface(&c.req) {
+			// HTTP/2 with prior knowledge: the HTTP/2 server reads the
+			// preface again, and everything after it.
+			pre := make([]byte, len(h2Preface)+c.rd.Buffered())
+			c.rd.ReadBuffered(pre[copy(pre, h2Preface):])
+			c.handedOn = true
+			c.h.serveH2(c.nc, pre, rt.IdleTimeout)
+			return
+		}
+		if !c.admit(rt) {
+			return
+		}
+		c.hbody.Reset(c.rd, c.req.Framing, c.req.ContentLength, false)
+		if !c.exchange.serve(rt) {
 			return
 		}
 		c.rd.Release()
@@ -127,6 +142,25 @@ func (c *clientConn) admit(rt *Route) bool {
 		return false
 	}
 	return true
+}
+
+// h2Preface is the part of HTTP/2's connection preface that reads as an
+// HTTP/1.1 request head (RFC 9113 §3.4).
+const h2Preface = "PRI * HTTP/2.0\r\n\r\n"
+
+func isH2Preface(req *h1.Request) bool {
+	return string(req.Method) == "PRI" && string(req.Target) == "*" && string(req.Proto) == "HTTP/2.0" && len(req.Fields) == 0
+}
+
+func (c *clientConn) watch(*upstream.Conn) func() bool { return noStop }
+
+func noStop() bool { return false }
+
+func (c *clientConn) bodyAtHand() bool { return c.rd.Buffered() > 0 }
+
+func (c *clientConn) continue100() error {
+	c.wr.WriteString("HTTP/1.1 100 Continue\r\n\r\n")
+	return c.wr.Flush()
 }
 
 // readFailed answers a request that could not be read: ALB's 400 for a

@@ -10,8 +10,8 @@ import (
 // hop-by-hop ones, X-Forwarded-* as ALB sets them, and framing of latch's
 // own, so that the target sees one unambiguous message whatever framing
 // the client used.
-func (c *clientConn) writeHead(w *h1.Writer, t *target.Target) {
-	req := &c.req
+func (x *exchange) writeHead(w *h1.Writer, t *target.Target) {
+	req := &x.req
 	w.Write(req.Method)
 	w.WriteByte(' ')
 	w.Write(req.Target)
@@ -52,16 +52,16 @@ func (c *clientConn) writeHead(w *h1.Writer, t *target.Target) {
 			w.WriteString(", ")
 		}
 	}
-	w.Write(c.ip)
+	w.Write(x.ip)
 	w.WriteString("\r\n")
 	w.WriteString("X-Forwarded-Proto: ")
-	w.WriteString(c.h.proto)
+	w.WriteString(x.h.proto)
 	w.WriteString("\r\nX-Forwarded-Port: ")
-	w.WriteString(c.h.port)
+	w.WriteString(x.h.port)
 	w.WriteString("\r\n")
-	if c.moved != "" {
+	if x.moved != "" {
 		w.WriteString(MovedHeader + ": ")
-		w.WriteString(c.moved)
+		w.WriteString(x.moved)
 		w.WriteString("\r\n")
 	}
 	if req.WantsTrailers {

@@ -43,6 +43,9 @@ type Route struct {
 	IdleTimeout time.Duration
 	// Desync is the listener's desync mitigation mode.
 	Desync desync.Mode
+	// H2C serves HTTP/2 to clients that start a cleartext connection with
+	// its preface (prior knowledge, RFC 9113 §3.3).
+	H2C bool
 }
 
 // Handler serves one listener's connections.
@@ -57,16 +60,19 @@ type Handler struct {
 	// Blocked those of them that desync mitigation refused.
 	Classified, Blocked [32]atomic.Uint64
 
-	mu      sync.Mutex // guards conns; taken when a connection opens or closes
-	conns   map[*clientConn]struct{}
-	closing atomic.Bool
-	done    sync.WaitGroup
+	mu       sync.Mutex // guards conns and h2s; taken when a connection opens or closes
+	conns    map[*clientConn]struct{}
+	h2s      []*h2server
+	closing  atomic.Bool
+	stopping chan struct{} // closed by Shutdown
+	done     sync.WaitGroup
 }
 
 // NewHandler returns a handler for a listener of the given protocol
 // ("http" or "https") on port.
 func NewHandler(proto, port string, log *slog.Logger) *Handler {
-	return &Handler{proto: proto, port: port, log: log, now: time.Now, conns: map[*clientConn]struct{}{}}
+	return &Handler{proto: proto, port: port, log: log, now: time.Now, conns: map[*clientConn]struct{}{},
+		stopping: make(chan struct{})}
 }
 
 // SetRoute swaps the handler's route. Requests in flight finish on the old one.
@@ -105,10 +111,24 @@ func (h *Handler) forget(c *clientConn) {
 func (h *Handler) Shutdown(ctx context.Context) error {
 	h.mu.Lock()
 	h.closing.Store(true)
+	close(h.stopping)
 	for c := range h.conns {
 		c.wakeIfIdle()
 	}
+	h2s := h.h2s
 	h.mu.Unlock()
+	// HTTP/2 connections get a GOAWAY and finish their streams.
+	var h2wg sync.WaitGroup
+	for _, s := range h2s {
+		h2wg.Add(1)
+		go func() {
+			defer h2wg.Done()
+			if s.srv.Shutdown(ctx) != nil {
+				s.srv.Close()
+			}
+		}()
+	}
+	defer h2wg.Wait()
 	done := make(chan struct{})
 	go func() {
 		h.done.Wait()

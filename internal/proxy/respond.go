@@ -11,9 +11,9 @@ import (
 
 // respond relays the target's response, whose head has been read, to the
 // client, and returns uc to its pool when it can carry another request.
-func (c *clientConn) respond(rt *Route, t *target.Target, uc *upstream.Conn, issued int64) (bool, error) {
-	req, resp, w := &c.req, &c.resp, c.wr
-	keep := req.KeepAlive && !req.BothTEAndCL && !c.closeAfter && c.body.Done() && !c.h.closing.Load()
+func (c *clientConn) respond(x *exchange, rt *Route, t *target.Target, uc *upstream.Conn, issued int64) (bool, error) {
+	req, resp, w := &x.req, &x.resp, c.wr
+	keep := req.KeepAlive && !req.BothTEAndCL && !x.closeAfter && x.body.Done() && !x.h.closing.Load()
 	// How the body travels to the client: as it came, or chunked when its
 	// end is known only by the target closing (so that the client's
 	// connection survives it). An HTTP/1.0 client cannot take chunks: it
@@ -77,18 +77,18 @@ func (c *clientConn) respond(rt *Route, t *target.Target, uc *upstream.Conn, iss
 		return false, err
 	}
 	if err := w.Flush(); err != nil {
-		c.putOrClose(t, uc, now.UnixNano())
+		x.putOrClose(t, uc, now.UnixNano())
 		return false, errClientGone
 	}
-	c.putOrClose(t, uc, now.UnixNano())
+	x.putOrClose(t, uc, now.UnixNano())
 	return keep, nil
 }
 
 // putOrClose gives the target connection back to its pool, unless the
 // target closes it, or the request was ambiguous: then nothing smuggled
 // behind it may be read from the connection.
-func (c *clientConn) putOrClose(t *target.Target, uc *upstream.Conn, now int64) {
-	if c.resp.Close || c.closeAfter || c.req.BothTEAndCL {
+func (x *exchange) putOrClose(t *target.Target, uc *upstream.Conn, now int64) {
+	if x.resp.Close || x.closeAfter || x.req.BothTEAndCL {
 		uc.Close()
 	} else {
 		t.Conns.Put(uc, now)

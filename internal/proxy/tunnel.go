@@ -16,8 +16,8 @@ import (
 // stays silent for the idle timeout. The switch response goes through
 // stickiness like any other, so a client that polls first and upgrades
 // later stays on one target.
-func (c *clientConn) tunnel(rt *Route, t *target.Target, uc *upstream.Conn, issued int64) {
-	resp, w := &c.resp, c.wr
+func (c *clientConn) tunnel(x *exchange, rt *Route, t *target.Target, uc *upstream.Conn, issued int64) {
+	resp, w := &x.resp, c.wr
 	c.touch(c.h.now().UnixNano(), rt.IdleTimeout)
 	w.WriteString("HTTP/1.1 101 ")
 	if len(resp.Reason) > 0 {

@@ -1,0 +1,369 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"syscall"
+	"time"
+
+	"github.com/latch-lb/latch/internal/h1"
+	"github.com/latch-lb/latch/internal/sticky"
+	"github.com/latch-lb/latch/internal/target"
+	"github.com/latch-lb/latch/internal/upstream"
+)
+
+// client is the side of an exchange a request came from and its answer
+// goes to: an HTTP/1.1 connection, or an HTTP/2 stream.
+type client interface {
+	// touch makes sure the client's deadline leaves idle from now.
+	touch(now int64, idle time.Duration)
+	// bodyAtHand reports whether request body bytes can be read without
+	// waiting; when none can, what was sent on is flushed first.
+	bodyAtHand() bool
+	// continue100 tells a client that sent Expect: 100-continue to send
+	// its body.
+	continue100() error
+	// writeError answers with latch's own error.
+	writeError(status int, cause string, keep bool)
+	// respond relays the response whose head is in x.resp, and gives uc
+	// back to its pool (or closes it).
+	respond(x *exchange, rt *Route, t *target.Target, uc *upstream.Conn, issued int64) (keep bool, err error)
+	// tunnel relays a switched protocol (101) both ways until it ends.
+	tunnel(x *exchange, rt *Route, t *target.Target, uc *upstream.Conn, issued int64)
+	// watch cuts uc short if the client goes away while the exchange waits
+	// on the target; stop ends the watch.
+	watch(uc *upstream.Conn) (stop func() bool)
+}
+
+// bodySource is a request body as the client sends it: an h1.Body, or an
+// HTTP/2 stream's DATA frames.
+type bodySource interface {
+	Next() ([]byte, error)
+	Done() bool
+	Trailers() []h1.Field
+}
+
+// exchange is one request on its way through latch, whatever protocol it
+// came in on: its head (always in HTTP/1.1 form, as it goes to the
+// target), the session it belongs to, and the target's response.
+type exchange struct {
+	h    *Handler
+	cl   client
+	req  h1.Request
+	body bodySource
+	resp h1.Response
+	// rbody reads the response body.
+	rbody h1.Body
+	sess  sticky.Session
+	moved string // the session's old target, for MovedHeader
+	ip    []byte // the client's address, for X-Forwarded-For
+	// closeAfter closes both connections after this exchange (an
+	// ambiguous request: nothing smuggled behind it may be read).
+	closeAfter bool
+	// burst, when set, pins the first requests of a connection that carry
+	// no session to one target (HTTP/2's first-burst affinity).
+	burst *burst
+	buf   []byte // scratch: cookie values
+}
+
+var (
+	errConnReset  = syscall.ECONNRESET
+	errBrokenPipe = syscall.EPIPE
+)
+
+// maxForwardedFor is ALB's limit on X-Forwarded-For addresses (463 beyond).
+const maxForwardedFor = 30
+
+// serve answers the request in x.req, whose body x.body reads, and
+// reports whether the client's connection may carry another.
+func (x *exchange) serve(rt *Route) bool {
+	req := &x.req
+	switch {
+	case req.ExpectOther:
+		return x.refuse(http.StatusExpectationFailed, "unsupported Expect")
+	case string(req.Method) == "TRACE":
+		return x.refuse(http.StatusMethodNotAllowed, "TRACE is not allowed")
+	case string(req.Method) == "CONNECT":
+		return x.refuse(http.StatusMethodNotAllowed, "CONNECT is not supported")
+	case req.XFFCount > maxForwardedFor:
+		return x.refuse(463, "X-Forwarded-For holds more than 30 addresses")
+	}
+	now := x.h.now()
+	view := rt.Group.View()
+	if len(view.Targets) == 0 || view.Picker == nil {
+		return x.refuse(http.StatusServiceUnavailable, fmt.Sprintf("target group %q has no registered targets", rt.Group.Name))
+	}
+
+	t, issued, stuck := x.pick(rt, view, now)
+	keep, err := x.forward(rt, t, issued)
+	if isDialFailure(err) {
+		// The request never reached the target: count the failure against
+		// it, and try once more elsewhere, re-sticking the session there.
+		var de *upstream.DialError
+		if errors.As(err, &de) {
+			rt.Group.Observe(t, target.Result{Reason: target.ReasonFailedHealthChecks,
+				Description: "connect failed on a request: " + de.Err.Error()})
+		}
+		if alt := view.Picker.Pick(t); alt != nil && alt != t {
+			if stuck {
+				x.moved = t.ID
+			}
+			issued = 0
+			if x.burst != nil && rt.Sticky != nil {
+				issued = x.burst.repin(rt, t, alt, now)
+			}
+			t = alt
+			keep, err = x.forward(rt, t, issued)
+		}
+	}
+	if err != nil {
+		if t.Health().State == target.Unused {
+			err = errDeregistered
+		}
+		return x.failTarget(rt, t, err)
+	}
+	return keep
+}
+
+// pick chooses the request's target: the one its session names, if that
+// may still serve it, or else the algorithm's choice. issued is when the
+// session first picked the target (0: now), and stuck says whether the
+// request carried a live session.
+func (x *exchange) pick(rt *Route, view *target.View, now time.Time) (t *target.Target, issued int64, stuck bool) {
+	x.moved = ""
+	if p := rt.Sticky; p != nil {
+		var miss sticky.Miss
+		x.sess, miss = p.ReadFields(x.req.Fields, now)
+		if miss == sticky.Hit {
+			t, ok := view.Lookup(x.sess.Target)
+			switch {
+			case t == nil || t.Generation != x.sess.Generation:
+				x.moved = x.sess.Target
+			case !ok:
+				x.moved = x.sess.Target
+			default:
+				return t, x.sess.Issued, true
+			}
+		}
+		if x.burst != nil {
+			// No live session: the connection's first-burst target.
+			t, issued := x.burst.pick(rt, view, now)
+			return t, issued, false
+		}
+	}
+	return view.Picker.Pick(nil), 0, false
+}
+
+// forward sends the request to t and relays the response.
+func (x *exchange) forward(rt *Route, t *target.Target, issued int64) (bool, error) {
+	uc, err := t.Conns.Get(context.Background(), rt.ConnectTimeout, x.h.now().UnixNano())
+	if err != nil {
+		return false, err
+	}
+	t.Inflight.Add(1)
+	defer t.Inflight.Add(-1)
+	defer x.cl.watch(uc)()
+	return x.roundTrip(rt, t, uc, issued)
+}
+
+// isDialFailure reports whether err means no byte reached the target.
+func isDialFailure(err error) bool {
+	if err == nil {
+		return false
+	}
+	var de *upstream.DialError
+	return errors.As(err, &de) || errors.Is(err, upstream.ErrClosed)
+}
+
+var errDeregistered = errors.New("the target was deregistered and its deregistration delay elapsed")
+
+// refuse answers a request latch does not forward. The connection stays
+// open only if the request's body, if any, has been read.
+func (x *exchange) refuse(status int, cause string) bool {
+	keep := x.req.KeepAlive && x.body.Done() && !x.h.closing.Load()
+	x.cl.touch(x.h.now().UnixNano(), x.h.route.Load().IdleTimeout)
+	x.cl.writeError(status, cause, keep)
+	return keep
+}
+
+// failTarget answers a request that the target could not answer, unless
+// the response had already begun (then the connection is cut: see
+// errCut).
+func (x *exchange) failTarget(rt *Route, t *target.Target, err error) bool {
+	if errors.Is(err, errCut) || errors.Is(err, errClientGone) {
+		return false
+	}
+	status, cause := statusFor(err, rt)
+	x.h.log.Warn("request failed", "group", rt.Group.Name, "target", t.ID, "status", status, "err", err)
+	if status == http.StatusBadRequest {
+		x.cl.writeError(status, cause, false)
+		return false
+	}
+	return x.refuse(status, cause)
+}
+
+// errCut reports a response that failed after its head was sent: nothing
+// is left to do but cut the client's connection, as the target did.
+var errCut = errors.New("the response was cut short")
+
+// errClientGone reports a client that went away mid-exchange.
+var errClientGone = errors.New("the client closed the connection")
+
+var errUnrequestedSwitch = errors.New("the target switched protocols unasked")
+
+// statusFor maps a forwarding failure to ALB's status and a short cause,
+// naming no target address: clients must not learn them.
+func statusFor(err error, rt *Route) (int, string) {
+	var de *upstream.DialError
+	var he *h1.Error
+	switch {
+	case errors.As(err, &he):
+		return he.Status, he.Cause
+	case errors.Is(err, errDeregistered):
+		return http.StatusBadGateway, errDeregistered.Error()
+	case errors.Is(err, upstream.ErrClosed):
+		return http.StatusBadGateway, "the target was deregistered"
+	case errors.As(err, &de):
+		if de.Timeout() {
+			return http.StatusGatewayTimeout, fmt.Sprintf("could not connect to the target within %v", rt.ConnectTimeout)
+		}
+		return http.StatusBadGateway, "the target refused the connection"
+	case isTimeout(err):
+		return http.StatusGatewayTimeout, fmt.Sprintf("the target did not respond within %v", rt.IdleTimeout)
+	case errors.Is(err, errUnrequestedSwitch):
+		return http.StatusBadGateway, "the target sent an invalid response"
+	}
+	return http.StatusBadGateway, "the target closed the connection"
+}
+
+// roundTrip sends the request on uc and relays the response. It returns
+// an error only while the client can still be told (nothing of the
+// response written), or errCut/errClientGone.
+func (x *exchange) roundTrip(rt *Route, t *target.Target, uc *upstream.Conn, issued int64) (bool, error) {
+	req := &x.req
+	idle := rt.IdleTimeout
+	now := x.h.now().UnixNano()
+	uc.SetIdleDeadline(now, idle)
+	x.writeHead(uc.W, t)
+	if req.Framing != h1.NoBody {
+		if req.Expect100 && !x.cl.bodyAtHand() {
+			// latch answers the expectation itself, once the target is
+			// connected, and does not forward it: a target that ignores
+			// Expect would otherwise leave the client waiting.
+			x.cl.touch(now, idle)
+			if err := x.cl.continue100(); err != nil {
+				uc.Close()
+				return false, errClientGone
+			}
+		}
+		if err := x.sendBody(uc, idle); err != nil {
+			uc.Close()
+			return false, err
+		}
+	}
+	// A reused connection that fails here is dealt with below, where the
+	// missing response tells a stale connection.
+	if err := uc.W.Flush(); err != nil && !uc.Reused {
+		uc.Close()
+		return false, err
+	}
+
+	head := string(req.Method) == "HEAD"
+	for {
+		started, err := uc.R.ReadResponse(&x.resp, head)
+		if err != nil && !started && uc.Reused && isEOF(err) && x.replayable() {
+			// The target closed this pooled connection while it was idle;
+			// the request never reached it. Send it again on a new one.
+			uc.Close()
+			if uc, err = t.Conns.Dial(context.Background(), rt.ConnectTimeout); err != nil {
+				return false, err // a dial error: the caller may try another target
+			}
+			uc.SetIdleDeadline(x.h.now().UnixNano(), idle)
+			x.writeHead(uc.W, t)
+			if err := uc.W.Flush(); err != nil {
+				uc.Close()
+				return false, err
+			}
+			continue
+		}
+		if err != nil {
+			uc.Close()
+			return false, err
+		}
+		if x.resp.Status >= 100 && x.resp.Status < 200 {
+			if x.resp.Status == http.StatusSwitchingProtocols {
+				if !req.Upgrade {
+					uc.Close()
+					return false, errUnrequestedSwitch
+				}
+				x.cl.tunnel(x, rt, t, uc, issued)
+				return false, nil
+			}
+			// Other interim responses (100 Continue, 103 Early Hints) are
+			// not forwarded: latch answered Expect itself.
+			continue
+		}
+		break
+	}
+	return x.cl.respond(x, rt, t, uc, issued)
+}
+
+// replayable reports whether the request may be sent again after a pooled
+// connection turned out dead: it has no body (already consumed) and an
+// idempotent method, or an Idempotency-Key, as net/http's Transport rules.
+func (x *exchange) replayable() bool {
+	if x.req.Framing != h1.NoBody {
+		return false
+	}
+	switch string(x.req.Method) {
+	case "GET", "HEAD", "OPTIONS", "PUT", "DELETE":
+		return true
+	}
+	for _, f := range x.req.Fields {
+		if h1.EqualFold(f.Name, []byte("Idempotency-Key")) || h1.EqualFold(f.Name, []byte("X-Idempotency-Key")) {
+			return true
+		}
+	}
+	return false
+}
+
+// sendBody streams the request body to the target. Whatever has arrived is
+// sent on whenever the client pauses, so an upload streams instead of
+// waiting in latch's buffer.
+func (x *exchange) sendBody(uc *upstream.Conn, idle time.Duration) error {
+	chunked := x.req.Framing == h1.Chunked
+	for {
+		if !x.cl.bodyAtHand() && !x.body.Done() {
+			if err := uc.W.Flush(); err != nil {
+				return err
+			}
+			now := x.h.now().UnixNano()
+			x.cl.touch(now, idle)
+			uc.SetIdleDeadline(now, idle)
+		}
+		p, err := x.body.Next()
+		if len(p) > 0 {
+			if chunked {
+				uc.W.WriteChunk(p)
+			} else {
+				uc.W.Write(p)
+			}
+		}
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			if _, ok := h1.IsError(err); ok {
+				return err
+			}
+			return h1.ErrBodyTooShort
+		}
+	}
+	if chunked {
+		uc.W.WriteLastChunk(x.body.Trailers())
+	}
+	return uc.W.Err()
+}

@@ -1,0 +1,339 @@
+package proxy
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/latch-lb/latch/internal/h1"
+	"github.com/latch-lb/latch/internal/target"
+	"github.com/latch-lb/latch/internal/upstream"
+)
+
+// HTTP/2 is served by net/http's own HTTP/2 server, fed the connections
+// that latch's accept loop finds speak it (the h2c preface, or ALPN h2
+// over TLS): a stream becomes an exchange like an HTTP/1.1 request, and
+// goes to the target as HTTP/1.1.
+
+// maxStreams is ALB's limit on concurrent streams per HTTP/2 connection.
+const maxStreams = 128
+
+// h2server is the HTTP/2 server of one listener for one idle timeout; a
+// reload that changes the timeout starts another for new connections.
+type h2server struct {
+	srv   *http.Server
+	conns chan net.Conn
+	idle  time.Duration
+}
+
+// h2For returns the HTTP/2 server for the idle timeout, starting it the
+// first time.
+func (h *Handler) h2For(idle time.Duration) *h2server {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, s := range h.h2s {
+		if s.idle == idle {
+			return s
+		}
+	}
+	s := &h2server{conns: make(chan net.Conn), idle: idle}
+	var p http.Protocols
+	p.SetHTTP2(true)
+	p.SetUnencryptedHTTP2(true)
+	s.srv = &http.Server{
+		Handler:     http.HandlerFunc(h.serveStream),
+		Protocols:   &p,
+		IdleTimeout: idle,
+		HTTP2:       &http.HTTP2Config{MaxConcurrentStreams: maxStreams},
+		ErrorLog:    slog.NewLogLogger(h.log.Handler(), slog.LevelDebug),
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			// Each connection has its own first-burst affinity.
+			return context.WithValue(ctx, burstKey{}, &burst{})
+		},
+	}
+	go s.srv.Serve(chanListener{s})
+	h.h2s = append(h.h2s, s)
+	return s
+}
+
+// serveH2 hands a connection that speaks HTTP/2 to the server. pre holds
+// what was already read from it.
+func (h *Handler) serveH2(nc net.Conn, pre []byte, idle time.Duration) {
+	if len(pre) > 0 {
+		nc = &replayConn{Conn: nc, pre: pre}
+	}
+	s := h.h2For(idle)
+	select {
+	case s.conns <- nc:
+	case <-h.stopping:
+		nc.Close()
+	}
+}
+
+// chanListener is the listener an HTTP/2 server sees: its connections come
+// from latch's accept loop.
+type chanListener struct{ s *h2server }
+
+func (l chanListener) Accept() (net.Conn, error) {
+	c, ok := <-l.s.conns
+	if !ok {
+		return nil, net.ErrClosed
+	}
+	return c, nil
+}
+func (l chanListener) Close() error   { return nil }
+func (l chanListener) Addr() net.Addr { return &net.TCPAddr{} }
+
+// replayConn reads back the bytes latch read before it knew the
+// connection speaks HTTP/2, then the connection itself.
+type replayConn struct {
+	net.Conn
+	pre []byte
+}
+
+func (c *replayConn) Read(p []byte) (int, error) {
+	if len(c.pre) > 0 {
+		n := copy(p, c.pre)
+		c.pre = c.pre[n:]
+		return n, nil
+	}
+	return c.Conn.Read(p)
+}
+
+// burst is an HTTP/2 connection's first-burst affinity: a browser's first
+// page load sends many requests at once on one connection before it holds
+// a sticky cookie, which would otherwise land on different targets (and
+// get different cookies). Every request of the connection without a live
+// session goes to the target the first one picked, as the same session.
+type burst struct {
+	mu     sync.Mutex
+	group  *target.Group
+	t      *target.Target
+	issued int64
+}
+
+type burstKey struct{}
+
+// pick returns the connection's target for a request without a session,
+// picking it (under the lock, so that concurrent streams agree) the first
+// time, or again when it can no longer serve.
+func (b *burst) pick(rt *Route, view *target.View, now time.Time) (*target.Target, int64) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.t != nil && b.group == rt.Group {
+		if t, ok := view.Lookup(b.t.ID); ok && t == b.t {
+			return t, b.issued
+		}
+	}
+	b.group, b.t, b.issued = rt.Group, view.Picker.Pick(nil), now.Unix()
+	return b.t, b.issued
+}
+
+// repin moves the connection's session from old, which refused a
+// connection, to alt, and returns the session's issue time there.
+func (b *burst) repin(rt *Route, old, alt *target.Target, now time.Time) int64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.t == old || b.t == nil {
+		b.group, b.t, b.issued = rt.Group, alt, now.Unix()
+	}
+	if b.t == alt {
+		return b.issued
+	}
+	return 0
+}
+
+// stream is one HTTP/2 request: the client of its exchange, and the source
+// of its body.
+type stream struct {
+	w    http.ResponseWriter
+	r    *http.Request
+	buf  []byte
+	done bool
+	tr   []h1.Field
+}
+
+var _ client = (*stream)(nil)
+
+var exchanges = sync.Pool{New: func() any { return new(exchange) }}
+
+// serveStream serves one HTTP/2 request.
+func (h *Handler) serveStream(w http.ResponseWriter, r *http.Request) {
+	rt := h.route.Load()
+	s := &stream{w: w, r: r}
+	x := exchanges.Get().(*exchange)
+	defer exchanges.Put(x)
+	b, _ := r.Context().Value(burstKey{}).(*burst)
+	*x = exchange{h: h, cl: s, body: s, burst: b, buf: x.buf[:0],
+		req: h1.Request{Fields: x.req.Fields[:0], Kinds: x.req.Kinds[:0]}, resp: x.resp}
+	x.ip = clientIP(addrString(r.RemoteAddr))
+	s.head(&x.req)
+	if x.req.Framing == h1.NoBody {
+		s.done = true
+	}
+	x.serve(rt)
+}
+
+type addrString string
+
+func (a addrString) Network() string { return "tcp" }
+func (a addrString) String() string  { return string(a) }
+
+// head puts the HTTP/2 request in HTTP/1.1 form, as the target gets it.
+func (s *stream) head(req *h1.Request) {
+	r := s.r
+	req.Method = []byte(r.Method)
+	req.Target = []byte(r.RequestURI)
+	req.Proto, req.Minor = []byte("HTTP/1.1"), 1
+	req.Host = []byte(r.Host)
+	req.KeepAlive = true
+	req.Fields = append(req.Fields, h1.Field{Name: []byte("Host"), Value: req.Host})
+	req.Kinds = append(req.Kinds, h1.KindHost)
+	for name, values := range r.Header {
+		k := h1.KindOf([]byte(name))
+		switch k {
+		case h1.KindExpect:
+			continue // the HTTP/2 server answers it when the body is read
+		case h1.KindCookie:
+			// HTTP/2 may split cookies over several fields; HTTP/1.1
+			// wants them in one (RFC 9113 §8.2.3).
+			values = []string{strings.Join(values, "; ")}
+		case h1.KindTE:
+			for _, v := range values {
+				if strings.Contains(strings.ToLower(v), "trailers") {
+					req.WantsTrailers = true
+				}
+			}
+			continue
+		case h1.KindXForwardedFor:
+			for _, v := range values {
+				req.XFFCount += strings.Count(v, ",") + 1
+			}
+		}
+		for _, v := range values {
+			req.Fields = append(req.Fields, h1.Field{Name: []byte(name), Value: []byte(v)})
+			req.Kinds = append(req.Kinds, k)
+		}
+	}
+	switch {
+	case r.ContentLength > 0:
+		req.Framing, req.ContentLength = h1.Length, r.ContentLength
+	case r.ContentLength < 0 && r.Body != nil && r.Body != http.NoBody:
+		req.Framing = h1.Chunked
+	}
+}
+
+// Next reads the request body: what the client's DATA frames carried.
+func (s *stream) Next() ([]byte, error) {
+	if s.done {
+		return nil, io.EOF
+	}
+	if s.buf == nil {
+		s.buf = make([]byte, 16<<10)
+	}
+	n, err := s.r.Body.Read(s.buf)
+	if err == io.EOF {
+		s.done = true
+		for name, values := range s.r.Trailer {
+			for _, v := range values {
+				s.tr = append(s.tr, h1.Field{Name: []byte(name), Value: []byte(v)})
+			}
+		}
+		if n > 0 {
+			return s.buf[:n], nil
+		}
+		return nil, io.EOF
+	}
+	if err != nil {
+		return nil, h1.ErrBodyTooShort
+	}
+	return s.buf[:n], nil
+}
+
+func (s *stream) Done() bool                 { return s.done }
+func (s *stream) Trailers() []h1.Field       { return s.tr }
+func (s *stream) touch(int64, time.Duration) {}
+func (s *stream) bodyAtHand() bool           { return false }
+func (s *stream) continue100() error         { return nil }
+
+func (s *stream) writeError(status int, cause string, keep bool) {
+	hdr := s.w.Header()
+	hdr.Set("Server", "latch")
+	hdr.Set("Content-Type", "text/plain; charset=utf-8")
+	body := strconv.Itoa(status) + " " + statusText(status) + ": " + cause + "\n"
+	hdr.Set("Content-Length", strconv.Itoa(len(body)))
+	s.w.WriteHeader(status)
+	io.WriteString(s.w, body)
+}
+
+// watch cuts the target connection short when the client resets the
+// stream, so that a waiting exchange ends.
+func (s *stream) watch(uc *upstream.Conn) func() bool {
+	return context.AfterFunc(s.r.Context(), func() { uc.Conn.SetDeadline(aLongTimeAgo) })
+}
+
+func (s *stream) respond(x *exchange, rt *Route, t *target.Target, uc *upstream.Conn, issued int64) (bool, error) {
+	resp, hdr := &x.resp, s.w.Header()
+	for i, f := range resp.Fields {
+		switch k := resp.Kinds[i]; {
+		case k == h1.KindContentLength, k == h1.KindTrailer, k.HopByHop():
+			continue
+		}
+		hdr[string(f.Name)] = append(hdr[string(f.Name)], string(f.Value))
+	}
+	if p := rt.Sticky; p != nil {
+		now := x.h.now()
+		v := p.AppendValue(x.buf[:0], t.ID, t.Generation, issued, now)
+		hdr["Set-Cookie"] = append(hdr["Set-Cookie"], string(p.AppendSetCookie(nil, false, v, x.h.proto == "https", now)))
+		if p.CORSName != "" {
+			hdr["Set-Cookie"] = append(hdr["Set-Cookie"], string(p.AppendSetCookie(nil, true, v, x.h.proto == "https", now)))
+		}
+		x.buf = v[:0]
+	}
+	if resp.Framing == h1.Length || resp.HasLength && resp.Status != http.StatusNoContent {
+		hdr["Content-Length"] = []string{strconv.FormatInt(resp.ContentLength, 10)}
+	}
+	s.w.WriteHeader(resp.Status)
+
+	x.rbody.Reset(uc.R, resp.Framing, resp.ContentLength, true)
+	rc := http.NewResponseController(s.w)
+	for !x.rbody.Done() {
+		if uc.R.Buffered() == 0 {
+			rc.Flush()
+			uc.SetIdleDeadline(x.h.now().UnixNano(), rt.IdleTimeout)
+		}
+		p, err := x.rbody.Next()
+		if len(p) > 0 {
+			if _, werr := s.w.Write(p); werr != nil {
+				uc.Close()
+				return false, errClientGone
+			}
+		}
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			uc.Close()
+			x.h.log.Warn("target failed mid-response", "group", rt.Group.Name, "target", t.ID, "err", err)
+			// Ending the handler without a clean end resets the stream.
+			panic(http.ErrAbortHandler)
+		}
+	}
+	for _, f := range x.rbody.Trailers() {
+		hdr[http.TrailerPrefix+string(f.Name)] = append(hdr[http.TrailerPrefix+string(f.Name)], string(f.Value))
+	}
+	x.putOrClose(t, uc, x.h.now().UnixNano())
+	return true, nil
+}
+
+// tunnel is never asked of a stream: an HTTP/2 request cannot ask to
+// switch protocols, so a 101 is refused before it gets here.
+func (s *stream) tunnel(x *exchange, rt *Route, t *target.Target, uc *upstream.Conn, issued int64) {
+	uc.Close()
+}
