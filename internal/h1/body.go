@@ -194,9 +194,13 @@ ext:
 		return b.formatErr()
 	}
 	if rest := line[i:]; len(rest) > 0 {
-		// chunk-ext: BWS ";" ... ; anything else after the size is garbage.
+		// chunk-ext: BWS ";" BWS ext-name ...; anything else after the
+		// size is garbage (RFC 9112 §7.1.1).
 		rest = trimOWS(rest)
 		if len(rest) == 0 || rest[0] != ';' || !validValue(rest) {
+			return b.formatErr()
+		}
+		if ext := trimOWS(rest[1:]); len(ext) == 0 || !tchar[ext[0]] {
 			return b.formatErr()
 		}
 	}

@@ -61,6 +61,7 @@ const (
 	KindProxyAuthenticate
 	KindProxyAuthorization
 	KindNamedInConnection // listed in Connection: hop-by-hop too
+	KindDropped           // a field latch never forwards: its name is not a token
 )
 
 // HopByHop reports whether a field of kind k is hop-by-hop: never copied
@@ -69,7 +70,7 @@ const (
 func (k Kind) HopByHop() bool {
 	switch k {
 	case KindConnection, KindKeepAlive, KindProxyConnection, KindTE, KindTransferEncoding, KindUpgrade,
-		KindProxyAuthenticate, KindProxyAuthorization, KindNamedInConnection:
+		KindProxyAuthenticate, KindProxyAuthorization, KindNamedInConnection, KindDropped:
 		return true
 	}
 	return false
@@ -255,25 +256,28 @@ func (req *Request) reset() {
 // requests; Frame refuses to forward what cannot be forwarded safely.
 func (req *Request) parse(head []byte) error {
 	req.reset()
-	line, rest := nextLine(head)
+	line, rest := nextCRLFLine(head)
 	if len(line) > MaxRequestLine {
 		return ErrLineTooLong
 	}
 	sp1 := bytes.IndexByte(line, ' ')
-	sp2 := bytes.LastIndexByte(line, ' ')
 	if sp1 <= 0 || sp1 == len(line)-1 {
 		return ErrRequestLine
 	}
 	req.Method = line[:sp1]
-	if sp1 == sp2 {
-		req.Target = line[sp1+1:] // HTTP/0.9
+	// The version starts at the first " HTTP/" after the method, so that
+	// "GET /a HTTP/1.1 HTTP/1.1" is a bad version (as ALB reads it), not
+	// a space in the target; failing that, at the last space.
+	if v := bytes.Index(line[sp1:], []byte(" HTTP/")); v > 0 {
+		req.Target, req.Proto = line[sp1+1:sp1+v], line[sp1+v+1:]
+	} else if sp2 := bytes.LastIndexByte(line, ' '); sp2 > sp1 {
+		req.Target, req.Proto = line[sp1+1:sp2], line[sp2+1:]
 	} else {
-		req.Target = line[sp1+1 : sp2]
-		req.Proto = line[sp2+1:]
+		req.Target = line[sp1+1:] // HTTP/0.9
 	}
 	for len(rest) > 0 {
 		start := rest
-		line, rest = nextLine(rest)
+		line, rest = nextCRLFLine(rest)
 		if len(line) == 0 {
 			break
 		}
@@ -323,16 +327,19 @@ func (req *Request) Frame() error {
 	if req.folded {
 		return ErrObsFold
 	}
-	if !forwardable(req.Method) || !forwardable(req.Target) {
+	if len(req.Target) == 0 || !forwardable(req.Method) || !forwardable(req.Target) {
 		return ErrRequestLine
 	}
 	for i, f := range req.Fields {
-		if f.Name == nil {
-			req.Kinds[i] = KindNamedInConnection // a line with no name: dropped
-			continue
-		}
 		if !forwardable(f.Name) || !forwardable(f.Value) {
 			return ErrBareCR
+		}
+		if !validName(f.Name) {
+			// No name, or one that is not a token (" Transfer-Encoding",
+			// "Content-Length ", ": chunked"): dropped, never forwarded,
+			// so that no lenient target reads it as a framing field
+			// latch did not see.
+			req.Kinds[i] = KindDropped
 		}
 	}
 	return req.derive()
@@ -347,6 +354,25 @@ func forwardable(b []byte) bool {
 		}
 	}
 	return true
+}
+
+// nextCRLFLine splits off the first line of b, without its CRLF. A bare LF
+// does not end a line of a request: it stays in the line, where the
+// classifier sees it (as ALB does) and Frame refuses it, so that no
+// reading of the head can hide a field from latch that a lenient target
+// would see.
+func nextCRLFLine(b []byte) (line, rest []byte) {
+	for i := 0; ; {
+		j := bytes.IndexByte(b[i:], '\n')
+		if j < 0 {
+			return b, nil
+		}
+		i += j
+		if i > 0 && b[i-1] == '\r' {
+			return b[:i-1], b[i+1:]
+		}
+		i++
+	}
 }
 
 // nextLine splits off the first line of b, without its CRLF or LF.

@@ -63,6 +63,7 @@ func (c *clientConn) serve() {
 		if c.h.closing.Load() {
 			return
 		}
+		c.req.Method = nil // an error before the request line is no answer to HEAD
 		started, err := c.rd.ReadRequest(&c.req)
 		c.idle.Store(false)
 		if err != nil {
@@ -197,6 +198,11 @@ func (c *clientConn) writeError(status int, cause string, keep bool) {
 		w.WriteString("\r\nConnection: close")
 	}
 	w.WriteString("\r\n\r\n")
+	if string(c.req.Method) == "HEAD" {
+		// A response to HEAD has no content (RFC 9110 §9.3.2).
+		w.Flush()
+		return
+	}
 	w.WriteInt(int64(status))
 	w.WriteByte(' ')
 	w.WriteString(statusText(status))
