@@ -31,6 +31,10 @@ const (
 	chunkDone                   // the body ended
 )
 
+// maxChunkLine bounds a chunk-size line (with its extensions) and a
+// trailer field line, however the bytes arrive.
+const maxChunkLine = 4096
+
 // maxTrailer bounds the trailer section of a chunked body.
 const maxTrailer = MaxField
 
@@ -117,7 +121,8 @@ func (b *Body) Next() ([]byte, error) {
 func (b *Body) take(n int64) ([]byte, error) {
 	rd := b.rd
 	if rd.r == rd.w {
-		rd.r, rd.w = 0, 0
+		// Read on behind the message's head, which stays where it is.
+		rd.r, rd.w = rd.keep, rd.keep
 		if err := rd.fill(); err != nil {
 			if err == io.EOF && b.framing != UntilClose {
 				return nil, b.shortErr()
@@ -144,12 +149,12 @@ func (b *Body) line() ([]byte, error) {
 			if i := bytes.IndexByte(rd.buf[rd.r:rd.w], '\n'); i >= 0 {
 				line := rd.buf[rd.r : rd.r+i]
 				rd.r += i + 1
-				if len(line) == 0 || line[len(line)-1] != '\r' {
+				if len(line) == 0 || line[len(line)-1] != '\r' || len(line) > maxChunkLine {
 					return nil, b.formatErr()
 				}
 				return line[:len(line)-1], nil
 			}
-			if rd.w-rd.r > 4096 {
+			if rd.w-rd.r > maxChunkLine {
 				return nil, b.formatErr()
 			}
 		}

@@ -4,8 +4,8 @@
 package h1
 
 // Field is one header field as it appeared on the wire. Name and Value point
-// into the connection's read buffer and are valid only until the message's
-// body is read; Value has its leading and trailing whitespace removed.
+// into the connection's read buffer and are valid until the next message
+// is read; Value has its leading and trailing whitespace removed.
 type Field struct {
 	Name, Value []byte
 }

@@ -23,6 +23,10 @@ const (
 // does not fit is read into a buffer grown up to the head limit.
 const bufSize = 16 << 10
 
+// minBodySpace is the least room a buffer keeps behind a message's head for
+// reading its body: enough for a chunk-size line.
+const minBodySpace = 8 << 10
+
 var (
 	smallBufs = sync.Pool{New: func() any { b := make([]byte, bufSize); return &b }}
 	largeBufs = sync.Pool{New: func() any { b := make([]byte, MaxRequestHead+bufSize); return &b }}
@@ -39,6 +43,11 @@ type Reader struct {
 	bufp *[]byte
 	buf  []byte // nil while released
 	r, w int    // unread bytes are buf[r:w]
+	// keep is where the current message's head ends: the bytes before it
+	// stay in place until the next message, so that the head's fields
+	// remain valid while the body is read (and after, for the response and
+	// the logs). Reads of the body happen behind it.
+	keep int
 
 	// State of a raw read, kept here so that rawRead, a method value made
 	// once, does not allocate a closure per read.
@@ -69,6 +78,7 @@ func (rd *Reader) Buffered() int { return rd.w - rd.r }
 // Release gives the buffer back to the pool if nothing is buffered. Call it
 // at a message boundary, when the connection is about to sit idle.
 func (rd *Reader) Release() {
+	rd.keep = 0
 	if rd.buf != nil && rd.r == rd.w {
 		rd.putBuf()
 	}
@@ -84,7 +94,7 @@ func (rd *Reader) Close() {
 func (rd *Reader) getBuf() {
 	rd.bufp = smallBufs.Get().(*[]byte)
 	rd.buf = *rd.bufp
-	rd.r, rd.w = 0, 0
+	rd.r, rd.w, rd.keep = 0, 0, 0
 }
 
 func (rd *Reader) putBuf() {
@@ -94,7 +104,7 @@ func (rd *Reader) putBuf() {
 		largeBufs.Put(rd.bufp)
 	}
 	rd.bufp, rd.buf = nil, nil
-	rd.r, rd.w = 0, 0
+	rd.r, rd.w, rd.keep = 0, 0, 0
 }
 
 // grow moves the unread bytes into a large buffer.
@@ -106,21 +116,19 @@ func (rd *Reader) grow() {
 	rd.r, rd.w = 0, n
 }
 
-// fill reads more bytes into the buffer. It may move the unread bytes to
-// the front of the buffer, which invalidates slices into it: callers hold
-// none across a fill, except that a message's head stays valid until its
-// body is read, which the head's reader guarantees by reading the whole
-// head before the body is touched.
+// fill reads more bytes into the buffer. It may move the unread bytes,
+// but never those before keep: a message's head stays where it is until
+// the next message is read.
 func (rd *Reader) fill() error {
 	if rd.buf == nil && !(rd.raw != nil && rd.unbuffered) {
 		rd.getBuf()
 	}
 	if rd.buf != nil && rd.w == len(rd.buf) {
-		if rd.r == 0 {
+		if rd.r == rd.keep {
 			return errBufferFull
 		}
-		rd.w = copy(rd.buf, rd.buf[rd.r:rd.w])
-		rd.r = 0
+		rd.w = rd.keep + copy(rd.buf[rd.keep:], rd.buf[rd.r:rd.w])
+		rd.r = rd.keep
 	}
 	if rd.raw != nil {
 		return rd.fillRaw()
@@ -223,6 +231,7 @@ func unwrapRaw(err error) error {
 // closing (not an error) from a truncated message.
 func (rd *Reader) readHead(limit int) (head []byte, started bool, err error) {
 	scanned := 0
+	rd.keep = 0
 	for {
 		if rd.buf != nil {
 			for rd.r < rd.w && scanned == 0 {
@@ -235,6 +244,14 @@ func (rd *Reader) readHead(limit int) (head []byte, started bool, err error) {
 					break
 				}
 			}
+			if rd.r == rd.w && scanned == 0 && rd.raw != nil && rd.unbuffered {
+				// Nothing but empty lines: wait without a buffer.
+				rd.putBuf()
+				if err := rd.fill(); err != nil {
+					return nil, started, err
+				}
+				continue
+			}
 			data := rd.buf[rd.r:rd.w]
 			if len(data) > 0 && !(len(data) == 1 && data[0] == '\r') {
 				started = true
@@ -243,7 +260,18 @@ func (rd *Reader) readHead(limit int) (head []byte, started bool, err error) {
 				if end > limit {
 					return nil, true, ErrHeadTooLarge
 				}
+				if len(rd.buf)-(rd.r+end) < minBodySpace {
+					// Make room behind the head for reading the body: the
+					// head moves now, before any slice points into it.
+					rd.w = copy(rd.buf, rd.buf[rd.r:rd.w])
+					rd.r = 0
+					if len(rd.buf)-end < minBodySpace && len(rd.buf) == bufSize {
+						rd.grow()
+					}
+					data = rd.buf[rd.r:rd.w]
+				}
 				rd.r += end
+				rd.keep = rd.r
 				return data[:end], true, nil
 			}
 			if len(data) > limit {

@@ -33,6 +33,8 @@ var (
 	ErrUnsupportedTE   = &Error{501, "unsupported Transfer-Encoding"}
 	ErrHTTP10Chunked   = &Error{400, "Transfer-Encoding in an HTTP/1.0 request"}
 	ErrBodyTooShort    = &Error{400, "the client closed the connection before sending the whole body"}
+	ErrTooManyFields   = &Error{400, "the request has more than 500 header fields"}
+	ErrConnectionList  = &Error{400, "Connection lists more than 32 field names"}
 	ErrChunkFormat     = &Error{400, "malformed chunked body"}
 	ErrTrailerTooLarge = &Error{400, "the request trailer is larger than 16 KiB"}
 )
@@ -193,7 +195,8 @@ const (
 )
 
 // Request is a request head parsed in place: its byte slices point into the
-// connection's buffer and are valid until the body is read. A Request is
+// connection's buffer and stay valid until the next request is read (its
+// body is read into the buffer behind the head). A Request is
 // reused for every request on a connection.
 type Request struct {
 	Method []byte
@@ -245,8 +248,21 @@ func (rd *Reader) ReadRequest(req *Request) (started bool, err error) {
 }
 
 func (req *Request) reset() {
-	*req = Request{Fields: req.Fields[:0], Kinds: req.Kinds[:0]}
+	f, k := req.Fields[:0], req.Kinds[:0]
+	if cap(f) > keptFields {
+		// A huge head must not leave its field table to an idle connection.
+		f, k = nil, nil
+	}
+	*req = Request{Fields: f, Kinds: k}
 }
+
+// keptFields is how many fields' room a Request keeps between requests;
+// maxFields bounds the fields of one request (a 64 KiB head could hold
+// sixteen thousand, each costing room and work).
+const (
+	keptFields = 64
+	maxFields  = 500
+)
 
 // parse splits the request line at its first and last space (so that a
 // space inside the target is seen, not hidden) and the fields at their
@@ -283,6 +299,9 @@ func (req *Request) parse(head []byte) error {
 		}
 		if len(line) > MaxField {
 			return ErrFieldTooLong
+		}
+		if len(req.Fields) == maxFields {
+			return ErrTooManyFields
 		}
 		if n := len(req.Fields); n > 0 && (line[0] == ' ' || line[0] == '\t') {
 			// obs-fold: the value runs on through this line.
@@ -402,7 +421,7 @@ func trimOWS(b []byte) []byte {
 // (RFC 9112 §6 and §9).
 func (req *Request) derive() error {
 	var connClose, connKeepAlive, connUpgrade, hasUpgrade, hasNamed bool
-	var cl bool
+	var cl, te bool
 	hosts := 0
 	for i, f := range req.Fields {
 		switch req.Kinds[i] {
@@ -419,6 +438,7 @@ func (req *Request) derive() error {
 			}
 			cl, req.ContentLength = true, n
 		case KindTransferEncoding:
+			te = true
 			if err := req.transferCoding(f.Value); err != nil {
 				return err
 			}
@@ -459,7 +479,9 @@ func (req *Request) derive() error {
 		}
 	}
 	if hasNamed {
-		req.markNamedInConnection()
+		if err := req.markNamedInConnection(); err != nil {
+			return err
+		}
 	}
 	if hosts > 1 || hosts == 0 && req.Minor == 1 {
 		return ErrHost
@@ -479,8 +501,14 @@ func (req *Request) derive() error {
 	case cl && req.ContentLength > 0:
 		req.Framing = Length
 	}
-	req.Upgrade = hasUpgrade && connUpgrade
-	req.KeepAlive = !connClose && (req.Minor == 1 || connKeepAlive)
+	// Expect and Upgrade mean nothing in HTTP/1.0 (RFC 9110 §10.1.1,
+	// §7.8), and a Transfer-Encoding there makes the framing suspect:
+	// the connection closes after the exchange (RFC 9112 §6.1).
+	req.Upgrade = hasUpgrade && connUpgrade && req.Minor == 1
+	req.KeepAlive = !connClose && (req.Minor == 1 || connKeepAlive && !te)
+	if req.Minor == 0 {
+		req.Expect100, req.ExpectOther = false, false
+	}
 	return nil
 }
 
@@ -513,28 +541,54 @@ func (req *Request) transferCoding(v []byte) error {
 }
 
 // markNamedInConnection marks the fields that Connection lists as
-// hop-by-hop (RFC 9110 §7.6.1). It is rare, so it may be quadratic.
-func (req *Request) markNamedInConnection() {
-	markNamed(req.Fields, req.Kinds)
+// hop-by-hop (RFC 9110 §7.6.1).
+func (req *Request) markNamedInConnection() error {
+	if !markNamed(req.Fields, req.Kinds) {
+		return ErrConnectionList
+	}
+	return nil
 }
 
-func markNamed(fields []Field, kinds []Kind) {
+// maxConnectionNames bounds the field names Connection may list, which
+// keeps marking them linear in the fields (no client lists more than a
+// few).
+const maxConnectionNames = 32
+
+// markNamed marks the fields Connection lists; it reports false when
+// Connection lists more than maxConnectionNames names.
+func markNamed(fields []Field, kinds []Kind) bool {
+	var names [maxConnectionNames][]byte
+	n := 0
 	for i, f := range fields {
 		if kinds[i] != KindConnection {
 			continue
 		}
 		for tok := range tokens(f.Value) {
-			for j := range fields {
-				if kinds[j] == KindOther || kinds[j] == KindCookie || kinds[j] == KindSetCookie ||
-					kinds[j] == KindTrailer || kinds[j] == KindXForwardedFor || kinds[j] == KindXForwardedProto ||
-					kinds[j] == KindXForwardedPort || kinds[j] == KindExpect {
-					if EqualFold(fields[j].Name, tok) {
-						kinds[j] = KindNamedInConnection
-					}
-				}
+			if equalLower(tok, "close") || equalLower(tok, "keep-alive") || equalLower(tok, "upgrade") {
+				continue
+			}
+			if n == maxConnectionNames {
+				return false
+			}
+			names[n] = tok
+			n++
+		}
+	}
+	for j := range fields {
+		switch kinds[j] {
+		case KindOther, KindCookie, KindSetCookie, KindTrailer, KindXForwardedFor, KindXForwardedProto,
+			KindXForwardedPort, KindExpect:
+		default:
+			continue // framing and hop-by-hop fields keep their kind
+		}
+		for _, name := range names[:n] {
+			if EqualFold(fields[j].Name, name) {
+				kinds[j] = KindNamedInConnection
+				break
 			}
 		}
 	}
+	return true
 }
 
 // absoluteAuthority returns the authority of an absolute-form target.
@@ -550,8 +604,14 @@ func absoluteAuthority(t []byte) ([]byte, bool) {
 	}
 	for i, c := range rest {
 		if c == '/' || c == '?' || c == '#' {
-			return rest[:i], true
+			rest = rest[:i]
+			break
 		}
+	}
+	// authority = [ userinfo "@" ] host [ ":" port ]: Host is without the
+	// userinfo (RFC 9112 §3.2.2).
+	if i := bytes.LastIndexByte(rest, '@'); i >= 0 {
+		rest = rest[i+1:]
 	}
 	return rest, true
 }

@@ -17,7 +17,7 @@ var (
 	ErrResponseTruncated = &Error{502, "the target closed the connection before the end of the response"}
 )
 
-// Response is a response head parsed in place, valid until its body is
+// Response is a response head parsed in place, valid until the next one is
 // read. A Response is reused for every response on a connection.
 type Response struct {
 	Proto  []byte
@@ -138,10 +138,13 @@ func (resp *Response) derive(head bool) error {
 			}
 		}
 	}
-	if hasNamed {
-		markNamed(resp.Fields, resp.Kinds)
+	if hasNamed && !markNamed(resp.Fields, resp.Kinds) {
+		return ErrResponseField
 	}
-	resp.Close = connClose || resp.Minor == 0 && !connKeepAlive
+	// A Transfer-Encoding in HTTP/1.0, or beside a Content-Length, makes
+	// the framing suspect: the connection is not reused (RFC 9112 §6.1,
+	// §6.3).
+	resp.Close = connClose || resp.Minor == 0 && (!connKeepAlive || te) || te && resp.HasLength
 	switch {
 	case head || resp.Status < 200 || resp.Status == 204 || resp.Status == 304:
 		resp.Framing = NoBody
