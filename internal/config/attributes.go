@@ -132,6 +132,10 @@ var listenerAttributes = []attribute[Listener]{
 		}
 		return fmt.Errorf("%q is not one of %s%s", v, strings.Join(modes, ", "), suggestion(v, modes))
 	}},
+	{key: "routing.http2.h2c.enabled", def: "false", latch: true, set: func(l *Listener, v string) (err error) {
+		l.H2C, err = parseBool(v)
+		return err
+	}},
 }
 
 // notYet lists ALB attribute keys that latch recognises but does not

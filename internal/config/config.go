@@ -30,18 +30,36 @@ type Listener struct {
 	Address       string
 	Protocol      string // "HTTP"
 	DefaultAction Action
+	// Rules are evaluated lowest Priority first; the first whose conditions
+	// all match gives the action, and DefaultAction applies when none does.
+	// They are in file order here (see rules.go and package route).
+	Rules []Rule
 	// IdleTimeout is ALB's idle_timeout.timeout_seconds: the longest a client
 	// or target connection may send and receive nothing.
 	IdleTimeout time.Duration
 	// DesyncMode is ALB's routing.http.desync_mitigation_mode:
 	// "monitor", "defensive" (the default) or "strictest".
 	DesyncMode string
+	// H2C serves cleartext HTTP/2 to clients that start with its preface
+	// (latch's routing.http2.h2c.enabled).
+	H2C bool
 }
 
 // Action is what a listener does with a request.
 type Action struct {
-	Type        string // "forward"
-	TargetGroup string // for "forward"
+	Type string // "forward", "redirect" or "fixed-response"
+	// TargetGroup is where a forward sends every request. It is also set
+	// when TargetGroups lists exactly one group, and empty when it lists
+	// several (a weighted forward) or Type is not "forward".
+	TargetGroup string
+	// TargetGroups is a forward's weighted groups (forward.target_groups);
+	// nil when the forward names one target_group.
+	TargetGroups []WeightedGroup
+	// GroupStickiness keeps a client on the group a weighted forward
+	// picked for it (ALB's AWSALBTG cookie).
+	GroupStickiness GroupStickiness
+	Redirect        *Redirect      // for "redirect"
+	FixedResponse   *FixedResponse // for "fixed-response"
 
 	groupLine int // where TargetGroup was set, for messages
 }

@@ -541,7 +541,7 @@ func TestParseProblems(t *testing.T) {
 			one(1, "listeners", "empty; at least one is needed")},
 		{"no target groups", "listeners:\n  - name: public\n    address: 127.0.0.1:8080\n    default_action:\n      type: redirect\n",
 			[]wantProblem{{0, "target_groups", "missing; at least one is needed"},
-				{5, "listeners[0].default_action.type", `"redirect" actions are not supported yet by latch`}}},
+				{5, "listeners[0].default_action.redirect", "missing"}}},
 		{"listener name", "listeners:\n  - address: 127.0.0.1:8080\n    default_action: {type: forward, forward: {target_group: web}}\n" +
 			"target_groups:\n  - name: web\n",
 			one(2, "listeners[0].name", "missing")},
@@ -616,8 +616,9 @@ func TestParseProblems(t *testing.T) {
 		// Not supported yet.
 		{"HTTPS listener", listenerLast + "    protocol: HTTPS\n",
 			one(11, "listeners[0].protocol", "HTTPS listeners are not supported yet by latch")},
-		{"redirect action", strings.Replace(minimal, "type: forward", "type: redirect", 1),
-			one(5, "listeners[0].default_action.type", `"redirect" actions are not supported yet by latch`)},
+		{"redirect action with forward settings", strings.Replace(minimal, "type: forward", "type: redirect", 1),
+			[]wantProblem{{5, "listeners[0].default_action.redirect", "missing"},
+				{6, "listeners[0].default_action.forward", "set only with type: forward (this action is type: redirect)"}}},
 
 		// Node kinds.
 		{"list for a mapping", minimal + "    health_check:\n      - path: /\n",
@@ -771,7 +772,7 @@ stat_dir: /tmp
 		{3, "listeners[0].address", "is not a host:port address"},
 		{6, "listeners[0].default_action.forward.target_group", `did you mean "web"?`},
 		{7, "listeners[1].name", `duplicate listener name "public"`},
-		{9, "listeners[1].default_action.type", "not supported yet"},
+		{9, "listeners[1].default_action.redirect", "missing"},
 		{14, "target_groups[0].targets[0].weight", "0 is outside 1-1000"},
 		{15, "target_groups[0].targets[1].id", "listed twice"},
 		{17, "target_groups[0].health_check.matchr", `did you mean "matcher"?`},

@@ -123,11 +123,7 @@ func (d *decoder) crossCheck(cfg *Config, m map[string]*yaml.Node) {
 			d.addf(child(lnodes[i], "address"), path+".address", "address %s is already used by another listener", l.Address)
 		}
 		addrs[l.Address] = true
-		if tg := l.DefaultAction.TargetGroup; tg != "" && !groups[tg] {
-			d.probs = append(d.probs, Problem{File: d.file, Line: l.DefaultAction.groupLine,
-				Path: path + ".default_action.forward.target_group",
-				Msg:  fmt.Sprintf("no target group is named %q%s", tg, suggestion(tg, keys(groups)))})
-		}
+		d.checkActions(cfg, &cfg.Listeners[i], lnodes[i], path, groups)
 	}
 	ids := map[uint32]bool{}
 	knodes := d.seqNodes(m["cookie_keys"])
@@ -154,7 +150,7 @@ func (d *decoder) name(n *yaml.Node, path string) string {
 
 func (d *decoder) listener(n *yaml.Node, path string) Listener {
 	l := Listener{Protocol: "HTTP"}
-	m := d.mapping(n, path, "name", "address", "protocol", "default_action", "attributes")
+	m := d.mapping(n, path, "name", "address", "protocol", "rules", "default_action", "attributes")
 	if m == nil {
 		return l
 	}
@@ -181,51 +177,13 @@ func (d *decoder) listener(n *yaml.Node, path string) Listener {
 			l.Protocol = proto
 		}
 	}
+	lc := listenerContext(l)
 	if a := d.required(n, m, path, "default_action"); a != nil {
-		l.DefaultAction = d.action(a, path+".default_action")
+		l.DefaultAction = d.action(a, path+".default_action", lc)
 	}
+	l.Rules = d.rules(m["rules"], path+".rules", lc)
 	applyAttributes(d, &l, listenerAttributes, m["attributes"], path+".attributes")
 	return l
-}
-
-func (d *decoder) action(n *yaml.Node, path string) Action {
-	var a Action
-	m := d.mapping(n, path, "type", "forward")
-	if m == nil {
-		return a
-	}
-	t := d.required(n, m, path, "type")
-	if t == nil {
-		return a
-	}
-	var ok bool
-	if a.Type, ok = d.scalar(t, path+".type"); !ok {
-		return a
-	}
-	switch a.Type {
-	case "forward":
-		f := d.required(n, m, path, "forward")
-		if f == nil {
-			return a
-		}
-		fm := d.mapping(f, path+".forward", "target_group")
-		if fm == nil {
-			return a
-		}
-		if g := d.required(f, fm, path+".forward", "target_group"); g != nil {
-			a.TargetGroup, ok = d.scalar(g, path+".forward.target_group")
-			a.groupLine = g.Line
-			if ok && a.TargetGroup == "" {
-				d.addf(g, path+".forward.target_group", "empty; it must name a target group")
-			}
-		}
-	case "redirect", "fixed-response":
-		d.addf(t, path+".type", "%q actions are not supported yet by latch (supported: forward)", a.Type)
-	default:
-		d.addf(t, path+".type", "%q is not one of forward, redirect, fixed-response%s",
-			a.Type, suggestion(a.Type, []string{"forward", "redirect", "fixed-response"}))
-	}
-	return a
 }
 
 func (d *decoder) targetGroup(n *yaml.Node, path string) TargetGroup {

@@ -16,6 +16,7 @@ import (
 	"github.com/latch-lb/latch/internal/desync"
 	"github.com/latch-lb/latch/internal/health"
 	"github.com/latch-lb/latch/internal/proxy"
+	"github.com/latch-lb/latch/internal/route"
 	"github.com/latch-lb/latch/internal/sticky"
 	"github.com/latch-lb/latch/internal/target"
 )
@@ -62,7 +63,16 @@ func (b *LB) Apply(cfg *config.Config) error {
 		}
 	}
 
-	// Bind new listeners first: the only step that can fail.
+	// Compile the rules, then bind new listeners: the only steps that can
+	// fail.
+	var tables []*route.Table
+	for _, lc := range cfg.Listeners {
+		t, err := route.Compile(lc.Rules, lc.DefaultAction)
+		if err != nil {
+			return fmt.Errorf("listener %s: %w", lc.Name, err)
+		}
+		tables = append(tables, t)
+	}
 	bound := map[string]*listener{}
 	for _, lc := range cfg.Listeners {
 		if old := b.listeners[lc.Name]; old != nil && old.cfg.Address == lc.Address {
@@ -112,15 +122,25 @@ func (b *LB) Apply(cfg *config.Config) error {
 	b.registry = reg
 
 	// Routes, then listeners.
-	for _, lc := range cfg.Listeners {
-		gc := cfg.TargetGroup(lc.DefaultAction.TargetGroup)
-		route := &proxy.Route{
+	backends := map[string]*proxy.Backend{}
+	for _, gc := range cfg.TargetGroups {
+		backends[gc.Name] = &proxy.Backend{
 			Group:          b.groups[gc.Name].Group,
 			Sticky:         sticky.NewPolicy(gc.Name, gc.Stickiness, keys),
 			ConnectTimeout: gc.ConnectTimeout,
-			IdleTimeout:    lc.IdleTimeout,
-			Desync:         desyncMode(lc.DesyncMode),
 		}
+	}
+	for i, lc := range cfg.Listeners {
+		route := &proxy.Route{
+			Rules:       tables[i],
+			IdleTimeout: lc.IdleTimeout,
+			Desync:      desyncMode(lc.DesyncMode),
+			H2C:         lc.H2C,
+		}
+		for _, r := range lc.Rules {
+			route.Actions = append(route.Actions, action(lc.Name, r.Priority, &r.Action, backends, keys))
+		}
+		route.Actions = append(route.Actions, action(lc.Name, 0, &lc.DefaultAction, backends, keys))
 		if l := bound[lc.Name]; l != nil {
 			if old := b.listeners[lc.Name]; old != nil {
 				b.retire(old)
@@ -152,6 +172,41 @@ func (b *LB) Apply(cfg *config.Config) error {
 	}
 	b.cfg = cfg
 	return nil
+}
+
+// action resolves a rule's action (priority 0: the default action) to the
+// data path's form.
+func action(listener string, priority int, a *config.Action, backends map[string]*proxy.Backend, keys *sticky.Keyring) *proxy.Action {
+	switch a.Type {
+	case "redirect":
+		return proxy.NewRedirect(a.Redirect)
+	case "fixed-response":
+		return proxy.NewFixedResponse(a.FixedResponse)
+	}
+	if len(a.TargetGroups) <= 1 {
+		name := a.TargetGroup
+		if name == "" {
+			name = a.TargetGroups[0].Name
+		}
+		return proxy.NewForward([]*proxy.Backend{backends[name]}, nil)
+	}
+	var bs []*proxy.Backend
+	for _, wg := range a.TargetGroups {
+		be := *backends[wg.Name]
+		be.Weight = wg.Weight
+		bs = append(bs, &be)
+	}
+	var groups *sticky.Policy
+	if a.GroupStickiness.Enabled {
+		// The group cookie is ALB's AWSALBTG, sealed like AWSALB; its tag is
+		// the rule's, so that another rule's cookie does not pin this one.
+		groups = sticky.NewPolicy(fmt.Sprintf("rule %s/%d", listener, priority), config.Stickiness{
+			Enabled:  true,
+			Duration: a.GroupStickiness.Duration,
+			Cookie:   config.Cookie{Name: "AWSALBTG", CORS: true, Path: "/"},
+		}, keys)
+	}
+	return proxy.NewForward(bs, groups)
 }
 
 // desyncMode converts a mode the config has validated.

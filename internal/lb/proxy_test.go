@@ -400,3 +400,47 @@ func TestHTTP10Client(t *testing.T) {
 		t.Errorf("got %q", all)
 	}
 }
+
+// TestSlowBodyKeepsTheRequestHead: a request whose body arrives after a
+// pause is read into latch's buffer behind its head. If that overwrote the
+// head, latch would mistake a POST for a HEAD, relay a response head
+// without its body, and pool the target connection with the body unread,
+// so that the next client, on another connection, got that body as its
+// response (found by the h1 test suite). Every client must get its own
+// response.
+func TestSlowBodyKeepsTheRequestHead(t *testing.T) {
+	b := startBackend(t, "a")
+	b.handle(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		text := fmt.Sprintf("%-4s response for %-4s\n", r.Method, body)
+		w.Header().Set("Content-Length", fmt.Sprint(len(text)))
+		w.WriteHeader(200)
+		w.(http.Flusher).Flush() // the head goes out before the body
+		io.WriteString(w, text)
+	})
+	lb := startLB(t, lbConfig{targets: []string{b.addr}})
+	addr := strings.TrimPrefix(lb.url, "http://")
+	for i := range 5 {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.WriteString(c, "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\n\r\n")
+		time.Sleep(20 * time.Millisecond) // the body comes later, in its own read
+		fmt.Fprintf(c, "HEAD")
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		resp, err := http.ReadResponse(bufio.NewReader(c), &http.Request{Method: "POST"})
+		if err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+		got, _ := io.ReadAll(resp.Body)
+		c.Close()
+		if string(got) != "POST response for HEAD\n" {
+			t.Fatalf("request %d: got %d %q, want the POST's own response", i, resp.StatusCode, got)
+		}
+		// Another client right after must get its own answer too.
+		if r := get(t, lb.url+"/", ""); r.status != 200 || !strings.HasPrefix(r.body, "GET ") {
+			t.Fatalf("the next client got %d %q", r.status, r.body)
+		}
+	}
+}

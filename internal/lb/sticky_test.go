@@ -221,7 +221,7 @@ func TestStickyReusedAddressNewGeneration(t *testing.T) {
 	lb.reload(t, c)
 	var newGen uint64
 	for _, h := range lb.Health("web") {
-		if h.ID == bs[0].addr && h.State != target.Unused {
+		if h.ID == bs[0].addr && h.State != target.Unused && h.State != target.Draining {
 			newGen = h.Generation
 		}
 	}

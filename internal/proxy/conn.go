@@ -35,7 +35,7 @@ var _ client = (*clientConn)(nil)
 
 func newClientConn(h *Handler, nc net.Conn) *clientConn {
 	c := &clientConn{nc: nc, rd: h1.NewReader(nc, true), wr: h1.NewWriter(nc)}
-	c.exchange = exchange{h: h, cl: c, body: &c.hbody, ip: clientIP(nc.RemoteAddr())}
+	c.exchange = exchange{h: h, cl: c, body: &c.hbody, ip: clientIP(nc.RemoteAddr()), src: sourceAddr(nc.RemoteAddr().String())}
 	return c
 }
 
@@ -209,6 +209,31 @@ func (c *clientConn) writeError(status int, cause string, keep bool) {
 	w.WriteString(": ")
 	w.WriteString(cause)
 	w.WriteByte('\n')
+	w.Flush()
+}
+
+// writeReply writes a redirect or a fixed response.
+func (c *clientConn) writeReply(status int, contentType string, location []byte, body string, keep bool) {
+	w := c.wr
+	w.WriteString("HTTP/1.1 ")
+	w.WriteInt(int64(status))
+	w.WriteByte(' ')
+	w.WriteString(statusText(status))
+	w.WriteString("\r\nServer: latch\r\nContent-Type: ")
+	w.WriteString(contentType)
+	if location != nil {
+		w.WriteString("\r\nLocation: ")
+		w.Write(location)
+	}
+	w.WriteString("\r\nContent-Length: ")
+	w.WriteInt(int64(len(body)))
+	if !keep {
+		w.WriteString("\r\nConnection: close")
+	}
+	w.WriteString("\r\n\r\n")
+	if string(c.req.Method) != "HEAD" {
+		w.WriteString(body)
+	}
 	w.Flush()
 }
 

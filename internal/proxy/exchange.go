@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/netip"
 	"syscall"
 	"time"
 
 	"github.com/latch-lb/latch/internal/h1"
+	"github.com/latch-lb/latch/internal/route"
 	"github.com/latch-lb/latch/internal/sticky"
 	"github.com/latch-lb/latch/internal/target"
 	"github.com/latch-lb/latch/internal/upstream"
@@ -28,6 +30,8 @@ type client interface {
 	continue100() error
 	// writeError answers with latch's own error.
 	writeError(status int, cause string, keep bool)
+	// writeReply answers with a redirect or a fixed response.
+	writeReply(status int, contentType string, location []byte, body string, keep bool)
 	// respond relays the response whose head is in x.resp, and gives uc
 	// back to its pool (or closes it).
 	respond(x *exchange, rt *Route, t *target.Target, uc *upstream.Conn, issued int64) (keep bool, err error)
@@ -66,7 +70,16 @@ type exchange struct {
 	// burst, when set, pins the first requests of a connection that carry
 	// no session to one target (HTTP/2's first-burst affinity).
 	burst *burst
-	buf   []byte // scratch: cookie values
+	buf   []byte // scratch: cookie values, redirect locations
+
+	src netip.Addr  // the client's address, for source_ip rules
+	in  route.Input // what the rules look at
+	act *Action     // the matched rule's action
+	be  *Backend    // the target group the request goes to
+	// groupName and groupIssued are the weighted forward's group session
+	// (AWSALBTG): the group's name, and when the session first picked it.
+	groupName   string
+	groupIssued int64
 }
 
 var (
@@ -91,10 +104,20 @@ func (x *exchange) serve(rt *Route) bool {
 	case req.XFFCount > maxForwardedFor:
 		return x.refuse(463, "X-Forwarded-For holds more than 30 addresses")
 	}
+	a := rt.Actions[len(rt.Actions)-1]
+	if !rt.Rules.Empty() {
+		a = rt.Actions[rt.Rules.Match(x.input()).Index]
+	}
+	if a.Kind != Forward {
+		return x.answer(rt, a)
+	}
 	now := x.h.now()
-	view := rt.Group.View()
+	x.act = a
+	x.be = x.backend(a, now)
+	be := x.be
+	view := be.Group.View()
 	if len(view.Targets) == 0 || view.Picker == nil {
-		return x.refuse(http.StatusServiceUnavailable, fmt.Sprintf("target group %q has no registered targets", rt.Group.Name))
+		return x.refuse(http.StatusServiceUnavailable, fmt.Sprintf("target group %q has no registered targets", be.Group.Name))
 	}
 
 	t, issued, stuck := x.pick(rt, view, now)
@@ -104,7 +127,7 @@ func (x *exchange) serve(rt *Route) bool {
 		// it, and try once more elsewhere, re-sticking the session there.
 		var de *upstream.DialError
 		if errors.As(err, &de) {
-			rt.Group.Observe(t, target.Result{Reason: target.ReasonFailedHealthChecks,
+			be.Group.Observe(t, target.Result{Reason: target.ReasonFailedHealthChecks,
 				Description: "connect failed on a request: " + de.Err.Error()})
 		}
 		if alt := view.Picker.Pick(t); alt != nil && alt != t {
@@ -112,8 +135,8 @@ func (x *exchange) serve(rt *Route) bool {
 				x.moved = t.ID
 			}
 			issued = 0
-			if x.burst != nil && rt.Sticky != nil {
-				issued = x.burst.repin(rt, t, alt, now)
+			if x.burst != nil && be.Sticky != nil {
+				issued = x.burst.repin(be, t, alt, now)
 			}
 			t = alt
 			keep, err = x.forward(rt, t, issued)
@@ -134,7 +157,7 @@ func (x *exchange) serve(rt *Route) bool {
 // request carried a live session.
 func (x *exchange) pick(rt *Route, view *target.View, now time.Time) (t *target.Target, issued int64, stuck bool) {
 	x.moved = ""
-	if p := rt.Sticky; p != nil {
+	if p := x.be.Sticky; p != nil {
 		var miss sticky.Miss
 		x.sess, miss = p.ReadFields(x.req.Fields, now)
 		if miss == sticky.Hit {
@@ -150,7 +173,7 @@ func (x *exchange) pick(rt *Route, view *target.View, now time.Time) (t *target.
 		}
 		if x.burst != nil {
 			// No live session: the connection's first-burst target.
-			t, issued := x.burst.pick(rt, view, now)
+			t, issued := x.burst.pick(x.be, view, now)
 			return t, issued, false
 		}
 	}
@@ -159,7 +182,7 @@ func (x *exchange) pick(rt *Route, view *target.View, now time.Time) (t *target.
 
 // forward sends the request to t and relays the response.
 func (x *exchange) forward(rt *Route, t *target.Target, issued int64) (bool, error) {
-	uc, err := t.Conns.Get(context.Background(), rt.ConnectTimeout, x.h.now().UnixNano())
+	uc, err := t.Conns.Get(context.Background(), x.be.ConnectTimeout, x.h.now().UnixNano())
 	if err != nil {
 		return false, err
 	}
@@ -196,8 +219,8 @@ func (x *exchange) failTarget(rt *Route, t *target.Target, err error) bool {
 	if errors.Is(err, errCut) || errors.Is(err, errClientGone) {
 		return false
 	}
-	status, cause := statusFor(err, rt)
-	x.h.log.Warn("request failed", "group", rt.Group.Name, "target", t.ID, "status", status, "err", err)
+	status, cause := statusFor(err, x.be.ConnectTimeout, rt.IdleTimeout)
+	x.h.log.Warn("request failed", "group", x.be.Group.Name, "target", t.ID, "status", status, "err", err)
 	if status == http.StatusBadRequest {
 		x.cl.writeError(status, cause, false)
 		return false
@@ -216,7 +239,7 @@ var errUnrequestedSwitch = errors.New("the target switched protocols unasked")
 
 // statusFor maps a forwarding failure to ALB's status and a short cause,
 // naming no target address: clients must not learn them.
-func statusFor(err error, rt *Route) (int, string) {
+func statusFor(err error, connect, idle time.Duration) (int, string) {
 	var de *upstream.DialError
 	var he *h1.Error
 	switch {
@@ -228,11 +251,11 @@ func statusFor(err error, rt *Route) (int, string) {
 		return http.StatusBadGateway, "the target was deregistered"
 	case errors.As(err, &de):
 		if de.Timeout() {
-			return http.StatusGatewayTimeout, fmt.Sprintf("could not connect to the target within %v", rt.ConnectTimeout)
+			return http.StatusGatewayTimeout, fmt.Sprintf("could not connect to the target within %v", connect)
 		}
 		return http.StatusBadGateway, "the target refused the connection"
 	case isTimeout(err):
-		return http.StatusGatewayTimeout, fmt.Sprintf("the target did not respond within %v", rt.IdleTimeout)
+		return http.StatusGatewayTimeout, fmt.Sprintf("the target did not respond within %v", idle)
 	case errors.Is(err, errUnrequestedSwitch):
 		return http.StatusBadGateway, "the target sent an invalid response"
 	}
@@ -278,7 +301,7 @@ func (x *exchange) roundTrip(rt *Route, t *target.Target, uc *upstream.Conn, iss
 			// The target closed this pooled connection while it was idle;
 			// the request never reached it. Send it again on a new one.
 			uc.Close()
-			if uc, err = t.Conns.Dial(context.Background(), rt.ConnectTimeout); err != nil {
+			if uc, err = t.Conns.Dial(context.Background(), x.be.ConnectTimeout); err != nil {
 				return false, err // a dial error: the caller may try another target
 			}
 			uc.SetIdleDeadline(x.h.now().UnixNano(), idle)
@@ -366,4 +389,37 @@ func (x *exchange) sendBody(uc *upstream.Conn, idle time.Duration) error {
 		uc.W.WriteLastChunk(x.body.Trailers())
 	}
 	return uc.W.Err()
+}
+
+// appendCookies appends the Set-Cookie fields ("Set-Cookie: ...\r\n") that
+// pin the session to t, and to its target group in a weighted forward with
+// group stickiness: on every response, so that durations slide, as ALB's.
+func (x *exchange) appendCookies(dst []byte, t *target.Target, issued int64) []byte {
+	now := x.h.now()
+	tls := x.h.proto == "https"
+	if p := x.be.Sticky; p != nil {
+		dst = appendCookie(dst, p, t.ID, t.Generation, issued, tls, now)
+	}
+	if x.groupName != "" {
+		dst = appendCookie(dst, x.act.Groups, x.groupName, 0, x.groupIssued, tls, now)
+	}
+	return dst
+}
+
+// appendCookie appends the fields of one policy's cookie and its CORS twin.
+func appendCookie(dst []byte, p *sticky.Policy, id string, gen uint64, issued int64, tls bool, now time.Time) []byte {
+	start := len(dst)
+	dst = p.AppendValue(dst, id, gen, issued, now)
+	v := len(dst)
+	for _, cors := range []bool{false, true} {
+		if cors && p.CORSName == "" {
+			break
+		}
+		dst = append(dst, "Set-Cookie: "...)
+		dst = p.AppendSetCookie(dst, cors, dst[start:v], tls, now)
+		dst = append(dst, "\r\n"...)
+	}
+	// Drop the bare value from the front.
+	n := copy(dst[start:], dst[v:])
+	return dst[:start+n]
 }

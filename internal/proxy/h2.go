@@ -27,9 +27,11 @@ const maxStreams = 128
 // h2server is the HTTP/2 server of one listener for one idle timeout; a
 // reload that changes the timeout starts another for new connections.
 type h2server struct {
-	srv   *http.Server
-	conns chan net.Conn
-	idle  time.Duration
+	srv    *http.Server
+	conns  chan net.Conn
+	idle   time.Duration
+	closed chan struct{} // closed when the server closes its listener
+	once   sync.Once
 }
 
 // h2For returns the HTTP/2 server for the idle timeout, starting it the
@@ -42,7 +44,7 @@ func (h *Handler) h2For(idle time.Duration) *h2server {
 			return s
 		}
 	}
-	s := &h2server{conns: make(chan net.Conn), idle: idle}
+	s := &h2server{conns: make(chan net.Conn), idle: idle, closed: make(chan struct{})}
 	var p http.Protocols
 	p.SetHTTP2(true)
 	p.SetUnencryptedHTTP2(true)
@@ -71,6 +73,8 @@ func (h *Handler) serveH2(nc net.Conn, pre []byte, idle time.Duration) {
 	s := h.h2For(idle)
 	select {
 	case s.conns <- nc:
+	case <-s.closed:
+		nc.Close()
 	case <-h.stopping:
 		nc.Close()
 	}
@@ -81,13 +85,19 @@ func (h *Handler) serveH2(nc net.Conn, pre []byte, idle time.Duration) {
 type chanListener struct{ s *h2server }
 
 func (l chanListener) Accept() (net.Conn, error) {
-	c, ok := <-l.s.conns
-	if !ok {
+	select {
+	case c := <-l.s.conns:
+		return c, nil
+	case <-l.s.closed:
 		return nil, net.ErrClosed
 	}
-	return c, nil
 }
-func (l chanListener) Close() error   { return nil }
+
+// Close ends Accept, which the server's Shutdown waits for.
+func (l chanListener) Close() error {
+	l.s.once.Do(func() { close(l.s.closed) })
+	return nil
+}
 func (l chanListener) Addr() net.Addr { return &net.TCPAddr{} }
 
 // replayConn reads back the bytes latch read before it knew the
@@ -123,25 +133,25 @@ type burstKey struct{}
 // pick returns the connection's target for a request without a session,
 // picking it (under the lock, so that concurrent streams agree) the first
 // time, or again when it can no longer serve.
-func (b *burst) pick(rt *Route, view *target.View, now time.Time) (*target.Target, int64) {
+func (b *burst) pick(be *Backend, view *target.View, now time.Time) (*target.Target, int64) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.t != nil && b.group == rt.Group {
+	if b.t != nil && b.group == be.Group {
 		if t, ok := view.Lookup(b.t.ID); ok && t == b.t {
 			return t, b.issued
 		}
 	}
-	b.group, b.t, b.issued = rt.Group, view.Picker.Pick(nil), now.Unix()
+	b.group, b.t, b.issued = be.Group, view.Picker.Pick(nil), now.Unix()
 	return b.t, b.issued
 }
 
 // repin moves the connection's session from old, which refused a
 // connection, to alt, and returns the session's issue time there.
-func (b *burst) repin(rt *Route, old, alt *target.Target, now time.Time) int64 {
+func (b *burst) repin(be *Backend, old, alt *target.Target, now time.Time) int64 {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.t == old || b.t == nil {
-		b.group, b.t, b.issued = rt.Group, alt, now.Unix()
+		b.group, b.t, b.issued = be.Group, alt, now.Unix()
 	}
 	if b.t == alt {
 		return b.issued
@@ -173,6 +183,7 @@ func (h *Handler) serveStream(w http.ResponseWriter, r *http.Request) {
 	*x = exchange{h: h, cl: s, body: s, burst: b, buf: x.buf[:0],
 		req: h1.Request{Fields: x.req.Fields[:0], Kinds: x.req.Kinds[:0]}, resp: x.resp}
 	x.ip = clientIP(addrString(r.RemoteAddr))
+	x.src = sourceAddr(r.RemoteAddr)
 	s.head(&x.req)
 	if x.req.Framing == h1.NoBody {
 		s.done = true
@@ -262,6 +273,18 @@ func (s *stream) touch(int64, time.Duration) {}
 func (s *stream) bodyAtHand() bool           { return false }
 func (s *stream) continue100() error         { return nil }
 
+func (s *stream) writeReply(status int, contentType string, location []byte, body string, keep bool) {
+	hdr := s.w.Header()
+	hdr.Set("Server", "latch")
+	hdr.Set("Content-Type", contentType)
+	if location != nil {
+		hdr.Set("Location", string(location))
+	}
+	hdr.Set("Content-Length", strconv.Itoa(len(body)))
+	s.w.WriteHeader(status)
+	io.WriteString(s.w, body)
+}
+
 func (s *stream) writeError(status int, cause string, keep bool) {
 	hdr := s.w.Header()
 	hdr.Set("Server", "latch")
@@ -287,14 +310,11 @@ func (s *stream) respond(x *exchange, rt *Route, t *target.Target, uc *upstream.
 		}
 		hdr[string(f.Name)] = append(hdr[string(f.Name)], string(f.Value))
 	}
-	if p := rt.Sticky; p != nil {
-		now := x.h.now()
-		v := p.AppendValue(x.buf[:0], t.ID, t.Generation, issued, now)
-		hdr["Set-Cookie"] = append(hdr["Set-Cookie"], string(p.AppendSetCookie(nil, false, v, x.h.proto == "https", now)))
-		if p.CORSName != "" {
-			hdr["Set-Cookie"] = append(hdr["Set-Cookie"], string(p.AppendSetCookie(nil, true, v, x.h.proto == "https", now)))
-		}
-		x.buf = v[:0]
+	x.buf = x.appendCookies(x.buf[:0], t, issued)
+	for lines := string(x.buf); lines != ""; {
+		var line string
+		line, lines, _ = strings.Cut(lines, "\r\n")
+		hdr["Set-Cookie"] = append(hdr["Set-Cookie"], strings.TrimPrefix(line, "Set-Cookie: "))
 	}
 	if resp.Framing == h1.Length || resp.HasLength && resp.Status != http.StatusNoContent {
 		hdr["Content-Length"] = []string{strconv.FormatInt(resp.ContentLength, 10)}
@@ -320,7 +340,7 @@ func (s *stream) respond(x *exchange, rt *Route, t *target.Target, uc *upstream.
 		}
 		if err != nil {
 			uc.Close()
-			x.h.log.Warn("target failed mid-response", "group", rt.Group.Name, "target", t.ID, "err", err)
+			x.h.log.Warn("target failed mid-response", "group", x.be.Group.Name, "target", t.ID, "err", err)
 			// Ending the handler without a clean end resets the stream.
 			panic(http.ErrAbortHandler)
 		}

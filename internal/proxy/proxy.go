@@ -19,8 +19,7 @@ import (
 	"time"
 
 	"github.com/latch-lb/latch/internal/desync"
-	"github.com/latch-lb/latch/internal/sticky"
-	"github.com/latch-lb/latch/internal/target"
+	"github.com/latch-lb/latch/internal/route"
 )
 
 // MovedHeader is added to a request whose sticky session had to leave its
@@ -30,12 +29,14 @@ import (
 // send it: latch removes it from every incoming request.
 const MovedHeader = "X-Latch-Session-Moved"
 
-// Route is what a listener forwards to. Routes are immutable; a reload
-// swaps in a new one.
+// Route is a listener's configuration at run time: its rules and what
+// they do, and its settings. Routes are immutable; a reload swaps in a
+// new one, which the next request on every connection sees.
 type Route struct {
-	Group          *target.Group
-	Sticky         *sticky.Policy // nil: no stickiness
-	ConnectTimeout time.Duration
+	Rules *route.Table
+	// Actions are the rules' actions, by route.Rule.Index: the default
+	// action last.
+	Actions []*Action
 	// IdleTimeout is ALB's idle timeout: the longest a client or target
 	// connection may send and receive nothing. It closes idle keep-alive
 	// connections, answers 408 to a client that stalls mid-request, and

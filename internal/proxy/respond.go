@@ -51,7 +51,7 @@ func (c *clientConn) respond(x *exchange, rt *Route, t *target.Target, uc *upstr
 		}
 		w.WriteField(f.Name, f.Value)
 	}
-	c.writeStickyCookies(rt, t, issued)
+	c.writeStickyCookies(t, issued)
 	switch {
 	case out == h1.Length:
 		w.WriteString("Content-Length: ")
@@ -95,29 +95,10 @@ func (x *exchange) putOrClose(t *target.Target, uc *upstream.Conn, now int64) {
 	}
 }
 
-// writeStickyCookies adds the Set-Cookie fields that pin the session to t:
-// on every response, so that the duration slides, as ALB's.
-func (c *clientConn) writeStickyCookies(rt *Route, t *target.Target, issued int64) {
-	p := rt.Sticky
-	if p == nil {
-		return
-	}
-	now := c.h.now()
-	tls := c.h.proto == "https"
-	buf := p.AppendValue(c.buf[:0], t.ID, t.Generation, issued, now)
-	n := len(buf)
-	buf = p.AppendSetCookie(buf, false, buf[:n], tls, now)
-	c.wr.WriteString("Set-Cookie: ")
-	c.wr.Write(buf[n:])
-	c.wr.WriteString("\r\n")
-	if p.CORSName != "" {
-		m := len(buf)
-		buf = p.AppendSetCookie(buf, true, buf[:n], tls, now)
-		c.wr.WriteString("Set-Cookie: ")
-		c.wr.Write(buf[m:])
-		c.wr.WriteString("\r\n")
-	}
-	c.buf = buf[:0] // keep what append grew, for the next response
+// writeStickyCookies adds the Set-Cookie fields that pin the session.
+func (c *clientConn) writeStickyCookies(t *target.Target, issued int64) {
+	c.buf = c.appendCookies(c.buf[:0], t, issued)
+	c.wr.Write(c.buf)
 }
 
 // relayBody copies the response body to the client. What has arrived is
@@ -154,7 +135,7 @@ func (c *clientConn) relayBody(rt *Route, uc *upstream.Conn, out h1.Framing) err
 			break
 		}
 		if err != nil {
-			c.h.log.Warn("target failed mid-response", "group", rt.Group.Name, "target", uc.RemoteAddr().String(), "err", err)
+			c.h.log.Warn("target failed mid-response", "group", c.be.Group.Name, "target", uc.RemoteAddr().String(), "err", err)
 			w.Flush()
 			return errCut
 		}

@@ -38,7 +38,7 @@ func (c *clientConn) tunnel(x *exchange, rt *Route, t *target.Target, uc *upstre
 		}
 		w.WriteField(f.Name, f.Value)
 	}
-	c.writeStickyCookies(rt, t, issued)
+	c.writeStickyCookies(t, issued)
 	w.WriteString("Connection: Upgrade\r\n\r\n")
 	if err := w.Flush(); err != nil {
 		uc.Close()
