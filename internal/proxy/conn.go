@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"crypto/tls"
 	"errors"
 	"io"
 	"net"
@@ -57,6 +58,9 @@ func (c *clientConn) serve() {
 		}
 		c.h.forget(c)
 	}()
+	if tc, ok := c.nc.(*tls.Conn); ok && !c.handshake(tc) {
+		return
+	}
 	for {
 		c.touch(c.h.now().UnixNano(), c.h.route.Load().IdleTimeout)
 		c.idle.Store(true)
@@ -91,6 +95,31 @@ func (c *clientConn) serve() {
 		}
 		c.rd.Release()
 	}
+}
+
+// handshakeTimeout bounds a TLS handshake, as ALB's 10 s for its own.
+const handshakeTimeout = 10 * time.Second
+
+// handshake completes a TLS connection's handshake in the connection's own
+// goroutine (never the accept loop's), and hands a connection that chose
+// HTTP/2 by ALPN to the HTTP/2 server. It reports whether to serve
+// HTTP/1.1 on it.
+func (c *clientConn) handshake(tc *tls.Conn) bool {
+	c.idle.Store(true) // shutdown may cut a handshake short
+	tc.SetDeadline(time.Now().Add(handshakeTimeout))
+	err := tc.Handshake()
+	c.idle.Store(false)
+	if err != nil {
+		c.h.log.Debug("TLS handshake failed", "client", c.nc.RemoteAddr().String(), "err", err)
+		return false
+	}
+	c.deadline = 0 // the handshake's deadline is not the idle one
+	if tc.ConnectionState().NegotiatedProtocol == "h2" {
+		c.handedOn = true
+		c.h.serveH2(tc, nil, c.h.route.Load().IdleTimeout)
+		return false
+	}
+	return true
 }
 
 // wakeIfIdle makes a connection waiting for a request give up the wait, so
