@@ -3,8 +3,11 @@
 // least_outstanding_requests and weighted_random.
 //
 // A picker is built once per group snapshot (on registration and health
-// changes) and then picks without locks, in time that does not grow with
-// the number of targets (weighted_random: log n).
+// changes, and every few seconds while slow start or anomaly mitigation
+// moves a weight) and then picks without locks, in time that does not grow
+// with the number of targets (weighted_random: log n). Weights are the
+// targets' effective weights (target.Target.EffectiveWeight), in units of
+// 1/64 of a configured weight.
 package balance
 
 import (
@@ -38,8 +41,8 @@ var (
 )
 
 // RoundRobin cycles through the targets, each appearing in proportion to
-// its weight, spread out rather than in runs (a weight-3 target gets every
-// third or so request, not three in a row).
+// its effective weight, spread out rather than in runs (a weight-3 target
+// gets every third or so request, not three in a row).
 type RoundRobin struct {
 	targets []*target.Target
 	seq     []int32 // order of picks by index; nil when all weights are equal
@@ -56,7 +59,7 @@ func NewRoundRobin(targets []*target.Target) *RoundRobin {
 	weights := make([]int, len(targets))
 	equal, sum, g := true, 0, 0
 	for i, t := range targets {
-		weights[i] = max(t.Weight, 1)
+		weights[i] = t.EffectiveWeight()
 		equal = equal && weights[i] == weights[0]
 		sum += weights[i]
 		g = gcd(g, weights[i])
@@ -219,7 +222,8 @@ func (lo *LeastOutstanding) Pick(exclude *target.Target) *target.Target {
 	return a
 }
 
-// WeightedRandom picks a target at random in proportion to its weight.
+// WeightedRandom picks a target at random in proportion to its effective
+// weight.
 type WeightedRandom struct {
 	targets []*target.Target
 	cum     []int // running sums of weights; nil when all weights are equal
@@ -230,9 +234,10 @@ func NewWeightedRandom(targets []*target.Target) *WeightedRandom {
 	wr := &WeightedRandom{targets: targets}
 	equal, sum := true, 0
 	cum := make([]int, len(targets))
+	w0 := targets[0].EffectiveWeight()
 	for i, t := range targets {
-		w := max(t.Weight, 1)
-		equal = equal && w == max(targets[0].Weight, 1)
+		w := t.EffectiveWeight()
+		equal = equal && w == w0
 		sum += w
 		cum[i] = sum
 	}

@@ -2,11 +2,15 @@ package balance
 
 import (
 	"fmt"
+	"log/slog"
 	"math"
 	"slices"
 	"sync"
 	"testing"
+	"testing/synctest"
+	"time"
 
+	"github.com/latch-lb/latch/internal/config"
 	"github.com/latch-lb/latch/internal/target"
 )
 
@@ -619,5 +623,158 @@ func BenchmarkNewWeightedRandom(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		NewWeightedRandom(ts)
+	}
+}
+
+// rampingTargets returns n targets of mixed weights, the second half of
+// them just into slow start in a group without health checks: their
+// effective weights are 1/40 of their weights (the middle of the first of
+// 20 ramp steps), fractions of a configured weight.
+func rampingTargets(tb testing.TB, n int) []*target.Target {
+	tb.Helper()
+	s := target.Settings{MinHealthyCount: 1, DeregistrationDelay: time.Hour, SlowStart: 900 * time.Second}
+	g := target.NewGroup("web", s, slog.New(slog.DiscardHandler))
+	tb.Cleanup(g.Close)
+	cts := make([]config.Target, n)
+	for i, w := range mixedWeights(n) {
+		cts[i] = config.Target{ID: fmt.Sprintf("10.1.%d.%d:80", i/256, i%256), Weight: w}
+	}
+	gen := func(string) uint64 { return 1 }
+	g.Update(cts[:n/2], s, gen) // registered into an empty group: no slow start
+	g.Update(cts, s, gen)       // in service at once, and in slow start
+	ts := g.View().Routable
+	for _, tg := range ts[n/2:] {
+		// Exactly, on a frozen clock (synctest); within the time the
+		// registration took, on a real one.
+		want := max(1, int(math.Round(float64(tg.Weight*target.WeightUnit)/40)))
+		if got := tg.EffectiveWeight(); got < want || got > want+1+want/50 {
+			tb.Fatalf("%s: effective weight %d, want %d", tg.ID, got, want)
+		}
+	}
+	return ts
+}
+
+func effectiveWeights(ts []*target.Target) []int {
+	ws := make([]int, len(ts))
+	for i, tg := range ts {
+		ws[i] = tg.EffectiveWeight()
+	}
+	return ws
+}
+
+// TestEffectiveWeights checks that both weighted pickers follow the
+// targets' effective weights, fractions of a configured weight included.
+func TestEffectiveWeights(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) { // a frozen clock: the ramps stay put
+		ts := rampingTargets(t, 20)
+		ws := effectiveWeights(ts)
+		sum, g := 0, 0
+		for _, w := range ws {
+			sum += w
+			g = gcd(g, w)
+		}
+
+		rr := NewRoundRobin(ts)
+		if len(rr.seq) != sum/g {
+			t.Fatalf("round robin sequence: got %d, want %d", len(rr.seq), sum/g)
+		}
+		for i, got := range pickCounts(t, rr, ts, nil, 2*len(rr.seq)) {
+			if want := 2 * ws[i] / g; got != want {
+				t.Errorf("round robin, target %d (weight %d, effective %d): got %d picks, want %d", i, ts[i].Weight, ws[i], got, want)
+			}
+		}
+		checkSpread(t, rr.seq, ws, g)
+
+		const picks = 200000
+		for i, c := range pickCounts(t, NewWeightedRandom(ts), ts, nil, picks) {
+			checkShare(t, fmt.Sprintf("weighted random, target %d (effective weight %d)", i, ws[i]), c, picks, float64(ws[i])/float64(sum))
+		}
+	})
+}
+
+// TestEqualWeightsNeedNoTable checks that equal effective weights take the
+// pickers' fast paths, and unequal ones do not.
+func TestEqualWeightsNeedNoTable(t *testing.T) {
+	for _, c := range []struct {
+		weights []int
+		equal   bool
+	}{
+		{[]int{1, 1, 1}, true},
+		{[]int{5, 5}, true},
+		{[]int{2, 1, 1}, false},
+		{[]int{1, 1, 2}, false},
+	} {
+		ts := newTargets(c.weights...)
+		if got := NewWeightedRandom(ts).cum == nil; got != c.equal {
+			t.Errorf("weighted random over %v: no cumulative table %v, want %v", c.weights, got, c.equal)
+		}
+		if got := NewRoundRobin(ts).seq == nil; got != c.equal {
+			t.Errorf("round robin over %v: no sequence %v, want %v", c.weights, got, c.equal)
+		}
+	}
+}
+
+// TestRampingSequenceBounded checks that fractional weights, which no longer
+// share the factor WeightUnit, keep the round robin sequence within its
+// bound and shares within half a pick per cycle.
+func TestRampingSequenceBounded(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ts := rampingTargets(t, 1000)
+		ws := effectiveWeights(ts)
+		rr := NewRoundRobin(ts)
+		if len(rr.seq) > maxSeq+len(ts) {
+			t.Fatalf("sequence length: got %d, want at most %d", len(rr.seq), maxSeq+len(ts))
+		}
+		sum := 0
+		for _, w := range ws {
+			sum += w
+		}
+		counts := make([]int, len(ts))
+		for _, i := range rr.seq {
+			counts[i]++
+		}
+		for i, c := range counts {
+			// As in TestRoundRobinScaled: within half a pick of a maxSeq
+			// cycle's share, but for weights scaled below one pick.
+			ideal := float64(ws[i]) * maxSeq / float64(sum)
+			if ideal < 1 && c == 1 {
+				continue
+			}
+			if math.Abs(float64(c)-ideal) > 0.5 {
+				t.Fatalf("target %d (effective weight %d): got %d picks of %d, want %.2f", i, ws[i], c, len(rr.seq), ideal)
+			}
+		}
+	})
+}
+
+// BenchmarkPickEffective picks over targets half of which ramp (fractional
+// effective weights).
+func BenchmarkPickEffective(b *testing.B) {
+	for _, alg := range []string{"round_robin", "weighted_random"} {
+		for _, n := range []int{10, 1000} {
+			b.Run(fmt.Sprintf("%s/n=%d", alg, n), func(b *testing.B) {
+				p := New(alg, rampingTargets(b, n))
+				b.ReportAllocs()
+				for b.Loop() {
+					p.Pick(nil)
+				}
+			})
+		}
+	}
+}
+
+// BenchmarkNewPickerRamping is the cost of the view rebuild a ramp step
+// makes (once per step, every duration/20 or 1 s at least).
+func BenchmarkNewPickerRamping(b *testing.B) {
+	for _, alg := range []string{"round_robin", "weighted_random"} {
+		for _, n := range []int{10, 1000} {
+			b.Run(fmt.Sprintf("%s/n=%d", alg, n), func(b *testing.B) {
+				ts := rampingTargets(b, n)
+				b.ReportAllocs()
+				for b.Loop() {
+					New(alg, ts)
+				}
+			})
+		}
 	}
 }

@@ -3,6 +3,7 @@ package target
 import (
 	"context"
 	"log/slog"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -26,7 +27,17 @@ type Settings struct {
 	MinHealthyCount     int
 	MinHealthyPercent   int // 0: off
 	DeregistrationDelay time.Duration
-	// NewPicker builds the balancing algorithm over a set of targets.
+	// SlowStart is slow_start.duration_seconds: how long a target that
+	// comes into service takes to ramp up to its full weight (see
+	// slowstart.go for ALB's rules). 0: off.
+	SlowStart time.Duration
+	// AnomalyMitigation is load_balancing.algorithm.anomaly_mitigation:
+	// on, ALB's Automatic Target Weights (see anomaly.go). The request path
+	// must then report outcomes with Target.Record and
+	// Target.RecordConnectFailure.
+	AnomalyMitigation bool
+	// NewPicker builds the balancing algorithm over a set of targets. It
+	// must weigh them by Target.EffectiveWeight.
 	NewPicker func([]*Target) Picker
 }
 
@@ -67,6 +78,9 @@ type Group struct {
 	settings Settings
 	active   []*Target
 	draining map[*Target]*time.Timer
+	// rampTimer rebuilds the view while a target is in slow start;
+	// anomalyTimer runs anomaly evaluations. Each is nil when not needed.
+	rampTimer, anomalyTimer *time.Timer
 }
 
 // NewGroup returns an empty group.
@@ -86,18 +100,25 @@ func (g *Group) View() *View { return g.view.Load() }
 func (g *Group) Update(targets []config.Target, s Settings, gen func(id string) uint64) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	now := time.Now()
 	checksChanged := s.HealthChecks != g.settings.HealthChecks
+	if s.SlowStart != g.settings.SlowStart {
+		disarm(&g.rampTimer) // its step may change
+	}
 	g.settings = s
+	empty := len(g.active) == 0
 	old := make(map[string]*Target, len(g.active))
 	for _, t := range g.active {
 		old[t.ID] = t
 	}
 	active := make([]*Target, 0, len(targets))
+	wasInService := make(map[*Target]bool, len(targets))
 	for _, ct := range targets {
 		t := old[ct.ID]
 		if t != nil {
 			delete(old, ct.ID)
 			t.Weight = ct.Weight
+			wasInService[t] = t.Health().State.inService()
 			if checksChanged {
 				t.okRun, t.failRun = 0, 0
 				if s.HealthChecks {
@@ -108,6 +129,9 @@ func (g *Group) Update(targets []config.Target, s Settings, gen func(id string) 
 			}
 		} else {
 			t = New(ct.ID, ct.Weight, gen(ct.ID), s.HealthChecks)
+			// Slow start skips targets registered together into an empty
+			// group (ALB: "in a single registration call").
+			t.slowStartExempt = empty
 			g.log.Info("target registered", "target", t.ID, "generation", t.Generation)
 		}
 		active = append(active, t)
@@ -115,6 +139,18 @@ func (g *Group) Update(targets []config.Target, s Settings, gen func(id string) 
 	g.active = active
 	for _, t := range old {
 		g.drain(t)
+	}
+	// Targets that came into service here (registered or switched to
+	// unavailable with health checks off) are judged against those that
+	// already were, not against each other.
+	full := g.fullPeer(now, func(t *Target) bool { return !wasInService[t] })
+	for _, t := range active {
+		switch was, is := wasInService[t], t.Health().State.inService(); {
+		case !was && is:
+			g.enterService(t, now, full)
+		case was && !is:
+			g.leaveService(t)
+		}
 	}
 	g.rebuild()
 }
@@ -132,6 +168,8 @@ func (g *Group) Close() {
 		g.remove(t)
 	}
 	g.rebuild()
+	disarm(&g.rampTimer)
+	disarm(&g.anomalyTimer)
 }
 
 // Deregister removes every target gracefully: each drains for the
@@ -150,6 +188,7 @@ func (g *Group) Deregister() {
 // have the deregistration delay to finish, then their connections are cut
 // (the client gets a 502, as with ALB).
 func (g *Group) drain(t *Target) {
+	g.leaveService(t)
 	t.setHealth(Health{State: Draining, Reason: ReasonDeregistrationInProcess})
 	g.log.Info("target deregistering", "target", t.ID, "inflight", t.Inflight.Load(), "delay", g.settings.DeregistrationDelay)
 	g.draining[t] = time.AfterFunc(g.settings.DeregistrationDelay, func() {
@@ -225,6 +264,13 @@ func (g *Group) Observe(t *Target, r Result) {
 		return
 	}
 	t.setHealth(next)
+	switch was, is := h.State.inService(), next.State.inService(); {
+	case !was && is:
+		now := time.Now()
+		g.enterService(t, now, g.fullPeer(now, func(o *Target) bool { return o == t }))
+	case was && !is:
+		g.leaveService(t)
+	}
 	level := slog.LevelInfo
 	if next.State == Unhealthy {
 		level = slog.LevelWarn
@@ -234,14 +280,21 @@ func (g *Group) Observe(t *Target, r Result) {
 	g.rebuild()
 }
 
-// rebuild publishes a new View. g.mu must be held (or g not yet shared).
+// rebuild publishes a new View, with the targets' effective weights as of
+// now, and arms or stops the group's timers. g.mu must be held (or g not
+// yet shared).
 func (g *Group) rebuild() {
+	now := time.Now()
+	g.expireSlowStarts(now)
 	v := &View{Targets: g.active, byID: make(map[string]entry, len(g.active))}
-	var healthy []*Target
-	for _, t := range g.active {
-		if t.Health().State.inService() {
-			healthy = append(healthy, t)
+	healthy := g.inService()
+	if !g.detecting(len(healthy)) {
+		for _, t := range g.active {
+			t.resetAnomaly()
 		}
+	}
+	for _, t := range g.active {
+		t.eff.Store(g.effectiveWeight(t, now))
 	}
 	n := len(g.active)
 	v.FailOpen = n > 0 && (len(healthy) < min(g.settings.MinHealthyCount, n) ||
@@ -261,4 +314,82 @@ func (g *Group) rebuild() {
 		v.Picker = g.settings.NewPicker(v.Routable)
 	}
 	g.view.Store(v)
+	g.schedule()
+}
+
+// inService returns the active targets that count as healthy.
+func (g *Group) inService() []*Target {
+	var in []*Target
+	for _, t := range g.active {
+		if t.Health().State.inService() {
+			in = append(in, t)
+		}
+	}
+	return in
+}
+
+// detecting reports whether anomaly evaluation applies to a group with
+// healthy targets in service.
+func (g *Group) detecting(healthy int) bool {
+	return g.settings.AnomalyMitigation && healthy >= anomalyMinTargets
+}
+
+// effectiveWeight is t's weight for new picks at now, in WeightUnit units.
+func (g *Group) effectiveWeight(t *Target, now time.Time) int64 {
+	w := float64(max(t.Weight, 1)*WeightUnit) * g.rampFactor(t, now) * t.mitigation()
+	return max(1, int64(math.Round(w)))
+}
+
+// schedule arms the timers the group's state needs and stops the others:
+// the ramp timer while a target is in slow start (at every ramp step, and
+// when the earliest slow start ends), the anomaly timer while anomaly
+// evaluation applies. g.mu is held.
+func (g *Group) schedule() {
+	now := time.Now()
+	var end time.Time
+	for _, t := range g.active {
+		if g.ramping(t, now) {
+			if e := t.slowStart.Add(g.settings.SlowStart); end.IsZero() || e.Before(end) {
+				end = e
+			}
+		}
+	}
+	if end.IsZero() {
+		disarm(&g.rampTimer)
+	} else {
+		g.arm(&g.rampTimer, min(rampStep(g.settings.SlowStart), end.Sub(now)), g.rampTick)
+	}
+	if g.detecting(len(g.inService())) {
+		g.arm(&g.anomalyTimer, anomalyInterval, g.anomalyTick)
+	} else {
+		disarm(&g.anomalyTimer)
+	}
+}
+
+// arm makes *slot a timer that runs task under g.mu after d, unless it
+// already holds one. g.mu is held.
+func (g *Group) arm(slot **time.Timer, d time.Duration, task func()) {
+	if *slot != nil {
+		return
+	}
+	var timer *time.Timer
+	timer = time.AfterFunc(d, func() {
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		if *slot != timer {
+			return // stopped, or stopped and armed again, while this waited for g.mu
+		}
+		*slot = nil
+		task()
+	})
+	// Assigned under g.mu, before the callback can read it.
+	*slot = timer
+}
+
+// disarm stops the timer in *slot, if any. g.mu is held.
+func disarm(slot **time.Timer) {
+	if *slot != nil {
+		(*slot).Stop()
+		*slot = nil
+	}
 }

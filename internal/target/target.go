@@ -1,5 +1,6 @@
 // Package target holds targets and target groups at run time: registration,
-// health state, in-flight counts and deregistration (drain).
+// health state, in-flight counts, slow start, anomaly mitigation and
+// deregistration (drain).
 package target
 
 import (
@@ -59,9 +60,28 @@ type Target struct {
 	// Inflight is the number of requests sent and not yet answered in full.
 	Inflight atomic.Int64
 
+	// Outcomes of requests, counted by Record and RecordConnectFailure for
+	// anomaly detection. They only grow.
+	requests, errors, connectFailures atomic.Uint64
+
 	health atomic.Pointer[Health]
-	// Consecutive probe results, guarded by the owning group's mu.
-	okRun, failRun int
+	// eff is the weight the balancing algorithms use, in WeightUnit units,
+	// set by the owning group on every rebuild; 0 (a target no group
+	// manages) means the configured weight.
+	eff atomic.Int64
+	// anomaly is what the last anomaly evaluation found, for reporting:
+	// anomalousBit and mitigatedBit.
+	anomaly atomic.Uint32
+
+	// Guarded by the owning group's mu:
+	okRun, failRun int // consecutive probe results
+	// slowStart is when the target's slow start began; zero when it is not
+	// in slow start.
+	slowStart time.Time
+	// slowStartExempt marks a target registered in one registration into an
+	// empty group: it skips slow start the first time it is in service.
+	slowStartExempt bool
+	anom            anomalyState
 }
 
 // New returns a target in state initial (or unavailable when its group has
@@ -74,6 +94,65 @@ func New(id string, weight int, gen uint64, checked bool) *Target {
 	}
 	t.health.Store(&h)
 	return t
+}
+
+// WeightUnit is how many units of EffectiveWeight make one unit of
+// configured weight. Slow start and anomaly mitigation scale a weight down
+// to 1/64 of itself (ALB's "negligible"), which this keeps an integer even
+// for weight 1.
+const WeightUnit = 64
+
+// EffectiveWeight is the weight new picks follow, in WeightUnit units: the
+// configured weight, scaled down while the target ramps up in slow start or
+// while anomaly mitigation holds it back. It is at least 1. Sessions stuck
+// to the target do not depend on it.
+func (t *Target) EffectiveWeight() int {
+	if e := t.eff.Load(); e > 0 {
+		return int(e)
+	}
+	return max(t.Weight, 1) * WeightUnit
+}
+
+// Record counts a request the target answered with status: a 5xx counts as
+// an error for anomaly detection. A failure after the request reached the
+// target (reset, response timeout, invalid response) should be recorded as
+// the 502 or 504 latch answers. It costs one or two atomic adds.
+func (t *Target) Record(status int) {
+	t.requests.Add(1)
+	if status >= 500 {
+		t.errors.Add(1)
+	}
+}
+
+// RecordConnectFailure counts a request that could not connect to the
+// target (it counts as a request and a failure for anomaly detection).
+func (t *Target) RecordConnectFailure() {
+	t.requests.Add(1)
+	t.connectFailures.Add(1)
+}
+
+// Outcomes returns the counts Record and RecordConnectFailure have made:
+// requests (connect failures included), 5xx answers and connect failures.
+func (t *Target) Outcomes() (requests, errors, connectFailures uint64) {
+	// Failures first: Record counts the request before the error, so every
+	// failure read here has its request in the count read after it.
+	errors, connectFailures = t.errors.Load(), t.connectFailures.Load()
+	return t.requests.Load(), errors, connectFailures
+}
+
+// Anomaly reports the target as ALB's DescribeTargetHealth reports
+// AnomalyDetection: result is "normal" or "anomalous" (the last
+// evaluation's finding), mitigated says whether mitigation holds back its
+// share of new requests (MitigationInEffect: it stays true while the target
+// ramps back after recovering). Both are "normal", false unless the group
+// has anomaly mitigation on and at least 3 healthy targets.
+func (t *Target) Anomaly() (result string, mitigated bool) {
+	a := t.anomaly.Load()
+	result = "normal"
+	if a&anomalousBit != 0 {
+		result = "anomalous"
+	}
+	return result, a&mitigatedBit != 0
 }
 
 // Health returns the target's current health.
