@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"math"
+	"net/netip"
 	"strconv"
 	"strings"
 	"time"
@@ -26,14 +27,140 @@ var groupAttributes = []attribute[TargetGroup]{
 		return err
 	}},
 	{key: "stickiness.type", def: "lb_cookie", set: func(g *TargetGroup, v string) error {
-		switch v {
-		case "lb_cookie":
-			g.Stickiness.Type = v
-			return nil
-		case "app_cookie", "source_ip", "source_ip_dest_ip", "source_ip_dest_ip_proto":
-			return fmt.Errorf("%q is not supported yet by latch (supported: lb_cookie)", v)
+		types := []string{"lb_cookie", "app_cookie", "header", "source_ip", "hash"}
+		for _, t := range types {
+			if v == t {
+				g.Stickiness.Type = v
+				return nil
+			}
 		}
-		return fmt.Errorf("%q is not one of lb_cookie, app_cookie%s", v, suggestion(v, []string{"lb_cookie", "app_cookie"}))
+		if v == "source_ip_dest_ip" || v == "source_ip_dest_ip_proto" {
+			return fmt.Errorf("%q is a Gateway Load Balancer type; an HTTP balancer offers %s", v, strings.Join(types, ", "))
+		}
+		return fmt.Errorf("%q is not one of %s%s", v, strings.Join(types, ", "), suggestion(v, types))
+	}},
+	{key: "stickiness.app_cookie.cookie_name", def: "", set: func(g *TargetGroup, v string) error {
+		if v != "" {
+			if err := checkCookieName(v); err != nil {
+				return err
+			}
+			if strings.HasPrefix(v, "AWSALB") {
+				return fmt.Errorf("%q starts with AWSALB, a prefix ALB reserves (AWSALB, AWSALBAPP, AWSALBTG)", v)
+			}
+		}
+		g.Stickiness.AppCookie = v
+		return nil
+	}},
+	{key: "stickiness.app_cookie.duration_seconds", def: "86400", set: func(g *TargetGroup, v string) (err error) {
+		g.appDuration, err = parseSeconds(v, 1, 604800, false)
+		return err
+	}},
+	{key: "stickiness.header.name", def: "", latch: true, set: func(g *TargetGroup, v string) error {
+		if v != "" && !isToken(v) {
+			return fmt.Errorf("%q is not a valid header name", v)
+		}
+		switch strings.ToLower(v) {
+		case "host", "cookie", "set-cookie", "connection", "content-length", "transfer-encoding", "te", "upgrade", "keep-alive":
+			return fmt.Errorf("%q is a header latch or HTTP itself uses; pick another name, such as X-Session", v)
+		}
+		g.Stickiness.Header = v
+		return nil
+	}},
+	{key: "stickiness.header.duration_seconds", def: "86400", latch: true, set: func(g *TargetGroup, v string) (err error) {
+		g.headerDuration, err = parseSeconds(v, 1, 604800, false)
+		return err
+	}},
+	{key: "stickiness.absolute_timeout_seconds", def: "0", latch: true, set: func(g *TargetGroup, v string) (err error) {
+		if v == "0" {
+			g.Stickiness.AbsoluteTimeout = 0
+			return nil
+		}
+		g.Stickiness.AbsoluteTimeout, err = parseSeconds(v, 1, 31536000, false)
+		if err != nil {
+			return fmt.Errorf("%w, or 0 for none", err)
+		}
+		return nil
+	}},
+	{key: "stickiness.lb_cookie.lifetime", def: "permanent", latch: true, set: func(g *TargetGroup, v string) error {
+		switch v {
+		case "permanent", "session":
+			g.Stickiness.Cookie.Session = v == "session"
+			return nil
+		}
+		return fmt.Errorf("%q is not one of permanent, session%s", v, suggestion(v, []string{"permanent", "session"}))
+	}},
+	{key: "stickiness.hash.header", def: "", latch: true, set: func(g *TargetGroup, v string) error {
+		if v != "" && !isToken(v) {
+			return fmt.Errorf("%q is not a valid header name", v)
+		}
+		g.Stickiness.HashHeader = v
+		return nil
+	}},
+	{key: "stickiness.hash.cookie", def: "", latch: true, set: func(g *TargetGroup, v string) error {
+		if v != "" {
+			if err := checkCookieName(v); err != nil {
+				return err
+			}
+		}
+		g.Stickiness.HashCookie = v
+		return nil
+	}},
+	{key: "stickiness.source_ip.trusted_proxies", def: "", latch: true, set: func(g *TargetGroup, v string) error {
+		g.Stickiness.TrustedProxies = nil
+		for _, part := range strings.Split(v, ",") {
+			part = strings.TrimSpace(part)
+			if part == "" {
+				continue
+			}
+			p, err := netip.ParsePrefix(part)
+			if err != nil {
+				a, aerr := netip.ParseAddr(part)
+				if aerr != nil {
+					return fmt.Errorf("%q is not an address or CIDR", part)
+				}
+				p = netip.PrefixFrom(a, a.BitLen())
+			}
+			g.Stickiness.TrustedProxies = append(g.Stickiness.TrustedProxies, p.Masked())
+		}
+		return nil
+	}},
+	{key: "stickiness.balance_factor", def: "0", latch: true, set: func(g *TargetGroup, v string) (err error) {
+		g.Stickiness.BalanceFactor, err = parseFactor(v)
+		return err
+	}},
+	{key: "stickiness.rebalance_idle_seconds", def: "0", latch: true, set: func(g *TargetGroup, v string) (err error) {
+		if v == "0" {
+			g.Stickiness.RebalanceIdle = 0
+			return nil
+		}
+		g.Stickiness.RebalanceIdle, err = parseSeconds(v, 1, 604800, true)
+		if err != nil {
+			return fmt.Errorf("%w, or 0 for never", err)
+		}
+		return nil
+	}},
+	{key: "load_balancing.hash.balance_factor", def: "0", latch: true, set: func(g *TargetGroup, v string) (err error) {
+		g.HashBalanceFactor, err = parseFactor(v)
+		return err
+	}},
+	{key: "slow_start.duration_seconds", def: "0", set: func(g *TargetGroup, v string) (err error) {
+		if v == "0" {
+			g.SlowStart = 0
+			return nil
+		}
+		g.SlowStart, err = parseSeconds(v, 30, 900, false)
+		if err != nil {
+			return fmt.Errorf("%w, or 0 for off", err)
+		}
+		return nil
+	}},
+	{key: "load_balancing.algorithm.anomaly_mitigation", def: "off", set: func(g *TargetGroup, v string) error {
+		switch v {
+		case "on", "off":
+			g.AnomalyMitigation = v == "on"
+			return nil
+		}
+		return fmt.Errorf("%q is not on or off", v)
 	}},
 	{key: "stickiness.lb_cookie.duration_seconds", def: "86400", set: func(g *TargetGroup, v string) (err error) {
 		g.Stickiness.Duration, err = parseSeconds(v, 1, 604800, false)
@@ -136,16 +263,16 @@ var listenerAttributes = []attribute[Listener]{
 		l.H2C, err = parseBool(v)
 		return err
 	}},
+	{key: "routing.http2.enabled", def: "true", set: func(l *Listener, v string) (err error) {
+		l.HTTP2, err = parseBool(v)
+		return err
+	}},
 }
 
 // notYet lists ALB attribute keys that latch recognises but does not
 // implement yet, so that a user moving from ALB gets a plain answer instead
 // of a "did you mean".
 var notYet = map[string]bool{
-	"stickiness.app_cookie.cookie_name":                                   true,
-	"stickiness.app_cookie.duration_seconds":                              true,
-	"slow_start.duration_seconds":                                         true,
-	"load_balancing.algorithm.anomaly_mitigation":                         true,
 	"load_balancing.cross_zone.enabled":                                   true,
 	"target_group_health.dns_failover.minimum_healthy_targets.count":      true,
 	"target_group_health.dns_failover.minimum_healthy_targets.percentage": true,
@@ -154,7 +281,6 @@ var notYet = map[string]bool{
 	"routing.http.drop_invalid_header_fields.enabled":                     true,
 	"routing.http.preserve_host_header.enabled":                           true,
 	"routing.http.xff_client_port.enabled":                                true,
-	"routing.http2.enabled":                                               true,
 	"client_keep_alive.seconds":                                           true,
 }
 
@@ -202,6 +328,33 @@ func parseSeconds(v string, lo, hi float64, fraction bool) (time.Duration, error
 		return 0, fmt.Errorf("%s is outside %g-%g seconds", v, lo, hi)
 	}
 	return time.Duration(f * float64(time.Second)), nil
+}
+
+// parseFactor parses a balance factor: 0 (off) or a number above 1, at
+// most 10.
+func parseFactor(v string) (float64, error) {
+	f, err := strconv.ParseFloat(v, 64)
+	if err != nil || math.IsNaN(f) {
+		return 0, fmt.Errorf("%q is not a number", v)
+	}
+	if f != 0 && (f <= 1 || f > 10) {
+		return 0, fmt.Errorf("%s is outside 1-10 (exclusive of 1), or 0 for off", v)
+	}
+	return f, nil
+}
+
+// isToken reports whether v is an RFC 9110 token (a header name).
+func isToken(v string) bool {
+	if v == "" {
+		return false
+	}
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		if c <= ' ' || c >= 0x7f || strings.IndexByte("()<>@,;:\\\"/[]?={}", c) >= 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // checkCookieName enforces RFC 6265's token syntax, and keeps latch's cookie

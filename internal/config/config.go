@@ -3,6 +3,7 @@ package config
 
 import (
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"sort"
@@ -28,7 +29,7 @@ type Config struct {
 type Listener struct {
 	Name          string
 	Address       string
-	Protocol      string // "HTTP"
+	Protocol      string // "HTTP" or "HTTPS"
 	DefaultAction Action
 	// Rules are evaluated lowest Priority first; the first whose conditions
 	// all match gives the action, and DefaultAction applies when none does.
@@ -43,6 +44,18 @@ type Listener struct {
 	// H2C serves cleartext HTTP/2 to clients that start with its preface
 	// (latch's routing.http2.h2c.enabled).
 	H2C bool
+	// HTTP2 is ALB's routing.http2.enabled (default true): an HTTPS
+	// listener offers h2 in ALPN before http/1.1; when false, only http/1.1.
+	HTTP2 bool
+	// Certificates are an HTTPS listener's certificates. The first is the
+	// default, for clients that send no SNI or a name no certificate holds
+	// (ALB's default certificate); the others are chosen by SNI (see
+	// package tlsconf). Nil on an HTTP listener.
+	Certificates []Certificate
+	// SSLPolicy is an HTTPS listener's ALB security policy (ssl_policy): its
+	// TLS versions and TLS 1.2 cipher suites. tlsconf.DefaultPolicy when
+	// unset; empty on an HTTP listener.
+	SSLPolicy string
 }
 
 // Action is what a listener does with a request.
@@ -80,6 +93,17 @@ type TargetGroup struct {
 	// unhealthy_state_routing thresholds: below either, the group fails open.
 	MinHealthyCount   int
 	MinHealthyPercent int
+	// HashBalanceFactor bounds the load of the source_ip and hash kinds:
+	// no target takes more than this multiple of the mean (0: unbounded).
+	HashBalanceFactor float64
+	// SlowStart ramps a newly healthy target's share over this long (0: off).
+	SlowStart time.Duration
+	// AnomalyMitigation turns on ALB's automatic target weights
+	// (weighted_random only).
+	AnomalyMitigation bool
+
+	// The durations of the kinds not chosen, kept until the type is known.
+	appDuration, headerDuration time.Duration
 }
 
 // Target is one registered target. Its ID is the address latch connects to.
@@ -104,10 +128,33 @@ type HealthCheck struct {
 
 // Stickiness is a target group's session affinity.
 type Stickiness struct {
-	Enabled  bool
-	Type     string // "lb_cookie"
+	Enabled bool
+	// Type is lb_cookie or app_cookie (ALB's), or latch's header,
+	// source_ip or hash.
+	Type string
+	// Duration is the session's idle timeout (GEP-1619's idleTimeout):
+	// ALB's lb_cookie.duration_seconds or app_cookie.duration_seconds, or
+	// latch's header.duration_seconds. Every response renews it.
 	Duration time.Duration
-	Cookie   Cookie
+	// AbsoluteTimeout ends a session that long after its first pick,
+	// however active (GEP-1619's absoluteTimeout); 0: never.
+	AbsoluteTimeout time.Duration
+	Cookie          Cookie // lb_cookie's cookie
+	// AppCookie is app_cookie's application cookie name.
+	AppCookie string
+	// Header is the header kind's request and response header.
+	Header string
+	// HashHeader or HashCookie names the hash kind's key.
+	HashHeader, HashCookie string
+	// TrustedProxies are the peers whose X-Forwarded-For names the client,
+	// for source_ip; from any other peer the TCP address is the client.
+	TrustedProxies []netip.Prefix
+	// BalanceFactor, when set (> 1), keeps new sessions of the cookie and
+	// header kinds off targets above that multiple of the mean load.
+	BalanceFactor float64
+	// RebalanceIdle lets a session idle that long move to a lightly loaded
+	// target after a target joined the group; 0: never.
+	RebalanceIdle time.Duration
 }
 
 // Cookie holds the attributes of the cookie latch issues for lb_cookie
@@ -120,6 +167,9 @@ type Cookie struct {
 	SameSite string // "", Lax, Strict or None
 	Secure   bool
 	HTTPOnly bool
+	// Session makes it a session cookie (no Expires): GEP-1619's
+	// lifetimeType Session. ALB's is permanent (Expires in 7 days).
+	Session bool
 }
 
 // CookieKey is one key of the cookie key ring.

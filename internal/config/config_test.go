@@ -116,6 +116,7 @@ func TestParseDefaults(t *testing.T) {
 			DefaultAction: Action{Type: "forward", TargetGroup: "web"},
 			IdleTimeout:   60 * time.Second,
 			DesyncMode:    "defensive",
+			HTTP2:         true,
 		}},
 		TargetGroups: []TargetGroup{{
 			Name:        "web",
@@ -147,6 +148,7 @@ func TestParseExample(t *testing.T) {
 			DefaultAction: Action{Type: "forward", TargetGroup: "web"},
 			IdleTimeout:   60 * time.Second,
 			DesyncMode:    "defensive",
+			HTTP2:         true,
 		}},
 		TargetGroups: []TargetGroup{{
 			Name:    "web",
@@ -227,6 +229,7 @@ func TestParseEveryKey(t *testing.T) {
     attributes:
       idle_timeout.timeout_seconds: "4000"
       routing.http.desync_mitigation_mode: strictest
+      routing.http2.enabled: "false"
   - name: second
     address: "[::1]:0"
     default_action: {type: forward, forward: {target_group: api}}
@@ -284,7 +287,7 @@ cookie_keys:
 			{Name: "public", Address: ":0", Protocol: "HTTP",
 				DefaultAction: Action{Type: "forward", TargetGroup: "api"}, IdleTimeout: 4000 * time.Second, DesyncMode: "strictest"},
 			{Name: "second", Address: "[::1]:0", Protocol: "HTTP",
-				DefaultAction: Action{Type: "forward", TargetGroup: "api"}, IdleTimeout: 60 * time.Second, DesyncMode: "defensive"},
+				DefaultAction: Action{Type: "forward", TargetGroup: "api"}, IdleTimeout: 60 * time.Second, DesyncMode: "defensive", HTTP2: true},
 		},
 		TargetGroups: []TargetGroup{
 			{
@@ -438,14 +441,40 @@ func TestParseProblems(t *testing.T) {
 			one(12, attr("stickness.enabled"), `unknown attribute; did you mean "stickiness.enabled"?`)},
 		{"group attribute on a listener", listenerLast + "    attributes:\n      stickiness.enabled: \"true\"\n",
 			one(12, `listeners[0].attributes["stickiness.enabled"]`, "unknown attribute")},
-		{"ALB attribute not supported yet", minimal + "    attributes:\n      slow_start.duration_seconds: \"30\"\n",
-			one(12, attr("slow_start.duration_seconds"), "this ALB attribute is not supported yet by latch")},
+		{"ALB attribute not supported yet", minimal + "    attributes:\n      load_balancing.cross_zone.enabled: \"true\"\n",
+			one(12, attr("load_balancing.cross_zone.enabled"), "this ALB attribute is not supported yet by latch")},
 
 		// Enumerations.
 		{"stickiness type typo", minimal + "    attributes:\n      stickiness.type: lb_cookies\n",
-			one(12, attr("stickiness.type"), `"lb_cookies" is not one of lb_cookie, app_cookie; did you mean "lb_cookie"?`)},
-		{"stickiness type not supported yet", minimal + "    attributes:\n      stickiness.type: app_cookie\n",
-			one(12, attr("stickiness.type"), `"app_cookie" is not supported yet by latch`)},
+			one(12, attr("stickiness.type"), `"lb_cookies" is not one of lb_cookie, app_cookie, header, source_ip, hash; did you mean "lb_cookie"?`)},
+		{"stickiness type of a gateway", minimal + "    attributes:\n      stickiness.type: source_ip_dest_ip\n",
+			one(12, attr("stickiness.type"), `"source_ip_dest_ip" is a Gateway Load Balancer type`)},
+		{"app_cookie without a name", minimal + "    attributes:\n      stickiness.enabled: \"true\"\n      stickiness.type: app_cookie\n",
+			one(12, attr("stickiness.app_cookie.cookie_name"), "missing: you must set an application cookie name to enable stickiness of type 'app_cookie' (as ALB)")},
+		{"app_cookie reserved name", minimal + "    attributes:\n      stickiness.app_cookie.cookie_name: AWSALBfoo\n",
+			one(12, attr("stickiness.app_cookie.cookie_name"), `"AWSALBfoo" starts with AWSALB, a prefix ALB reserves`)},
+		{"app_cookie duration", minimal + "    attributes:\n      stickiness.app_cookie.duration_seconds: 604801\n",
+			one(12, attr("stickiness.app_cookie.duration_seconds"), "604801 is outside 1-604800 seconds")},
+		{"header without a name", minimal + "    attributes:\n      stickiness.enabled: \"true\"\n      stickiness.type: header\n",
+			one(12, attr("stickiness.header.name"), "missing: stickiness of type 'header' needs the header's name")},
+		{"header named Cookie", minimal + "    attributes:\n      stickiness.header.name: Cookie\n",
+			one(12, attr("stickiness.header.name"), `"Cookie" is a header latch or HTTP itself uses`)},
+		{"hash with both keys", minimal + "    attributes:\n      stickiness.enabled: \"true\"\n      stickiness.type: hash\n      stickiness.hash.header: X-User\n      stickiness.hash.cookie: sid\n",
+			one(14, attr("stickiness.hash.header"), "needs exactly one of stickiness.hash.header and stickiness.hash.cookie")},
+		{"trusted proxies typo", minimal + "    attributes:\n      stickiness.type: source_ip\n      stickiness.source_ip.trusted_proxies: 10.0.0.0/8, 10.1.2\n",
+			one(13, attr("stickiness.source_ip.trusted_proxies"), `"10.1.2" is not an address or CIDR`)},
+		{"hash factor on a cookie group", minimal + "    attributes:\n      load_balancing.hash.balance_factor: 1.25\n",
+			one(12, attr("load_balancing.hash.balance_factor"), "applies only to stickiness.type source_ip or hash (this group's is lb_cookie)")},
+		{"balance factor 1", minimal + "    attributes:\n      stickiness.balance_factor: 1\n",
+			one(12, attr("stickiness.balance_factor"), "1 is outside 1-10 (exclusive of 1), or 0 for off")},
+		{"lifetime typo", minimal + "    attributes:\n      stickiness.lb_cookie.lifetime: sesion\n",
+			one(12, attr("stickiness.lb_cookie.lifetime"), `did you mean "session"?`)},
+		{"slow start too short", minimal + "    attributes:\n      slow_start.duration_seconds: 20\n",
+			one(12, attr("slow_start.duration_seconds"), "20 is outside 30-900 seconds, or 0 for off")},
+		{"slow start with weighted_random", minimal + "    attributes:\n      slow_start.duration_seconds: 30\n      load_balancing.algorithm.type: weighted_random\n",
+			one(12, attr("slow_start.duration_seconds"), "slow start works only with round_robin (this group uses weighted_random), as ALB's")},
+		{"anomaly mitigation with round_robin", minimal + "    attributes:\n      load_balancing.algorithm.anomaly_mitigation: \"on\"\n",
+			one(12, attr("load_balancing.algorithm.anomaly_mitigation"), "anomaly mitigation works only with weighted_random (this group uses round_robin), as ALB's")},
 		{"algorithm typo", minimal + "    attributes:\n      load_balancing.algorithm.type: least_outstanding_request\n",
 			one(12, attr("load_balancing.algorithm.type"), `did you mean "least_outstanding_requests"?`)},
 		{"same_site", minimal + "    attributes:\n      stickiness.lb_cookie.same_site: Loose\n",
@@ -614,8 +643,8 @@ func TestParseProblems(t *testing.T) {
 			one(6, "listeners[0].default_action.forward.target_group", `no target group is named "backend"`)},
 
 		// Not supported yet.
-		{"HTTPS listener", listenerLast + "    protocol: HTTPS\n",
-			one(11, "listeners[0].protocol", "HTTPS listeners are not supported yet by latch")},
+		{"HTTPS listener without certificates", listenerLast + "    protocol: HTTPS\n",
+			one(6, "listeners[0].certificates", "missing; an HTTPS listener needs at least one certificate")},
 		{"redirect action with forward settings", strings.Replace(minimal, "type: forward", "type: redirect", 1),
 			[]wantProblem{{5, "listeners[0].default_action.redirect", "missing"},
 				{6, "listeners[0].default_action.forward", "set only with type: forward (this action is type: redirect)"}}},
@@ -765,7 +794,7 @@ target_groups:
     attributes:
       stickness.enabled: "true"
       stickiness.type: lb_cookies
-      slow_start.duration_seconds: "30"
+      slow_start.duration_seconds: "20"
 stat_dir: /tmp
 `
 	want := []wantProblem{
@@ -779,7 +808,7 @@ stat_dir: /tmp
 		{18, "target_groups[0].health_check.interval_seconds", "outside 0.05-300"},
 		{20, `target_groups[0].attributes["stickness.enabled"]`, `did you mean "stickiness.enabled"?`},
 		{21, `target_groups[0].attributes["stickiness.type"]`, `did you mean "lb_cookie"?`},
-		{22, `target_groups[0].attributes["slow_start.duration_seconds"]`, "not supported yet"},
+		{22, `target_groups[0].attributes["slow_start.duration_seconds"]`, "20 is outside 30-900 seconds"},
 		{23, "stat_dir", `did you mean "state_dir"?`},
 	}
 	checkProblems(t, data, want)
@@ -974,6 +1003,7 @@ func FuzzParse(f *testing.F) {
 	f.Add(minimal + "cookie_keys:\n  - id: 1\n    secret: " + key1 + "\n  - id: 1\n    secret_file: k\n")
 	f.Add(minimal + "  - name: web\n    targets: [{id: \":0\"}, {id: \":0\"}]\n")
 	f.Add(minimal + "---\nx: 1\n")
+	f.Add(listenerLast + "    protocol: HTTPS\n    ssl_policy: ELBSecurityPolicy-2016-08\n    certificates: [{cert_file: c.pem, key_file: k.pem}]\n")
 	f.Add("listeners: [\n")
 	f.Add("x: &a {b: *a}\n")
 	f.Add("listeners: !!null [ {name: x} ]\ntarget_groups: [*a]\n")

@@ -150,7 +150,7 @@ func (d *decoder) name(n *yaml.Node, path string) string {
 
 func (d *decoder) listener(n *yaml.Node, path string) Listener {
 	l := Listener{Protocol: "HTTP"}
-	m := d.mapping(n, path, "name", "address", "protocol", "rules", "default_action", "attributes")
+	m := d.mapping(n, path, "name", "address", "protocol", "certificates", "ssl_policy", "rules", "default_action", "attributes")
 	if m == nil {
 		return l
 	}
@@ -167,9 +167,7 @@ func (d *decoder) listener(n *yaml.Node, path string) Listener {
 		proto, ok := d.scalar(p, path+".protocol")
 		switch {
 		case !ok:
-		case proto == "HTTP":
-		case proto == "HTTPS":
-			d.addf(p, path+".protocol", "HTTPS listeners are not supported yet by latch (supported: HTTP)")
+		case proto == "HTTP", proto == "HTTPS":
 		default:
 			d.addf(p, path+".protocol", "%q is not one of HTTP, HTTPS", proto)
 		}
@@ -183,6 +181,7 @@ func (d *decoder) listener(n *yaml.Node, path string) Listener {
 	}
 	l.Rules = d.rules(m["rules"], path+".rules", lc)
 	applyAttributes(d, &l, listenerAttributes, m["attributes"], path+".attributes")
+	d.listenerTLS(n, m, path, &l)
 	return l
 }
 
@@ -205,7 +204,81 @@ func (d *decoder) targetGroup(n *yaml.Node, path string) TargetGroup {
 	}
 	g.HealthCheck = d.healthCheck(m["health_check"], path+".health_check")
 	applyAttributes(d, &g, groupAttributes, m["attributes"], path+".attributes")
+	d.checkGroupAttributes(&g, n, m["attributes"], path)
 	return g
+}
+
+// checkGroupAttributes checks what no single attribute can: the ones that
+// go together. Each problem points at the attribute that must change.
+func (d *decoder) checkGroupAttributes(g *TargetGroup, gn, attrs *yaml.Node, path string) {
+	at := func(key string) (*yaml.Node, string) {
+		apath := fmt.Sprintf("%s.attributes[%q]", path, key)
+		if attrs != nil && attrs.Kind == yaml.MappingNode {
+			for i := 0; i+1 < len(attrs.Content); i += 2 {
+				if attrs.Content[i].Value == key {
+					return attrs.Content[i+1], apath
+				}
+			}
+			return attrs, apath
+		}
+		return gn, apath
+	}
+	set := func(key string) bool {
+		n, _ := at(key)
+		return n != nil && n != attrs && n != gn
+	}
+	s := &g.Stickiness
+	switch s.Type {
+	case "app_cookie":
+		s.Duration = g.appDuration
+	case "header":
+		s.Duration = g.headerDuration
+	}
+	g.appDuration, g.headerDuration = 0, 0
+	if s.Enabled {
+		switch s.Type {
+		case "app_cookie":
+			if s.AppCookie == "" {
+				n, p := at("stickiness.app_cookie.cookie_name")
+				d.addf(n, p, "missing: you must set an application cookie name to enable stickiness of type 'app_cookie' (as ALB)")
+			}
+		case "header":
+			if s.Header == "" {
+				n, p := at("stickiness.header.name")
+				d.addf(n, p, "missing: stickiness of type 'header' needs the header's name, such as X-Session")
+			}
+		case "hash":
+			if (s.HashHeader == "") == (s.HashCookie == "") {
+				n, p := at("stickiness.hash.header")
+				d.addf(n, p, "stickiness of type 'hash' needs exactly one of stickiness.hash.header and stickiness.hash.cookie")
+			}
+		}
+	}
+	only := func(key string, types ...string) {
+		if !set(key) {
+			return
+		}
+		for _, t := range types {
+			if s.Type == t {
+				return
+			}
+		}
+		n, p := at(key)
+		d.addf(n, p, "applies only to stickiness.type %s (this group's is %s)", strings.Join(types, " or "), s.Type)
+	}
+	only("stickiness.balance_factor", "lb_cookie", "app_cookie", "header")
+	only("stickiness.rebalance_idle_seconds", "lb_cookie", "app_cookie", "header")
+	only("stickiness.absolute_timeout_seconds", "lb_cookie", "app_cookie", "header")
+	only("load_balancing.hash.balance_factor", "source_ip", "hash")
+	only("stickiness.source_ip.trusted_proxies", "source_ip")
+	if g.SlowStart > 0 && g.Algorithm != "round_robin" {
+		n, p := at("slow_start.duration_seconds")
+		d.addf(n, p, "slow start works only with round_robin (this group uses %s), as ALB's", g.Algorithm)
+	}
+	if g.AnomalyMitigation && g.Algorithm != "weighted_random" {
+		n, p := at("load_balancing.algorithm.anomaly_mitigation")
+		d.addf(n, p, "anomaly mitigation works only with weighted_random (this group uses %s), as ALB's", g.Algorithm)
+	}
 }
 
 func (d *decoder) target(n *yaml.Node, path string) Target {

@@ -581,7 +581,7 @@ func TestParseListenerActionProblems(t *testing.T) {
 		"      - priority: 1\n        conditions: [{path_pattern: [\"/a\"]}]\n" +
 		"        action: {type: redirect, redirect: {protocol: HTTP, status_code: HTTP_301}}\n"
 	checkExact(t, https, []wantProblem{
-		{14, "listeners[0].protocol", "HTTPS listeners are not supported yet by latch (supported: HTTP)"},
+		{11, "listeners[0].certificates", "missing; an HTTPS listener needs at least one certificate"},
 		{18, "listeners[0].rules[0].action.redirect.protocol",
 			"an HTTPS listener cannot redirect to HTTP (ALB allows HTTP to HTTP, HTTP to HTTPS and HTTPS to HTTPS)"},
 	})

@@ -86,13 +86,13 @@ func (b *backend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	b.mu.Lock()
 	b.last = r
 	b.mu.Unlock()
-	if h := b.handler.Load(); h != nil {
-		(*h)(w, r)
-		return
-	}
 	w.Header().Set("X-Backend", b.name)
 	if m := r.Header.Get("X-Latch-Session-Moved"); m != "" {
 		w.Header().Set("X-Saw-Moved", m)
+	}
+	if h := b.handler.Load(); h != nil {
+		(*h)(w, r)
+		return
 	}
 	io.WriteString(w, b.name)
 }

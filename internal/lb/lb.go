@@ -19,6 +19,7 @@ import (
 	"github.com/latch-lb/latch/internal/route"
 	"github.com/latch-lb/latch/internal/sticky"
 	"github.com/latch-lb/latch/internal/target"
+	"github.com/latch-lb/latch/internal/tlsconf"
 )
 
 // LB is a running latch.
@@ -63,15 +64,21 @@ func (b *LB) Apply(cfg *config.Config) error {
 		}
 	}
 
-	// Compile the rules, then bind new listeners: the only steps that can
-	// fail.
+	// Compile the rules, read the certificates, then bind new listeners:
+	// the only steps that can fail.
 	var tables []*route.Table
+	var tlss []*tlsconf.Settings
 	for _, lc := range cfg.Listeners {
 		t, err := route.Compile(lc.Rules, lc.DefaultAction)
 		if err != nil {
 			return fmt.Errorf("listener %s: %w", lc.Name, err)
 		}
 		tables = append(tables, t)
+		ts, err := tlsSettings(lc)
+		if err != nil {
+			return fmt.Errorf("listener %s: %w", lc.Name, err)
+		}
+		tlss = append(tlss, ts)
 	}
 	bound := map[string]*listener{}
 	for _, lc := range cfg.Listeners {
@@ -124,11 +131,15 @@ func (b *LB) Apply(cfg *config.Config) error {
 	// Routes, then listeners.
 	backends := map[string]*proxy.Backend{}
 	for _, gc := range cfg.TargetGroups {
-		backends[gc.Name] = &proxy.Backend{
+		be := &proxy.Backend{
 			Group:          b.groups[gc.Name].Group,
 			Sticky:         sticky.NewPolicy(gc.Name, gc.Stickiness, keys),
 			ConnectTimeout: gc.ConnectTimeout,
 		}
+		if be.Sticky != nil {
+			be.BalanceFactor, be.RebalanceIdle = gc.Stickiness.BalanceFactor, gc.Stickiness.RebalanceIdle
+		}
+		backends[gc.Name] = be
 	}
 	for i, lc := range cfg.Listeners {
 		route := &proxy.Route{
@@ -145,15 +156,15 @@ func (b *LB) Apply(cfg *config.Config) error {
 			if old := b.listeners[lc.Name]; old != nil {
 				b.retire(old)
 			}
-			l.handler.SetRoute(route)
+			l.update(lc, tlss[i], route)
 			l.start()
 			b.listeners[lc.Name] = l
 			b.log.Info("listening", "listener", lc.Name, "address", l.Addr())
 			continue
 		}
-		l := b.listeners[lc.Name]
-		l.handler.SetRoute(route)
-		l.cfg = lc
+		if old := b.listeners[lc.Name].update(lc, tlss[i], route); old != nil {
+			b.retireHandler(old)
+		}
 	}
 	for name, l := range b.listeners {
 		if !hasListener(cfg, name) {
@@ -246,6 +257,8 @@ func groupSettings(gc config.TargetGroup) target.Settings {
 		MinHealthyCount:     gc.MinHealthyCount,
 		MinHealthyPercent:   gc.MinHealthyPercent,
 		DeregistrationDelay: gc.DeregistrationDelay,
+		SlowStart:           gc.SlowStart,
+		AnomalyMitigation:   gc.AnomalyMitigation,
 		NewPicker:           func(ts []*target.Target) target.Picker { return balance.New(alg, ts) },
 	}
 }
@@ -347,7 +360,7 @@ func (b *LB) Listener(name string) *proxy.Handler {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if l := b.listeners[name]; l != nil {
-		return l.handler
+		return l.handler()
 	}
 	return nil
 }

@@ -2,37 +2,109 @@ package lb
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/latch-lb/latch/internal/config"
 	"github.com/latch-lb/latch/internal/proxy"
+	"github.com/latch-lb/latch/internal/tlsconf"
 )
 
 // listener owns one bound socket; its accept loop hands each connection to
 // the listener's proxy.Handler, which reads its settings from the current
-// route, so a reload changes them without touching the socket.
+// route, so a reload changes them without touching the socket. On HTTPS
+// the loop wraps each connection with TLS, and the connection's own
+// goroutine (the handler's) runs the handshake.
 type listener struct {
 	cfg     config.Listener
 	ln      net.Listener
-	handler *proxy.Handler
+	port    string
 	log     *slog.Logger
-	done    chan struct{} // closed when the accept loop ends
+	serving atomic.Pointer[serving] // what new connections get; set by update
+	done    chan struct{}           // closed when the accept loop ends
 }
 
+// serving is a listener's handler for new connections and, on HTTPS, the
+// TLS configuration that wraps them.
+type serving struct {
+	proto   string // "http" or "https"
+	handler *proxy.Handler
+	tls     *tlsconf.Server // nil on HTTP
+}
+
+// newListener binds lc's address. It serves nothing until update.
 func newListener(lc config.Listener, log *slog.Logger) (*listener, error) {
 	ln, err := net.Listen("tcp", lc.Address)
 	if err != nil {
 		return nil, err
 	}
 	_, port, _ := net.SplitHostPort(ln.Addr().String())
-	l := &listener{cfg: lc, ln: ln, log: log.With("listener", lc.Name), done: make(chan struct{})}
-	l.handler = proxy.NewHandler(strings.ToLower(lc.Protocol), port, l.log)
-	return l, nil
+	return &listener{cfg: lc, ln: ln, port: port, log: log.With("listener", lc.Name), done: make(chan struct{})}, nil
 }
+
+// tlsSettings reads an HTTPS listener's certificates from disk (again: a
+// reload serves renewed files) and resolves its policy; nil on HTTP.
+func tlsSettings(lc config.Listener) (*tlsconf.Settings, error) {
+	if lc.Protocol != "HTTPS" {
+		return nil, nil
+	}
+	pol, err := tlsconf.LookupPolicy(lc.SSLPolicy)
+	if err != nil {
+		panic("lb: unvalidated ssl_policy: " + err.Error())
+	}
+	now := time.Now()
+	var certs []*tls.Certificate
+	for _, c := range lc.Certificates {
+		cert, err := tlsconf.LoadCertificate(c.CertFile, c.KeyFile, now)
+		if err != nil {
+			return nil, fmt.Errorf("certificate %s: %w", c.CertFile, err)
+		}
+		certs = append(certs, cert)
+	}
+	store, err := tlsconf.NewStore(certs)
+	if err != nil {
+		return nil, err
+	}
+	return &tlsconf.Settings{Certificates: store, Policy: pol, HTTP2: lc.HTTP2}, nil
+}
+
+// update applies lc, with its TLS settings (nil on HTTP) and route, to the
+// connections and requests that follow; established TLS connections keep
+// their certificates. A change of protocol keeps the socket and starts a
+// new handler; update returns the one it replaced, for the caller to
+// retire, or nil.
+func (l *listener) update(lc config.Listener, ts *tlsconf.Settings, rt *proxy.Route) (replaced *proxy.Handler) {
+	l.cfg = lc
+	proto := strings.ToLower(lc.Protocol)
+	cur := l.serving.Load()
+	if cur != nil && cur.proto == proto {
+		cur.handler.SetRoute(rt)
+		if ts != nil {
+			cur.tls.Update(*ts)
+		}
+		return nil
+	}
+	s := &serving{proto: proto, handler: proxy.NewHandler(proto, l.port, l.log)}
+	s.handler.SetRoute(rt)
+	if ts != nil {
+		s.tls = tlsconf.NewServer(*ts)
+	}
+	l.serving.Store(s)
+	if cur == nil {
+		return nil
+	}
+	l.log.Info("protocol changed; the old handler finishes its connections", "protocol", lc.Protocol)
+	return cur.handler
+}
+
+// handler is the handler of new connections.
+func (l *listener) handler() *proxy.Handler { return l.serving.Load().handler }
 
 // Addr is the bound address.
 func (l *listener) Addr() string { return l.ln.Addr().String() }
@@ -54,7 +126,13 @@ func (l *listener) accept() {
 			}
 			return
 		}
-		l.handler.ServeConn(c)
+		s := l.serving.Load()
+		if s.tls != nil {
+			// No I/O here: the handshake runs in the connection's goroutine,
+			// so a client that stalls it holds up no one else.
+			c = tls.Server(c, s.tls.Config())
+		}
+		s.handler.ServeConn(c)
 	}
 }
 
@@ -68,5 +146,15 @@ func isTemporary(err error) bool {
 func (l *listener) close(ctx context.Context) error {
 	l.ln.Close()
 	<-l.done
-	return l.handler.Shutdown(ctx)
+	return l.handler().Shutdown(ctx)
+}
+
+// retireHandler shuts a listener's replaced handler down in the background:
+// its connections close once their requests are answered.
+func (b *LB) retireHandler(h *proxy.Handler) {
+	b.wg.Add(1)
+	go func() {
+		defer b.wg.Done()
+		h.Shutdown(context.Background())
+	}()
 }

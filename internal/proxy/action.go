@@ -53,6 +53,11 @@ type Backend struct {
 	Sticky         *sticky.Policy // the group's own stickiness, or nil
 	ConnectTimeout time.Duration
 	Weight         int // in a weighted forward: 0-999
+	// BalanceFactor keeps new sessions off targets above that multiple
+	// of the mean load (0: off); RebalanceIdle moves sessions idle that
+	// long to a new, lightly loaded target (0: never).
+	BalanceFactor float64
+	RebalanceIdle time.Duration
 }
 
 // NewForward returns a forward action to backends, with group stickiness

@@ -36,7 +36,8 @@ var _ client = (*clientConn)(nil)
 
 func newClientConn(h *Handler, nc net.Conn) *clientConn {
 	c := &clientConn{nc: nc, rd: h1.NewReader(nc, true), wr: h1.NewWriter(nc)}
-	c.exchange = exchange{h: h, cl: c, body: &c.hbody, ip: clientIP(nc.RemoteAddr()), src: sourceAddr(nc.RemoteAddr().String())}
+	c.exchange = exchange{h: h, cl: c, body: &c.hbody, ip: clientIP(nc.RemoteAddr()),
+		ipPort: []byte(nc.RemoteAddr().String()), src: sourceAddr(nc.RemoteAddr().String())}
 	return c
 }
 

@@ -64,6 +64,9 @@ type exchange struct {
 	sess  sticky.Session
 	moved string // the session's old target, for MovedHeader
 	ip    []byte // the client's address, for X-Forwarded-For
+	// ipPort is the client's address and port ("[ipv6]:port" for IPv6).
+	ipPort []byte
+	rt     *Route // the listener's route this request is served by
 	// closeAfter closes both connections after this exchange (an
 	// ambiguous request: nothing smuggled behind it may be read).
 	closeAfter bool
@@ -80,6 +83,9 @@ type exchange struct {
 	// (AWSALBTG): the group's name, and when the session first picked it.
 	groupName   string
 	groupIssued int64
+	// stuck says the request carried a session (whether or not its target
+	// could still serve it).
+	stuck bool
 }
 
 var (
@@ -94,6 +100,7 @@ const maxForwardedFor = 30
 // reports whether the client's connection may carry another.
 func (x *exchange) serve(rt *Route) bool {
 	req := &x.req
+	x.rt = rt
 	switch {
 	case req.ExpectOther:
 		return x.refuse(http.StatusExpectationFailed, "unsupported Expect")
@@ -121,12 +128,14 @@ func (x *exchange) serve(rt *Route) bool {
 	}
 
 	t, issued, stuck := x.pick(rt, view, now)
+	x.stuck = stuck || x.moved != ""
 	keep, err := x.forward(rt, t, issued)
 	if isDialFailure(err) {
 		// The request never reached the target: count the failure against
 		// it, and try once more elsewhere, re-sticking the session there.
 		var de *upstream.DialError
 		if errors.As(err, &de) {
+			t.RecordConnectFailure()
 			be.Group.Observe(t, target.Result{Reason: target.ReasonFailedHealthChecks,
 				Description: "connect failed on a request: " + de.Err.Error()})
 		}
@@ -145,6 +154,12 @@ func (x *exchange) serve(rt *Route) bool {
 	if err != nil {
 		if t.Health().State == target.Unused {
 			err = errDeregistered
+		}
+		if !isDialFailure(err) && !errors.Is(err, errClientGone) {
+			// The request reached the target, which failed it: an error
+			// for anomaly detection, as the status latch answers with.
+			status, _ := statusFor(err, be.ConnectTimeout, rt.IdleTimeout)
+			t.Record(status)
 		}
 		return x.failTarget(rt, t, err)
 	}
@@ -168,6 +183,11 @@ func (x *exchange) pick(rt *Route, view *target.View, now time.Time) (t *target.
 			case !ok:
 				x.moved = x.sess.Target
 			default:
+				if u := rebalance(view, t, x.sess.LastSeen, x.be.RebalanceIdle, now); u != nil {
+					// Idle long enough, with a new target to relieve this one.
+					x.moved = t.ID
+					return u, 0, true
+				}
 				return t, x.sess.Issued, true
 			}
 		}
@@ -176,6 +196,7 @@ func (x *exchange) pick(rt *Route, view *target.View, now time.Time) (t *target.
 			t, issued := x.burst.pick(x.be, view, now)
 			return t, issued, false
 		}
+		return boundedPick(view, x.be.BalanceFactor), 0, false
 	}
 	return view.Picker.Pick(nil), 0, false
 }
@@ -316,6 +337,9 @@ func (x *exchange) roundTrip(rt *Route, t *target.Target, uc *upstream.Conn, iss
 			uc.Close()
 			return false, err
 		}
+		if x.resp.Status >= 200 {
+			t.Record(x.resp.Status)
+		}
 		if x.resp.Status >= 100 && x.resp.Status < 200 {
 			if x.resp.Status == http.StatusSwitchingProtocols {
 				if !req.Upgrade {
@@ -391,35 +415,44 @@ func (x *exchange) sendBody(uc *upstream.Conn, idle time.Duration) error {
 	return uc.W.Err()
 }
 
-// appendCookies appends the Set-Cookie fields ("Set-Cookie: ...\r\n") that
-// pin the session to t, and to its target group in a weighted forward with
-// group stickiness: on every response, so that durations slide, as ALB's.
+// appendCookies appends the response fields that pin the session to t (its
+// group's cookie or header), and to its target group in a weighted forward
+// with group stickiness: on every response, so that durations slide, as
+// ALB's.
 func (x *exchange) appendCookies(dst []byte, t *target.Target, issued int64) []byte {
-	now := x.h.now()
-	tls := x.h.proto == "https"
+	r := sticky.Response{TLS: x.h.proto == "https", Now: x.h.now(), Stuck: x.stuck}
 	if p := x.be.Sticky; p != nil {
-		dst = appendCookie(dst, p, t.ID, t.Generation, issued, tls, now)
+		if p.Kind == sticky.AppCookie {
+			r.AppCookieSet = x.setsCookie(p.AppCookie)
+			r.SameSiteNone = sticky.NeedsSameSiteNone(x.field(userAgent))
+		}
+		dst = p.AppendFields(dst, t.ID, t.Generation, issued, &r)
 	}
 	if x.groupName != "" {
-		dst = appendCookie(dst, x.act.Groups, x.groupName, 0, x.groupIssued, tls, now)
+		r.Stuck = true
+		dst = x.act.Groups.AppendFields(dst, x.groupName, 0, x.groupIssued, &r)
 	}
 	return dst
 }
 
-// appendCookie appends the fields of one policy's cookie and its CORS twin.
-func appendCookie(dst []byte, p *sticky.Policy, id string, gen uint64, issued int64, tls bool, now time.Time) []byte {
-	start := len(dst)
-	dst = p.AppendValue(dst, id, gen, issued, now)
-	v := len(dst)
-	for _, cors := range []bool{false, true} {
-		if cors && p.CORSName == "" {
-			break
+var userAgent = []byte("User-Agent")
+
+// field returns the value of the request's first field of that name.
+func (x *exchange) field(name []byte) []byte {
+	for _, f := range x.req.Fields {
+		if len(f.Name) == len(name) && h1.EqualFold(f.Name, name) {
+			return f.Value
 		}
-		dst = append(dst, "Set-Cookie: "...)
-		dst = p.AppendSetCookie(dst, cors, dst[start:v], tls, now)
-		dst = append(dst, "\r\n"...)
 	}
-	// Drop the bare value from the front.
-	n := copy(dst[start:], dst[v:])
-	return dst[:start+n]
+	return nil
+}
+
+// setsCookie reports whether the target's response sets the named cookie.
+func (x *exchange) setsCookie(name string) bool {
+	for i, f := range x.resp.Fields {
+		if x.resp.Kinds[i] == h1.KindSetCookie && sticky.SetsCookie(f.Value, name) {
+			return true
+		}
+	}
+	return false
 }

@@ -183,6 +183,7 @@ func (h *Handler) serveStream(w http.ResponseWriter, r *http.Request) {
 	*x = exchange{h: h, cl: s, body: s, burst: b, buf: x.buf[:0],
 		req: h1.Request{Fields: x.req.Fields[:0], Kinds: x.req.Kinds[:0]}, resp: x.resp}
 	x.ip = clientIP(addrString(r.RemoteAddr))
+	x.ipPort = []byte(r.RemoteAddr)
 	x.src = sourceAddr(r.RemoteAddr)
 	s.head(&x.req)
 	if x.req.Framing == h1.NoBody {
@@ -314,7 +315,9 @@ func (s *stream) respond(x *exchange, rt *Route, t *target.Target, uc *upstream.
 	for lines := string(x.buf); lines != ""; {
 		var line string
 		line, lines, _ = strings.Cut(lines, "\r\n")
-		hdr["Set-Cookie"] = append(hdr["Set-Cookie"], strings.TrimPrefix(line, "Set-Cookie: "))
+		name, value, _ := strings.Cut(line, ": ")
+		name = http.CanonicalHeaderKey(name)
+		hdr[name] = append(hdr[name], value)
 	}
 	if resp.Framing == h1.Length || resp.HasLength && resp.Status != http.StatusNoContent {
 		hdr["Content-Length"] = []string{strconv.FormatInt(resp.ContentLength, 10)}

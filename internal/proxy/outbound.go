@@ -1,6 +1,8 @@
 package proxy
 
 import (
+	"math/rand/v2"
+
 	"github.com/latch-lb/latch/internal/h1"
 	"github.com/latch-lb/latch/internal/target"
 )
@@ -27,11 +29,19 @@ func (x *exchange) writeHead(w *h1.Writer, t *target.Target) {
 		w.WriteString(t.ID)
 		w.WriteString("\r\n")
 	}
+	rt := x.rt
+	var trace []byte // the client's trace header, if any
 	for i, f := range req.Fields {
 		switch k := req.Kinds[i]; {
 		case k == h1.KindOther:
 			if isMovedHeader(f.Name) {
 				continue // only latch may say that a session moved
+			}
+			if rt.TraceHeader != "" && len(f.Name) == len(rt.TraceHeader) && h1.EqualFold(f.Name, []byte(rt.TraceHeader)) {
+				if trace == nil {
+					trace = f.Value
+				}
+				continue
 			}
 		case k == h1.KindHost:
 			if req.HostFromTarget {
@@ -43,17 +53,14 @@ func (x *exchange) writeHead(w *h1.Writer, t *target.Target) {
 		}
 		w.WriteField(f.Name, f.Value)
 	}
-	// X-Forwarded-For: the addresses the client sent, in order, then the
-	// client's own (ALB's append mode).
-	w.WriteString("X-Forwarded-For: ")
-	for i, f := range req.Fields {
-		if req.Kinds[i] == h1.KindXForwardedFor && len(f.Value) > 0 {
-			w.Write(f.Value)
-			w.WriteString(", ")
-		}
+	x.writeForwardedFor(w)
+	if rt.TraceHeader != "" {
+		w.WriteString(rt.TraceHeader)
+		w.WriteString(": ")
+		x.buf = appendTrace(x.buf[:0], trace, x.h.now().Unix())
+		w.Write(x.buf)
+		w.WriteString("\r\n")
 	}
-	w.Write(x.ip)
-	w.WriteString("\r\n")
 	w.WriteString("X-Forwarded-Proto: ")
 	w.WriteString(x.h.proto)
 	w.WriteString("\r\nX-Forwarded-Port: ")
@@ -96,6 +103,96 @@ func (x *exchange) writeHead(w *h1.Writer, t *target.Target) {
 		}
 	}
 	w.WriteString("\r\n")
+}
+
+// writeForwardedFor writes X-Forwarded-For per the listener's mode (ALB's
+// routing.http.xff_header_processing.mode): append (the addresses the
+// client sent, in order, then the client's own, with its port when
+// routing.http.xff_client_port.enabled), preserve (the client's, as sent),
+// or remove (none).
+func (x *exchange) writeForwardedFor(w *h1.Writer) {
+	req := &x.req
+	mode := x.rt.XFF
+	if mode == XFFRemove {
+		return
+	}
+	first := true
+	for i, f := range req.Fields {
+		if req.Kinds[i] != h1.KindXForwardedFor || len(f.Value) == 0 {
+			continue
+		}
+		if first {
+			w.WriteString("X-Forwarded-For: ")
+			first = false
+		} else {
+			w.WriteString(", ")
+		}
+		w.Write(f.Value)
+	}
+	if mode == XFFPreserve {
+		if !first {
+			w.WriteString("\r\n")
+		}
+		return
+	}
+	if first {
+		w.WriteString("X-Forwarded-For: ")
+	} else {
+		w.WriteString(", ")
+	}
+	if x.rt.XFFClientPort {
+		w.Write(x.ipPort)
+	} else {
+		w.Write(x.ip)
+	}
+	w.WriteString("\r\n")
+}
+
+// maxTrace is ALB's limit past which a trace header is started afresh.
+const maxTrace = 7 << 10
+
+// appendTrace appends the trace header's value for the target, as ALB
+// does with X-Amzn-Trace-Id: a new Root when the client sent none; when it
+// sent a Root, a new Self before the client's fields (an old Self
+// replaced, the others kept).
+func appendTrace(dst, in []byte, now int64) []byte {
+	if len(in) == 0 || len(in) > maxTrace || indexOf(in, "Root=") < 0 {
+		dst = append(dst, "Root="...)
+		return appendTraceID(dst, now)
+	}
+	dst = append(dst, "Self="...)
+	dst = appendTraceID(dst, now)
+	for len(in) > 0 {
+		var part []byte
+		if i := indexAny(in, ";"); i >= 0 {
+			part, in = in[:i], in[i+1:]
+		} else {
+			part, in = in, nil
+		}
+		if len(part) == 0 || len(part) >= 5 && string(part[:5]) == "Self=" {
+			continue
+		}
+		dst = append(dst, ';')
+		dst = append(dst, part...)
+	}
+	return dst
+}
+
+// appendTraceID appends "1-<epoch seconds, 8 hex>-<96 random bits, 24 hex>".
+func appendTraceID(dst []byte, now int64) []byte {
+	dst = append(dst, "1-"...)
+	dst = appendHex(dst, uint64(now), 8)
+	dst = append(dst, '-')
+	dst = appendHex(dst, rand.Uint64(), 16)
+	return appendHex(dst, rand.Uint64(), 8)
+}
+
+func appendHex(dst []byte, v uint64, digits int) []byte {
+	const hex = "0123456789abcdef"
+	for i := digits - 1; i >= 0; i-- {
+		dst = append(dst, hex[(v>>(4*uint(i)))&0xf])
+	}
+	return dst
 }
 
 var movedName = []byte(MovedHeader)

@@ -47,7 +47,23 @@ type Route struct {
 	// H2C serves HTTP/2 to clients that start a cleartext connection with
 	// its preface (prior knowledge, RFC 9113 §3.3).
 	H2C bool
+	// XFF is ALB's routing.http.xff_header_processing.mode, and
+	// XFFClientPort its routing.http.xff_client_port.enabled.
+	XFF           XFFMode
+	XFFClientPort bool
+	// TraceHeader is the request-tracing header latch adds or extends, as
+	// ALB's X-Amzn-Trace-Id; "" for none.
+	TraceHeader string
 }
+
+// XFFMode is how X-Forwarded-For reaches the target.
+type XFFMode uint8
+
+const (
+	XFFAppend   XFFMode = iota // the client's addresses, then the client
+	XFFPreserve                // the client's addresses, as sent
+	XFFRemove                  // none
+)
 
 // Handler serves one listener's connections.
 type Handler struct {

@@ -41,17 +41,44 @@ func (m Miss) String() string { return missNames[m] }
 // during a page load, or an API client that does not update its cookies,
 // then cost no cryptography at all.
 type Policy struct {
-	Name     string // AWSALB, or the configured name
-	CORSName string // Name + "CORS", or "" when the CORS twin is off
-	duration int64  // seconds
-	group    uint64
-	keys     *Keyring
-	// Everything after "Expires=<date>", precomputed per listener kind.
+	Kind     Kind
+	Name     string // lb_cookie: AWSALB or the configured name; header: the header
+	CORSName string // lb_cookie: Name + "CORS", or "" when the CORS twin is off
+	// AppCookie is app_cookie's application cookie: stickiness starts when
+	// a target sets it, and holds while requests carry it.
+	AppCookie string
+	duration  int64 // the idle timeout, seconds
+	absolute  int64 // the absolute timeout, seconds; 0: none
+	session   bool  // session cookies: no Expires
+	group     uint64
+	keys      *Keyring
+	// Everything after "Expires=<date>" (or the value, for a session
+	// cookie), precomputed per listener kind.
 	attrs, corsAttrs, corsAttrsTLS string
 
 	opened cache[openedEntry]
 	sealed cache[sealedEntry]
 }
+
+// Kind is how a policy carries its sealed session value.
+type Kind uint8
+
+const (
+	LBCookie  Kind = iota // AWSALB and AWSALBCORS, issued on every response
+	AppCookie             // AWSALBAPP-0..3, once the target sets its own cookie
+	Header                // a request header, answered in the same response header
+)
+
+// appShards and appShardSize are ALB's: the AWSALBAPP value is split into
+// at most 4 cookies of 4 KiB, unused ones carrying the value _remove_.
+const (
+	appShards    = 4
+	appShardSize = 4096
+	appRemoved   = "_remove_"
+)
+
+// appShardNames are AWSALBAPP-0..3.
+var appShardNames = [appShards]string{"AWSALBAPP-0", "AWSALBAPP-1", "AWSALBAPP-2", "AWSALBAPP-3"}
 
 // cookieLifetime is the Expires of every cookie latch issues. As ALB's, it is
 // fixed at 7 days; the configured duration is enforced inside the value.
@@ -65,7 +92,7 @@ func GroupTag(group string) uint64 {
 }
 
 // NewPolicy returns the policy of the named group, or nil when stickiness is
-// off.
+// off or is not carried in a sealed value (source_ip and hash are not).
 func NewPolicy(group string, s config.Stickiness, keys *Keyring) *Policy {
 	if !s.Enabled {
 		return nil
@@ -74,8 +101,23 @@ func NewPolicy(group string, s config.Stickiness, keys *Keyring) *Policy {
 	p := &Policy{
 		Name:     c.Name,
 		duration: int64(s.Duration / time.Second),
+		absolute: int64(s.AbsoluteTimeout / time.Second),
+		session:  c.Session,
 		group:    GroupTag(group),
 		keys:     keys,
+	}
+	switch s.Type {
+	case "lb_cookie", "":
+	case "app_cookie":
+		// ALB's generated cookie has a fixed name, Path=/ and no other
+		// attribute but SameSite=None; Secure for the browsers that need it.
+		p.Kind, p.AppCookie = AppCookie, s.AppCookie
+		p.Name, c = "", config.Cookie{Path: "/"}
+		p.session = false
+	case "header":
+		p.Kind, p.Name = Header, s.Header
+	default:
+		return nil
 	}
 	p.opened.init()
 	p.sealed.init()
@@ -102,6 +144,9 @@ func NewPolicy(group string, s config.Stickiness, keys *Keyring) *Policy {
 			p.corsAttrs = p.corsAttrsTLS
 		}
 	}
+	if p.Kind == AppCookie {
+		p.corsAttrs = p.attrs + "; SameSite=None; Secure"
+	}
 	return p
 }
 
@@ -109,6 +154,23 @@ func NewPolicy(group string, s config.Stickiness, keys *Keyring) *Policy {
 // Either of the two cookies is accepted; when both are present and
 // differ, the first that opens wins.
 func (p *Policy) ReadFields(fields []h1.Field, now time.Time) (Session, Miss) {
+	switch p.Kind {
+	case Header:
+		for _, f := range fields {
+			if len(f.Name) == len(p.Name) && h1.EqualFold(f.Name, []byte(p.Name)) {
+				return p.open(f.Value, now)
+			}
+		}
+		return Session{}, NoCookie
+	case AppCookie:
+		return p.readApp(func(yield func([]byte) bool) {
+			for _, f := range fields {
+				if len(f.Name) == 6 && h1.EqualFold(f.Name, cookieName) && !yield(f.Value) {
+					return
+				}
+			}
+		}, now)
+	}
 	miss := NoCookie
 	for _, f := range fields {
 		if len(f.Name) != 6 || !h1.EqualFold(f.Name, cookieName) {
@@ -127,6 +189,21 @@ var cookieName = []byte("Cookie")
 
 // Read is ReadFields for a net/http header (the HTTP/2 path's).
 func (p *Policy) Read(h http.Header, now time.Time) (Session, Miss) {
+	switch p.Kind {
+	case Header:
+		if v := h.Get(p.Name); v != "" {
+			return p.open([]byte(v), now)
+		}
+		return Session{}, NoCookie
+	case AppCookie:
+		return p.readApp(func(yield func([]byte) bool) {
+			for _, line := range h["Cookie"] {
+				if !yield([]byte(line)) {
+					return
+				}
+			}
+		}, now)
+	}
 	miss := NoCookie
 	for _, line := range h["Cookie"] {
 		if s, m := p.readLine([]byte(line), now); m == Hit {
@@ -168,6 +245,54 @@ func (p *Policy) readLine(line []byte, now time.Time) (Session, Miss) {
 	return Session{}, miss
 }
 
+// readApp reads an app_cookie session: it holds only while the request
+// carries both the application's cookie and AWSALBAPP (ALB: "clients have
+// to send back both cookies"). The AWSALBAPP shards are joined in order.
+func (p *Policy) readApp(lines func(yield func([]byte) bool), now time.Time) (Session, Miss) {
+	var shards [appShards][]byte
+	app := false
+	for line := range lines {
+		for len(line) > 0 {
+			var pair []byte
+			if i := indexByte(line, ';'); i >= 0 {
+				pair, line = line[:i], line[i+1:]
+			} else {
+				pair, line = line, nil
+			}
+			pair = trimSpace(pair)
+			eq := indexByte(pair, '=')
+			if eq < 0 {
+				continue
+			}
+			name, value := pair[:eq], pair[eq+1:]
+			if string(name) == p.AppCookie {
+				app = true
+				continue
+			}
+			for i, n := range appShardNames {
+				if string(name) == n && string(value) != appRemoved {
+					shards[i] = value
+				}
+			}
+		}
+	}
+	if !app || shards[0] == nil {
+		return Session{}, NoCookie
+	}
+	value := shards[0]
+	if shards[1] != nil {
+		var buf [appShards * appShardSize]byte
+		value = append(buf[:0], shards[0]...)
+		for _, sh := range shards[1:] {
+			if sh == nil {
+				break
+			}
+			value = append(value, sh...)
+		}
+	}
+	return p.open(value, now)
+}
+
 func (p *Policy) open(value []byte, now time.Time) (Session, Miss) {
 	if len(value) >= 2 && value[0] == '"' && value[len(value)-1] == '"' {
 		value = value[1 : len(value)-1]
@@ -193,7 +318,7 @@ func (p *Policy) open(value []byte, now time.Time) (Session, Miss) {
 	if s.Group != p.group {
 		return s, OtherGroup
 	}
-	if now.Unix()-s.LastSeen > p.duration {
+	if now.Unix()-s.LastSeen > p.duration || p.absolute > 0 && now.Unix()-s.Issued > p.absolute {
 		return s, Expired
 	}
 	return s, Hit
@@ -232,9 +357,138 @@ func (p *Policy) AppendSetCookie(dst []byte, cors bool, value []byte, tls bool, 
 	dst = append(dst, name...)
 	dst = append(dst, '=')
 	dst = append(dst, value...)
-	dst = append(dst, "; Expires="...)
-	dst = append(dst, expires(now)...)
+	if !p.session {
+		dst = append(dst, "; Expires="...)
+		dst = append(dst, expires(now)...)
+	}
 	return append(dst, attrs...)
+}
+
+// Response is what a policy needs to know of the response it issues its
+// fields in.
+type Response struct {
+	TLS bool
+	Now time.Time
+	// Stuck says the request carried a session (live, or moved off its
+	// target): app_cookie renews it even when the target does not set its
+	// cookie again.
+	Stuck bool
+	// AppCookieSet says the target's response sets the application cookie:
+	// where app_cookie stickiness starts.
+	AppCookieSet bool
+	// SameSiteNone says the client is a browser that needs
+	// SameSite=None; Secure on third-party cookies (Chromium 80 and later).
+	SameSiteNone bool
+}
+
+// AppendFields appends the response header fields ("Name: value\r\n")
+// that pin the session to target (generation gen), first picked at issued
+// (0: now): AWSALB and AWSALBCORS on every response; AWSALBAPP-0..3 (the
+// value, or _remove_) for app_cookie; the header for the header kind.
+func (p *Policy) AppendFields(dst []byte, target string, gen uint64, issued int64, r *Response) []byte {
+	if p.Kind == AppCookie && !r.Stuck && !r.AppCookieSet {
+		// No session, none starting: ALB clears the shards.
+		for _, n := range appShardNames {
+			dst = p.appShard(dst, n, []byte(appRemoved), r)
+		}
+		return dst
+	}
+	start := len(dst)
+	dst = p.AppendValue(dst, target, gen, issued, r.Now)
+	v := len(dst)
+	switch p.Kind {
+	case Header:
+		dst = append(dst, p.Name...)
+		dst = append(dst, ": "...)
+		dst = append(dst, dst[start:v]...)
+		dst = append(dst, "\r\n"...)
+	case AppCookie:
+		for i, shard := range splitShards(dst[start:v]) {
+			dst = p.appShard(dst, appShardNames[i], shard, r)
+		}
+	default:
+		dst = append(dst, "Set-Cookie: "...)
+		dst = p.AppendSetCookie(dst, false, dst[start:v], r.TLS, r.Now)
+		dst = append(dst, "\r\n"...)
+		if p.CORSName != "" {
+			dst = append(dst, "Set-Cookie: "...)
+			dst = p.AppendSetCookie(dst, true, dst[start:v], r.TLS, r.Now)
+			dst = append(dst, "\r\n"...)
+		}
+	}
+	// Drop the bare value from the front.
+	n := copy(dst[start:], dst[v:])
+	return dst[:start+n]
+}
+
+// splitShards splits an AWSALBAPP value into ALB's 4 KiB shards; the
+// shards it does not need carry _remove_. (latch's values are a few hundred
+// bytes, so only AWSALBAPP-0 carries one; the split is ALB's contract.)
+func splitShards(value []byte) [appShards][]byte {
+	var shards [appShards][]byte
+	for i := range shards {
+		if len(value) == 0 {
+			shards[i] = []byte(appRemoved)
+			continue
+		}
+		shards[i] = value[:min(len(value), appShardSize)]
+		value = value[len(shards[i]):]
+	}
+	return shards
+}
+
+// appShard appends one AWSALBAPP shard's Set-Cookie field. As ALB's, it
+// carries SameSite=None; Secure only for browsers that need it.
+func (p *Policy) appShard(dst []byte, name string, value []byte, r *Response) []byte {
+	dst = append(dst, "Set-Cookie: "...)
+	dst = append(dst, name...)
+	dst = append(dst, '=')
+	dst = append(dst, value...)
+	dst = append(dst, "; Expires="...)
+	dst = append(dst, expires(r.Now)...)
+	if r.SameSiteNone {
+		dst = append(dst, p.corsAttrs...)
+	} else {
+		dst = append(dst, p.attrs...)
+	}
+	return append(dst, "\r\n"...)
+}
+
+// SetsCookie reports whether a Set-Cookie field value sets the named cookie.
+func SetsCookie(value []byte, name string) bool {
+	value = trimSpace(value)
+	return len(value) > len(name) && value[len(name)] == '=' && string(value[:len(name)]) == name
+}
+
+// NeedsSameSiteNone reports whether a User-Agent is a Chromium of version
+// 80 or later, which drops third-party cookies without SameSite=None;
+// Secure: ALB sets those on AWSALBAPP for such browsers only.
+func NeedsSameSiteNone(ua []byte) bool {
+	for _, marker := range []string{"Chrome/", "Chromium/", "CriOS/"} {
+		if i := index(ua, marker); i >= 0 {
+			v := 0
+			for _, c := range ua[i+len(marker):] {
+				if c < '0' || c > '9' {
+					break
+				}
+				v = v*10 + int(c-'0')
+				if v > 10000 {
+					break
+				}
+			}
+			return v >= 80
+		}
+	}
+	return false
+}
+
+func index(b []byte, s string) int {
+	for i := 0; i+len(s) <= len(b); i++ {
+		if string(b[i:i+len(s)]) == s {
+			return i
+		}
+	}
+	return -1
 }
 
 // Issue adds the Set-Cookie fields that pin target t (generation gen) to

@@ -3,6 +3,7 @@ package sticky
 import (
 	"bytes"
 	"encoding/base64"
+	"fmt"
 	"net/http"
 	"net/url"
 	"os"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/latch-lb/latch/internal/config"
+	"github.com/latch-lb/latch/internal/h1"
 )
 
 func mustRing(t testing.TB, keys ...Key) *Keyring {
@@ -222,9 +224,14 @@ func TestPolicyIssueAndRead(t *testing.T) {
 func TestPolicyMisses(t *testing.T) {
 	p := policy(t, nil)
 	now := time.Unix(1800000000, 0)
-	h := http.Header{}
-	p.Issue(h, "t:1", 1, 0, false, now)
-	v := strings.TrimPrefix(strings.SplitN(h["Set-Cookie"][0], ";", 2)[0], "AWSALB=")
+	var v string
+	// A value that URL-encoding changes (one with '+' or '/'; a few
+	// percent of random values have neither).
+	for issued := now.Unix(); !strings.ContainsAny(v, "+/"); issued-- {
+		h := http.Header{}
+		p.Issue(h, "t:1", 1, issued, false, now)
+		v = strings.TrimPrefix(strings.SplitN(h["Set-Cookie"][0], ";", 2)[0], "AWSALB=")
+	}
 
 	otherGroup := NewPolicy("api", config.Stickiness{Enabled: true, Duration: time.Hour, Cookie: config.Cookie{Name: "AWSALB", Path: "/"}}, p.keys)
 	h2 := http.Header{}
@@ -382,5 +389,138 @@ func BenchmarkPolicyReadIssue(b *testing.B) {
 		}
 		out := http.Header{}
 		p.Issue(out, s.Target, s.Generation, s.Issued, false, now)
+	}
+}
+
+func TestSplitShards(t *testing.T) {
+	for _, n := range []int{1, 200, appShardSize, appShardSize + 1, 3*appShardSize + 5, 4 * appShardSize} {
+		v := bytes.Repeat([]byte{'v'}, n)
+		shards := splitShards(v)
+		var joined []byte
+		used := 0
+		for i, sh := range shards {
+			if string(sh) == appRemoved {
+				for _, rest := range shards[i:] {
+					if string(rest) != appRemoved {
+						t.Fatalf("%d bytes: a used shard after a _remove_ one", n)
+					}
+				}
+				break
+			}
+			if len(sh) > appShardSize {
+				t.Errorf("%d bytes: shard %d holds %d bytes, over %d", n, i, len(sh), appShardSize)
+			}
+			joined = append(joined, sh...)
+			used++
+		}
+		if !bytes.Equal(joined, v) || used != (n+appShardSize-1)/appShardSize {
+			t.Errorf("%d bytes: %d shards joined to %d bytes", n, used, len(joined))
+		}
+	}
+}
+
+func appPolicy(t testing.TB) *Policy {
+	return NewPolicy("web", config.Stickiness{Enabled: true, Type: "app_cookie", AppCookie: "JSESSIONID", Duration: time.Hour},
+		mustRing(t, key(1, 1)))
+}
+
+func TestAppCookieNeedsBothCookies(t *testing.T) {
+	p := appPolicy(t)
+	now := time.Unix(1800000000, 0)
+	out := string(p.AppendFields(nil, "t:1", 1, 0, &Response{Now: now, AppCookieSet: true}))
+	lines := strings.Split(strings.TrimSuffix(out, "\r\n"), "\r\n")
+	if len(lines) != 4 {
+		t.Fatalf("got %d fields, want 4 shards:\n%s", len(lines), out)
+	}
+	v := strings.TrimPrefix(strings.SplitN(lines[0], ";", 2)[0], "Set-Cookie: AWSALBAPP-0=")
+	for i, l := range lines[1:] {
+		if !strings.HasPrefix(l, fmt.Sprintf("Set-Cookie: AWSALBAPP-%d=_remove_; Expires=", i+1)) {
+			t.Errorf("shard %d: %q, want _remove_", i+1, l)
+		}
+	}
+	read := func(cookie string) Miss {
+		_, m := p.ReadFields([]h1.Field{{Name: []byte("Cookie"), Value: []byte(cookie)}}, now)
+		return m
+	}
+	if m := read("JSESSIONID=abc; AWSALBAPP-0=" + v + "; AWSALBAPP-1=_remove_"); m != Hit {
+		t.Errorf("both cookies: %v, want hit", m)
+	}
+	if m := read("AWSALBAPP-0=" + v); m != NoCookie {
+		t.Errorf("AWSALBAPP without the application's cookie: %v, want no session", m)
+	}
+	if m := read("JSESSIONID=abc"); m != NoCookie {
+		t.Errorf("the application's cookie alone: %v, want no session", m)
+	}
+	// A value split over two shards still opens.
+	if m := read("JSESSIONID=abc; AWSALBAPP-0=" + v[:40] + "; AWSALBAPP-1=" + v[40:] + "; AWSALBAPP-2=_remove_"); m != Hit {
+		t.Errorf("a value over two shards: %v, want hit", m)
+	}
+	// No session and none starting: every shard is cleared.
+	none := string(p.AppendFields(nil, "t:1", 1, 0, &Response{Now: now}))
+	if strings.Count(none, "=_remove_;") != 4 {
+		t.Errorf("a response that starts no session: %q, want 4 shards of _remove_", none)
+	}
+	// SameSite=None; Secure only for the browsers that need it.
+	chrome := string(p.AppendFields(nil, "t:1", 1, 0, &Response{Now: now, AppCookieSet: true, SameSiteNone: true}))
+	if strings.Count(chrome, "; SameSite=None; Secure\r\n") != 4 || strings.Contains(out, "SameSite") {
+		t.Errorf("SameSite: for Chromium %q; otherwise %q", chrome, out)
+	}
+}
+
+func TestNeedsSameSiteNone(t *testing.T) {
+	for ua, want := range map[string]bool{
+		"Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36": true,
+		"Mozilla/5.0 AppleWebKit/537.36 Chrome/79.0.3945.130 Safari/537.36":                                     false,
+		"Mozilla/5.0 (iPhone) AppleWebKit/605.1.15 CriOS/119.0 Mobile/15E148":                                   true,
+		"Mozilla/5.0 (X11; Linux x86_64; rv:120.0) Gecko/20100101 Firefox/120.0":                                false,
+		"curl/8.4.0": false,
+		"":           false,
+	} {
+		if got := NeedsSameSiteNone([]byte(ua)); got != want {
+			t.Errorf("%q: got %v, want %v", ua, got, want)
+		}
+	}
+}
+
+func TestHeaderPolicyAndTimeouts(t *testing.T) {
+	p := NewPolicy("api", config.Stickiness{Enabled: true, Type: "header", Header: "X-Session",
+		Duration: time.Hour, AbsoluteTimeout: 3 * time.Hour}, mustRing(t, key(1, 1)))
+	start := time.Unix(1800000000, 0)
+	out := string(p.AppendFields(nil, "t:1", 1, 0, &Response{Now: start}))
+	if !strings.HasPrefix(out, "X-Session: ") || !strings.HasSuffix(out, "\r\n") || strings.Count(out, "\r\n") != 1 {
+		t.Fatalf("got %q, want one X-Session field", out)
+	}
+	v := strings.TrimSuffix(strings.TrimPrefix(out, "X-Session: "), "\r\n")
+	read := func(v string, at time.Time) (Session, Miss) {
+		return p.ReadFields([]h1.Field{{Name: []byte("x-session"), Value: []byte(v)}}, at)
+	}
+	if _, m := read(v, start.Add(59*time.Minute)); m != Hit {
+		t.Errorf("within the idle timeout: %v", m)
+	}
+	if _, m := read(v, start.Add(61*time.Minute)); m != Expired {
+		t.Errorf("after the idle timeout: %v, want expired", m)
+	}
+	// Renewed every 50 minutes, the session lives until its absolute
+	// timeout, not past it.
+	at := start
+	for at.Sub(start) < 3*time.Hour {
+		at = at.Add(50 * time.Minute)
+		s, m := read(v, at)
+		if want := at.Sub(start) <= 3*time.Hour; (m == Hit) != want {
+			t.Fatalf("%v after the first pick: %v, want hit %v", at.Sub(start), m, want)
+		}
+		if m != Hit {
+			break
+		}
+		out := string(p.AppendFields(nil, s.Target, s.Generation, s.Issued, &Response{Now: at}))
+		v = strings.TrimSuffix(strings.TrimPrefix(out, "X-Session: "), "\r\n")
+	}
+}
+
+func TestSessionCookieHasNoExpires(t *testing.T) {
+	p := policy(t, func(s *config.Stickiness) { s.Cookie.Session = true })
+	out := string(p.AppendFields(nil, "t:1", 1, 0, &Response{Now: time.Unix(1800000000, 0)}))
+	if strings.Contains(out, "Expires=") || strings.Count(out, "Set-Cookie: ") != 2 {
+		t.Errorf("session cookies: %q, want two Set-Cookie fields without Expires", out)
 	}
 }

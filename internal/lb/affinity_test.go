@@ -1,0 +1,361 @@
+package lb
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/latch-lb/latch/internal/sticky"
+	"github.com/latch-lb/latch/internal/target"
+)
+
+// appCookies returns the AWSALBAPP shard values a response set, and the
+// application cookie's value.
+func appCookies(resp *http.Response) (shards map[string]string, app string) {
+	shards = map[string]string{}
+	for _, c := range resp.Cookies() {
+		switch {
+		case strings.HasPrefix(c.Name, "AWSALBAPP-"):
+			shards[c.Name] = c.Value
+		case c.Name == "JSESSIONID":
+			app = c.Value
+		}
+	}
+	return shards, app
+}
+
+func threeAppBackends(t *testing.T) ([]*backend, []string) {
+	bs, addrs := threeBackends(t)
+	for _, b := range bs {
+		b.handle(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == "/login" {
+				http.SetCookie(w, &http.Cookie{Name: "JSESSIONID", Value: "s-" + b.name, Path: "/"})
+			}
+			io.WriteString(w, b.name)
+		})
+	}
+	return bs, addrs
+}
+
+func TestAppCookieStickiness(t *testing.T) {
+	bs, addrs := threeAppBackends(t)
+	lb := startLB(t, lbConfig{targets: addrs, sticky: true, health: fastHealth, attrs: map[string]string{
+		"stickiness.type":                        "app_cookie",
+		"stickiness.app_cookie.cookie_name":      "JSESSIONID",
+		"stickiness.app_cookie.duration_seconds": "60",
+	}})
+	waitFor(t, 5*time.Second, "targets healthy", func() bool { return healthyCount(lb, "web") == 3 })
+
+	// No application cookie set: no stickiness, and ALB's four _remove_.
+	resp := request(t, "GET", lb.url+"/", "", "")
+	shards, _ := appCookies(resp)
+	if len(shards) != 4 {
+		t.Fatalf("a response without the application cookie set %d AWSALBAPP shards, want 4: %v", len(shards), shards)
+	}
+	for name, v := range shards {
+		if v != "_remove_" {
+			t.Errorf("%s = %q, want _remove_", name, v)
+		}
+	}
+
+	// The target sets its cookie: stickiness starts, and the cookie passes
+	// untouched.
+	resp = request(t, "GET", lb.url+"/login", "", "")
+	shards, app := appCookies(resp)
+	owner := resp.Header.Get("X-Backend")
+	if app != "s-"+owner || shards["AWSALBAPP-0"] == "_remove_" || shards["AWSALBAPP-1"] != "_remove_" ||
+		shards["AWSALBAPP-2"] != "_remove_" || shards["AWSALBAPP-3"] != "_remove_" {
+		t.Fatalf("login on %s: app cookie %q, shards %v", owner, app, shards)
+	}
+	both := "JSESSIONID=" + app + "; AWSALBAPP-0=" + shards["AWSALBAPP-0"] + "; AWSALBAPP-1=_remove_"
+	for i := range 10 {
+		r := request(t, "GET", lb.url+"/cart", "", both)
+		if got := r.Header.Get("X-Backend"); got != owner {
+			t.Fatalf("request %d with both cookies went to %s, want %s", i, got, owner)
+		}
+		// Every response renews the session, though the target sets no
+		// cookie now.
+		if s, _ := appCookies(r); s["AWSALBAPP-0"] == "" || s["AWSALBAPP-0"] == "_remove_" {
+			t.Fatalf("request %d: the sticky response did not renew AWSALBAPP-0: %v", i, s)
+		}
+	}
+	// Only one of the two cookies: not sticky.
+	spread := map[string]bool{}
+	for range 12 {
+		spread[request(t, "GET", lb.url+"/cart", "", "AWSALBAPP-0="+shards["AWSALBAPP-0"]).Header.Get("X-Backend")] = true
+	}
+	if len(spread) < 2 {
+		t.Errorf("requests with AWSALBAPP but no application cookie all went to %v; want them balanced", spread)
+	}
+
+	// Failover: the owner goes unhealthy; the session moves, and stays on
+	// its new target when the old one comes back.
+	var ob *backend
+	for _, b := range bs {
+		if b.name == owner {
+			ob = b
+		}
+	}
+	ob.healthy.Store(false)
+	waitFor(t, 5*time.Second, "owner unhealthy", func() bool { return healthyCount(lb, "web") == 2 })
+	r := request(t, "GET", lb.url+"/cart", "", both)
+	moved := r.Header.Get("X-Backend")
+	newShards, _ := appCookies(r)
+	if moved == owner || newShards["AWSALBAPP-0"] == "" || newShards["AWSALBAPP-0"] == "_remove_" {
+		t.Fatalf("after the owner failed: served by %s, shards %v; want another target and a new AWSALBAPP-0", moved, newShards)
+	}
+	ob.healthy.Store(true)
+	waitFor(t, 5*time.Second, "owner healthy again", func() bool { return healthyCount(lb, "web") == 3 })
+	again := "JSESSIONID=" + app + "; AWSALBAPP-0=" + newShards["AWSALBAPP-0"]
+	for range 5 {
+		if got := request(t, "GET", lb.url+"/cart", "", again).Header.Get("X-Backend"); got != moved {
+			t.Fatalf("after the old target returned, the session went to %s, want it kept on %s", got, moved)
+		}
+	}
+
+	// Past the duration, the session ends.
+	s := decode(t, newShards["AWSALBAPP-0"])
+	stale := testRing(t).Encode(sticky.Session{Group: s.Group, Target: s.Target, Generation: s.Generation,
+		Issued: s.Issued - 3600, LastSeen: time.Now().Unix() - 61})
+	hits := 0
+	for range 9 {
+		if request(t, "GET", lb.url+"/cart", "", "JSESSIONID="+app+"; AWSALBAPP-0="+stale).Header.Get("X-Backend") == moved {
+			hits++
+		}
+	}
+	if hits == 9 {
+		t.Errorf("an AWSALBAPP past its duration still pinned every request")
+	}
+}
+
+func healthyCount(lb *running, group string) int {
+	n := 0
+	for _, h := range lb.Health(group) {
+		if h.State == target.Healthy {
+			n++
+		}
+	}
+	return n
+}
+
+func TestAppCookieSameSiteForChromium(t *testing.T) {
+	_, addrs := threeAppBackends(t)
+	lb := startLB(t, lbConfig{targets: addrs, sticky: true, attrs: map[string]string{
+		"stickiness.type": "app_cookie", "stickiness.app_cookie.cookie_name": "JSESSIONID"}})
+	for ua, want := range map[string]bool{
+		"Mozilla/5.0 AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36": true,
+		"curl/8.4.0": false,
+	} {
+		req, _ := http.NewRequest("GET", lb.url+"/login", nil)
+		req.Header.Set("User-Agent", ua)
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		for _, sc := range resp.Header["Set-Cookie"] {
+			if strings.HasPrefix(sc, "AWSALBAPP-") && strings.HasSuffix(sc, "; SameSite=None; Secure") != want {
+				t.Errorf("User-Agent %q: %q; want SameSite=None; Secure %v", ua, sc, want)
+			}
+		}
+	}
+}
+
+func TestHeaderStickiness(t *testing.T) {
+	_, addrs := threeBackends(t)
+	lb := startLB(t, lbConfig{targets: addrs, sticky: true, attrs: map[string]string{
+		"stickiness.type": "header", "stickiness.header.name": "X-Session",
+		"stickiness.header.duration_seconds": "60", "stickiness.absolute_timeout_seconds": "120"}})
+	do := func(session string) (string, string) {
+		req, _ := http.NewRequest("GET", lb.url+"/", nil)
+		if session != "" {
+			req.Header.Set("X-Session", session)
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if len(resp.Cookies()) != 0 {
+			t.Errorf("header stickiness set cookies: %v", resp.Cookies())
+		}
+		return resp.Header.Get("X-Backend"), resp.Header.Get("X-Session")
+	}
+	owner, session := do("")
+	if session == "" {
+		t.Fatal("a new session got no X-Session header")
+	}
+	for i := range 10 {
+		got, next := do(session)
+		if got != owner || next == "" {
+			t.Fatalf("request %d with the header went to %s (header %q), want %s", i, got, next, owner)
+		}
+		session = next
+	}
+	s := decode(t, session)
+	now := time.Now().Unix()
+	for name, old := range map[string]sticky.Session{
+		"idle timeout":     {Group: s.Group, Target: s.Target, Generation: s.Generation, Issued: now - 10, LastSeen: now - 61},
+		"absolute timeout": {Group: s.Group, Target: s.Target, Generation: s.Generation, Issued: now - 121, LastSeen: now},
+	} {
+		v := testRing(t).Encode(old)
+		spread := map[string]bool{}
+		for range 9 {
+			b, _ := do(v)
+			spread[b] = true
+		}
+		if len(spread) == 1 {
+			t.Errorf("%s: every request still went to %v", name, spread)
+		}
+	}
+}
+
+func TestSessionCookieLifetime(t *testing.T) {
+	_, addrs := threeBackends(t)
+	lb := startLB(t, lbConfig{targets: addrs, sticky: true, attrs: map[string]string{"stickiness.lb_cookie.lifetime": "session"}})
+	r := get(t, lb.url+"/", "")
+	for _, sc := range r.header["Set-Cookie"] {
+		if strings.Contains(sc, "Expires=") {
+			t.Errorf("a session cookie carries Expires: %q", sc)
+		}
+	}
+	if r.cookie == "" || get(t, lb.url+"/", "AWSALB="+r.cookie).backend != r.backend {
+		t.Errorf("the session cookie does not pin its session")
+	}
+}
+
+// slowBackend answers after its delay, counting requests in flight.
+type slowBackend struct {
+	*backend
+	delay         atomic.Int64
+	inflight, max atomic.Int64
+}
+
+func startSlowBackend(t *testing.T, name string, delay time.Duration) *slowBackend {
+	sb := &slowBackend{backend: startBackend(t, name)}
+	sb.delay.Store(int64(delay))
+	sb.handle(func(w http.ResponseWriter, r *http.Request) {
+		n := sb.inflight.Add(1)
+		for m := sb.max.Load(); n > m && !sb.max.CompareAndSwap(m, n); m = sb.max.Load() {
+		}
+		time.Sleep(time.Duration(sb.delay.Load()))
+		sb.inflight.Add(-1)
+		io.WriteString(w, sb.name)
+	})
+	return sb
+}
+
+// TestBoundedLoadForNewSessions: one target is slow, so round robin piles
+// requests on it. With stickiness.balance_factor 1.25, new sessions steer
+// clear of it once it holds more than 1.25x the mean load; without it, it
+// takes its third of them whatever its load.
+func TestBoundedLoadForNewSessions(t *testing.T) {
+	run := func(factor string) (slowMax int64, slowShare float64) {
+		slow := startSlowBackend(t, "slow", 150*time.Millisecond)
+		f1 := startSlowBackend(t, "f1", 5*time.Millisecond)
+		f2 := startSlowBackend(t, "f2", 5*time.Millisecond)
+		attrs := map[string]string{}
+		if factor != "" {
+			attrs["stickiness.balance_factor"] = factor
+		}
+		lb := startLB(t, lbConfig{targets: []string{slow.addr, f1.addr, f2.addr}, sticky: true, attrs: attrs})
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		count := map[string]int{}
+		for range 120 { // new sessions, arriving 2 ms apart
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				r := get(t, lb.url+"/", "")
+				mu.Lock()
+				count[r.backend]++
+				mu.Unlock()
+			}()
+			time.Sleep(2 * time.Millisecond)
+		}
+		wg.Wait()
+		return slow.max.Load(), float64(count["slow"]) / 120
+	}
+	maxOff, shareOff := run("")
+	maxOn, shareOn := run("1.25")
+	t.Logf("slow target without a balance factor: max %d in flight, %.0f%% of new sessions; with 1.25: max %d, %.0f%%",
+		maxOff, shareOff*100, maxOn, shareOn*100)
+	// Without: about a third of the sessions and their requests pile up.
+	if shareOff < 0.25 {
+		t.Fatalf("without a factor the slow target got %.0f%% of new sessions; the test needs round robin's third", shareOff*100)
+	}
+	// With: the slow target's load stays near the mean. 120 sessions over
+	// ~240 ms on 3 targets hold ~25 requests at the slow one without a
+	// bound; with it, no more than ceil(1.25 x mean), a few.
+	if maxOn*2 > maxOff || shareOn > shareOff/2 {
+		t.Errorf("with balance_factor 1.25 the slow target still held up to %d requests (%.0f%% of sessions), against %d (%.0f%%) without",
+			maxOn, shareOn*100, maxOff, shareOff*100)
+	}
+}
+
+// TestRebalanceAfterScaleOut shows what stickiness.rebalance_idle_seconds
+// is for: 60 sessions stuck to 3 targets; a 4th target joins; the sessions
+// come back after a pause. Without rebalancing, the new target gets only
+// new sessions; with it, sessions idle past the threshold move to it.
+// The table it logs is the one in the README.
+func TestRebalanceAfterScaleOut(t *testing.T) {
+	rows := map[string]map[string]int{}
+	for _, mode := range []string{"off", "1"} {
+		bs, addrs := threeBackends(t)
+		d := startBackend(t, "d")
+		attrs := map[string]string{}
+		if mode != "off" {
+			attrs["stickiness.rebalance_idle_seconds"] = mode
+		}
+		c := lbConfig{targets: addrs, sticky: true, attrs: attrs, health: fastHealth}
+		lb := startLB(t, c)
+		waitFor(t, 5*time.Second, "3 healthy", func() bool { return healthyCount(lb, "web") == 3 })
+		var cookies []string
+		for range 60 {
+			cookies = append(cookies, get(t, lb.url+"/", "").cookie)
+		}
+		// Scale out, then the sessions come back after 1.2 s of quiet.
+		c.targets = append(addrs, d.addr)
+		lb.reload(t, c)
+		waitFor(t, 5*time.Second, "4 healthy", func() bool { return healthyCount(lb, "web") == 4 })
+		time.Sleep(1200 * time.Millisecond)
+		for _, b := range append(bs, d) {
+			b.hits.Store(0)
+		}
+		for round := range 5 {
+			for i, ck := range cookies {
+				r := get(t, lb.url+"/", "AWSALB="+ck)
+				if r.cookie != "" {
+					cookies[i] = r.cookie
+				}
+				_ = round
+			}
+		}
+		rows[mode] = map[string]int{}
+		for _, b := range append(bs, d) {
+			rows[mode][b.name] = int(b.hits.Load())
+		}
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "\n| target | requests after scale-out, rebalance off | with rebalance_idle_seconds: 1 |\n|---|--:|--:|\n")
+	names := []string{"a", "b", "c", "d"}
+	sort.Strings(names)
+	for _, n := range names {
+		fmt.Fprintf(&b, "| %s | %d | %d |\n", n, rows["off"][n], rows["1"][n])
+	}
+	t.Log(b.String())
+	if rows["off"]["d"] != 0 {
+		t.Errorf("without rebalancing the new target got %d requests of stuck sessions, want 0", rows["off"]["d"])
+	}
+	// With rebalancing, the new target takes about its share (a quarter of
+	// 300 requests); the idle sessions moved once and then stayed.
+	if got := rows["1"]["d"]; got < 40 {
+		t.Errorf("with rebalancing the new target got %d of 300 requests, want about a quarter", got)
+	}
+}

@@ -1,0 +1,118 @@
+package proxy
+
+import (
+	"math"
+	"math/rand/v2"
+	"time"
+
+	"github.com/latch-lb/latch/internal/target"
+)
+
+// loadSample bounds how many targets a load estimate looks at: all of them
+// up to this many, a random sample beyond, so that the cost stays flat in
+// the group's size.
+const loadSample = 64
+
+// meanLoad estimates the mean number of requests in flight per target.
+func meanLoad(ts []*target.Target) float64 {
+	if len(ts) == 0 {
+		return 0
+	}
+	var sum int64
+	if len(ts) <= loadSample {
+		for _, t := range ts {
+			sum += t.Inflight.Load()
+		}
+		return float64(sum) / float64(len(ts))
+	}
+	for range loadSample {
+		sum += ts[rand.IntN(len(ts))].Inflight.Load()
+	}
+	return float64(sum) / loadSample
+}
+
+// loadBound is the most requests a target may have in flight, this one
+// included, under a balance factor: ceil(factor × the mean with this
+// request added), as in consistent hashing with bounded loads (Mirrokni
+// et al.) and HAProxy's hash-balance-factor.
+func loadBound(ts []*target.Target, factor float64) int64 {
+	mean := meanLoad(ts) + 1/float64(len(ts))
+	return int64(math.Ceil(factor * mean))
+}
+
+// boundedPick picks a target for a new session. With a balance factor, it
+// never picks one whose load would exceed the bound (Pick's choice first,
+// to keep the algorithm's spread, then the least loaded of a sample):
+// sessions already stuck stay where they are; only new ones steer clear.
+func boundedPick(view *target.View, factor float64) *target.Target {
+	t := view.Picker.Pick(nil)
+	if factor == 0 || len(view.Routable) < 2 {
+		return t
+	}
+	bound := loadBound(view.Routable, factor)
+	for range 4 {
+		if t.Inflight.Load()+1 <= bound {
+			return t
+		}
+		t = view.Picker.Pick(t)
+	}
+	return leastLoaded(view.Routable, t)
+}
+
+// leastLoaded returns the least loaded of the targets (of a sample, beyond
+// loadSample), or def when none is less loaded.
+func leastLoaded(ts []*target.Target, def *target.Target) *target.Target {
+	best, least := def, def.Inflight.Load()
+	n := len(ts)
+	for i := range min(n, loadSample) {
+		t := ts[i]
+		if n > loadSample {
+			t = ts[rand.IntN(n)]
+		}
+		if l := t.Inflight.Load(); l < least {
+			best, least = t, l
+		}
+	}
+	return best
+}
+
+// rebalance decides whether a live session on t, idle since lastSeen, moves
+// to a target that joined the group (turned healthy) while it was idle:
+// only after it has been idle for the group's rebalance_idle_seconds, and
+// with the joined targets' share of the weight as its chance, so that the
+// idle sessions spread to the new targets in proportion and the rest stay
+// where they are. A scale-out thus relieves the old targets without moving
+// sessions for no reason. It returns the new target, or nil.
+func rebalance(view *target.View, t *target.Target, lastSeen int64, idle time.Duration, now time.Time) *target.Target {
+	if idle == 0 || now.Unix()-lastSeen < int64(idle/time.Second) || len(view.Routable) < 2 {
+		return nil
+	}
+	var joined, total int
+	for _, u := range view.Routable {
+		w := max(u.Weight, 1)
+		total += w
+		if u != t && u.Health().Since.Unix() >= lastSeen {
+			joined += w
+		}
+	}
+	if joined == 0 || rand.IntN(total) >= joined {
+		return nil
+	}
+	// Among the joined targets, by weight: the least loaded of two draws.
+	var pick *target.Target
+	for range 2 {
+		n := rand.IntN(joined)
+		for _, u := range view.Routable {
+			if u == t || u.Health().Since.Unix() < lastSeen {
+				continue
+			}
+			if n -= max(u.Weight, 1); n < 0 {
+				if pick == nil || u.Inflight.Load() < pick.Inflight.Load() {
+					pick = u
+				}
+				break
+			}
+		}
+	}
+	return pick
+}

@@ -1,0 +1,120 @@
+package proxy
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/latch-lb/latch/internal/balance"
+	"github.com/latch-lb/latch/internal/config"
+	"github.com/latch-lb/latch/internal/target"
+)
+
+// group returns a group of n routable targets (health checks off).
+func group(t testing.TB, n int, alg string) *target.Group {
+	var ts []config.Target
+	for i := range n {
+		ts = append(ts, config.Target{ID: fmt.Sprintf("10.0.0.%d:80", i), Weight: 1})
+	}
+	s := target.Settings{MinHealthyCount: 1, NewPicker: func(ts []*target.Target) target.Picker { return balance.New(alg, ts) }}
+	g := target.NewGroup("web", s, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	gen := uint64(0)
+	g.Update(ts, s, func(string) uint64 { gen++; return gen })
+	t.Cleanup(g.Close)
+	return g
+}
+
+// TestBoundedPickNeverExceedsTheBound: sessions arrive one after another
+// and hold their requests; the first target never finishes any (a stuck
+// target), the others finish at random. At every pick, the chosen target's
+// load, this request included, stays within ceil(factor × mean).
+func TestBoundedPickNeverExceedsTheBound(t *testing.T) {
+	for _, alg := range []string{"round_robin", "least_outstanding_requests", "weighted_random"} {
+		t.Run(alg, func(t *testing.T) {
+			g := group(t, 10, alg)
+			view := g.View()
+			stuck := view.Routable[0]
+			for i := range 5000 {
+				bound := loadBound(view.Routable, 1.25)
+				tg := boundedPick(view, 1.25)
+				if got := tg.Inflight.Load() + 1; got > bound {
+					t.Fatalf("pick %d: %s would hold %d in flight, over the bound %d", i, tg.ID, got, bound)
+				}
+				tg.Inflight.Add(1)
+				for _, u := range view.Routable {
+					if u != stuck && u.Inflight.Load() > 0 && rand.IntN(3) == 0 {
+						u.Inflight.Add(-1)
+					}
+				}
+			}
+			if stuck.Inflight.Load() > loadBound(view.Routable, 1.25) {
+				t.Errorf("the stuck target holds %d, over the final bound", stuck.Inflight.Load())
+			}
+		})
+	}
+}
+
+func TestBoundedPickWithoutFactorFollowsTheAlgorithm(t *testing.T) {
+	g := group(t, 3, "round_robin")
+	view := g.View()
+	view.Routable[0].Inflight.Store(1000)
+	seen := map[*target.Target]int{}
+	for range 300 {
+		seen[boundedPick(view, 0)]++
+	}
+	if seen[view.Routable[0]] != 100 {
+		t.Errorf("without a factor, round robin gave the loaded target %d of 300, want 100", seen[view.Routable[0]])
+	}
+}
+
+func TestRebalanceOnlyToJoinedTargetsAfterIdle(t *testing.T) {
+	g := group(t, 4, "round_robin")
+	view := g.View()
+	old := view.Routable[0]
+	now := time.Now()
+	// Every target "joined" (turned routable) at group creation, just now.
+	before := now.Unix() - 10
+	if u := rebalance(view, old, before, 0, now); u != nil {
+		t.Errorf("rebalance off moved a session")
+	}
+	if u := rebalance(view, old, now.Unix(), time.Second, now); u != nil {
+		t.Errorf("a session idle for 0 s moved")
+	}
+	moved := 0
+	for range 3000 {
+		if u := rebalance(view, old, before, time.Second, now); u != nil {
+			if u == old {
+				t.Fatal("rebalance returned the session's own target")
+			}
+			moved++
+		}
+	}
+	// Three of the four targets joined after the session went idle: three
+	// quarters of the weight, so about three quarters of the sessions move.
+	if moved < 2000 || moved > 2500 {
+		t.Errorf("%d of 3000 idle sessions moved, want about 2250", moved)
+	}
+	// No target joined since the session was last seen: none moves.
+	if u := rebalance(view, old, now.Unix()+5, time.Second, now.Add(10*time.Second)); u != nil {
+		t.Errorf("a session moved though no target joined while it was idle")
+	}
+}
+
+func BenchmarkBoundedPick(b *testing.B) {
+	for _, n := range []int{10, 1000, 10000} {
+		b.Run(fmt.Sprintf("n=%d", n), func(b *testing.B) {
+			g := group(b, n, "round_robin")
+			view := g.View()
+			for i, t := range view.Routable {
+				t.Inflight.Store(int64(i % 7))
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				boundedPick(view, 1.25)
+			}
+		})
+	}
+}
