@@ -263,6 +263,39 @@ var listenerAttributes = []attribute[Listener]{
 		l.H2C, err = parseBool(v)
 		return err
 	}},
+	{key: "routing.http.xff_header_processing.mode", def: "append", set: func(l *Listener, v string) error {
+		modes := []string{"append", "preserve", "remove"}
+		for _, m := range modes {
+			if v == m {
+				l.XFFMode = v
+				return nil
+			}
+		}
+		return fmt.Errorf("%q is not one of %s%s", v, strings.Join(modes, ", "), suggestion(v, modes))
+	}},
+	{key: "routing.http.xff_client_port.enabled", def: "false", set: func(l *Listener, v string) (err error) {
+		l.XFFClientPort, err = parseBool(v)
+		return err
+	}},
+	{key: "routing.http.drop_invalid_header_fields.enabled", def: "false", set: func(l *Listener, v string) (err error) {
+		l.DropInvalidHeaders, err = parseBool(v)
+		return err
+	}},
+	{key: "routing.http.preserve_host_header.enabled", def: "true", set: func(l *Listener, v string) error {
+		// ALB's default, false, rewrites the Host's port to the listener's;
+		// latch always forwards Host as the client sent it.
+		if v != "true" {
+			return fmt.Errorf("%q: latch always forwards the Host header as the client sent it (this attribute can only be true)", v)
+		}
+		return nil
+	}},
+	{key: "routing.http.trace_header.name", def: "X-Amzn-Trace-Id", latch: true, set: func(l *Listener, v string) error {
+		if v != "" && !isToken(v) {
+			return fmt.Errorf("%q is not a valid header name (or empty, for none)", v)
+		}
+		l.TraceHeader = v
+		return nil
+	}},
 	{key: "routing.http2.enabled", def: "true", set: func(l *Listener, v string) (err error) {
 		l.HTTP2, err = parseBool(v)
 		return err
@@ -277,10 +310,6 @@ var notYet = map[string]bool{
 	"target_group_health.dns_failover.minimum_healthy_targets.count":      true,
 	"target_group_health.dns_failover.minimum_healthy_targets.percentage": true,
 	"lambda.multi_value_headers.enabled":                                  true,
-	"routing.http.xff_header_processing.mode":                             true,
-	"routing.http.drop_invalid_header_fields.enabled":                     true,
-	"routing.http.preserve_host_header.enabled":                           true,
-	"routing.http.xff_client_port.enabled":                                true,
 	"client_keep_alive.seconds":                                           true,
 }
 

@@ -44,6 +44,19 @@ type Listener struct {
 	// H2C serves cleartext HTTP/2 to clients that start with its preface
 	// (latch's routing.http2.h2c.enabled).
 	H2C bool
+	// XFFMode is ALB's routing.http.xff_header_processing.mode: append
+	// (the default), preserve or remove; XFFClientPort its
+	// routing.http.xff_client_port.enabled.
+	XFFMode       string
+	XFFClientPort bool
+	// DropInvalidHeaders is ALB's
+	// routing.http.drop_invalid_header_fields.enabled: header fields whose
+	// names are not letters, digits and hyphens are not forwarded.
+	DropInvalidHeaders bool
+	// TraceHeader is the request-tracing header latch adds or extends
+	// (latch's routing.http.trace_header.name; X-Amzn-Trace-Id by
+	// default, empty for none).
+	TraceHeader string
 	// HTTP2 is ALB's routing.http2.enabled (default true): an HTTPS
 	// listener offers h2 in ALPN before http/1.1; when false, only http/1.1.
 	HTTP2 bool

@@ -115,8 +115,8 @@ func TestParseDefaults(t *testing.T) {
 			Name: "public", Address: "127.0.0.1:8080", Protocol: "HTTP",
 			DefaultAction: Action{Type: "forward", TargetGroup: "web"},
 			IdleTimeout:   60 * time.Second,
-			DesyncMode:    "defensive",
-			HTTP2:         true,
+			DesyncMode:    "defensive", XFFMode: "append", TraceHeader: "X-Amzn-Trace-Id",
+			HTTP2: true,
 		}},
 		TargetGroups: []TargetGroup{{
 			Name:        "web",
@@ -147,8 +147,8 @@ func TestParseExample(t *testing.T) {
 			Name: "public", Address: "127.0.0.1:8080", Protocol: "HTTP",
 			DefaultAction: Action{Type: "forward", TargetGroup: "web"},
 			IdleTimeout:   60 * time.Second,
-			DesyncMode:    "defensive",
-			HTTP2:         true,
+			DesyncMode:    "defensive", XFFMode: "append", TraceHeader: "X-Amzn-Trace-Id",
+			HTTP2: true,
 		}},
 		TargetGroups: []TargetGroup{{
 			Name:    "web",
@@ -229,6 +229,11 @@ func TestParseEveryKey(t *testing.T) {
     attributes:
       idle_timeout.timeout_seconds: "4000"
       routing.http.desync_mitigation_mode: strictest
+      routing.http.xff_header_processing.mode: remove
+      routing.http.xff_client_port.enabled: "true"
+      routing.http.drop_invalid_header_fields.enabled: "true"
+      routing.http.preserve_host_header.enabled: "true"
+      routing.http.trace_header.name: X-Trace
       routing.http2.enabled: "false"
   - name: second
     address: "[::1]:0"
@@ -285,9 +290,9 @@ cookie_keys:
 	want := &Config{
 		Listeners: []Listener{
 			{Name: "public", Address: ":0", Protocol: "HTTP",
-				DefaultAction: Action{Type: "forward", TargetGroup: "api"}, IdleTimeout: 4000 * time.Second, DesyncMode: "strictest"},
+				DefaultAction: Action{Type: "forward", TargetGroup: "api"}, IdleTimeout: 4000 * time.Second, DesyncMode: "strictest", XFFMode: "remove", XFFClientPort: true, DropInvalidHeaders: true, TraceHeader: "X-Trace"},
 			{Name: "second", Address: "[::1]:0", Protocol: "HTTP",
-				DefaultAction: Action{Type: "forward", TargetGroup: "api"}, IdleTimeout: 60 * time.Second, DesyncMode: "defensive", HTTP2: true},
+				DefaultAction: Action{Type: "forward", TargetGroup: "api"}, IdleTimeout: 60 * time.Second, DesyncMode: "defensive", HTTP2: true, XFFMode: "append", TraceHeader: "X-Amzn-Trace-Id"},
 		},
 		TargetGroups: []TargetGroup{
 			{

@@ -143,10 +143,14 @@ func (b *LB) Apply(cfg *config.Config) error {
 	}
 	for i, lc := range cfg.Listeners {
 		route := &proxy.Route{
-			Rules:       tables[i],
-			IdleTimeout: lc.IdleTimeout,
-			Desync:      desyncMode(lc.DesyncMode),
-			H2C:         lc.H2C,
+			Rules:              tables[i],
+			IdleTimeout:        lc.IdleTimeout,
+			Desync:             desyncMode(lc.DesyncMode),
+			H2C:                lc.H2C,
+			XFF:                xffMode(lc.XFFMode),
+			XFFClientPort:      lc.XFFClientPort,
+			DropInvalidHeaders: lc.DropInvalidHeaders,
+			TraceHeader:        lc.TraceHeader,
 		}
 		for _, r := range lc.Rules {
 			route.Actions = append(route.Actions, action(lc.Name, r.Priority, &r.Action, backends, keys))
@@ -218,6 +222,17 @@ func action(listener string, priority int, a *config.Action, backends map[string
 		}, keys)
 	}
 	return proxy.NewForward(bs, groups)
+}
+
+// xffMode converts an X-Forwarded-For mode the config has validated.
+func xffMode(s string) proxy.XFFMode {
+	switch s {
+	case "preserve":
+		return proxy.XFFPreserve
+	case "remove":
+		return proxy.XFFRemove
+	}
+	return proxy.XFFAppend
 }
 
 // desyncMode converts a mode the config has validated.

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -442,5 +443,61 @@ func TestSlowBodyKeepsTheRequestHead(t *testing.T) {
 		if r := get(t, lb.url+"/", ""); r.status != 200 || !strings.HasPrefix(r.body, "GET ") {
 			t.Fatalf("the next client got %d %q", r.status, r.body)
 		}
+	}
+}
+
+func TestForwardedForModesAndTraceID(t *testing.T) {
+	b := startBackend(t, "a")
+	send := func(lb *running, hdr map[string]string) *http.Request {
+		req, _ := http.NewRequest("GET", lb.url+"/", nil)
+		for k, v := range hdr {
+			req.Header.Set(k, v)
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return b.lastRequest()
+	}
+	in := map[string]string{"X-Forwarded-For": "203.0.113.7, 198.51.100.2"}
+	for _, tt := range []struct {
+		attrs map[string]string
+		want  string
+	}{
+		{nil, "203.0.113.7, 198.51.100.2, 127.0.0.1"},
+		{map[string]string{"routing.http.xff_header_processing.mode": "preserve"}, "203.0.113.7, 198.51.100.2"},
+		{map[string]string{"routing.http.xff_header_processing.mode": "remove"}, ""},
+	} {
+		lb := startLB(t, lbConfig{targets: []string{b.addr}, listenAttrs: tt.attrs})
+		if got := strings.Join(send(lb, in).Header["X-Forwarded-For"], ", "); got != tt.want {
+			t.Errorf("%v: X-Forwarded-For %q, want %q", tt.attrs, got, tt.want)
+		}
+	}
+	lb := startLB(t, lbConfig{targets: []string{b.addr}, listenAttrs: map[string]string{"routing.http.xff_client_port.enabled": "true"}})
+	if got := send(lb, nil).Header.Get("X-Forwarded-For"); !regexp.MustCompile(`^127\.0\.0\.1:\d+$`).MatchString(got) {
+		t.Errorf("with the client port: X-Forwarded-For %q, want 127.0.0.1:port", got)
+	}
+
+	// X-Amzn-Trace-Id: a Root added, or a Self before the client's Root.
+	lb = startLB(t, lbConfig{targets: []string{b.addr}})
+	if got := send(lb, nil).Header.Get("X-Amzn-Trace-Id"); !regexp.MustCompile(`^Root=1-[0-9a-f]{8}-[0-9a-f]{24}$`).MatchString(got) {
+		t.Errorf("trace id %q, want a Root", got)
+	}
+	got := send(lb, map[string]string{"X-Amzn-Trace-Id": "Root=1-67891233-abcdef012345678912345678;Sampled=1"}).Header.Get("X-Amzn-Trace-Id")
+	if !regexp.MustCompile(`^Self=1-[0-9a-f]{8}-[0-9a-f]{24};Root=1-67891233-abcdef012345678912345678;Sampled=1$`).MatchString(got) {
+		t.Errorf("trace id %q, want a Self before the client's fields", got)
+	}
+	off := startLB(t, lbConfig{targets: []string{b.addr}, listenAttrs: map[string]string{"routing.http.trace_header.name": ""}})
+	if got := send(off, nil).Header.Get("X-Amzn-Trace-Id"); got != "" {
+		t.Errorf("tracing off: %q reached the target", got)
+	}
+
+	// drop_invalid_header_fields: names with anything but letters, digits
+	// and hyphens are left out.
+	drop := startLB(t, lbConfig{targets: []string{b.addr}, listenAttrs: map[string]string{"routing.http.drop_invalid_header_fields.enabled": "true"}})
+	r := send(drop, map[string]string{"X_Under": "1", "X-Fine": "2"})
+	if r.Header.Get("X_Under") != "" || r.Header.Get("X-Fine") != "2" {
+		t.Errorf("drop_invalid_header_fields: got %v", r.Header)
 	}
 }

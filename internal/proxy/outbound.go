@@ -51,6 +51,9 @@ func (x *exchange) writeHead(w *h1.Writer, t *target.Target) {
 			k == h1.KindXForwardedProto, k == h1.KindXForwardedPort, k == h1.KindTrailer, k.HopByHop():
 			continue
 		}
+		if rt.DropInvalidHeaders && !alnumHyphen(f.Name) {
+			continue
+		}
 		w.WriteField(f.Name, f.Value)
 	}
 	x.writeForwardedFor(w)
@@ -193,6 +196,16 @@ func appendHex(dst []byte, v uint64, digits int) []byte {
 		dst = append(dst, hex[(v>>(4*uint(i)))&0xf])
 	}
 	return dst
+}
+
+// alnumHyphen reports whether a field name matches [-A-Za-z0-9]+.
+func alnumHyphen(name []byte) bool {
+	for _, c := range name {
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-') {
+			return false
+		}
+	}
+	return len(name) > 0
 }
 
 var movedName = []byte(MovedHeader)

@@ -54,6 +54,10 @@ type Route struct {
 	// TraceHeader is the request-tracing header latch adds or extends, as
 	// ALB's X-Amzn-Trace-Id; "" for none.
 	TraceHeader string
+	// DropInvalidHeaders leaves out header fields whose names are not
+	// letters, digits and hyphens (ALB's
+	// routing.http.drop_invalid_header_fields.enabled).
+	DropInvalidHeaders bool
 }
 
 // XFFMode is how X-Forwarded-For reaches the target.
