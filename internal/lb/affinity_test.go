@@ -359,3 +359,116 @@ func TestRebalanceAfterScaleOut(t *testing.T) {
 		t.Errorf("with rebalancing the new target got %d of 300 requests, want about a quarter", got)
 	}
 }
+
+func TestSourceIPAffinity(t *testing.T) {
+	_, addrs := threeBackends(t)
+	lb := startLB(t, lbConfig{targets: addrs, sticky: true, attrs: map[string]string{
+		"stickiness.type": "source_ip", "stickiness.source_ip.trusted_proxies": "127.0.0.0/8"}})
+	via := func(xff string) string {
+		req, _ := http.NewRequest("GET", lb.url+"/", nil)
+		if xff != "" {
+			req.Header.Set("X-Forwarded-For", xff)
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if len(resp.Cookies()) != 0 {
+			t.Errorf("source_ip affinity set cookies: %v", resp.Cookies())
+		}
+		return resp.Header.Get("X-Backend")
+	}
+	// The peer, 127.0.0.1, is a trusted proxy: the client is the rightmost
+	// untrusted X-Forwarded-For address.
+	spread := map[string]bool{}
+	for i := range 60 {
+		ip := fmt.Sprintf("198.51.100.%d", i)
+		first := via(ip)
+		spread[first] = true
+		for range 3 {
+			// Addresses the client added on the left are its own claims,
+			// and do not move it.
+			if got := via(fmt.Sprintf("10.9.9.%d, %s, 127.0.0.2", i, ip)); got != first {
+				t.Fatalf("client %s went to %s, then %s", ip, first, got)
+			}
+		}
+	}
+	if len(spread) != 3 {
+		t.Errorf("60 clients went to %v; want all three targets used", spread)
+	}
+
+	// From an untrusted peer, X-Forwarded-For is ignored: every request of
+	// this test client (one address) goes to one target.
+	plain := startLB(t, lbConfig{targets: addrs, sticky: true, attrs: map[string]string{"stickiness.type": "source_ip"}})
+	seen := map[string]bool{}
+	for i := range 30 {
+		req, _ := http.NewRequest("GET", plain.url+"/", nil)
+		req.Header.Set("X-Forwarded-For", fmt.Sprintf("198.51.100.%d", i))
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		seen[resp.Header.Get("X-Backend")] = true
+	}
+	if len(seen) != 1 {
+		t.Errorf("an untrusted peer's X-Forwarded-For moved its requests over %v", seen)
+	}
+}
+
+func TestHashAffinityOnAHeaderAndACookie(t *testing.T) {
+	bs, addrs := threeBackends(t)
+	d := startBackend(t, "d")
+	for _, kind := range []string{"header", "cookie"} {
+		t.Run(kind, func(t *testing.T) {
+			attrs := map[string]string{"stickiness.type": "hash"}
+			if kind == "header" {
+				attrs["stickiness.hash.header"] = "X-User"
+			} else {
+				attrs["stickiness.hash.cookie"] = "uid"
+			}
+			c := lbConfig{targets: addrs, sticky: true, attrs: attrs}
+			lb := startLB(t, c)
+			of := func(user string) string {
+				req, _ := http.NewRequest("GET", lb.url+"/", nil)
+				if kind == "header" {
+					req.Header.Set("X-User", user)
+				} else {
+					req.Header.Set("Cookie", "a=b; uid="+user+"; c=d")
+				}
+				resp, err := client.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				resp.Body.Close()
+				return resp.Header.Get("X-Backend")
+			}
+			before := map[string]string{}
+			for i := range 300 {
+				u := fmt.Sprintf("user-%d", i)
+				before[u] = of(u)
+				if of(u) != before[u] {
+					t.Fatalf("%s moved between two requests", u)
+				}
+			}
+			// A fourth target: only about a quarter of the keys move, all
+			// of them to the new target.
+			c.targets = append(addrs, d.addr)
+			lb.reload(t, c)
+			moved := 0
+			for u, was := range before {
+				if now := of(u); now != was {
+					moved++
+					if now != "d" {
+						t.Errorf("%s moved from %s to %s, not to the new target", u, was, now)
+					}
+				}
+			}
+			if moved < 300/4/2 || moved > 300*3/8 {
+				t.Errorf("adding a fourth target moved %d of 300 keys, want about 75", moved)
+			}
+			_ = bs
+		})
+	}
+}

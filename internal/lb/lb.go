@@ -38,6 +38,9 @@ type group struct {
 	*target.Group
 	spec    config.HealthCheck
 	checker *health.Checker // nil when health checks are off
+	// load is the group's total in flight, which the hash picker's
+	// bounded load needs; it outlives every snapshot's picker.
+	load balance.Load
 }
 
 // New returns an LB with nothing applied.
@@ -99,11 +102,12 @@ func (b *LB) Apply(cfg *config.Config) error {
 	current := map[string]map[string]bool{}
 	for _, gc := range cfg.TargetGroups {
 		g := b.groups[gc.Name]
-		settings := groupSettings(gc)
 		if g == nil {
-			g = &group{Group: target.NewGroup(gc.Name, settings, b.log)}
+			g = &group{}
+			g.Group = target.NewGroup(gc.Name, groupSettings(gc, &g.load), b.log)
 			b.groups[gc.Name] = g
 		}
+		settings := groupSettings(gc, &g.load)
 		g.Update(gc.Targets, settings, func(id string) uint64 { return reg.generation(gc.Name, id) })
 		if g.checker != nil && !reflect.DeepEqual(g.spec, gc.HealthCheck) {
 			g.checker.Stop()
@@ -138,6 +142,18 @@ func (b *LB) Apply(cfg *config.Config) error {
 		}
 		if be.Sticky != nil {
 			be.BalanceFactor, be.RebalanceIdle = gc.Stickiness.BalanceFactor, gc.Stickiness.RebalanceIdle
+		}
+		if s := gc.Stickiness; s.Enabled {
+			switch s.Type {
+			case "source_ip":
+				be.Key = &proxy.HashKey{Kind: proxy.KeySourceIP, Trusted: s.TrustedProxies}
+			case "hash":
+				if s.HashHeader != "" {
+					be.Key = &proxy.HashKey{Kind: proxy.KeyHeader, Name: []byte(s.HashHeader)}
+				} else {
+					be.Key = &proxy.HashKey{Kind: proxy.KeyCookie, Name: []byte(s.HashCookie)}
+				}
+			}
 		}
 		backends[gc.Name] = be
 	}
@@ -263,8 +279,15 @@ func hasListener(cfg *config.Config, name string) bool {
 	return false
 }
 
-func groupSettings(gc config.TargetGroup) target.Settings {
+func groupSettings(gc config.TargetGroup, load *balance.Load) target.Settings {
 	alg := gc.Algorithm
+	newPicker := func(ts []*target.Target) target.Picker { return balance.New(alg, ts) }
+	if s := gc.Stickiness; s.Enabled && (s.Type == "source_ip" || s.Type == "hash") {
+		// Hash affinity picks by consistent hashing; the algorithm picks
+		// only for requests without a key.
+		factor := gc.HashBalanceFactor
+		newPicker = func(ts []*target.Target) target.Picker { return balance.NewHash(ts, factor, load) }
+	}
 	return target.Settings{
 		HealthChecks:        gc.HealthCheck.Enabled,
 		HealthyThreshold:    gc.HealthCheck.HealthyThreshold,
@@ -274,7 +297,7 @@ func groupSettings(gc config.TargetGroup) target.Settings {
 		DeregistrationDelay: gc.DeregistrationDelay,
 		SlowStart:           gc.SlowStart,
 		AnomalyMitigation:   gc.AnomalyMitigation,
-		NewPicker:           func(ts []*target.Target) target.Picker { return balance.New(alg, ts) },
+		NewPicker:           newPicker,
 	}
 }
 

@@ -58,6 +58,9 @@ type Backend struct {
 	// long to a new, lightly loaded target (0: never).
 	BalanceFactor float64
 	RebalanceIdle time.Duration
+	// Key, when set, is the group's hash affinity (source_ip or hash): its
+	// picker is a *balance.Hash.
+	Key *HashKey
 }
 
 // NewForward returns a forward action to backends, with group stickiness

@@ -3,8 +3,11 @@ package proxy
 import (
 	"math"
 	"math/rand/v2"
+	"net/netip"
 	"time"
 
+	"github.com/latch-lb/latch/internal/balance"
+	"github.com/latch-lb/latch/internal/h1"
 	"github.com/latch-lb/latch/internal/target"
 )
 
@@ -115,4 +118,131 @@ func rebalance(view *target.View, t *target.Target, lastSeen int64, idle time.Du
 		}
 	}
 	return pick
+}
+
+// KeyKind is where hash affinity finds a request's key.
+type KeyKind uint8
+
+const (
+	KeySourceIP KeyKind = iota // the client's address (stickiness.type source_ip)
+	KeyHeader                  // a request header's value (stickiness.hash.header)
+	KeyCookie                  // a request cookie's value (stickiness.hash.cookie)
+)
+
+// HashKey is a group's hash affinity: what keys its requests.
+type HashKey struct {
+	Kind KeyKind
+	Name []byte // the header's or cookie's name
+	// Trusted are the peers whose X-Forwarded-For names the client; from
+	// any other peer the TCP address is the client (KeySourceIP).
+	Trusted []netip.Prefix
+}
+
+// hashKey returns the request's affinity key, or false when it has none
+// (no such header or cookie): such a request goes where the picker's
+// random key sends it.
+func (x *exchange) hashKey(k *HashKey) (uint64, bool) {
+	switch k.Kind {
+	case KeySourceIP:
+		a := x.clientAddr(k.Trusted).Unmap().As16()
+		return balance.KeyOf(a[:]), true
+	case KeyHeader:
+		if v := x.field(k.Name); v != nil {
+			return balance.KeyOf(v), true
+		}
+	case KeyCookie:
+		for _, f := range x.req.Fields {
+			if len(f.Name) != 6 || !h1.EqualFold(f.Name, cookieName) {
+				continue
+			}
+			if v, ok := cookieValue(f.Value, k.Name); ok {
+				return balance.KeyOf(v), true
+			}
+		}
+	}
+	return 0, false
+}
+
+var cookieName = []byte("Cookie")
+
+// cookieValue finds a cookie in one Cookie field.
+func cookieValue(line, name []byte) ([]byte, bool) {
+	for len(line) > 0 {
+		var pair []byte
+		if i := indexAny(line, ";"); i >= 0 {
+			pair, line = line[:i], line[i+1:]
+		} else {
+			pair, line = line, nil
+		}
+		for len(pair) > 0 && (pair[0] == ' ' || pair[0] == '\t') {
+			pair = pair[1:]
+		}
+		if len(pair) > len(name) && pair[len(name)] == '=' && string(pair[:len(name)]) == string(name) {
+			return pair[len(name)+1:], true
+		}
+	}
+	return nil, false
+}
+
+// clientAddr is the client's address for source-IP affinity: the TCP peer,
+// unless the peer is a trusted proxy; then the rightmost X-Forwarded-For
+// address that is not itself a trusted proxy (the nearest untrusted hop:
+// anything left of it the client could have forged).
+func (x *exchange) clientAddr(trusted []netip.Prefix) netip.Addr {
+	addr := x.src
+	if !inAny(addr, trusted) {
+		return addr
+	}
+	req := &x.req
+	for i := len(req.Fields) - 1; i >= 0; i-- {
+		if req.Kinds[i] != h1.KindXForwardedFor {
+			continue
+		}
+		v := req.Fields[i].Value
+		for len(v) > 0 {
+			var hop []byte
+			if j := lastIndexByte(v, ','); j >= 0 {
+				hop, v = v[j+1:], v[:j]
+			} else {
+				hop, v = v, nil
+			}
+			a, err := netip.ParseAddr(string(trimSpace(hop)))
+			if err != nil {
+				return addr // garbage: trust nothing further left
+			}
+			addr = a.Unmap()
+			if !inAny(addr, trusted) {
+				return addr
+			}
+		}
+	}
+	return addr
+}
+
+func inAny(a netip.Addr, ps []netip.Prefix) bool {
+	for _, p := range ps {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+func lastIndexByte(b []byte, c byte) int {
+	for i := len(b) - 1; i >= 0; i-- {
+		if b[i] == c {
+			return i
+		}
+	}
+	return -1
+}
+
+func trimSpace(b []byte) []byte {
+	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t') {
+		b = b[1:]
+	}
+	for len(b) > 0 && (b[len(b)-1] == ' ' || b[len(b)-1] == '\t') {
+		b = b[:len(b)-1]
+	}
+	return b
 }

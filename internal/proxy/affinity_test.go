@@ -37,8 +37,10 @@ func TestBoundedPickNeverExceedsTheBound(t *testing.T) {
 			g := group(t, 10, alg)
 			view := g.View()
 			stuck := view.Routable[0]
+			var maxBound int64
 			for i := range 5000 {
 				bound := loadBound(view.Routable, 1.25)
+				maxBound = max(maxBound, bound)
 				tg := boundedPick(view, 1.25)
 				if got := tg.Inflight.Load() + 1; got > bound {
 					t.Fatalf("pick %d: %s would hold %d in flight, over the bound %d", i, tg.ID, got, bound)
@@ -50,8 +52,10 @@ func TestBoundedPickNeverExceedsTheBound(t *testing.T) {
 					}
 				}
 			}
-			if stuck.Inflight.Load() > loadBound(view.Routable, 1.25) {
-				t.Errorf("the stuck target holds %d, over the final bound", stuck.Inflight.Load())
+			// The stuck target finishes nothing, yet new sessions stopped
+			// piling on it: it holds no more than the bound ever allowed.
+			if got := stuck.Inflight.Load(); got > maxBound {
+				t.Errorf("the stuck target holds %d, over any bound of the run (%d)", got, maxBound)
 			}
 		})
 	}

@@ -10,6 +10,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/latch-lb/latch/internal/balance"
 	"github.com/latch-lb/latch/internal/h1"
 	"github.com/latch-lb/latch/internal/route"
 	"github.com/latch-lb/latch/internal/sticky"
@@ -86,6 +87,9 @@ type exchange struct {
 	// stuck says the request carried a session (whether or not its target
 	// could still serve it).
 	stuck bool
+	// key is the request's hash-affinity key, when keyed.
+	key   uint64
+	keyed bool
 }
 
 var (
@@ -127,6 +131,7 @@ func (x *exchange) serve(rt *Route) bool {
 		return x.refuse(http.StatusServiceUnavailable, fmt.Sprintf("target group %q has no registered targets", be.Group.Name))
 	}
 
+	x.keyed = false
 	t, issued, stuck := x.pick(rt, view, now)
 	x.stuck = stuck || x.moved != ""
 	keep, err := x.forward(rt, t, issued)
@@ -139,7 +144,7 @@ func (x *exchange) serve(rt *Route) bool {
 			be.Group.Observe(t, target.Result{Reason: target.ReasonFailedHealthChecks,
 				Description: "connect failed on a request: " + de.Err.Error()})
 		}
-		if alt := view.Picker.Pick(t); alt != nil && alt != t {
+		if alt := x.alternative(view, t); alt != nil && alt != t {
 			if stuck {
 				x.moved = t.ID
 			}
@@ -172,6 +177,14 @@ func (x *exchange) serve(rt *Route) bool {
 // request carried a live session.
 func (x *exchange) pick(rt *Route, view *target.View, now time.Time) (t *target.Target, issued int64, stuck bool) {
 	x.moved = ""
+	if k := x.be.Key; k != nil {
+		if h, ok := view.Picker.(*balance.Hash); ok {
+			if key, ok := x.hashKey(k); ok {
+				x.key, x.keyed = key, true
+				return h.PickKey(key, nil), 0, false
+			}
+		}
+	}
 	if p := x.be.Sticky; p != nil {
 		var miss sticky.Miss
 		x.sess, miss = p.ReadFields(x.req.Fields, now)
@@ -201,14 +214,27 @@ func (x *exchange) pick(rt *Route, view *target.View, now time.Time) (t *target.
 	return view.Picker.Pick(nil), 0, false
 }
 
+// alternative picks another target after t refused a connection: the
+// key's next choice under hash affinity, the algorithm's otherwise.
+func (x *exchange) alternative(view *target.View, t *target.Target) *target.Target {
+	if h, ok := view.Picker.(*balance.Hash); ok && x.keyed {
+		return h.PickKey(x.key, t)
+	}
+	return view.Picker.Pick(t)
+}
+
 // forward sends the request to t and relays the response.
 func (x *exchange) forward(rt *Route, t *target.Target, issued int64) (bool, error) {
 	uc, err := t.Conns.Get(context.Background(), x.be.ConnectTimeout, x.h.now().UnixNano())
 	if err != nil {
 		return false, err
 	}
-	t.Inflight.Add(1)
-	defer t.Inflight.Add(-1)
+	// The hash picker's Begin and Done also keep the group's total in
+	// flight, which its bounded load needs; on a nil Hash they are just
+	// the target's count.
+	h, _ := x.be.Group.View().Picker.(*balance.Hash)
+	h.Begin(t)
+	defer h.Done(t)
 	defer x.cl.watch(uc)()
 	return x.roundTrip(rt, t, uc, issued)
 }
