@@ -472,3 +472,146 @@ func TestHashAffinityOnAHeaderAndACookie(t *testing.T) {
 		})
 	}
 }
+
+// load sends requests from 8 clients until stop says so (bounded by max),
+// counting the answers by target in windows of the given length.
+func load(t *testing.T, url string, window time.Duration, max time.Duration, stop func(windows []map[string]int) bool) []map[string]int {
+	t.Helper()
+	var mu sync.Mutex
+	windows := []map[string]int{{}}
+	start := time.Now()
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				req, _ := http.NewRequest("GET", url, nil)
+				resp, err := client.Do(req)
+				if err != nil {
+					continue
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				mu.Lock()
+				i := int(time.Since(start) / window)
+				for len(windows) <= i {
+					windows = append(windows, map[string]int{})
+				}
+				windows[i][resp.Header.Get("X-Backend")]++
+				mu.Unlock()
+				time.Sleep(2 * time.Millisecond)
+			}
+		}()
+	}
+	for time.Since(start) < max {
+		time.Sleep(window / 4)
+		mu.Lock()
+		full := windows[:len(windows)-1]
+		ok := stop(full)
+		mu.Unlock()
+		if ok {
+			break
+		}
+	}
+	close(done)
+	wg.Wait()
+	mu.Lock()
+	defer mu.Unlock()
+	return windows[:len(windows)-1]
+}
+
+func share(w map[string]int, name string) float64 {
+	total := 0
+	for _, n := range w {
+		total += n
+	}
+	if total == 0 {
+		return 0
+	}
+	return float64(w[name]) / float64(total)
+}
+
+// TestAnomalyMitigationOverHTTP: four targets behind weighted_random with
+// anomaly mitigation; one answers 500 to 30% of requests. It is found
+// anomalous and its share of new requests falls step by step; the others
+// are untouched.
+func TestAnomalyMitigationOverHTTP(t *testing.T) {
+	t.Parallel()
+	bs, addrs := threeBackends(t)
+	bad := startBackend(t, "bad")
+	var n atomic.Int64
+	bad.handle(func(w http.ResponseWriter, r *http.Request) {
+		if n.Add(1)%10 < 3 {
+			w.WriteHeader(500)
+		}
+		io.WriteString(w, "bad")
+	})
+	lb := startLB(t, lbConfig{targets: append(addrs, bad.addr), attrs: map[string]string{
+		"load_balancing.algorithm.type": "weighted_random", "load_balancing.algorithm.anomaly_mitigation": "on"}})
+	mitigated := func() bool {
+		for _, h := range lb.Health("web") {
+			if h.ID == bad.addr {
+				return h.Anomaly == "anomalous" && h.Mitigated
+			}
+		}
+		return false
+	}
+	windows := load(t, lb.url+"/", time.Second, 20*time.Second, func(ws []map[string]int) bool {
+		return mitigated() && len(ws) >= 2 && share(ws[len(ws)-1], "bad") < 0.08
+	})
+	var shares []string
+	for _, w := range windows {
+		shares = append(shares, fmt.Sprintf("%.0f%%", 100*share(w, "bad")))
+	}
+	t.Logf("the 30%%-error target's share of requests, per second: %v", shares)
+	if !mitigated() {
+		t.Fatalf("the target answering 500 to 30%% of requests was not mitigated within 20 s")
+	}
+	if first, last := share(windows[0], "bad"), share(windows[len(windows)-1], "bad"); first < 0.15 || last > 0.08 {
+		t.Errorf("its share went from %.0f%% to %.0f%%; want from about 25%% down to a few percent", 100*first, 100*last)
+	}
+	for _, h := range lb.Health("web") {
+		if h.ID != bad.addr && h.Mitigated {
+			t.Errorf("healthy target %s was mitigated too", h.ID)
+		}
+	}
+	_ = bs
+}
+
+// TestSlowStartRampOverHTTP: two targets serve; a third joins with a 30 s
+// slow start. Its share of requests, counted by the targets themselves,
+// grows linearly from almost nothing, instead of a full third at once.
+func TestSlowStartRampOverHTTP(t *testing.T) {
+	t.Parallel()
+	bs, addrs := threeBackends(t)
+	c := lbConfig{targets: addrs[:2], health: fastHealth, attrs: map[string]string{"slow_start.duration_seconds": "30"}}
+	lb := startLB(t, c)
+	waitFor(t, 5*time.Second, "2 healthy", func() bool { return healthyCount(lb, "web") == 2 })
+	c.targets = addrs
+	lb.reload(t, c)
+	waitFor(t, 5*time.Second, "3 healthy", func() bool { return healthyCount(lb, "web") == 3 })
+	newcomer := bs[2]
+	newcomer.hits.Store(0)
+	windows := load(t, lb.url+"/", 2*time.Second, 12*time.Second, func(ws []map[string]int) bool { return len(ws) >= 5 })
+	var shares []float64
+	for _, w := range windows {
+		shares = append(shares, share(w, newcomer.name))
+	}
+	t.Logf("the new target's share per 2 s (a full share is 33%%): %.3f", shares)
+	// Linear over 30 s towards a third: about 1/3 × t/30 at time t, so
+	// under 4% in the first window and about 10-13% by 10 s.
+	if shares[0] > 0.06 {
+		t.Errorf("first 2 s: the new target took %.0f%%, want a small ramp share", 100*shares[0])
+	}
+	last := shares[len(shares)-1]
+	if last < 0.07 || last > 0.2 || last <= shares[0] {
+		t.Errorf("share after ~10 s: %.0f%% (first window %.0f%%); want it grown to about 12%%", 100*last, 100*shares[0])
+	}
+}

@@ -378,6 +378,14 @@ type TargetHealth struct {
 	Generation uint64
 	Inflight   int64
 	target.Health
+	// Anomaly is ALB's AnomalyDetection.Result ("normal" or "anomalous"),
+	// and Mitigated its MitigationInEffect.
+	Anomaly   string
+	Mitigated bool
+	// EffectiveWeight is the weight new picks use now, in units of
+	// target.WeightUnit per unit of configured weight (slow start and
+	// anomaly mitigation lower it).
+	EffectiveWeight int
 }
 
 // Health reports every target of the named group, draining ones included.
@@ -388,7 +396,9 @@ func (b *LB) Health(groupName string) []TargetHealth {
 	}
 	var out []TargetHealth
 	for _, t := range append(g.View().Targets, g.Draining()...) {
-		out = append(out, TargetHealth{ID: t.ID, Generation: t.Generation, Inflight: t.Inflight.Load(), Health: t.Health()})
+		a, m := t.Anomaly()
+		out = append(out, TargetHealth{ID: t.ID, Generation: t.Generation, Inflight: t.Inflight.Load(), Health: t.Health(),
+			Anomaly: a, Mitigated: m, EffectiveWeight: t.EffectiveWeight()})
 	}
 	return out
 }

@@ -77,6 +77,8 @@ const (
 	appRemoved   = "_remove_"
 )
 
+var removed = []byte(appRemoved)
+
 // appShardNames are AWSALBAPP-0..3.
 var appShardNames = [appShards]string{"AWSALBAPP-0", "AWSALBAPP-1", "AWSALBAPP-2", "AWSALBAPP-3"}
 
@@ -163,13 +165,13 @@ func (p *Policy) ReadFields(fields []h1.Field, now time.Time) (Session, Miss) {
 		}
 		return Session{}, NoCookie
 	case AppCookie:
-		return p.readApp(func(yield func([]byte) bool) {
-			for _, f := range fields {
-				if len(f.Name) == 6 && h1.EqualFold(f.Name, cookieName) && !yield(f.Value) {
-					return
-				}
+		var ar appReader
+		for _, f := range fields {
+			if len(f.Name) == 6 && h1.EqualFold(f.Name, cookieName) {
+				ar.feed(p, f.Value)
 			}
-		}, now)
+		}
+		return ar.open(p, now)
 	}
 	miss := NoCookie
 	for _, f := range fields {
@@ -196,13 +198,11 @@ func (p *Policy) Read(h http.Header, now time.Time) (Session, Miss) {
 		}
 		return Session{}, NoCookie
 	case AppCookie:
-		return p.readApp(func(yield func([]byte) bool) {
-			for _, line := range h["Cookie"] {
-				if !yield([]byte(line)) {
-					return
-				}
-			}
-		}, now)
+		var ar appReader
+		for _, line := range h["Cookie"] {
+			ar.feed(p, []byte(line))
+		}
+		return ar.open(p, now)
 	}
 	miss := NoCookie
 	for _, line := range h["Cookie"] {
@@ -245,45 +245,50 @@ func (p *Policy) readLine(line []byte, now time.Time) (Session, Miss) {
 	return Session{}, miss
 }
 
-// readApp reads an app_cookie session: it holds only while the request
-// carries both the application's cookie and AWSALBAPP (ALB: "clients have
-// to send back both cookies"). The AWSALBAPP shards are joined in order.
-func (p *Policy) readApp(lines func(yield func([]byte) bool), now time.Time) (Session, Miss) {
-	var shards [appShards][]byte
-	app := false
-	for line := range lines {
-		for len(line) > 0 {
-			var pair []byte
-			if i := indexByte(line, ';'); i >= 0 {
-				pair, line = line[:i], line[i+1:]
-			} else {
-				pair, line = line, nil
-			}
-			pair = trimSpace(pair)
-			eq := indexByte(pair, '=')
-			if eq < 0 {
-				continue
-			}
-			name, value := pair[:eq], pair[eq+1:]
-			if string(name) == p.AppCookie {
-				app = true
-				continue
-			}
-			for i, n := range appShardNames {
-				if string(name) == n && string(value) != appRemoved {
-					shards[i] = value
-				}
+// appReader gathers an app_cookie session from a request's Cookie lines:
+// it holds only while the request carries both the application's cookie and
+// AWSALBAPP (ALB: "clients have to send back both cookies"). The AWSALBAPP
+// shards are joined in order.
+type appReader struct {
+	shards [appShards][]byte
+	app    bool
+}
+
+func (ar *appReader) feed(p *Policy, line []byte) {
+	for len(line) > 0 {
+		var pair []byte
+		if i := indexByte(line, ';'); i >= 0 {
+			pair, line = line[:i], line[i+1:]
+		} else {
+			pair, line = line, nil
+		}
+		pair = trimSpace(pair)
+		eq := indexByte(pair, '=')
+		if eq < 0 {
+			continue
+		}
+		name, value := pair[:eq], pair[eq+1:]
+		if string(name) == p.AppCookie {
+			ar.app = true
+			continue
+		}
+		for i, n := range appShardNames {
+			if string(name) == n && string(value) != appRemoved {
+				ar.shards[i] = value
 			}
 		}
 	}
-	if !app || shards[0] == nil {
+}
+
+func (ar *appReader) open(p *Policy, now time.Time) (Session, Miss) {
+	if !ar.app || ar.shards[0] == nil {
 		return Session{}, NoCookie
 	}
-	value := shards[0]
-	if shards[1] != nil {
+	value := ar.shards[0]
+	if ar.shards[1] != nil {
 		var buf [appShards * appShardSize]byte
-		value = append(buf[:0], shards[0]...)
-		for _, sh := range shards[1:] {
+		value = append(buf[:0], ar.shards[0]...)
+		for _, sh := range ar.shards[1:] {
 			if sh == nil {
 				break
 			}
@@ -389,7 +394,7 @@ func (p *Policy) AppendFields(dst []byte, target string, gen uint64, issued int6
 	if p.Kind == AppCookie && !r.Stuck && !r.AppCookieSet {
 		// No session, none starting: ALB clears the shards.
 		for _, n := range appShardNames {
-			dst = p.appShard(dst, n, []byte(appRemoved), r)
+			dst = p.appShard(dst, n, removed, r)
 		}
 		return dst
 	}
@@ -428,7 +433,7 @@ func splitShards(value []byte) [appShards][]byte {
 	var shards [appShards][]byte
 	for i := range shards {
 		if len(value) == 0 {
-			shards[i] = []byte(appRemoved)
+			shards[i] = removed
 			continue
 		}
 		shards[i] = value[:min(len(value), appShardSize)]

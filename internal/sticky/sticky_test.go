@@ -524,3 +524,42 @@ func TestSessionCookieHasNoExpires(t *testing.T) {
 		t.Errorf("session cookies: %q, want two Set-Cookie fields without Expires", out)
 	}
 }
+
+// BenchmarkSelection measures each carried-value kind's request path as the
+// proxy runs it: read the session from the request's fields (a cache hit,
+// as for every request of a session after its first), then append the
+// response's fields (a sealed-value cache hit within the second).
+func BenchmarkSelection(b *testing.B) {
+	now := time.Unix(1800000000, 0)
+	for _, tt := range []struct {
+		name string
+		s    config.Stickiness
+		req  func(v string) []h1.Field
+	}{
+		{"lb_cookie", config.Stickiness{Enabled: true, Type: "lb_cookie", Duration: time.Hour,
+			Cookie: config.Cookie{Name: "AWSALB", CORS: true, Path: "/"}},
+			func(v string) []h1.Field { return []h1.Field{{Name: []byte("Cookie"), Value: []byte("a=b; AWSALB=" + v)}} }},
+		{"app_cookie", config.Stickiness{Enabled: true, Type: "app_cookie", AppCookie: "JSESSIONID", Duration: time.Hour},
+			func(v string) []h1.Field {
+				return []h1.Field{{Name: []byte("Cookie"), Value: []byte("JSESSIONID=x; AWSALBAPP-0=" + v + "; AWSALBAPP-1=_remove_")}}
+			}},
+		{"header", config.Stickiness{Enabled: true, Type: "header", Header: "X-Session", Duration: time.Hour},
+			func(v string) []h1.Field { return []h1.Field{{Name: []byte("X-Session"), Value: []byte(v)}} }},
+	} {
+		b.Run(tt.name, func(b *testing.B) {
+			p := NewPolicy("web", tt.s, mustRing(b, key(1, 1)))
+			v := string(p.AppendValue(nil, "10.0.0.1:8080", 1, now.Unix(), now))
+			fields := tt.req(v)
+			buf := make([]byte, 0, 2048)
+			r := &Response{Now: now, Stuck: true}
+			b.ReportAllocs()
+			for b.Loop() {
+				s, m := p.ReadFields(fields, now)
+				if m != Hit {
+					b.Fatal(m)
+				}
+				buf = p.AppendFields(buf[:0], s.Target, s.Generation, s.Issued, r)
+			}
+		})
+	}
+}
