@@ -538,7 +538,9 @@ func BenchmarkSelection(b *testing.B) {
 	}{
 		{"lb_cookie", config.Stickiness{Enabled: true, Type: "lb_cookie", Duration: time.Hour,
 			Cookie: config.Cookie{Name: "AWSALB", CORS: true, Path: "/"}},
-			func(v string) []h1.Field { return []h1.Field{{Name: []byte("Cookie"), Value: []byte("a=b; AWSALB=" + v)}} }},
+			func(v string) []h1.Field {
+				return []h1.Field{{Name: []byte("Cookie"), Value: []byte("a=b; AWSALB=" + v)}}
+			}},
 		{"app_cookie", config.Stickiness{Enabled: true, Type: "app_cookie", AppCookie: "JSESSIONID", Duration: time.Hour},
 			func(v string) []h1.Field {
 				return []h1.Field{{Name: []byte("Cookie"), Value: []byte("JSESSIONID=x; AWSALBAPP-0=" + v + "; AWSALBAPP-1=_remove_")}}
