@@ -97,6 +97,9 @@ type TargetGroup struct {
 	Targets     []Target
 	HealthCheck HealthCheck
 	Stickiness  Stickiness
+	// ProtocolVersion is how latch speaks to the targets: HTTP1 (the
+	// default) or HTTP2 (cleartext, with prior knowledge), as ALB's.
+	ProtocolVersion string
 	// Algorithm is round_robin, least_outstanding_requests or weighted_random.
 	Algorithm           string
 	DeregistrationDelay time.Duration

@@ -127,6 +127,7 @@ func TestParseDefaults(t *testing.T) {
 				Cookie: Cookie{Name: "AWSALB", CORS: true, Path: "/"},
 			},
 			Algorithm:           "round_robin",
+			ProtocolVersion:     "HTTP1",
 			DeregistrationDelay: 300 * time.Second,
 			ConnectTimeout:      10 * time.Second,
 			MinHealthyCount:     1,
@@ -164,6 +165,7 @@ func TestParseExample(t *testing.T) {
 				Cookie: Cookie{Name: "AWSALB", CORS: true, Path: "/"},
 			},
 			Algorithm:           "round_robin",
+			ProtocolVersion:     "HTTP1",
 			DeregistrationDelay: 30 * time.Second,
 			ConnectTimeout:      10 * time.Second,
 			MinHealthyCount:     1,
@@ -240,6 +242,7 @@ func TestParseEveryKey(t *testing.T) {
     default_action: {type: forward, forward: {target_group: api}}
 target_groups:
   - name: api
+    protocol_version: HTTP2
     targets:
       - id: backend.internal:80
         weight: 1000
@@ -311,6 +314,7 @@ cookie_keys:
 						SameSite: "Lax", Secure: true, HTTPOnly: true},
 				},
 				Algorithm:           "least_outstanding_requests",
+				ProtocolVersion:     "HTTP2",
 				DeregistrationDelay: 0,
 				ConnectTimeout:      120 * time.Second,
 				MinHealthyCount:     3,
@@ -322,6 +326,7 @@ cookie_keys:
 				Stickiness: Stickiness{Type: "lb_cookie", Duration: 86400 * time.Second,
 					Cookie: Cookie{Name: "AWSALB", CORS: true, Path: "/"}},
 				Algorithm:           "weighted_random",
+				ProtocolVersion:     "HTTP1",
 				DeregistrationDelay: 300 * time.Second,
 				ConnectTimeout:      10 * time.Second,
 				MinHealthyCount:     1,
@@ -474,6 +479,10 @@ func TestParseProblems(t *testing.T) {
 			one(12, attr("stickiness.balance_factor"), "1 is outside 1-10 (exclusive of 1), or 0 for off")},
 		{"lifetime typo", minimal + "    attributes:\n      stickiness.lb_cookie.lifetime: sesion\n",
 			one(12, attr("stickiness.lb_cookie.lifetime"), `did you mean "session"?`)},
+		{"protocol version typo", minimal + "    protocol_version: HTTP/2\n",
+			one(11, tg+".protocol_version", `"HTTP/2" is not one of HTTP1, HTTP2`)},
+		{"protocol version GRPC", minimal + "    protocol_version: GRPC\n",
+			one(11, tg+".protocol_version", "GRPC target groups are not supported yet")},
 		{"slow start too short", minimal + "    attributes:\n      slow_start.duration_seconds: 20\n",
 			one(12, attr("slow_start.duration_seconds"), "20 is outside 30-900 seconds, or 0 for off")},
 		{"slow start with weighted_random", minimal + "    attributes:\n      slow_start.duration_seconds: 30\n      load_balancing.algorithm.type: weighted_random\n",

@@ -187,7 +187,7 @@ func (d *decoder) listener(n *yaml.Node, path string) Listener {
 
 func (d *decoder) targetGroup(n *yaml.Node, path string) TargetGroup {
 	var g TargetGroup
-	m := d.mapping(n, path, "name", "targets", "health_check", "attributes")
+	m := d.mapping(n, path, "name", "targets", "protocol_version", "health_check", "attributes")
 	if m == nil {
 		return g
 	}
@@ -201,6 +201,19 @@ func (d *decoder) targetGroup(n *yaml.Node, path string) TargetGroup {
 		}
 		seen[t.ID] = true
 		g.Targets = append(g.Targets, t)
+	}
+	g.ProtocolVersion = "HTTP1"
+	if v := m["protocol_version"]; v != nil {
+		if pv, ok := d.scalar(v, path+".protocol_version"); ok {
+			switch pv {
+			case "HTTP1", "HTTP2":
+				g.ProtocolVersion = pv
+			case "GRPC":
+				d.addf(v, path+".protocol_version", "GRPC target groups are not supported yet by latch (supported: HTTP1, HTTP2; gRPC works over HTTP2)")
+			default:
+				d.addf(v, path+".protocol_version", "%q is not one of HTTP1, HTTP2%s", pv, suggestion(pv, []string{"HTTP1", "HTTP2"}))
+			}
+		}
 	}
 	g.HealthCheck = d.healthCheck(m["health_check"], path+".health_check")
 	applyAttributes(d, &g, groupAttributes, m["attributes"], path+".attributes")

@@ -65,6 +65,7 @@ type exchange struct {
 	sess  sticky.Session
 	moved string // the session's old target, for MovedHeader
 	ip    []byte // the client's address, for X-Forwarded-For
+	xff   []byte // scratch: the X-Forwarded-For value
 	// ipPort is the client's address and port ("[ipv6]:port" for IPv6).
 	ipPort []byte
 	rt     *Route // the listener's route this request is served by

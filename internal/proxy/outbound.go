@@ -7,83 +7,43 @@ import (
 	"github.com/latch-lb/latch/internal/target"
 )
 
+// fieldSink takes the header fields a target gets: an h1.Writer writes
+// them on the wire; the HTTP/2 path fills a header map.
+type fieldSink interface {
+	WriteField(name, value []byte)
+}
+
+// Names of the fields latch writes itself.
+var (
+	nameHost       = []byte("Host")
+	nameXFF        = []byte("X-Forwarded-For")
+	nameXFProto    = []byte("X-Forwarded-Proto")
+	nameXFPort     = []byte("X-Forwarded-Port")
+	nameMoved      = []byte(MovedHeader)
+	nameTE         = []byte("TE")
+	nameConnection = []byte("Connection")
+	valueTrailers  = []byte("trailers")
+	valueUpgrade   = []byte("Upgrade")
+)
+
 // writeHead writes the request head for target t: the request target
-// verbatim, the client's fields in their order and spelling except the
-// hop-by-hop ones, X-Forwarded-* as ALB sets them, and framing of latch's
-// own, so that the target sees one unambiguous message whatever framing
-// the client used.
+// verbatim, the fields forwardFields gives, and framing of latch's own, so
+// that the target sees one unambiguous message whatever framing the client
+// used.
 func (x *exchange) writeHead(w *h1.Writer, t *target.Target) {
 	req := &x.req
 	w.Write(req.Method)
 	w.WriteByte(' ')
 	w.Write(req.Target)
 	w.WriteString(" HTTP/1.1\r\n")
-	switch {
-	case req.HostFromTarget:
-		w.WriteString("Host: ")
-		w.Write(req.Host)
-		w.WriteString("\r\n")
-	case req.Host == nil:
-		// An HTTP/1.0 client may send none; HTTP/1.1 requires one.
-		w.WriteString("Host: ")
-		w.WriteString(t.ID)
-		w.WriteString("\r\n")
-	}
-	rt := x.rt
-	var trace []byte // the client's trace header, if any
-	for i, f := range req.Fields {
-		switch k := req.Kinds[i]; {
-		case k == h1.KindOther:
-			if isMovedHeader(f.Name) {
-				continue // only latch may say that a session moved
-			}
-			if rt.TraceHeader != "" && len(f.Name) == len(rt.TraceHeader) && h1.EqualFold(f.Name, []byte(rt.TraceHeader)) {
-				if trace == nil {
-					trace = f.Value
-				}
-				continue
-			}
-		case k == h1.KindHost:
-			if req.HostFromTarget {
-				continue
-			}
-		case k == h1.KindContentLength, k == h1.KindExpect, k == h1.KindXForwardedFor,
-			k == h1.KindXForwardedProto, k == h1.KindXForwardedPort, k == h1.KindTrailer, k.HopByHop():
-			continue
-		}
-		if rt.DropInvalidHeaders && !alnumHyphen(f.Name) {
-			continue
-		}
-		w.WriteField(f.Name, f.Value)
-	}
-	x.writeForwardedFor(w)
-	if rt.TraceHeader != "" {
-		w.WriteString(rt.TraceHeader)
-		w.WriteString(": ")
-		x.buf = appendTrace(x.buf[:0], trace, x.h.now().Unix())
-		w.Write(x.buf)
-		w.WriteString("\r\n")
-	}
-	w.WriteString("X-Forwarded-Proto: ")
-	w.WriteString(x.h.proto)
-	w.WriteString("\r\nX-Forwarded-Port: ")
-	w.WriteString(x.h.port)
-	w.WriteString("\r\n")
-	if x.moved != "" {
-		w.WriteString(MovedHeader + ": ")
-		w.WriteString(x.moved)
-		w.WriteString("\r\n")
-	}
-	if req.WantsTrailers {
-		w.WriteString("TE: trailers\r\n")
-	}
+	x.forwardFields(w, t)
 	if req.Upgrade {
 		for i, f := range req.Fields {
 			if req.Kinds[i] == h1.KindUpgrade {
 				w.WriteField(f.Name, f.Value)
 			}
 		}
-		w.WriteString("Connection: Upgrade\r\n")
+		w.WriteField(nameConnection, valueUpgrade)
 	}
 	switch req.Framing {
 	case h1.Length:
@@ -108,47 +68,97 @@ func (x *exchange) writeHead(w *h1.Writer, t *target.Target) {
 	w.WriteString("\r\n")
 }
 
-// writeForwardedFor writes X-Forwarded-For per the listener's mode (ALB's
+// forwardFields gives sink the fields target t gets, framing aside: Host
+// (the client's, the absolute-form target's authority, or the target's
+// address for an HTTP/1.0 client without one), the client's fields in
+// their order and spelling except the hop-by-hop ones and those latch
+// writes itself, then X-Forwarded-For/-Proto/-Port as ALB sets them, the
+// trace header, and the session-moved signal.
+func (x *exchange) forwardFields(sink fieldSink, t *target.Target) {
+	req := &x.req
+	switch {
+	case req.HostFromTarget:
+		sink.WriteField(nameHost, req.Host)
+	case req.Host == nil:
+		sink.WriteField(nameHost, []byte(t.ID))
+	}
+	rt := x.rt
+	var trace []byte // the client's trace header, if any
+	for i, f := range req.Fields {
+		switch k := req.Kinds[i]; {
+		case k == h1.KindOther:
+			if isMovedHeader(f.Name) {
+				continue // only latch may say that a session moved
+			}
+			if rt.TraceHeader != "" && len(f.Name) == len(rt.traceName) && h1.EqualFold(f.Name, rt.traceName) {
+				if trace == nil {
+					trace = f.Value
+				}
+				continue
+			}
+		case k == h1.KindHost:
+			if req.HostFromTarget {
+				continue
+			}
+		case k == h1.KindContentLength, k == h1.KindExpect, k == h1.KindXForwardedFor,
+			k == h1.KindXForwardedProto, k == h1.KindXForwardedPort, k == h1.KindTrailer, k.HopByHop():
+			continue
+		}
+		if rt.DropInvalidHeaders && !alnumHyphen(f.Name) {
+			continue
+		}
+		sink.WriteField(f.Name, f.Value)
+	}
+	if xff, ok := x.forwardedFor(); ok {
+		sink.WriteField(nameXFF, xff)
+	}
+	if rt.TraceHeader != "" {
+		x.buf = appendTrace(x.buf[:0], trace, x.h.now().Unix())
+		sink.WriteField(rt.traceName, x.buf)
+	}
+	sink.WriteField(nameXFProto, x.h.protoBytes)
+	sink.WriteField(nameXFPort, x.h.portBytes)
+	if x.moved != "" {
+		sink.WriteField(nameMoved, []byte(x.moved))
+	}
+	if req.WantsTrailers {
+		sink.WriteField(nameTE, valueTrailers)
+	}
+}
+
+// forwardedFor is X-Forwarded-For per the listener's mode (ALB's
 // routing.http.xff_header_processing.mode): append (the addresses the
 // client sent, in order, then the client's own, with its port when
 // routing.http.xff_client_port.enabled), preserve (the client's, as sent),
-// or remove (none).
-func (x *exchange) writeForwardedFor(w *h1.Writer) {
+// or remove (none, and ok false).
+func (x *exchange) forwardedFor() (value []byte, ok bool) {
 	req := &x.req
 	mode := x.rt.XFF
 	if mode == XFFRemove {
-		return
+		return nil, false
 	}
-	first := true
+	v := x.xff[:0]
 	for i, f := range req.Fields {
 		if req.Kinds[i] != h1.KindXForwardedFor || len(f.Value) == 0 {
 			continue
 		}
-		if first {
-			w.WriteString("X-Forwarded-For: ")
-			first = false
+		if len(v) > 0 {
+			v = append(v, ", "...)
+		}
+		v = append(v, f.Value...)
+	}
+	if mode == XFFAppend {
+		if len(v) > 0 {
+			v = append(v, ", "...)
+		}
+		if x.rt.XFFClientPort {
+			v = append(v, x.ipPort...)
 		} else {
-			w.WriteString(", ")
+			v = append(v, x.ip...)
 		}
-		w.Write(f.Value)
 	}
-	if mode == XFFPreserve {
-		if !first {
-			w.WriteString("\r\n")
-		}
-		return
-	}
-	if first {
-		w.WriteString("X-Forwarded-For: ")
-	} else {
-		w.WriteString(", ")
-	}
-	if x.rt.XFFClientPort {
-		w.Write(x.ipPort)
-	} else {
-		w.Write(x.ip)
-	}
-	w.WriteString("\r\n")
+	x.xff = v
+	return v, len(v) > 0
 }
 
 // maxTrace is ALB's limit past which a trace header is started afresh.

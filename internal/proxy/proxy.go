@@ -58,6 +58,8 @@ type Route struct {
 	// letters, digits and hyphens (ALB's
 	// routing.http.drop_invalid_header_fields.enabled).
 	DropInvalidHeaders bool
+
+	traceName []byte // TraceHeader, as written into requests
 }
 
 // XFFMode is how X-Forwarded-For reaches the target.
@@ -74,6 +76,8 @@ type Handler struct {
 	route atomic.Pointer[Route]
 	proto string // X-Forwarded-Proto: "http" or "https"
 	port  string // X-Forwarded-Port
+	// The same, as written into requests.
+	protoBytes, portBytes []byte
 	log   *slog.Logger
 	now   func() time.Time
 
@@ -92,15 +96,18 @@ type Handler struct {
 // NewHandler returns a handler for a listener of the given protocol
 // ("http" or "https") on port.
 func NewHandler(proto, port string, log *slog.Logger) *Handler {
-	return &Handler{proto: proto, port: port, log: log, now: time.Now, conns: map[*clientConn]struct{}{},
-		stopping: make(chan struct{})}
+	return &Handler{proto: proto, port: port, protoBytes: []byte(proto), portBytes: []byte(port),
+		log: log, now: time.Now, conns: map[*clientConn]struct{}{}, stopping: make(chan struct{})}
 }
 
 // SetRoute swaps the handler's route. Requests in flight finish on the old one.
-func (h *Handler) SetRoute(r *Route) { h.route.Store(r) }
+func (h *Handler) SetRoute(r *Route) {
+	r.traceName = []byte(r.TraceHeader)
+	h.route.Store(r)
+}
 
 // SetPort sets the X-Forwarded-Port value, before the listener serves.
-func (h *Handler) SetPort(port string) { h.port = port }
+func (h *Handler) SetPort(port string) { h.port, h.portBytes = port, []byte(port) }
 
 // ServeConn serves one client connection until it closes. It returns at
 // once, after starting the connection's goroutine, or refuses the
