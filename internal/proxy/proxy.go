@@ -78,8 +78,8 @@ type Handler struct {
 	port  string // X-Forwarded-Port
 	// The same, as written into requests.
 	protoBytes, portBytes []byte
-	log   *slog.Logger
-	now   func() time.Time
+	log                   *slog.Logger
+	now                   func() time.Time
 
 	// Classified counts requests by desync classification reason, and
 	// Blocked those of them that desync mitigation refused.
