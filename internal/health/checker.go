@@ -35,13 +35,20 @@ const maxBody = 64 << 10
 // defaultUserAgent is ALB's User-Agent, sent when the spec names none.
 const defaultUserAgent = "ELB-HealthChecker/2.0"
 
-// NewChecker returns a checker for g; it probes nothing until Sync.
-func NewChecker(g *target.Group, spec config.HealthCheck) *Checker {
+// NewChecker returns a checker for g; it probes nothing until Sync. With
+// http2, probes speak cleartext HTTP/2 with prior knowledge, as the
+// group's requests do (protocol_version HTTP2).
+func NewChecker(g *target.Group, spec config.HealthCheck, http2 bool) *Checker {
 	tr := &http.Transport{
 		// As ALB does, and so that a probe measures a fresh connection.
 		DisableKeepAlives:      true,
 		DialContext:            (&net.Dialer{}).DialContext,
 		MaxResponseHeaderBytes: maxBody,
+	}
+	if http2 {
+		var p http.Protocols
+		p.SetUnencryptedHTTP2(true)
+		tr.Protocols = &p
 	}
 	if spec.UserAgent == "" {
 		// Setting an empty User-Agent header would make net/http send none.

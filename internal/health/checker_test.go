@@ -159,7 +159,7 @@ func targets(addrs ...string) []config.Target {
 // (before the servers close).
 func startChecker(t *testing.T, g *target.Group, spec config.HealthCheck) *Checker {
 	t.Helper()
-	c := NewChecker(g, spec)
+	c := NewChecker(g, spec, false)
 	t.Cleanup(func() { stop(t, c) })
 	c.Sync(g.View().Targets)
 	return c
@@ -225,7 +225,7 @@ func TestProbeStatus(t *testing.T) {
 			})
 			spec := testSpec()
 			spec.Matcher = tc.matcher
-			r := probe(t, NewChecker(nil, spec), srv.addr)
+			r := probe(t, NewChecker(nil, spec, false), srv.addr)
 			want := target.Result{OK: true}
 			if !tc.wantOK {
 				want = target.Result{Reason: target.ReasonResponseCodeMismatch, Description: tc.wantDesc}
@@ -252,7 +252,7 @@ func TestProbeLargeBody(t *testing.T) {
 			}
 		}
 	})
-	if r := probe(t, NewChecker(nil, testSpec()), srv.addr); r != (target.Result{OK: true}) {
+	if r := probe(t, NewChecker(nil, testSpec(), false), srv.addr); r != (target.Result{OK: true}) {
 		t.Errorf("got %+v, want OK", r)
 	}
 }
@@ -273,7 +273,7 @@ func TestProbeTimeout(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			srv := newServer(t, tc.handler)
-			r := probe(t, NewChecker(nil, testSpec()), srv.addr)
+			r := probe(t, NewChecker(nil, testSpec(), false), srv.addr)
 			want := target.Result{Reason: target.ReasonTimeout, Description: "Request timed out"}
 			if r != want {
 				t.Errorf("got %+v, want %+v", r, want)
@@ -284,7 +284,7 @@ func TestProbeTimeout(t *testing.T) {
 
 func TestProbeConnectionRefused(t *testing.T) {
 	addr := closedAddr(t)
-	r := probe(t, NewChecker(nil, testSpec()), addr)
+	r := probe(t, NewChecker(nil, testSpec(), false), addr)
 	if r.OK || r.Reason != target.ReasonFailedHealthChecks {
 		t.Errorf("got OK %v reason %q, want a failure with %q", r.OK, r.Reason, target.ReasonFailedHealthChecks)
 	}
@@ -300,7 +300,7 @@ func TestProbeCanceled(t *testing.T) {
 	srv := newServer(t, status(200))
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if r := NewChecker(nil, testSpec()).Probe(ctx, srv.addr); r.OK {
+	if r := NewChecker(nil, testSpec(), false).Probe(ctx, srv.addr); r.OK {
 		t.Errorf("probe with a canceled context: got %+v, want a failure", r)
 	}
 }
@@ -328,7 +328,7 @@ func TestProbeRequest(t *testing.T) {
 			})
 			spec := testSpec()
 			spec.UserAgent, spec.Path = tc.userAgent, tc.path
-			if r := probe(t, NewChecker(nil, spec), srv.addr); !r.OK {
+			if r := probe(t, NewChecker(nil, spec, false), srv.addr); !r.OK {
 				t.Fatalf("probe failed: %+v", r)
 			}
 			r := <-got
@@ -368,7 +368,7 @@ func TestProbeNewConnectionEach(t *testing.T) {
 	srv.Start()
 	t.Cleanup(srv.Close)
 
-	c := NewChecker(nil, testSpec())
+	c := NewChecker(nil, testSpec(), false)
 	const probes = 5
 	for i := range probes {
 		if r := probe(t, c, srv.Listener.Addr().String()); !r.OK {
@@ -388,7 +388,7 @@ func TestProbeCustomPort(t *testing.T) {
 
 	spec := testSpec()
 	spec.Port, _ = strconv.Atoi(port)
-	if r := probe(t, NewChecker(nil, spec), traffic.addr); r != (target.Result{OK: true}) {
+	if r := probe(t, NewChecker(nil, spec, false), traffic.addr); r != (target.Result{OK: true}) {
 		t.Errorf("got %+v, want OK from the health check port", r)
 	}
 	if n := traffic.requests.Load(); n != 0 {
@@ -577,7 +577,7 @@ func TestCheckerStop(t *testing.T) {
 	spec := testSpec()
 	spec.Interval, spec.Timeout = 50*time.Millisecond, time.Minute
 	g, _, _ := newGroup(t, spec, stuck.addr, a.addr, b.addr)
-	c := NewChecker(g, spec)
+	c := NewChecker(g, spec, false)
 	c.Sync(g.View().Targets)
 	if !waitFor(t, 5*time.Second, func() bool {
 		return stuck.inflight.Load() == 1 && a.requests.Load() >= 2 && b.requests.Load() >= 2

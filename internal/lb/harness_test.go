@@ -114,6 +114,7 @@ type lbConfig struct {
 	listenAttrs map[string]string
 	keys        []sticky.Key
 	stateDir    string
+	extraGroup  string // more keys of the target group, indented by 4
 }
 
 func (c lbConfig) yaml() string {
@@ -134,6 +135,7 @@ func (c lbConfig) yaml() string {
 	for _, t := range c.targets {
 		fmt.Fprintf(&b, "      - id: %s\n", t)
 	}
+	b.WriteString(c.extraGroup)
 	if c.health != "" {
 		b.WriteString("    health_check:\n" + c.health)
 	} else {

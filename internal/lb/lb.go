@@ -8,8 +8,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"reflect"
 	"sync"
+	"time"
 
 	"github.com/latch-lb/latch/internal/balance"
 	"github.com/latch-lb/latch/internal/config"
@@ -41,6 +43,11 @@ type group struct {
 	// load is the group's total in flight, which the hash picker's
 	// bounded load needs; it outlives every snapshot's picker.
 	load balance.Load
+	// http2 says the group speaks HTTP/2 to its targets; h2 is then its
+	// client, kept across reloads (its connections with it).
+	http2 bool
+	h2    *http.Transport
+	h2cfg [2]time.Duration // the connect and idle timeouts h2 was made with
 }
 
 // New returns an LB with nothing applied.
@@ -109,13 +116,13 @@ func (b *LB) Apply(cfg *config.Config) error {
 		}
 		settings := groupSettings(gc, &g.load)
 		g.Update(gc.Targets, settings, func(id string) uint64 { return reg.generation(gc.Name, id) })
-		if g.checker != nil && !reflect.DeepEqual(g.spec, gc.HealthCheck) {
+		if g.checker != nil && (!reflect.DeepEqual(g.spec, gc.HealthCheck) || g.http2 != (gc.ProtocolVersion == "HTTP2")) {
 			g.checker.Stop()
 			g.checker = nil
 		}
-		g.spec = gc.HealthCheck
+		g.spec, g.http2 = gc.HealthCheck, gc.ProtocolVersion == "HTTP2"
 		if g.checker == nil && gc.HealthCheck.Enabled {
-			g.checker = health.NewChecker(g.Group, gc.HealthCheck)
+			g.checker = health.NewChecker(g.Group, gc.HealthCheck, gc.ProtocolVersion == "HTTP2")
 		}
 		if g.checker != nil {
 			g.checker.Sync(g.View().Targets)
@@ -142,6 +149,9 @@ func (b *LB) Apply(cfg *config.Config) error {
 		}
 		if be.Sticky != nil {
 			be.BalanceFactor, be.RebalanceIdle = gc.Stickiness.BalanceFactor, gc.Stickiness.RebalanceIdle
+		}
+		if gc.ProtocolVersion == "HTTP2" {
+			be.H2 = b.groups[gc.Name].transport(gc.ConnectTimeout, cfg)
 		}
 		if s := gc.Stickiness; s.Enabled {
 			switch s.Type {
@@ -203,6 +213,22 @@ func (b *LB) Apply(cfg *config.Config) error {
 	}
 	b.cfg = cfg
 	return nil
+}
+
+// transport returns the group's HTTP/2 client, made anew when its
+// timeouts change (the old one's idle connections then close).
+func (g *group) transport(connect time.Duration, cfg *config.Config) *http.Transport {
+	idle := 60 * time.Second
+	for _, l := range cfg.Listeners {
+		idle = max(idle, l.IdleTimeout)
+	}
+	if g.h2 == nil || g.h2cfg != [2]time.Duration{connect, idle} {
+		if g.h2 != nil {
+			g.h2.CloseIdleConnections()
+		}
+		g.h2, g.h2cfg = proxy.NewH2Transport(connect, idle), [2]time.Duration{connect, idle}
+	}
+	return g.h2
 }
 
 // action resolves a rule's action (priority 0: the default action) to the

@@ -61,6 +61,8 @@ type Backend struct {
 	// Key, when set, is the group's hash affinity (source_ip or hash): its
 	// picker is a *balance.Hash.
 	Key *HashKey
+	// H2, when set, speaks HTTP/2 to the targets (protocol_version HTTP2).
+	H2 *http.Transport
 }
 
 // NewForward returns a forward action to backends, with group stickiness

@@ -185,6 +185,10 @@ func isH2Preface(req *h1.Request) bool {
 
 func (c *clientConn) watch(*upstream.Conn) func() bool { return noStop }
 
+// watchContext does nothing for an HTTP/1.1 client: latch notices it gone
+// when writing to it, as HAProxy does without abortonclose.
+func (c *clientConn) watchContext(func()) func() bool { return noStop }
+
 func noStop() bool { return false }
 
 func (c *clientConn) bodyAtHand() bool { return c.rd.Buffered() > 0 }

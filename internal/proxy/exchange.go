@@ -41,6 +41,10 @@ type client interface {
 	// watch cuts uc short if the client goes away while the exchange waits
 	// on the target; stop ends the watch.
 	watch(uc *upstream.Conn) (stop func() bool)
+	// watchContext calls cancel if the client goes away (HTTP/2 targets).
+	watchContext(cancel func()) (stop func() bool)
+	// respondHTTP relays an HTTP/2 target's response.
+	respondHTTP(x *exchange, rt *Route, t *target.Target, resp *http.Response, issued int64) (keep bool, err error)
 }
 
 // bodySource is a request body as the client sends it: an h1.Body, or an
@@ -226,14 +230,19 @@ func (x *exchange) alternative(view *target.View, t *target.Target) *target.Targ
 
 // forward sends the request to t and relays the response.
 func (x *exchange) forward(rt *Route, t *target.Target, issued int64) (bool, error) {
-	uc, err := t.Conns.Get(context.Background(), x.be.ConnectTimeout, x.h.now().UnixNano())
-	if err != nil {
-		return false, err
-	}
 	// The hash picker's Begin and Done also keep the group's total in
 	// flight, which its bounded load needs; on a nil Hash they are just
 	// the target's count.
 	h, _ := x.be.Group.View().Picker.(*balance.Hash)
+	if x.be.H2 != nil {
+		h.Begin(t)
+		defer h.Done(t)
+		return x.roundTripH2(rt, t, issued)
+	}
+	uc, err := t.Conns.Get(context.Background(), x.be.ConnectTimeout, x.h.now().UnixNano())
+	if err != nil {
+		return false, err
+	}
 	h.Begin(t)
 	defer h.Done(t)
 	defer x.cl.watch(uc)()

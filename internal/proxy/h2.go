@@ -302,6 +302,23 @@ func (s *stream) watch(uc *upstream.Conn) func() bool {
 	return context.AfterFunc(s.r.Context(), func() { uc.Conn.SetDeadline(aLongTimeAgo) })
 }
 
+func (s *stream) watchContext(cancel func()) func() bool {
+	return context.AfterFunc(s.r.Context(), cancel)
+}
+
+// addCookies adds the fields that pin the session to the response header.
+func (s *stream) addCookies(x *exchange, t *target.Target, issued int64) {
+	hdr := s.w.Header()
+	x.buf = x.appendCookies(x.buf[:0], t, issued)
+	for lines := string(x.buf); lines != ""; {
+		var line string
+		line, lines, _ = strings.Cut(lines, "\r\n")
+		name, value, _ := strings.Cut(line, ": ")
+		name = http.CanonicalHeaderKey(name)
+		hdr[name] = append(hdr[name], value)
+	}
+}
+
 func (s *stream) respond(x *exchange, rt *Route, t *target.Target, uc *upstream.Conn, issued int64) (bool, error) {
 	resp, hdr := &x.resp, s.w.Header()
 	for i, f := range resp.Fields {
@@ -311,14 +328,7 @@ func (s *stream) respond(x *exchange, rt *Route, t *target.Target, uc *upstream.
 		}
 		hdr[string(f.Name)] = append(hdr[string(f.Name)], string(f.Value))
 	}
-	x.buf = x.appendCookies(x.buf[:0], t, issued)
-	for lines := string(x.buf); lines != ""; {
-		var line string
-		line, lines, _ = strings.Cut(lines, "\r\n")
-		name, value, _ := strings.Cut(line, ": ")
-		name = http.CanonicalHeaderKey(name)
-		hdr[name] = append(hdr[name], value)
-	}
+	s.addCookies(x, t, issued)
 	if resp.Framing == h1.Length || resp.HasLength && resp.Status != http.StatusNoContent {
 		hdr["Content-Length"] = []string{strconv.FormatInt(resp.ContentLength, 10)}
 	}

@@ -1,0 +1,316 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"time"
+
+	"github.com/latch-lb/latch/internal/h1"
+	"github.com/latch-lb/latch/internal/target"
+	"github.com/latch-lb/latch/internal/upstream"
+)
+
+// A target group with protocol_version HTTP2 is spoken to in cleartext
+// HTTP/2 with prior knowledge, through net/http's HTTP/2 client: one
+// multiplexed connection per target carries all its requests. Clients of
+// either protocol may use such a group (ALB answers 464 to HTTP/1.1
+// requests for one; latch translates them).
+
+// NewH2Transport returns the HTTP/2 client of one target group.
+func NewH2Transport(connectTimeout, idleTimeout time.Duration) *http.Transport {
+	var p http.Protocols
+	p.SetUnencryptedHTTP2(true)
+	d := &net.Dialer{Timeout: connectTimeout, KeepAlive: 30 * time.Second}
+	return &http.Transport{
+		Protocols: &p,
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			c, err := d.DialContext(ctx, network, addr)
+			if err != nil {
+				// As on the HTTP/1.1 path: nothing was sent, so the request
+				// may go to another target.
+				return nil, &upstream.DialError{Addr: addr, Err: err}
+			}
+			return c, nil
+		},
+		// The client's Accept-Encoding passes as it is; the body as the
+		// target sends it.
+		DisableCompression: true,
+		IdleConnTimeout:    idleTimeout,
+		HTTP2:              &http.HTTP2Config{MaxReceiveBufferPerStream: 1 << 20},
+	}
+}
+
+// headerSink collects the fields a target gets into an HTTP/2 request.
+type headerSink struct {
+	h    http.Header
+	host string
+}
+
+func (s *headerSink) WriteField(name, value []byte) {
+	if h1.EqualFold(name, nameHost) {
+		s.host = string(value)
+		return
+	}
+	k := http.CanonicalHeaderKey(string(name))
+	s.h[k] = append(s.h[k], string(value))
+}
+
+// bodyReader reads the client's request body for the HTTP/2 client.
+type bodyReader struct {
+	x    *exchange
+	rest []byte
+	err  error
+}
+
+func (b *bodyReader) Read(p []byte) (int, error) {
+	for len(b.rest) == 0 {
+		if b.err != nil {
+			return 0, b.err
+		}
+		b.rest, b.err = b.x.body.Next()
+		if b.err != nil && b.err != io.EOF {
+			if _, ok := h1.IsError(b.err); !ok {
+				b.err = h1.ErrBodyTooShort
+			}
+		}
+	}
+	n := copy(p, b.rest)
+	b.rest = b.rest[n:]
+	return n, nil
+}
+
+func (b *bodyReader) Close() error { return nil }
+
+// roundTripH2 sends the request to t over HTTP/2 and relays the response.
+func (x *exchange) roundTripH2(rt *Route, t *target.Target, issued int64) (bool, error) {
+	req := &x.req
+	sink := &headerSink{h: http.Header{"User-Agent": nil}} // no Go default User-Agent
+	x.forwardFields(sink, t)
+	if sink.host == "" {
+		sink.host = string(req.Host)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	stop := x.cl.watchContext(cancel)
+	defer stop()
+	timer := time.AfterFunc(rt.IdleTimeout, cancel)
+	defer timer.Stop()
+
+	out := &http.Request{
+		Method:     string(req.Method),
+		URL:        &url.URL{Scheme: "http", Host: t.ID, Opaque: originForm(req)},
+		Host:       sink.host,
+		Header:     sink.h,
+		Proto:      "HTTP/2.0",
+		ProtoMajor: 2,
+	}
+	if req.Framing != h1.NoBody {
+		if req.Expect100 && !x.cl.bodyAtHand() {
+			if err := x.cl.continue100(); err != nil {
+				return false, errClientGone
+			}
+		}
+		out.Body = &bodyReader{x: x}
+		out.ContentLength = -1
+		if req.Framing == h1.Length {
+			out.ContentLength = req.ContentLength
+		}
+	}
+	resp, err := x.be.H2.RoundTrip(out.WithContext(ctx))
+	if err != nil {
+		var de *upstream.DialError
+		var he *h1.Error
+		switch {
+		case errors.As(err, &de):
+			return false, de
+		case errors.As(err, &he):
+			return false, he
+		case ctx.Err() != nil:
+			return false, errTimeout
+		}
+		return false, err
+	}
+	defer resp.Body.Close()
+	t.Record(resp.StatusCode)
+	timer.Reset(rt.IdleTimeout)
+	resp.Body = &idleBody{ReadCloser: resp.Body, timer: timer, idle: rt.IdleTimeout}
+	return x.cl.respondHTTP(x, rt, t, resp, issued)
+}
+
+// errTimeout is an HTTP/2 target that sent nothing for the idle timeout.
+var errTimeout = &timeoutError{}
+
+type timeoutError struct{}
+
+func (*timeoutError) Error() string   { return "the target sent nothing within the idle timeout" }
+func (*timeoutError) Timeout() bool   { return true }
+func (*timeoutError) Temporary() bool { return true }
+
+// idleBody pushes the idle timer back on every read.
+type idleBody struct {
+	io.ReadCloser
+	timer *time.Timer
+	idle  time.Duration
+}
+
+func (b *idleBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	b.timer.Reset(b.idle)
+	return n, err
+}
+
+// originForm is the request target as an HTTP/2 :path: the target as sent,
+// but the path of an absolute-form one.
+func originForm(req *h1.Request) string {
+	t := req.Target
+	if req.HostFromTarget {
+		i := indexOf(t, "://") + 3
+		t = t[i:]
+		if j := indexAny(t, "/?"); j >= 0 {
+			t = t[j:]
+		} else {
+			t = slash
+		}
+		if t[0] == '?' {
+			return "/" + string(t)
+		}
+	}
+	return string(t)
+}
+
+// respondHTTP writes an HTTP/2 target's response to an HTTP/1.1 client.
+func (c *clientConn) respondHTTP(x *exchange, rt *Route, t *target.Target, resp *http.Response, issued int64) (bool, error) {
+	req, w := &x.req, c.wr
+	keep := req.KeepAlive && !req.BothTEAndCL && !x.closeAfter && x.body.Done() && !x.h.closing.Load()
+	noBody := string(req.Method) == "HEAD" || resp.StatusCode == http.StatusNoContent || resp.StatusCode == http.StatusNotModified
+	out := h1.Length
+	switch {
+	case noBody:
+		out = h1.NoBody
+	case (resp.ContentLength < 0 || len(resp.Trailer) > 0) && req.Minor == 1:
+		// Chunked also when trailers are announced: only chunks carry them.
+		out = h1.Chunked
+	case resp.ContentLength < 0:
+		out, keep = h1.UntilClose, false
+	}
+	now := x.h.now()
+	c.touch(now.UnixNano(), rt.IdleTimeout)
+	w.WriteString("HTTP/1.1 ")
+	w.WriteInt(int64(resp.StatusCode))
+	w.WriteByte(' ')
+	w.WriteString(statusText(resp.StatusCode))
+	w.WriteString("\r\n")
+	for name, values := range resp.Header {
+		if h1.KindOf([]byte(name)).HopByHop() || name == "Content-Length" {
+			continue
+		}
+		for _, v := range values {
+			w.WriteString(name)
+			w.WriteString(": ")
+			w.WriteString(v)
+			w.WriteString("\r\n")
+		}
+	}
+	if out == h1.Chunked && len(resp.Trailer) > 0 {
+		w.WriteString("Trailer: ")
+		sep := ""
+		for name := range resp.Trailer {
+			w.WriteString(sep)
+			w.WriteString(name)
+			sep = ", "
+		}
+		w.WriteString("\r\n")
+	}
+	c.writeStickyCookies(t, issued)
+	switch {
+	case out == h1.Length || noBody && resp.ContentLength >= 0 && resp.StatusCode != http.StatusNoContent:
+		w.WriteString("Content-Length: ")
+		w.WriteInt(max(resp.ContentLength, 0))
+		w.WriteString("\r\n")
+	case out == h1.Chunked:
+		w.WriteString("Transfer-Encoding: chunked\r\n")
+	}
+	if !keep {
+		w.WriteString("Connection: close\r\n")
+	} else if req.Minor == 0 {
+		w.WriteString("Connection: keep-alive\r\n")
+	}
+	w.WriteString("\r\n")
+	if !noBody {
+		buf := make([]byte, 32<<10)
+		for {
+			n, err := resp.Body.Read(buf)
+			if n > 0 {
+				if out == h1.Chunked {
+					w.WriteChunk(buf[:n])
+				} else {
+					w.Write(buf[:n])
+				}
+				// HTTP/2 hands the body over as it comes: pass it on.
+				if w.Flush() != nil {
+					return false, errClientGone
+				}
+			}
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				x.h.log.Warn("target failed mid-response", "group", x.be.Group.Name, "target", t.ID, "err", err)
+				w.Flush()
+				return false, errCut
+			}
+		}
+		if out == h1.Chunked {
+			var tr []h1.Field
+			for name, values := range resp.Trailer {
+				for _, v := range values {
+					tr = append(tr, h1.Field{Name: []byte(name), Value: []byte(v)})
+				}
+			}
+			w.WriteLastChunk(tr)
+		}
+	}
+	if err := w.Flush(); err != nil {
+		return false, errClientGone
+	}
+	return keep, nil
+}
+
+// respondHTTP writes an HTTP/2 target's response to an HTTP/2 client.
+func (s *stream) respondHTTP(x *exchange, rt *Route, t *target.Target, resp *http.Response, issued int64) (bool, error) {
+	hdr := s.w.Header()
+	for name, values := range resp.Header {
+		if h1.KindOf([]byte(name)).HopByHop() || name == "Trailer" {
+			continue
+		}
+		hdr[name] = append(hdr[name], values...)
+	}
+	s.addCookies(x, t, issued)
+	s.w.WriteHeader(resp.StatusCode)
+	rc := http.NewResponseController(s.w)
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := resp.Body.Read(buf)
+		if n > 0 {
+			if _, werr := s.w.Write(buf[:n]); werr != nil {
+				return false, errClientGone
+			}
+			rc.Flush()
+		}
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			x.h.log.Warn("target failed mid-response", "group", x.be.Group.Name, "target", t.ID, "err", err)
+			panic(http.ErrAbortHandler)
+		}
+	}
+	for name, values := range resp.Trailer {
+		hdr[http.TrailerPrefix+name] = append(hdr[http.TrailerPrefix+name], values...)
+	}
+	return true, nil
+}
