@@ -52,7 +52,7 @@ func TestHTTP2Targets(t *testing.T) {
 	a, b := startH2Target(t, "a"), startH2Target(t, "b")
 	lb := startLB(t, lbConfig{targets: []string{a, b, closedPort(t)}, sticky: true, health: fastHealth,
 		listenAttrs: map[string]string{"routing.http2.h2c.enabled": "true"},
-		extraGroup: "    protocol_version: HTTP2\n"})
+		extraGroup:  "    protocol_version: HTTP2\n"})
 	waitFor(t, 5*time.Second, "the two live targets healthy over HTTP/2", func() bool { return healthyCount(lb, "web") == 2 })
 
 	for _, c := range []struct {
