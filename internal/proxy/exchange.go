@@ -95,6 +95,16 @@ type exchange struct {
 	// key is the request's hash-affinity key, when keyed.
 	key   uint64
 	keyed bool
+	// unwatch ends the client's watch on the target connection.
+	unwatch func() bool
+}
+
+// stopWatch ends the client's watch on the target connection, if any.
+func (x *exchange) stopWatch() {
+	if x.unwatch != nil {
+		x.unwatch()
+		x.unwatch = nil
+	}
 }
 
 var (
@@ -245,7 +255,10 @@ func (x *exchange) forward(rt *Route, t *target.Target, issued int64) (bool, err
 	}
 	h.Begin(t)
 	defer h.Done(t)
-	defer x.cl.watch(uc)()
+	// The watch ends before uc goes back to its pool (putOrClose), or
+	// here if it never does.
+	x.unwatch = x.cl.watch(uc)
+	defer x.stopWatch()
 	return x.roundTrip(rt, t, uc, issued)
 }
 

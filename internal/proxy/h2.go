@@ -179,6 +179,11 @@ func (h *Handler) serveStream(w http.ResponseWriter, r *http.Request) {
 	s := &stream{w: w, r: r}
 	x := exchanges.Get().(*exchange)
 	defer exchanges.Put(x)
+	if hosts := r.Header["Host"]; len(hosts) > 0 && (len(hosts) > 1 || hosts[0] != r.Host) {
+		// RFC 9113 §8.3.1: a host field beside :authority must match it.
+		s.writeError(http.StatusBadRequest, "the host field differs from :authority", false)
+		return
+	}
 	b, _ := r.Context().Value(burstKey{}).(*burst)
 	*x = exchange{h: h, cl: s, body: s, burst: b, buf: x.buf[:0],
 		req: h1.Request{Fields: x.req.Fields[:0], Kinds: x.req.Kinds[:0]}, resp: x.resp}
@@ -210,6 +215,8 @@ func (s *stream) head(req *h1.Request) {
 	for name, values := range r.Header {
 		k := h1.KindOf([]byte(name))
 		switch k {
+		case h1.KindHost:
+			continue // :authority is the Host (checked against this in serveStream)
 		case h1.KindExpect:
 			continue // the HTTP/2 server answers it when the body is read
 		case h1.KindCookie:
@@ -321,15 +328,25 @@ func (s *stream) addCookies(x *exchange, t *target.Target, issued int64) {
 
 func (s *stream) respond(x *exchange, rt *Route, t *target.Target, uc *upstream.Conn, issued int64) (bool, error) {
 	resp, hdr := &x.resp, s.w.Header()
+	hasType := false
 	for i, f := range resp.Fields {
 		switch k := resp.Kinds[i]; {
 		case k == h1.KindContentLength, k == h1.KindTrailer, k.HopByHop():
 			continue
 		}
-		hdr[string(f.Name)] = append(hdr[string(f.Name)], string(f.Value))
+		// Canonical names: net/http's server looks for "Content-Type" and
+		// "Date", and would add its own beside a target's lower-case ones.
+		name := http.CanonicalHeaderKey(string(f.Name))
+		hasType = hasType || name == "Content-Type"
+		hdr[name] = append(hdr[name], string(f.Value))
+	}
+	if !hasType {
+		hdr["Content-Type"] = nil // no type guessed from the body: none was sent
 	}
 	s.addCookies(x, t, issued)
-	if resp.Framing == h1.Length || resp.HasLength && resp.Status != http.StatusNoContent {
+	// A 304's Content-Length describes a body it does not carry, which Go's
+	// HTTP/2 client (and others) read as a body cut short: left out.
+	if resp.Framing == h1.Length || resp.HasLength && resp.Status != http.StatusNoContent && resp.Status != http.StatusNotModified {
 		hdr["Content-Length"] = []string{strconv.FormatInt(resp.ContentLength, 10)}
 	}
 	s.w.WriteHeader(resp.Status)

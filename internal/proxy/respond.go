@@ -88,6 +88,8 @@ func (c *clientConn) respond(x *exchange, rt *Route, t *target.Target, uc *upstr
 // target closes it, or the request was ambiguous: then nothing smuggled
 // behind it may be read from the connection.
 func (x *exchange) putOrClose(t *target.Target, uc *upstream.Conn, now int64) {
+	// A client going away from now on must not touch a pooled connection.
+	x.stopWatch()
 	if x.resp.Close || x.closeAfter || x.req.BothTEAndCL {
 		uc.Close()
 	} else {

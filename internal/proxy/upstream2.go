@@ -289,6 +289,9 @@ func (s *stream) respondHTTP(x *exchange, rt *Route, t *target.Target, resp *htt
 		}
 		hdr[name] = append(hdr[name], values...)
 	}
+	if _, ok := resp.Header["Content-Type"]; !ok {
+		hdr["Content-Type"] = nil // none guessed from the body
+	}
 	s.addCookies(x, t, issued)
 	s.w.WriteHeader(resp.StatusCode)
 	rc := http.NewResponseController(s.w)
