@@ -1,0 +1,116 @@
+package upstream
+
+import (
+	"context"
+	"errors"
+	"net"
+	"testing"
+	"time"
+)
+
+// listen accepts connections and hands them to the test.
+func listen(t *testing.T) (string, <-chan net.Conn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	ch := make(chan net.Conn, 16)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			ch <- c
+		}
+	}()
+	return ln.Addr().String(), ch
+}
+
+func TestPoolReusesAndCloses(t *testing.T) {
+	addr, accepted := listen(t)
+	p := NewPool(addr, 2)
+	now := time.Now().UnixNano()
+	c, err := p.Get(context.Background(), time.Second, now)
+	if err != nil || c.Reused {
+		t.Fatalf("first Get: %v, reused %v", err, c != nil && c.Reused)
+	}
+	<-accepted
+	p.Put(c, now)
+	c2, err := p.Get(context.Background(), time.Second, now)
+	if err != nil || c2 != c || !c2.Reused {
+		t.Fatalf("second Get: got a new connection (%v), want the pooled one", err)
+	}
+	if p.Len() != 1 {
+		t.Errorf("Len %d, want 1", p.Len())
+	}
+	// Close cuts connections in use too, and refuses new ones.
+	p.Close()
+	if _, err := c2.Write([]byte("x")); err == nil {
+		t.Errorf("a connection in use survived Close")
+	}
+	if _, err := p.Get(context.Background(), time.Second, now); !errors.Is(err, ErrClosed) {
+		t.Errorf("Get after Close: %v, want ErrClosed", err)
+	}
+}
+
+// TestPoolDropsConnectionsTheTargetClosed: a connection idle past
+// checkAfter is peeked at before reuse; one the target closed is dropped.
+func TestPoolDropsConnectionsTheTargetClosed(t *testing.T) {
+	addr, accepted := listen(t)
+	p := NewPool(addr, 4)
+	t.Cleanup(p.Close)
+	now := time.Now().UnixNano()
+	c, err := p.Get(context.Background(), time.Second, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	peer := <-accepted
+	p.Put(c, now)
+	peer.Close() // the target closes the idle connection
+	time.Sleep(20 * time.Millisecond)
+	// Within checkAfter the pooled connection is trusted as it is...
+	if got, _ := p.Get(context.Background(), time.Second, now+int64(checkAfter)/2); got != c {
+		t.Fatalf("within checkAfter: got a new connection, want the pooled one")
+	}
+	p.Put(c, now)
+	// ...past it, it is checked, found closed, and replaced.
+	got, err := p.Get(context.Background(), time.Second, now+2*int64(checkAfter))
+	if err != nil || got == c || got.Reused {
+		t.Fatalf("past checkAfter: got the dead connection back (%v)", err)
+	}
+}
+
+func TestPoolDialError(t *testing.T) {
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	addr := ln.Addr().String()
+	ln.Close()
+	_, err := NewPool(addr, 1).Get(context.Background(), time.Second, time.Now().UnixNano())
+	var de *DialError
+	if !errors.As(err, &de) || de.Timeout() {
+		t.Fatalf("dial to a closed port: %v, want a DialError that is no timeout", err)
+	}
+}
+
+func TestSetIdleDeadlineIsLazy(t *testing.T) {
+	addr, _ := listen(t)
+	p := NewPool(addr, 1)
+	t.Cleanup(p.Close)
+	now := time.Now().UnixNano()
+	c, err := p.Get(context.Background(), time.Second, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.SetIdleDeadline(now, 16*time.Second)
+	first := c.Deadline
+	c.SetIdleDeadline(now+int64(500*time.Millisecond), 16*time.Second)
+	if c.Deadline != first {
+		t.Errorf("the deadline moved after 0.5 s of a 16 s timeout; want it kept (within 1/16)")
+	}
+	c.SetIdleDeadline(now+int64(2*time.Second), 16*time.Second)
+	if c.Deadline == first {
+		t.Errorf("the deadline did not move after 2 s of a 16 s timeout")
+	}
+}
