@@ -2,6 +2,7 @@ package desync
 
 import (
 	"bytes"
+	"github.com/latch-lb/latch/internal/desync/desynctest"
 	"path/filepath"
 	"testing"
 
@@ -166,15 +167,12 @@ func FuzzClassify(f *testing.F) {
 	f.Add([]byte("POST"), []byte("/a?b"), []byte("HTTP/1.1"), encodeFields("Transfer-Encoding", "chunked", "Content-Length", "5"))
 	f.Add([]byte("POST"), []byte("/"), []byte("HTTP/1.0"), encodeFields("Transfer-Encoding ", "gzip, chunked", "content-length", "0"))
 	f.Add([]byte("HEAD"), []byte("/ x"), []byte(""), encodeFields("Tran\xc5\xbffer-Encoding", "chunked;x", "Content_Length", "1"))
-	files, _ := filepath.Glob(filepath.Join("testdata", "corpus", "*.yaml"))
-	for _, file := range files {
-		for _, c := range loadCorpus(f, file) {
-			var kv []string
-			for _, fl := range c.fields {
-				kv = append(kv, string(fl.Name), string(fl.Value))
-			}
-			f.Add([]byte(c.method), []byte(c.uri), []byte(c.version), encodeFields(kv...))
+	for _, c := range desynctest.LoadDir(f, filepath.Join("testdata", "corpus")) {
+		var kv []string
+		for _, h := range c.Headers {
+			kv = append(kv, h.Name, h.Value)
 		}
+		f.Add([]byte(c.Method), []byte(c.URI), []byte(c.Version), encodeFields(kv...))
 	}
 
 	f.Fuzz(func(t *testing.T, method, uri, version, encoded []byte) {

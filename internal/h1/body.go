@@ -201,11 +201,11 @@ ext:
 	if rest := line[i:]; len(rest) > 0 {
 		// chunk-ext: BWS ";" BWS ext-name ...; anything else after the
 		// size is garbage (RFC 9112 §7.1.1).
-		rest = trimOWS(rest)
+		rest = TrimOWS(rest)
 		if len(rest) == 0 || rest[0] != ';' || !validValue(rest) {
 			return b.formatErr()
 		}
-		if ext := trimOWS(rest[1:]); len(ext) == 0 || !tchar[ext[0]] {
+		if ext := TrimOWS(rest[1:]); len(ext) == 0 || !tchar[ext[0]] {
 			return b.formatErr()
 		}
 	}
@@ -245,7 +245,7 @@ func (b *Body) readTrailer() error {
 		lines = append(lines, span{start, start + colon, len(b.trailerB)})
 	}
 	for _, s := range lines {
-		b.Trailer = append(b.Trailer, Field{Name: b.trailerB[s.start:s.colon], Value: trimOWS(b.trailerB[s.colon+1 : s.end])})
+		b.Trailer = append(b.Trailer, Field{Name: b.trailerB[s.start:s.colon], Value: TrimOWS(b.trailerB[s.colon+1 : s.end])})
 	}
 	b.state = chunkDone
 	return nil

@@ -322,7 +322,7 @@ func (req *Request) parse(head []byte) error {
 			req.Kinds = append(req.Kinds, KindOther)
 			continue
 		}
-		name, value := line[:colon], trimOWS(line[colon+1:])
+		name, value := line[:colon], TrimOWS(line[colon+1:])
 		req.Fields = append(req.Fields, Field{Name: name, Value: value})
 		req.Kinds = append(req.Kinds, KindOf(name))
 	}
@@ -407,7 +407,8 @@ func nextLine(b []byte) (line, rest []byte) {
 	return line, rest
 }
 
-func trimOWS(b []byte) []byte {
+// TrimOWS removes the spaces and tabs around b (RFC 9110's OWS).
+func TrimOWS(b []byte) []byte {
 	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t') {
 		b = b[1:]
 	}
@@ -466,7 +467,7 @@ func (req *Request) derive() error {
 		case KindTE:
 			for tok := range tokens(f.Value) {
 				if i := bytes.IndexByte(tok, ';'); i >= 0 {
-					tok = trimOWS(tok[:i])
+					tok = TrimOWS(tok[:i])
 				}
 				if equalLower(tok, "trailers") {
 					req.WantsTrailers = true
@@ -518,7 +519,7 @@ func (req *Request) derive() error {
 func (req *Request) transferCoding(v []byte) error {
 	for tok := range tokens(v) {
 		if i := bytes.IndexByte(tok, ';'); i >= 0 {
-			tok = trimOWS(tok[:i])
+			tok = TrimOWS(tok[:i])
 		}
 		switch {
 		case equalLower(tok, "chunked"):
@@ -626,7 +627,7 @@ func tokens(v []byte) func(yield func([]byte) bool) {
 			} else {
 				tok, v = v, nil
 			}
-			if tok = trimOWS(tok); len(tok) > 0 && !yield(tok) {
+			if tok = TrimOWS(tok); len(tok) > 0 && !yield(tok) {
 				return
 			}
 		}

@@ -84,7 +84,7 @@ func (resp *Response) parse(h []byte, head bool) error {
 		if colon <= 0 || !validName(l[:colon]) {
 			return ErrResponseField
 		}
-		v := trimOWS(l[colon+1:])
+		v := TrimOWS(l[colon+1:])
 		if !validValue(v) {
 			return ErrResponseField
 		}
@@ -108,7 +108,7 @@ func (resp *Response) derive(head bool) error {
 		case KindTransferEncoding:
 			for tok := range tokens(f.Value) {
 				if i := bytes.IndexByte(tok, ';'); i >= 0 {
-					tok = trimOWS(tok[:i])
+					tok = TrimOWS(tok[:i])
 				}
 				switch {
 				case equalLower(tok, "chunked"):

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/latch-lb/latch/internal/config"
+	"github.com/latch-lb/latch/internal/h1"
 	"github.com/latch-lb/latch/internal/route"
 	"github.com/latch-lb/latch/internal/sticky"
 	"github.com/latch-lb/latch/internal/target"
@@ -146,17 +147,7 @@ func (a *Action) pick(ok func(*Backend) bool) *Backend {
 func (x *exchange) input() *route.Input {
 	req, in := &x.req, &x.in
 	in.Host, in.Method, in.Fields, in.Source = req.Host, req.Method, req.Fields, x.src
-	t := req.Target
-	if req.HostFromTarget {
-		// Absolute form: skip "scheme://authority".
-		i := indexOf(t, "://") + 3
-		t = t[i:]
-		if j := indexAny(t, "/?#"); j >= 0 {
-			t = t[j:]
-		} else {
-			t = t[len(t):]
-		}
-	}
+	t := originTarget(req)
 	if i := indexAny(t, "#"); i >= 0 {
 		t = t[:i]
 	}
@@ -171,6 +162,20 @@ func (x *exchange) input() *route.Input {
 }
 
 var slash = []byte("/")
+
+// originTarget is the request target without an absolute form's
+// "scheme://authority" (which may leave it empty, or starting with '?').
+func originTarget(req *h1.Request) []byte {
+	t := req.Target
+	if !req.HostFromTarget {
+		return t
+	}
+	t = t[indexOf(t, "://")+3:]
+	if j := indexAny(t, "/?#"); j >= 0 {
+		return t[j:]
+	}
+	return t[len(t):]
+}
 
 func indexOf(b []byte, s string) int {
 	for i := 0; i+len(s) <= len(b); i++ {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/latch-lb/latch/internal/balance"
 	"github.com/latch-lb/latch/internal/h1"
+	"github.com/latch-lb/latch/internal/sticky"
 	"github.com/latch-lb/latch/internal/target"
 )
 
@@ -167,18 +168,9 @@ var cookieName = []byte("Cookie")
 
 // cookieValue finds a cookie in one Cookie field.
 func cookieValue(line, name []byte) ([]byte, bool) {
-	for len(line) > 0 {
-		var pair []byte
-		if i := indexAny(line, ";"); i >= 0 {
-			pair, line = line[:i], line[i+1:]
-		} else {
-			pair, line = line, nil
-		}
-		for len(pair) > 0 && (pair[0] == ' ' || pair[0] == '\t') {
-			pair = pair[1:]
-		}
-		if len(pair) > len(name) && pair[len(name)] == '=' && string(pair[:len(name)]) == string(name) {
-			return pair[len(name)+1:], true
+	for n, v, rest, ok := sticky.NextCookie(line); ok; n, v, rest, ok = sticky.NextCookie(rest) {
+		if string(n) == string(name) {
+			return v, true
 		}
 	}
 	return nil, false
@@ -206,7 +198,7 @@ func (x *exchange) clientAddr(trusted []netip.Prefix) netip.Addr {
 			} else {
 				hop, v = v, nil
 			}
-			a, err := netip.ParseAddr(string(trimSpace(hop)))
+			a, err := netip.ParseAddr(string(h1.TrimOWS(hop)))
 			if err != nil {
 				return addr // garbage: trust nothing further left
 			}
@@ -235,14 +227,4 @@ func lastIndexByte(b []byte, c byte) int {
 		}
 	}
 	return -1
-}
-
-func trimSpace(b []byte) []byte {
-	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t') {
-		b = b[1:]
-	}
-	for len(b) > 0 && (b[len(b)-1] == ' ' || b[len(b)-1] == '\t') {
-		b = b[:len(b)-1]
-	}
-	return b
 }

@@ -166,18 +166,9 @@ func (b *idleBody) Read(p []byte) (int, error) {
 // originForm is the request target as an HTTP/2 :path: the target as sent,
 // but the path of an absolute-form one.
 func originForm(req *h1.Request) string {
-	t := req.Target
-	if req.HostFromTarget {
-		i := indexOf(t, "://") + 3
-		t = t[i:]
-		if j := indexAny(t, "/?"); j >= 0 {
-			t = t[j:]
-		} else {
-			t = slash
-		}
-		if t[0] == '?' {
-			return "/" + string(t)
-		}
+	t := originTarget(req)
+	if len(t) == 0 || t[0] == '?' || t[0] == '#' {
+		return "/" + string(t)
 	}
 	return string(t)
 }

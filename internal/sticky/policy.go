@@ -1,6 +1,7 @@
 package sticky
 
 import (
+	"bytes"
 	"hash/fnv"
 	"net/http"
 	"strings"
@@ -215,26 +216,32 @@ func (p *Policy) Read(h http.Header, now time.Time) (Session, Miss) {
 	return Session{}, miss
 }
 
-// readLine looks for our cookies in one Cookie line.
-func (p *Policy) readLine(line []byte, now time.Time) (Session, Miss) {
-	miss := NoCookie
+// NextCookie splits the first name=value pair off a Cookie line; ok is
+// false when the line holds no more. Pairs without '=' are skipped.
+func NextCookie(line []byte) (name, value, rest []byte, ok bool) {
 	for len(line) > 0 {
 		var pair []byte
-		if i := indexByte(line, ';'); i >= 0 {
+		if i := bytes.IndexByte(line, ';'); i >= 0 {
 			pair, line = line[:i], line[i+1:]
 		} else {
 			pair, line = line, nil
 		}
-		pair = trimSpace(pair)
-		eq := indexByte(pair, '=')
-		if eq < 0 {
-			continue
+		pair = h1.TrimOWS(pair)
+		if eq := bytes.IndexByte(pair, '='); eq >= 0 {
+			return pair[:eq], pair[eq+1:], line, true
 		}
-		name := pair[:eq]
+	}
+	return nil, nil, nil, false
+}
+
+// readLine looks for our cookies in one Cookie line.
+func (p *Policy) readLine(line []byte, now time.Time) (Session, Miss) {
+	miss := NoCookie
+	for name, value, rest, ok := NextCookie(line); ok; name, value, rest, ok = NextCookie(rest) {
 		if string(name) != p.Name && (p.CORSName == "" || string(name) != p.CORSName) {
 			continue
 		}
-		s, m := p.open(pair[eq+1:], now)
+		s, m := p.open(value, now)
 		if m == Hit {
 			return s, Hit
 		}
@@ -255,19 +262,7 @@ type appReader struct {
 }
 
 func (ar *appReader) feed(p *Policy, line []byte) {
-	for len(line) > 0 {
-		var pair []byte
-		if i := indexByte(line, ';'); i >= 0 {
-			pair, line = line[:i], line[i+1:]
-		} else {
-			pair, line = line, nil
-		}
-		pair = trimSpace(pair)
-		eq := indexByte(pair, '=')
-		if eq < 0 {
-			continue
-		}
-		name, value := pair[:eq], pair[eq+1:]
+	for name, value, rest, ok := NextCookie(line); ok; name, value, rest, ok = NextCookie(rest) {
 		if string(name) == p.AppCookie {
 			ar.app = true
 			continue
@@ -461,7 +456,7 @@ func (p *Policy) appShard(dst []byte, name string, value []byte, r *Response) []
 
 // SetsCookie reports whether a Set-Cookie field value sets the named cookie.
 func SetsCookie(value []byte, name string) bool {
-	value = trimSpace(value)
+	value = h1.TrimOWS(value)
 	return len(value) > len(name) && value[len(name)] == '=' && string(value[:len(name)]) == name
 }
 
@@ -525,23 +520,4 @@ func expires(now time.Time) string {
 	e := &expiry{sec, time.Unix(sec, 0).Add(cookieLifetime).UTC().Format(http.TimeFormat)}
 	expiryCache.Store(e)
 	return e.text
-}
-
-func indexByte(b []byte, c byte) int {
-	for i, x := range b {
-		if x == c {
-			return i
-		}
-	}
-	return -1
-}
-
-func trimSpace(b []byte) []byte {
-	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t') {
-		b = b[1:]
-	}
-	for len(b) > 0 && (b[len(b)-1] == ' ' || b[len(b)-1] == '\t') {
-		b = b[:len(b)-1]
-	}
-	return b
 }
