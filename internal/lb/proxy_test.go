@@ -501,3 +501,34 @@ func TestForwardedForModesAndTraceID(t *testing.T) {
 		t.Errorf("drop_invalid_header_fields: got %v", r.Header)
 	}
 }
+
+// TestRequestTimeout: ALB answers 408 to a client that sends no request
+// within the idle timeout, whether it sent nothing or half a head; a
+// kept-alive connection idle after a request is just closed.
+func TestRequestTimeout(t *testing.T) {
+	b := startBackend(t, "a")
+	lb := startLB(t, lbConfig{targets: []string{b.addr}, listenAttrs: map[string]string{"idle_timeout.timeout_seconds": "0.2"}})
+	addr := strings.TrimPrefix(lb.url, "http://")
+	for _, tt := range []struct {
+		name, send, want string
+	}{
+		{"nothing sent", "", "HTTP/1.1 408 Request Timeout\r\n"},
+		{"half a head", "GET / HTTP/1.1\r\nHost: a\r\n", "HTTP/1.1 408 Request Timeout\r\n"},
+		{"idle after a request", "GET / HTTP/1.1\r\nHost: a\r\n\r\n", "HTTP/1.1 200 OK\r\n"},
+	} {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.WriteString(c, tt.send)
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		all, _ := io.ReadAll(c)
+		c.Close()
+		if !bytes.HasPrefix(all, []byte(tt.want)) {
+			t.Errorf("%s: got %q, want it to start %q", tt.name, all, tt.want)
+		}
+		if tt.name == "idle after a request" && bytes.Count(all, []byte("HTTP/1.1 ")) != 1 {
+			t.Errorf("%s: got %q; want the response and then a silent close", tt.name, all)
+		}
+	}
+}

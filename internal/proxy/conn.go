@@ -30,6 +30,7 @@ type clientConn struct {
 	idle     atomic.Bool // waiting for a request: Shutdown may close it
 	deadline int64       // the deadline last set on nc, unix nanoseconds
 	handedOn bool        // nc went to the HTTP/2 server
+	served   int         // requests answered on this connection
 }
 
 var _ client = (*clientConn)(nil)
@@ -94,6 +95,7 @@ func (c *clientConn) serve() {
 		if !c.exchange.serve(rt) {
 			return
 		}
+		c.served++
 		c.rd.Release()
 	}
 }
@@ -206,7 +208,11 @@ func (c *clientConn) readFailed(started bool, err error) {
 		c.reject(e.Status, e.Cause)
 		return
 	}
-	if started && errors.Is(err, os.ErrDeadlineExceeded) && !c.h.closing.Load() {
+	// ALB answers 408 to a client that sends no request in time. Not on a
+	// kept-alive connection idle between requests: there a client may be
+	// sending its next request as latch closes, and would read the 408 as
+	// its answer; it just closes.
+	if (started || c.served == 0) && errors.Is(err, os.ErrDeadlineExceeded) && !c.h.closing.Load() {
 		c.reject(http.StatusRequestTimeout, "the client sent no complete request within the idle timeout")
 	}
 }
