@@ -8,10 +8,12 @@
 #
 # Settings (environment variable, or the flag in brackets):
 #   ROUNDS=3 (--rounds)  DURATION=10s (--duration)  CONNS=64 (--conns)
-#   THREADS=2 (--threads)  SESSIONS=64 (--sessions)
+#   THREADS=2 (--threads, wrk's)  SESSIONS=64 (--sessions)
 #   FRONTENDS="direct haproxy nginx latch" (--frontends direct,latch)
+#   CLIENTS="wrk closedloop" (--clients wrk): the load generators, each
+#     measuring every front end (closedloop is bench/closedloop, in Go)
 #   IDLE_CONNS=10000 (--idle-conns)  IDLE_FRONTENDS="haproxy latch" (--idle-frontends)
-#   KEEP_TMP=0 (--keep): keep the temp dir with every config, log and wrk output
+#   KEEP_TMP=0 (--keep): keep the temp dir with every config, log and load output
 #
 # Everything runs on 127.0.0.1 in a temp dir; everything started is stopped
 # on exit, Ctrl-C or failure. Exit status: 0, or 1 if a front end failed to
@@ -26,6 +28,7 @@ CONNS=${CONNS:-64}
 THREADS=${THREADS:-2}
 SESSIONS=${SESSIONS:-64}
 FRONTENDS=${FRONTENDS:-"direct haproxy nginx latch"}
+CLIENTS=${CLIENTS:-"wrk closedloop"}
 IDLE_CONNS=${IDLE_CONNS:-10000}
 IDLE_FRONTENDS=${IDLE_FRONTENDS:-"haproxy latch"}
 KEEP_TMP=${KEEP_TMP:-0}
@@ -37,7 +40,7 @@ while (($#)); do
 	val=
 	case $arg in
 	--*=*) val=${arg#*=} arg=${arg%%=*} ;;
-	--rounds | --duration | --conns | --threads | --sessions | --frontends | --idle-conns | --idle-frontends)
+	--rounds | --duration | --conns | --threads | --sessions | --frontends | --clients | --idle-conns | --idle-frontends)
 		(($#)) || { echo "run.sh: $arg needs a value" >&2; exit 2; }
 		val=$1
 		shift
@@ -51,6 +54,7 @@ while (($#)); do
 	--threads) THREADS=$val ;;
 	--sessions) SESSIONS=$val ;;
 	--frontends) FRONTENDS=${val//,/ } ;;
+	--clients) CLIENTS=${val//,/ } ;;
 	--idle-conns) IDLE_CONNS=$val ;;
 	--idle-frontends) IDLE_FRONTENDS=${val//,/ } ;;
 	--keep) KEEP_TMP=1 ;;
@@ -59,10 +63,15 @@ while (($#)); do
 	esac
 done
 read -ra FES <<<"$FRONTENDS"
+read -ra CLS <<<"$CLIENTS"
 read -ra IDLE_FES <<<"$IDLE_FRONTENDS"
 for fe in "${FES[@]}"; do
 	case $fe in direct | haproxy | nginx | latch) ;; *) echo "run.sh: unknown front end $fe (direct, haproxy, nginx, latch)" >&2; exit 2 ;; esac
 done
+for cl in "${CLS[@]}"; do
+	case $cl in wrk | closedloop) ;; *) echo "run.sh: unknown client $cl (wrk, closedloop)" >&2; exit 2 ;; esac
+done
+((${#CLS[@]})) || { echo "run.sh: CLIENTS is empty (wrk, closedloop)" >&2; exit 2; }
 for fe in "${IDLE_FES[@]}"; do
 	case $fe in haproxy | nginx | latch) ;; *) echo "run.sh: unknown idle front end $fe (haproxy, nginx, latch)" >&2; exit 2 ;; esac
 done
@@ -618,14 +627,17 @@ BROKEN=()  # front ends whose stickiness broke
 declare -A URL SESSFILE
 load_phase() {
 	local fe port
-	say "== load: wrk -t$THREADS -c$CONNS -d$DURATION, $SESSIONS sticky sessions, 3 backends, $ROUNDS interleaved rounds"
+	say "== load: ${CLS[*]}, $CONNS connections, $DURATION, $SESSIONS sticky sessions, 3 backends, $ROUNDS interleaved rounds"
+	if [[ " ${CLS[*]} " == *" closedloop "* ]]; then
+		(cd "$REPO" && go build -o "$TMP/bin/closedloop" ./bench/closedloop) || die "bench/closedloop did not build"
+	fi
 	say "starting front ends and collecting sessions:"
 	local ok=()
 	for fe in "${FES[@]}"; do
 		if [[ $fe == direct ]]; then
 			URL[direct]="http://$HOST:${BPORT[b1]}/"
 			ok+=(direct)
-			say "  direct: wrk straight at backend b1 (no proxy, no cookie)"
+			say "  direct: the load straight at backend b1 (no proxy, no cookie)"
 			continue
 		fi
 		pick_port
@@ -658,13 +670,13 @@ load_phase() {
 		run_fg wrk -t"$THREADS" -c"$CONNS" -d1s -s "$BENCH/sessions.lua" "${URL[$fe]}" "${wargs[@]}" >"$TMP/warmup-$fe.txt" 2>&1 || true
 	done
 
-	local round n=${#ok[@]} k i out
+	local round n=${#ok[@]} k i out cl
 	for ((round = 1; round <= ROUNDS; round++)); do
 		for ((k = 0; k < n; k++)); do
 			i=$(((k + round - 1) % n))
 			fe=${ok[i]}
 			[[ " ${FAILED[*]} " == *" $fe "* ]] && continue
-			run_one "$round" "$fe"
+			for cl in "${CLS[@]}"; do run_one "$round" "$fe" "$cl"; done
 		done
 	done
 
@@ -676,37 +688,56 @@ backends_alive() {
 	alive "${PID[backends]}" || die "the nginx backends died: $(tail -5 "$TMP/backends/error.log" "$TMP/backends/stderr.log" 2>/dev/null)"
 }
 
-run_one() { # ROUND FE
-	local round=$1 fe=$2 out=$TMP/wrk-$2-$1.txt pid='' t0=0 t1=0 rss=- cpu=-
+run_one() { # ROUND FE CLIENT
+	local round=$1 fe=$2 cl=$3 out=$TMP/$3-$2-$1.txt pid='' t0=0 t1=0 rss=- cpu=-
 	[[ $fe != direct ]] && pid=${PID[$fe]}
-	local args=()
-	[[ $fe != direct ]] && args=(-- "${SESSFILE[$fe]}")
 	[[ -n $pid ]] && t0=$(cpu_ticks "$pid")
-	if ! run_fg wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency -s "$BENCH/sessions.lua" "${URL[$fe]}" "${args[@]}" >"$out" 2>&1; then
-		warn "$fe: wrk failed: $(tail -3 "$out")"
+	local rps reqs p50 p99 non2xx sockerr
+	if [[ $cl == wrk ]]; then
+		local args=()
+		[[ $fe != direct ]] && args=(-- "${SESSFILE[$fe]}")
+		run_fg wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency -s "$BENCH/sessions.lua" "${URL[$fe]}" "${args[@]}" >"$out" 2>&1 ||
+			warn "$fe: wrk failed: $(tail -3 "$out")"
+		rps=$(awk '/^Requests\/sec:/ {print $2}' "$out")
+		reqs=$(awk '/ requests in / {print $1}' "$out")
+		p50=$(to_ms "$(awk '$1 == "50%" {print $2}' "$out")")
+		p99=$(to_ms "$(awk '$1 == "99%" {print $2}' "$out")")
+		non2xx=$(awk -F': *' '/Non-2xx or 3xx responses/ {print $2}' "$out")
+		sockerr=$(awk '/Socket errors:/ {gsub(/,/, ""); print $4 + $6 + $8 + $10}' "$out")
+	else
+		local args=()
+		[[ $fe != direct ]] && args=(-sessions "${SESSFILE[$fe]}")
+		run_fg "$TMP/bin/closedloop" -url "${URL[$fe]}" -c "$CONNS" -d "$DURATION" "${args[@]}" >"$out" 2>&1 ||
+			warn "$fe: closedloop failed: $(tail -3 "$out")"
+		# "N requests, X req/s, p50 a ms, p90 b ms, p99 c ms, p99.9 d ms, non-2xx e, errors f"
+		read -r reqs rps p50 p99 non2xx sockerr < <(awk '/ requests, / {
+			gsub(/,/, "")
+			for (i = 1; i < NF; i++) {
+				if ($(i + 1) == "requests") n = $i
+				if ($(i + 1) == "req/s") r = $i
+				if ($i == "p50") a = $(i + 1)
+				if ($i == "p99") c = $(i + 1)
+				if ($i == "non-2xx") e = $(i + 1)
+				if ($i == "errors") f = $(i + 1)
+			}
+			print n, r, a, c, e, f
+		}' "$out") || true
 	fi
 	if [[ -n $pid ]]; then
 		t1=$(cpu_ticks "$pid")
 		rss=$(awk -v k="$(rss_kib "$pid")" 'BEGIN {printf "%.1f", k / 1024}')
 	fi
-	local rps reqs p50 p99 non2xx sockerr
-	rps=$(awk '/^Requests\/sec:/ {print $2}' "$out")
-	reqs=$(awk '/ requests in / {print $1}' "$out")
-	p50=$(to_ms "$(awk '$1 == "50%" {print $2}' "$out")")
-	p99=$(to_ms "$(awk '$1 == "99%" {print $2}' "$out")")
-	non2xx=$(awk -F': *' '/Non-2xx or 3xx responses/ {print $2}' "$out")
-	sockerr=$(awk '/Socket errors:/ {gsub(/,/, ""); print $4 + $6 + $8 + $10}' "$out")
-	rps=${rps:-0} reqs=${reqs:-0} non2xx=${non2xx:-0} sockerr=${sockerr:-0}
+	rps=${rps:-0} reqs=${reqs:-0} p50=${p50:-nan} p99=${p99:-nan} non2xx=${non2xx:-0} sockerr=${sockerr:-0}
 	if [[ -n $pid && $reqs -gt 0 ]]; then
 		cpu=$(awk -v d=$((t1 - t0)) -v hz="$CLK_TCK" -v n="$reqs" 'BEGIN {printf "%.1f", d / hz * 1e6 / n}')
 	fi
 	if [[ $reqs == 0 ]]; then
-		warn "round $round/$ROUNDS $fe: no requests completed: $(tail -5 "$out")"
+		warn "round $round/$ROUNDS $fe ($cl): no requests completed: $(tail -5 "$out")"
 		FAILED+=("$fe")
 	else
-		printf '%s %s %s %s %s %s %s %s %s %s\n' "$round" "$fe" "$rps" "$p50" "$p99" "$non2xx" "$sockerr" "$reqs" "$cpu" "$rss" >>"$RESULTS"
-		printf 'round %d/%d  %-8s %9.0f req/s  p50 %7.2f ms  p99 %7.2f ms  non-2xx %-6s socket errors %-4s CPU %6s µs/req  RSS %6s MiB\n' \
-			"$round" "$ROUNDS" "$fe" "$rps" "$p50" "$p99" "$non2xx" "$sockerr" "$cpu" "$rss"
+		printf '%s %s %s %s %s %s %s %s %s %s %s\n' "$round" "$fe" "$rps" "$p50" "$p99" "$non2xx" "$sockerr" "$reqs" "$cpu" "$rss" "$cl" >>"$RESULTS"
+		printf 'round %d/%d  %-10s %-8s %9.0f req/s  p50 %7.2f ms  p99 %7.2f ms  non-2xx %-6s socket errors %-4s CPU %6s µs/req  RSS %6s MiB\n' \
+			"$round" "$ROUNDS" "$cl" "$fe" "$rps" "$p50" "$p99" "$non2xx" "$sockerr" "$cpu" "$rss"
 	fi
 	if [[ -n $pid ]] && ! alive "$pid"; then
 		warn "$fe died during the run"
@@ -715,8 +746,8 @@ run_one() { # ROUND FE
 	backends_alive
 }
 
-median() { # FE COLUMN: median over rounds, "-" when there is no value
-	awk -v fe="$1" -v c="$2" '$2 == fe && $c != "-" {print $c}' "$RESULTS" | sort -g | awk '
+median() { # CLIENT FE COLUMN: median over rounds, "-" when there is no value
+	awk -v cl="$1" -v fe="$2" -v c="$3" '$11 == cl && $2 == fe && $c != "-" && $c != "nan" {print $c}' "$RESULTS" | sort -g | awk '
 		{ a[NR] = $1 }
 		END { if (NR == 0) print "-"; else if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
 }
@@ -730,20 +761,26 @@ fmt() { # FORMAT VALUE, "-" stays "-"
 }
 
 print_load_table() {
-	local fe hrps=- hp99=- rps p50 p99 cpu rss
-	if [[ " ${FES[*]} " == *" haproxy "* ]] && grep -q ' haproxy ' "$RESULTS"; then
-		hrps=$(median haproxy 3)
-		hp99=$(median haproxy 5)
-	fi
-	say
-	say "Load: wrk -t$THREADS -c$CONNS -d$DURATION --latency, $SESSIONS sticky sessions, 3 backends; median of $ROUNDS interleaved rounds"
-	say
-	say "| front end | req/s | p50 ms | p99 ms | CPU µs/req | RSS MiB | req/s vs HAProxy | p99 vs HAProxy |"
-	say "|---|--:|--:|--:|--:|--:|--:|--:|"
-	for fe in "${FES[@]}"; do
-		grep -q " $fe " "$RESULTS" || { say "| $fe | failed | | | | | | |"; continue; }
-		rps=$(median "$fe" 3) p50=$(median "$fe" 4) p99=$(median "$fe" 5) cpu=$(median "$fe" 9) rss=$(median "$fe" 10)
-		say "| $fe | $(fmt %.0f "$rps") | $(fmt %.2f "$p50") | $(fmt %.2f "$p99") | $(fmt %.1f "$cpu") | $(fmt %.1f "$rss") | $(ratio "$rps" "$hrps") | $(ratio "$p99" "$hp99") |"
+	local cl fe hrps hp99 rps p50 p99 cpu rss
+	for cl in "${CLS[@]}"; do
+		hrps=- hp99=-
+		if awk -v cl="$cl" '$11 == cl && $2 == "haproxy" {f = 1} END {exit !f}' "$RESULTS"; then
+			hrps=$(median "$cl" haproxy 3)
+			hp99=$(median "$cl" haproxy 5)
+		fi
+		say
+		case $cl in
+		wrk) say "Load: wrk -t$THREADS -c$CONNS -d$DURATION --latency, $SESSIONS sticky sessions, 3 backends; median of $ROUNDS interleaved rounds" ;;
+		closedloop) say "Load: bench/closedloop -c $CONNS -d $DURATION, $SESSIONS sticky sessions, 3 backends; median of $ROUNDS interleaved rounds" ;;
+		esac
+		say
+		say "| front end | req/s | p50 ms | p99 ms | CPU µs/req | RSS MiB | req/s vs HAProxy | p99 vs HAProxy |"
+		say "|---|--:|--:|--:|--:|--:|--:|--:|"
+		for fe in "${FES[@]}"; do
+			awk -v cl="$cl" -v fe="$fe" '$11 == cl && $2 == fe {f = 1} END {exit !f}' "$RESULTS" || { say "| $fe | failed | | | | | | |"; continue; }
+			rps=$(median "$cl" "$fe" 3) p50=$(median "$cl" "$fe" 4) p99=$(median "$cl" "$fe" 5) cpu=$(median "$cl" "$fe" 9) rss=$(median "$cl" "$fe" 10)
+			say "| $fe | $(fmt %.0f "$rps") | $(fmt %.2f "$p50") | $(fmt %.2f "$p99") | $(fmt %.1f "$cpu") | $(fmt %.1f "$rss") | $(ratio "$rps" "$hrps") | $(ratio "$p99" "$hp99") |"
+		done
 	done
 	say
 	local n s held
@@ -760,7 +797,7 @@ print_load_table() {
 			held=no
 			BROKEN+=("$fe")
 		fi
-		say "$fe: stickiness held: $held ($n non-2xx, $s socket errors)"
+		say "$fe: stickiness held: $held ($n non-2xx, $s socket errors, all clients and rounds)"
 	done
 }
 
@@ -848,7 +885,7 @@ main() {
 	say "## Results"
 	say
 	print_header
-	say "setup:     wrk, the proxy and 3 nginx backends share the same $(nproc) vCPUs; everything on 127.0.0.1"
+	say "setup:     the load generator, the proxy and 3 nginx backends share the same $(nproc) vCPUs; everything on 127.0.0.1"
 	[[ $MODE != idle ]] && print_load_table
 	[[ $MODE != load ]] && print_idle_table
 
