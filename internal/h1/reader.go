@@ -55,6 +55,8 @@ type Reader struct {
 	rawN       int
 	rawErr     error
 	unbuffered bool // wait for data holding no buffer
+
+	sock *Sock // set on an event loop's socket (see NewSockReader)
 }
 
 // NewReader returns a Reader on src. With waitUnbuffered, a Reader on a
@@ -120,7 +122,7 @@ func (rd *Reader) grow() {
 // but never those before keep: a message's head stays where it is until
 // the next message is read.
 func (rd *Reader) fill() error {
-	if rd.buf == nil && !(rd.raw != nil && rd.unbuffered) {
+	if rd.buf == nil && !(rd.unbuffered && (rd.raw != nil || rd.sock != nil)) {
 		rd.getBuf()
 	}
 	if rd.buf != nil && rd.w == len(rd.buf) {
@@ -129,6 +131,9 @@ func (rd *Reader) fill() error {
 		}
 		rd.w = rd.keep + copy(rd.buf[rd.keep:], rd.buf[rd.r:rd.w])
 		rd.r = rd.keep
+	}
+	if rd.sock != nil {
+		return rd.fillSock()
 	}
 	if rd.raw != nil {
 		return rd.fillRaw()
@@ -244,7 +249,7 @@ func (rd *Reader) readHead(limit int) (head []byte, started bool, err error) {
 					break
 				}
 			}
-			if rd.r == rd.w && scanned == 0 && rd.raw != nil && rd.unbuffered {
+			if rd.r == rd.w && scanned == 0 && rd.unbuffered && (rd.raw != nil || rd.sock != nil) {
 				// Nothing but empty lines: wait without a buffer.
 				rd.putBuf()
 				if err := rd.fill(); err != nil {

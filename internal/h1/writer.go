@@ -22,6 +22,11 @@ type Writer struct {
 	rawFn  func(fd uintptr) bool
 	rawP   []byte
 	rawErr error
+
+	// On an event loop's socket (see NewSockWriter), what the socket
+	// cannot take at once waits in pending.
+	sock    *Sock
+	pending []byte
 }
 
 // NewWriter returns a Writer on dst.
@@ -160,6 +165,14 @@ func (w *Writer) WriteLastChunk(trailer []Field) {
 }
 
 func (w *Writer) flushBuf() {
+	if len(w.pending) > 0 && w.sock == nil {
+		// Left by the event loop the connection came from: it goes first.
+		p := w.pending
+		w.pending = nil
+		if w.write(p) != nil {
+			return
+		}
+	}
 	if len(w.buf) == 0 {
 		return
 	}
@@ -169,6 +182,9 @@ func (w *Writer) flushBuf() {
 
 // write writes p in full, or sets the sticky error.
 func (w *Writer) write(p []byte) error {
+	if w.sock != nil {
+		return w.writeSock(p)
+	}
 	if w.raw == nil {
 		_, w.err = w.dst.Write(p)
 		return w.err
@@ -219,7 +235,7 @@ func (w *Writer) Reset(dst io.Writer) {
 		smallBufs.Put(w.bufp)
 		w.bufp, w.buf = nil, nil
 	}
-	w.dst, w.err, w.raw = dst, nil, nil
+	w.dst, w.err, w.raw, w.pending = dst, nil, nil, nil
 	if sc, ok := dst.(syscall.Conn); ok {
 		if raw, err := sc.SyscallConn(); err == nil {
 			w.raw = raw

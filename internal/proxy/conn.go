@@ -52,52 +52,67 @@ func clientIP(a net.Addr) []byte {
 }
 
 func (c *clientConn) serve() {
-	defer func() {
-		c.rd.Close()
-		c.wr.Reset(nil)
-		if !c.handedOn {
-			c.nc.Close()
-		}
-		c.h.forget(c)
-	}()
+	defer c.cleanup()
 	if tc, ok := c.nc.(*tls.Conn); ok && !c.handshake(tc) {
 		return
 	}
-	for {
-		c.touch(c.h.now().UnixNano(), c.h.route.Load().IdleTimeout)
-		c.idle.Store(true)
-		if c.h.closing.Load() {
-			return
-		}
-		c.req.Method = nil // an error before the request line is no answer to HEAD
-		started, err := c.rd.ReadRequest(&c.req)
-		c.idle.Store(false)
-		if err != nil {
-			c.readFailed(started, err)
-			return
-		}
-		// The route is read once the request is in, so that a request
-		// that arrives after a reload is served by the new config.
-		rt := c.h.route.Load()
-		if rt.H2C && isH2Preface(&c.req) {
-			// HTTP/2 with prior knowledge: the HTTP/2 server reads the
-			// preface again, and everything after it.
-			pre := make([]byte, len(h2Preface)+c.rd.Buffered())
-			c.rd.ReadBuffered(pre[copy(pre, h2Preface):])
-			c.handedOn = true
-			c.h.serveH2(c.nc, pre, rt.IdleTimeout)
-			return
-		}
-		if !c.admit(rt) {
-			return
-		}
-		c.hbody.Reset(c.rd, c.req.Framing, c.req.ContentLength, false)
-		if !c.exchange.serve(rt) {
-			return
-		}
-		c.served++
-		c.rd.Release()
+	for c.next() {
 	}
+}
+
+// cleanup releases what a connection holds once it is done.
+func (c *clientConn) cleanup() {
+	c.rd.Close()
+	c.wr.Reset(nil)
+	if !c.handedOn {
+		c.nc.Close()
+	}
+	c.h.forget(c)
+}
+
+// next reads the next request and serves it; it reports whether the
+// connection may carry another.
+func (c *clientConn) next() bool {
+	c.touch(c.h.now().UnixNano(), c.h.route.Load().IdleTimeout)
+	c.idle.Store(true)
+	if c.h.closing.Load() {
+		return false
+	}
+	c.req.Method = nil // an error before the request line is no answer to HEAD
+	started, err := c.rd.ReadRequest(&c.req)
+	c.idle.Store(false)
+	if err != nil {
+		c.readFailed(started, err)
+		return false
+	}
+	// The route is read once the request is in, so that a request that
+	// arrives after a reload is served by the new config.
+	return c.handle(c.h.route.Load())
+}
+
+// handle serves the request just read.
+func (c *clientConn) handle(rt *Route) bool {
+	if rt.H2C && isH2Preface(&c.req) {
+		// HTTP/2 with prior knowledge: the HTTP/2 server reads the
+		// preface again, and everything after it.
+		pre := make([]byte, len(h2Preface)+c.rd.Buffered())
+		c.rd.ReadBuffered(pre[copy(pre, h2Preface):])
+		c.handedOn = true
+		c.h.serveH2(c.nc, pre, rt.IdleTimeout)
+		return false
+	}
+	if !c.admit(rt) {
+		return false
+	}
+	c.hbody.Reset(c.rd, c.req.Framing, c.req.ContentLength, false)
+	return c.exchange.serve(rt) && c.served1()
+}
+
+// served1 counts a request answered, with the connection to be kept.
+func (c *clientConn) served1() bool {
+	c.served++
+	c.rd.Release()
+	return true
 }
 
 // handshakeTimeout bounds a TLS handshake, as ALB's 10 s for its own.

@@ -95,6 +95,13 @@ type exchange struct {
 	// key is the request's hash-affinity key, when keyed.
 	key   uint64
 	keyed bool
+	// The forward's target, when its session first picked it (0: now),
+	// whether the request came with a live session, and the group's view
+	// the target was picked from.
+	t          *target.Target
+	issued     int64
+	firstStuck bool
+	view       *target.View
 	// unwatch ends the client's watch on the target connection.
 	unwatch func() bool
 }
@@ -118,72 +125,106 @@ const maxForwardedFor = 30
 // serve answers the request in x.req, whose body x.body reads, and
 // reports whether the client's connection may carry another.
 func (x *exchange) serve(rt *Route) bool {
+	if forward, keep := x.begin(rt); !forward {
+		return keep
+	}
+	return x.serveForward(rt)
+}
+
+// begin does what comes before forwarding: it refuses what latch does not
+// forward, matches the rules, answers redirects and fixed responses, and
+// picks the target (x.t) of a forward. forward reports whether to forward
+// the request; when not, keep says whether the connection may go on.
+func (x *exchange) begin(rt *Route) (forward, keep bool) {
 	req := &x.req
 	x.rt = rt
 	switch {
 	case req.ExpectOther:
-		return x.refuse(http.StatusExpectationFailed, "unsupported Expect")
+		return false, x.refuse(http.StatusExpectationFailed, "unsupported Expect")
 	case string(req.Method) == "TRACE":
-		return x.refuse(http.StatusMethodNotAllowed, "TRACE is not allowed")
+		return false, x.refuse(http.StatusMethodNotAllowed, "TRACE is not allowed")
 	case string(req.Method) == "CONNECT":
-		return x.refuse(http.StatusMethodNotAllowed, "CONNECT is not supported")
+		return false, x.refuse(http.StatusMethodNotAllowed, "CONNECT is not supported")
 	case req.XFFCount > maxForwardedFor:
-		return x.refuse(463, "X-Forwarded-For holds more than 30 addresses")
+		return false, x.refuse(463, "X-Forwarded-For holds more than 30 addresses")
 	}
 	a := rt.Actions[len(rt.Actions)-1]
 	if !rt.Rules.Empty() {
 		a = rt.Actions[rt.Rules.Match(x.input()).Index]
 	}
 	if a.Kind != Forward {
-		return x.answer(rt, a)
+		return false, x.answer(rt, a)
 	}
 	now := x.h.now()
 	x.act = a
 	x.be = x.backend(a, now)
 	be := x.be
-	view := be.Group.View()
-	if len(view.Targets) == 0 || view.Picker == nil {
-		return x.refuse(http.StatusServiceUnavailable, fmt.Sprintf("target group %q has no registered targets", be.Group.Name))
+	x.view = be.Group.View()
+	if len(x.view.Targets) == 0 || x.view.Picker == nil {
+		return false, x.refuse(http.StatusServiceUnavailable, fmt.Sprintf("target group %q has no registered targets", be.Group.Name))
 	}
-
 	x.keyed = false
-	t, issued, stuck := x.pick(rt, view, now)
+	var stuck bool
+	x.t, x.issued, stuck = x.pick(rt, x.view, now)
 	x.stuck = stuck || x.moved != ""
-	keep, err := x.forward(rt, t, issued)
-	if isDialFailure(err) {
-		// The request never reached the target: count the failure against
-		// it, and try once more elsewhere, re-sticking the session there.
-		var de *upstream.DialError
-		if errors.As(err, &de) {
-			t.RecordConnectFailure()
-			be.Group.Observe(t, target.Result{Reason: target.ReasonFailedHealthChecks,
-				Description: "connect failed on a request: " + de.Err.Error()})
-		}
-		if alt := x.alternative(view, t); alt != nil && alt != t {
-			if stuck {
-				x.moved = t.ID
-			}
-			issued = 0
-			if x.burst != nil && be.Sticky != nil {
-				issued = x.burst.repin(be, t, alt, now)
-			}
-			t = alt
-			keep, err = x.forward(rt, t, issued)
-		}
+	x.firstStuck = stuck
+	return true, false
+}
+
+// serveForward forwards the request to x.t, and once more elsewhere if
+// that target refuses the connection.
+func (x *exchange) serveForward(rt *Route) bool {
+	keep, err := x.forward(rt, x.t, x.issued)
+	if isDialFailure(err) && x.retarget(err) {
+		keep, err = x.forward(rt, x.t, x.issued)
 	}
-	if err != nil {
-		if t.Health().State == target.Unused {
-			err = errDeregistered
-		}
-		if !isDialFailure(err) && !errors.Is(err, errClientGone) {
-			// The request reached the target, which failed it: an error
-			// for anomaly detection, as the status latch answers with.
-			status, _ := statusFor(err, be.ConnectTimeout, rt.IdleTimeout)
-			t.Record(status)
-		}
-		return x.failTarget(rt, t, err)
+	return x.finish(rt, x.t, keep, err)
+}
+
+// retarget deals with a connect failure to x.t (err): the request never
+// reached it, so the failure counts against it, and the request goes once
+// more elsewhere, re-sticking the session there. It reports whether there
+// is another target to try, now in x.t.
+func (x *exchange) retarget(err error) bool {
+	t, be := x.t, x.be
+	var de *upstream.DialError
+	if errors.As(err, &de) {
+		t.RecordConnectFailure()
+		be.Group.Observe(t, target.Result{Reason: target.ReasonFailedHealthChecks,
+			Description: "connect failed on a request: " + de.Err.Error()})
 	}
-	return keep
+	alt := x.alternative(x.view, t)
+	if alt == nil || alt == t {
+		return false
+	}
+	if x.firstStuck {
+		x.moved = t.ID
+	}
+	x.issued = 0
+	if x.burst != nil && be.Sticky != nil {
+		x.issued = x.burst.repin(be, t, alt, x.h.now())
+	}
+	x.t = alt
+	return true
+}
+
+// finish ends an exchange forwarded to t: when it failed (err), it counts
+// the failure and answers the client if it still can. It reports whether
+// the client's connection may carry another request.
+func (x *exchange) finish(rt *Route, t *target.Target, keep bool, err error) bool {
+	if err == nil {
+		return keep
+	}
+	if t.Health().State == target.Unused {
+		err = errDeregistered
+	}
+	if !isDialFailure(err) && !errors.Is(err, errClientGone) {
+		// The request reached the target, which failed it: an error for
+		// anomaly detection, as the status latch answers with.
+		status, _ := statusFor(err, x.be.ConnectTimeout, rt.IdleTimeout)
+		t.Record(status)
+	}
+	return x.failTarget(rt, t, err)
 }
 
 // pick chooses the request's target: the one its session names, if that
@@ -336,6 +377,15 @@ func statusFor(err error, connect, idle time.Duration) (int, string) {
 // an error only while the client can still be told (nothing of the
 // response written), or errCut/errClientGone.
 func (x *exchange) roundTrip(rt *Route, t *target.Target, uc *upstream.Conn, issued int64) (bool, error) {
+	if err := x.sendRequest(rt, t, uc); err != nil {
+		return false, err
+	}
+	return x.readResponse(rt, t, uc, issued)
+}
+
+// sendRequest writes the request, its body included, on uc; on an error,
+// uc is closed.
+func (x *exchange) sendRequest(rt *Route, t *target.Target, uc *upstream.Conn) error {
 	req := &x.req
 	idle := rt.IdleTimeout
 	now := x.h.now().UnixNano()
@@ -349,22 +399,27 @@ func (x *exchange) roundTrip(rt *Route, t *target.Target, uc *upstream.Conn, iss
 			x.cl.touch(now, idle)
 			if err := x.cl.continue100(); err != nil {
 				uc.Close()
-				return false, errClientGone
+				return errClientGone
 			}
 		}
 		if err := x.sendBody(uc, idle); err != nil {
 			uc.Close()
-			return false, err
+			return err
 		}
 	}
-	// A reused connection that fails here is dealt with below, where the
-	// missing response tells a stale connection.
+	// A reused connection that fails here is dealt with when reading the
+	// response, where the missing response tells a stale connection.
 	if err := uc.W.Flush(); err != nil && !uc.Reused {
 		uc.Close()
-		return false, err
+		return err
 	}
+	return nil
+}
 
-	head := string(req.Method) == "HEAD"
+// readResponse reads the target's response to the request sent on uc, and
+// relays it.
+func (x *exchange) readResponse(rt *Route, t *target.Target, uc *upstream.Conn, issued int64) (bool, error) {
+	head := string(x.req.Method) == "HEAD"
 	for {
 		started, err := uc.R.ReadResponse(&x.resp, head)
 		if err != nil && !started && uc.Reused && isEOF(err) && x.replayable() {
@@ -374,7 +429,7 @@ func (x *exchange) roundTrip(rt *Route, t *target.Target, uc *upstream.Conn, iss
 			if uc, err = t.Conns.Dial(context.Background(), x.be.ConnectTimeout); err != nil {
 				return false, err // a dial error: the caller may try another target
 			}
-			uc.SetIdleDeadline(x.h.now().UnixNano(), idle)
+			uc.SetIdleDeadline(x.h.now().UnixNano(), rt.IdleTimeout)
 			x.writeHead(uc.W, t)
 			if err := uc.W.Flush(); err != nil {
 				uc.Close()
@@ -386,25 +441,33 @@ func (x *exchange) roundTrip(rt *Route, t *target.Target, uc *upstream.Conn, iss
 			uc.Close()
 			return false, err
 		}
-		if x.resp.Status >= 200 {
-			t.Record(x.resp.Status)
+		if done, keep, err := x.gotResponse(rt, t, uc, issued); done {
+			return keep, err
 		}
-		if x.resp.Status >= 100 && x.resp.Status < 200 {
-			if x.resp.Status == http.StatusSwitchingProtocols {
-				if !req.Upgrade {
-					uc.Close()
-					return false, errUnrequestedSwitch
-				}
-				x.cl.tunnel(x, rt, t, uc, issued)
-				return false, nil
-			}
-			// Other interim responses (100 Continue, 103 Early Hints) are
-			// not forwarded: latch answered Expect itself.
-			continue
-		}
-		break
 	}
-	return x.cl.respond(x, rt, t, uc, issued)
+}
+
+// gotResponse acts on the response head just read into x.resp: done is
+// false for an interim response, which another head follows.
+func (x *exchange) gotResponse(rt *Route, t *target.Target, uc *upstream.Conn, issued int64) (done, keep bool, err error) {
+	if x.resp.Status >= 200 {
+		t.Record(x.resp.Status)
+	}
+	if x.resp.Status >= 100 && x.resp.Status < 200 {
+		if x.resp.Status == http.StatusSwitchingProtocols {
+			if !x.req.Upgrade {
+				uc.Close()
+				return true, false, errUnrequestedSwitch
+			}
+			x.cl.tunnel(x, rt, t, uc, issued)
+			return true, false, nil
+		}
+		// Other interim responses (100 Continue, 103 Early Hints) are
+		// not forwarded: latch answered Expect itself.
+		return false, false, nil
+	}
+	keep, err = x.cl.respond(x, rt, t, uc, issued)
+	return true, keep, err
 }
 
 // replayable reports whether the request may be sent again after a pooled

@@ -72,7 +72,7 @@ func (c *clientConn) respond(x *exchange, rt *Route, t *target.Target, uc *upstr
 	}
 	w.WriteString("\r\n")
 
-	if err := c.relayBody(rt, uc, out); err != nil {
+	if err := c.relayBody(rt, t, uc, out); err != nil {
 		uc.Close()
 		return false, err
 	}
@@ -93,7 +93,7 @@ func (x *exchange) putOrClose(t *target.Target, uc *upstream.Conn, now int64) {
 	if x.resp.Close || x.closeAfter || x.req.BothTEAndCL {
 		uc.Close()
 	} else {
-		t.Conns.Put(uc, now)
+		uc.Release(now)
 	}
 }
 
@@ -107,7 +107,7 @@ func (c *clientConn) writeStickyCookies(t *target.Target, issued int64) {
 // passed on whenever the target pauses, so a streamed response reaches the
 // client as the target sends it; a response that arrives whole goes out in
 // one write with its head.
-func (c *clientConn) relayBody(rt *Route, uc *upstream.Conn, out h1.Framing) error {
+func (c *clientConn) relayBody(rt *Route, t *target.Target, uc *upstream.Conn, out h1.Framing) error {
 	resp := &c.resp
 	c.rbody.Reset(uc.R, resp.Framing, resp.ContentLength, true)
 	w := c.wr
@@ -137,7 +137,7 @@ func (c *clientConn) relayBody(rt *Route, uc *upstream.Conn, out h1.Framing) err
 			break
 		}
 		if err != nil {
-			c.h.log.Warn("target failed mid-response", "group", c.be.Group.Name, "target", uc.RemoteAddr().String(), "err", err)
+			c.h.log.Warn("target failed mid-response", "group", c.be.Group.Name, "target", t.ID, "err", err)
 			w.Flush()
 			return errCut
 		}

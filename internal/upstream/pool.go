@@ -28,9 +28,10 @@ type Pool struct {
 	closed atomic.Bool
 }
 
-// Conn is one connection to a target, with its reader and writer.
+// Conn is one connection to a target, with its reader and writer. An
+// event loop's connection has no net.Conn: its Owner, the loop, keeps it.
 type Conn struct {
-	net.Conn
+	net.Conn // nil when the connection belongs to an event loop
 	R *h1.Reader
 	W *h1.Writer
 	// Reused is true when the connection served an earlier request: the
@@ -42,7 +43,56 @@ type Conn struct {
 	Deadline int64
 
 	pool      *Pool
+	owner     Owner
 	idleSince int64 // unix nanoseconds when put back in the pool
+}
+
+// Owner keeps the connections of an event loop: Release and Close of such
+// a connection go to it, not to a Pool.
+type Owner interface {
+	// Release takes back a connection whose last response was read to its
+	// end, to reuse it or close it.
+	Release(c *Conn, now int64)
+	// Discard closes the connection and forgets it.
+	Discard(c *Conn)
+}
+
+// NewOwned returns a connection an event loop owns, reading and writing
+// with rd and wr on its socket.
+func NewOwned(owner Owner, rd *h1.Reader, wr *h1.Writer) *Conn {
+	return &Conn{R: rd, W: wr, owner: owner}
+}
+
+// Adopt makes c, an event loop's connection, a connection of p on nc (the
+// same socket, now a net.Conn): it leaves the loop for a goroutine, and
+// goes back to p when released. A closed pool closes it at once, so that
+// the request on it fails as on any connection of a drained target.
+func (p *Pool) Adopt(c *Conn, nc net.Conn) {
+	c.Conn, c.owner, c.pool = nc, nil, p
+	c.R.Attach(nc)
+	c.W.Attach(nc)
+	c.Deadline = 0
+	p.mu.Lock()
+	closed := p.closed.Load()
+	if !closed {
+		p.conns[c] = struct{}{}
+	}
+	p.mu.Unlock()
+	if closed {
+		nc.Close()
+	}
+}
+
+// Closed reports whether the pool was closed (its target deregistered).
+func (p *Pool) Closed() bool { return p.closed.Load() }
+
+// Release gives c back to whoever keeps it: its pool, or its event loop.
+func (c *Conn) Release(now int64) {
+	if c.owner != nil {
+		c.owner.Release(c, now)
+		return
+	}
+	c.pool.Put(c, now)
 }
 
 // DefaultMaxIdle is how many idle connections a pool keeps per target.
@@ -160,6 +210,10 @@ func (p *Pool) Put(c *Conn, now int64) {
 // update, too much to pay on every request. The timeout is so enforced to
 // within slack (a sixteenth of it).
 func (c *Conn) SetIdleDeadline(now int64, timeout time.Duration) {
+	if c.owner != nil {
+		c.Deadline = now + int64(timeout) // the loop checks it on its ticks
+		return
+	}
 	if c.Deadline-now < int64(timeout-timeout/16) {
 		c.Deadline = now + int64(timeout)
 		c.Conn.SetDeadline(time.Unix(0, c.Deadline))
@@ -168,6 +222,10 @@ func (c *Conn) SetIdleDeadline(now int64, timeout time.Duration) {
 
 // Close closes the connection and forgets it.
 func (c *Conn) Close() error {
+	if c.owner != nil {
+		c.owner.Discard(c)
+		return nil
+	}
 	p := c.pool
 	p.mu.Lock()
 	delete(p.conns, c)

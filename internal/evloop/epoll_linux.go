@@ -1,0 +1,177 @@
+//go:build linux
+
+package evloop
+
+import (
+	"fmt"
+	"runtime"
+	"sync"
+	"syscall"
+	"time"
+	"unsafe"
+)
+
+// Supported reports whether this system has event loops (Linux's epoll).
+const Supported = true
+
+// Loop is one event loop.
+type Loop struct {
+	ep   int // the epoll instance
+	wake int // an eventfd that Post writes to wake the loop
+
+	files []File // by file descriptor
+
+	mu     sync.Mutex // guards tasks and woken
+	tasks  []func()
+	spare  []func()
+	woken  bool
+	tick   Tick
+	every  time.Duration // 0: no tick
+	next   time.Time     // when the tick is next due
+	closed bool
+}
+
+// New returns a loop; Run runs it.
+func New(tick Tick) (*Loop, error) {
+	ep, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("epoll_create1: %w", err)
+	}
+	wake, _, errno := syscall.RawSyscall(syscall.SYS_EVENTFD2, 0, syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0)
+	if errno != 0 {
+		syscall.Close(ep)
+		return nil, fmt.Errorf("eventfd2: %w", errno)
+	}
+	l := &Loop{ep: ep, wake: int(wake), tick: tick}
+	ev := syscall.EpollEvent{Events: syscall.EPOLLIN, Fd: int32(wake)}
+	if err := syscall.EpollCtl(ep, syscall.EPOLL_CTL_ADD, int(wake), &ev); err != nil {
+		syscall.Close(ep)
+		syscall.Close(int(wake))
+		return nil, fmt.Errorf("epoll_ctl: %w", err)
+	}
+	return l, nil
+}
+
+// Add registers fd, a non-blocking socket, for f. Call it in the loop's
+// goroutine (or before Run).
+func (l *Loop) Add(fd int, f File) error {
+	ev := syscall.EpollEvent{Events: syscall.EPOLLIN | syscall.EPOLLOUT | syscall.EPOLLRDHUP | epollET, Fd: int32(fd)}
+	if err := syscall.EpollCtl(l.ep, syscall.EPOLL_CTL_ADD, fd, &ev); err != nil {
+		return fmt.Errorf("epoll_ctl add: %w", err)
+	}
+	for fd >= len(l.files) {
+		l.files = append(l.files, nil)
+	}
+	l.files[fd] = f
+	return nil
+}
+
+// Remove forgets fd; the caller closes it (or hands it on). Call it in the
+// loop's goroutine.
+func (l *Loop) Remove(fd int) {
+	syscall.EpollCtl(l.ep, syscall.EPOLL_CTL_DEL, fd, nil)
+	if fd < len(l.files) {
+		l.files[fd] = nil
+	}
+}
+
+// Post runs fn in the loop's goroutine, soon. It may be called from any
+// goroutine, the loop's own included.
+func (l *Loop) Post(fn func()) {
+	l.mu.Lock()
+	l.tasks = append(l.tasks, fn)
+	wake := !l.woken
+	l.woken = true
+	l.mu.Unlock()
+	if wake {
+		one := uint64(1)
+		syscall.Write(l.wake, (*[8]byte)(unsafe.Pointer(&one))[:])
+	}
+}
+
+// SetTick sets the interval of the loop's tick (0: none). Call it in the
+// loop's goroutine.
+func (l *Loop) SetTick(every time.Duration) {
+	if every == l.every {
+		return
+	}
+	l.every = every
+	if every > 0 {
+		if n := time.Now().Add(every); l.next.IsZero() || n.Before(l.next) {
+			l.next = n
+		}
+	}
+}
+
+// Close stops the loop after the task running now; the sockets registered
+// are left to their owners.
+func (l *Loop) Close() {
+	l.Post(func() { l.closed = true })
+}
+
+// Run runs the loop until Close.
+func (l *Loop) Run() {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	defer syscall.Close(l.ep)
+	defer syscall.Close(l.wake)
+	events := make([]syscall.EpollEvent, 256)
+	for !l.closed {
+		wait := -1
+		if l.every > 0 {
+			d := time.Until(l.next)
+			if d <= 0 {
+				wait = 0
+			} else {
+				wait = int((d + time.Millisecond - 1) / time.Millisecond)
+			}
+		}
+		n, err := syscall.EpollWait(l.ep, events, wait)
+		if err != nil {
+			if err == syscall.EINTR {
+				continue
+			}
+			panic("evloop: epoll_wait: " + err.Error())
+		}
+		for i := range n {
+			fd := int(events[i].Fd)
+			if fd == l.wake {
+				l.runTasks()
+				continue
+			}
+			if fd < len(l.files) {
+				if f := l.files[fd]; f != nil {
+					f.Ready(events[i].Events)
+				}
+			}
+		}
+		if l.every > 0 {
+			if now := time.Now(); !now.Before(l.next) {
+				l.next = now.Add(l.every)
+				l.tick(now)
+			}
+		}
+	}
+}
+
+func (l *Loop) runTasks() {
+	var buf [8]byte
+	syscall.Read(l.wake, buf[:])
+	l.mu.Lock()
+	tasks := l.tasks
+	l.tasks, l.spare = l.spare[:0], nil
+	l.woken = false
+	l.mu.Unlock()
+	for i, fn := range tasks {
+		fn()
+		tasks[i] = nil
+	}
+	l.mu.Lock()
+	if l.spare == nil {
+		l.spare = tasks[:0]
+	}
+	l.mu.Unlock()
+}
+
+// epollET is EPOLLET, which package syscall spells as a negative int.
+const epollET = 1 << 31

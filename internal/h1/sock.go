@@ -1,0 +1,152 @@
+package h1
+
+import (
+	"errors"
+	"io"
+	"syscall"
+	"unsafe"
+)
+
+// Sock is a non-blocking socket that an event loop owns, shared by the
+// connection's Reader and Writer. The loop sets Readable and Writable when
+// epoll reports the socket ready (edge-triggered); the Reader and Writer
+// clear them when a read finds the socket dry or a write finds it full, so
+// that no read or write is made only to learn that it would block.
+type Sock struct {
+	FD       int
+	Readable bool
+	Writable bool
+}
+
+// ErrWouldBlock is returned by a Reader on a Sock when the message is not
+// complete and the socket has nothing more yet: the loop calls again once
+// it is readable. Nothing read is lost.
+var ErrWouldBlock = errors.New("h1: would block")
+
+// NewSockReader returns a Reader on an event loop's socket. It waits for
+// data (returns ErrWouldBlock) holding no buffer, as NewReader's
+// waitUnbuffered.
+func NewSockReader(s *Sock) *Reader {
+	return &Reader{sock: s, unbuffered: true}
+}
+
+// NewSockWriter returns a Writer on an event loop's socket: what the socket
+// cannot take at once waits in the Writer (see Pending).
+func NewSockWriter(s *Sock) *Writer {
+	return &Writer{sock: s}
+}
+
+// Attach moves the Reader from its event loop's socket to src (the same
+// socket, now a net.Conn), keeping what is buffered, for a connection that
+// leaves the loop for a goroutine of its own.
+func (rd *Reader) Attach(src io.Reader) {
+	rd.sock = nil
+	rd.src, rd.raw = src, nil
+	if sc, ok := src.(syscall.Conn); ok {
+		if raw, err := sc.SyscallConn(); err == nil {
+			rd.raw = raw
+			if rd.rawFn == nil {
+				rd.rawFn = rd.rawRead
+			}
+		}
+	}
+}
+
+// fillSock reads from the loop's socket into the buffer, taking one from
+// the pool only when there is something to read.
+func (rd *Reader) fillSock() error {
+	if !rd.sock.Readable {
+		return ErrWouldBlock
+	}
+	borrowed := rd.buf == nil
+	if borrowed {
+		rd.getBuf()
+	}
+	space := rd.buf[rd.w:]
+	for {
+		n, errno := rawSysRead(uintptr(rd.sock.FD), space)
+		switch errno {
+		case 0:
+			if n < len(space) {
+				// A short read empties the socket: the next data will
+				// come with a new edge.
+				rd.sock.Readable = false
+			}
+			if n == 0 {
+				if borrowed {
+					rd.putBuf()
+				}
+				return io.EOF
+			}
+			rd.w += n
+			return nil
+		case syscall.EINTR:
+			continue
+		case syscall.EAGAIN:
+			rd.sock.Readable = false
+			if borrowed {
+				rd.putBuf()
+			}
+			return ErrWouldBlock
+		}
+		if borrowed {
+			rd.putBuf()
+		}
+		return errno
+	}
+}
+
+// Pending is the number of bytes written to a Writer on a loop's socket
+// that the socket has not taken yet.
+func (w *Writer) Pending() int { return len(w.pending) }
+
+// WritePending writes what is pending, as far as the socket takes it now.
+func (w *Writer) WritePending() error {
+	if w.err != nil || len(w.pending) == 0 {
+		return w.err
+	}
+	p := w.pending
+	w.pending = nil
+	return w.writeSock(p)
+}
+
+// writeSock writes p to the loop's socket, keeping in pending whatever the
+// socket cannot take now.
+func (w *Writer) writeSock(p []byte) error {
+	if len(w.pending) > 0 || !w.sock.Writable {
+		w.pending = append(w.pending, p...)
+		return nil
+	}
+	for len(p) > 0 {
+		n, _, e := syscall.RawSyscall(syscall.SYS_WRITE, uintptr(w.sock.FD), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
+		switch e {
+		case 0:
+			if int(n) < len(p) {
+				w.sock.Writable = false // a short write fills the socket
+				w.pending = append(w.pending, p[n:]...)
+				return nil
+			}
+			p = p[n:]
+		case syscall.EINTR:
+		case syscall.EAGAIN:
+			w.sock.Writable = false
+			w.pending = append(w.pending, p...)
+			return nil
+		default:
+			w.err = e
+			return e
+		}
+	}
+	return nil
+}
+
+// Attach moves the Writer from its event loop's socket to dst (the same
+// socket, now a net.Conn); what is pending is written first.
+func (w *Writer) Attach(dst io.Writer) {
+	pending, buf, bufp := w.pending, w.buf, w.bufp
+	w.buf, w.bufp = nil, nil
+	w.Reset(dst)
+	w.sock = nil
+	w.buf, w.bufp = buf, bufp
+	w.pending = pending
+}
