@@ -32,8 +32,8 @@ type Pool struct {
 // event loop's connection has no net.Conn: its Owner, the loop, keeps it.
 type Conn struct {
 	net.Conn // nil when the connection belongs to an event loop
-	R *h1.Reader
-	W *h1.Writer
+	R        *h1.Reader
+	W        *h1.Writer
 	// Reused is true when the connection served an earlier request: the
 	// target may have closed it in the meantime, so a failure before any
 	// response byte is safe to retry on a fresh connection.
