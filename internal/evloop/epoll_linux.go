@@ -103,6 +103,9 @@ func (l *Loop) SetTick(every time.Duration) {
 	}
 }
 
+// Every returns the interval of the loop's tick (0: none).
+func (l *Loop) Every() time.Duration { return l.every }
+
 // Close stops the loop after the task running now; the sockets registered
 // are left to their owners.
 func (l *Loop) Close() {

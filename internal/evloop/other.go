@@ -21,5 +21,6 @@ func (*Loop) Add(int, File) error   { return errUnsupported }
 func (*Loop) Remove(int)            {}
 func (*Loop) Post(func())           {}
 func (*Loop) SetTick(time.Duration) {}
+func (*Loop) Every() time.Duration  { return 0 }
 func (*Loop) Close()                {}
 func (*Loop) Run()                  {}

@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/latch-lb/latch/internal/balance"
 	"github.com/latch-lb/latch/internal/desync"
 	"github.com/latch-lb/latch/internal/h1"
 	"github.com/latch-lb/latch/internal/upstream"
@@ -31,15 +32,36 @@ type clientConn struct {
 	deadline int64       // the deadline last set on nc, unix nanoseconds
 	handedOn bool        // nc went to the HTTP/2 server
 	served   int         // requests answered on this connection
+
+	// On an event loop (loop.go): ls is the loop, nil once the connection
+	// has left it (nc is then set); lsShared is the same for other
+	// goroutines (Shutdown). The loop keeps the deadline itself, checking
+	// it every tickHint.
+	ls               *loopState
+	lsShared         atomic.Pointer[loopState]
+	sock             h1.Sock
+	st               loopStage
+	up               *loopUpstream // the target connection in use
+	hp               *balance.Hash // the picker whose Begin the exchange called
+	began            bool          // Begin called, Done not yet
+	retried          bool          // the request went to a second target
+	sendElsewhere    bool          // a goroutine sends the request (loop.go)
+	closeWhenFlushed bool
+	tickHint         time.Duration
 }
 
 var _ client = (*clientConn)(nil)
 
 func newClientConn(h *Handler, nc net.Conn) *clientConn {
 	c := &clientConn{nc: nc, rd: h1.NewReader(nc, true), wr: h1.NewWriter(nc)}
-	c.exchange = exchange{h: h, cl: c, body: &c.hbody, ip: clientIP(nc.RemoteAddr()),
-		ipPort: []byte(nc.RemoteAddr().String()), src: sourceAddr(nc.RemoteAddr().String())}
+	c.initExchange(h, nc.RemoteAddr())
 	return c
+}
+
+// initExchange prepares the exchange of a connection from addr.
+func (c *clientConn) initExchange(h *Handler, addr net.Addr) {
+	c.exchange = exchange{h: h, cl: c, body: &c.hbody, ip: clientIP(addr),
+		ipPort: []byte(addr.String()), src: sourceAddr(addr.String())}
 }
 
 // clientIP is the address part of a peer's address, as X-Forwarded-For
@@ -143,9 +165,32 @@ func (c *clientConn) handshake(tc *tls.Conn) bool {
 // wakeIfIdle makes a connection waiting for a request give up the wait, so
 // that it sees the handler shutting down.
 func (c *clientConn) wakeIfIdle() {
+	if ls := c.lsShared.Load(); ls != nil {
+		ls.loop.Post(func() {
+			if c.ls == ls && c.st == stRead && c.rd.Buffered() == 0 {
+				c.closeLoop()
+			}
+		})
+		return
+	}
 	if c.idle.Load() {
 		c.nc.SetReadDeadline(aLongTimeAgo)
 	}
+}
+
+// cut closes the connection at once, whatever it is doing.
+func (c *clientConn) cut() {
+	if ls := c.lsShared.Load(); ls != nil {
+		ls.loop.Post(func() {
+			if c.ls == ls {
+				c.closeLoop()
+			} else if c.nc != nil {
+				c.nc.Close() // it left the loop meanwhile
+			}
+		})
+		return
+	}
+	c.nc.Close()
 }
 
 // aLongTimeAgo is a deadline in the past, to unblock reads and writes at once.
@@ -156,6 +201,10 @@ var aLongTimeAgo = time.Unix(1, 0)
 // a deadline costs a timer update, too much to pay on every request. The
 // idle timeout is so enforced to within a sixteenth.
 func (c *clientConn) touch(now int64, idle time.Duration) {
+	if c.ls != nil {
+		c.deadline, c.tickHint = now+int64(idle), idle/16
+		return
+	}
 	if c.deadline-now < int64(idle-idle/16) {
 		c.deadline = now + int64(idle)
 		c.nc.SetDeadline(time.Unix(0, c.deadline))

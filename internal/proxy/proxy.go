@@ -113,6 +113,9 @@ func (h *Handler) SetPort(port string) { h.port, h.portBytes = port, []byte(port
 // once, after starting the connection's goroutine, or refuses the
 // connection when the handler is shutting down.
 func (h *Handler) ServeConn(nc net.Conn) {
+	if useLoops && h.serveOnLoop(nc) {
+		return
+	}
 	c := newClientConn(h, nc)
 	h.mu.Lock()
 	if h.closing.Load() {
@@ -179,7 +182,7 @@ func (h *Handler) Shutdown(ctx context.Context) error {
 		case <-ctx.Done():
 			h.mu.Lock()
 			for c := range h.conns {
-				c.nc.Close()
+				c.cut()
 			}
 			h.mu.Unlock()
 			<-done
