@@ -23,6 +23,7 @@ import (
 
 	"github.com/latch-lb/latch/internal/config"
 	"github.com/latch-lb/latch/internal/lb"
+	"github.com/latch-lb/latch/internal/proxy"
 )
 
 // waitLimit bounds every wait in the suite: a read from a socket, a message
@@ -35,8 +36,9 @@ const waitLimit = 10 * time.Second
 // latch is a running latch with one HTTP listener forwarding to one target
 // group with lb_cookie stickiness and health checks off.
 type latch struct {
-	addr string // the listener's bound host:port
-	port string // the listener's port, as X-Forwarded-Port should carry it
+	addr string         // the listener's bound host:port
+	port string         // the listener's port, as X-Forwarded-Port should carry it
+	h    *proxy.Handler // the listener's handler
 }
 
 // startLatch runs latch in front of targets (host:port each) and stops it
@@ -86,7 +88,7 @@ state_dir: %s
 	if err != nil {
 		t.Fatalf("listener address %q: %v", addr, err)
 	}
-	return &latch{addr: addr, port: port}
+	return &latch{addr: addr, port: port, h: b.Listener("public")}
 }
 
 func (l *latch) url(path string) string { return "http://" + l.addr + path }

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"fmt"
+	"github.com/latch-lb/latch/internal/evloop/evlooptest"
 	"io"
 	"net"
 	"net/http"
@@ -532,3 +533,7 @@ func TestRequestTimeout(t *testing.T) {
 		}
 	}
 }
+
+// TestGoroutinePath runs this package's tests again with the event loops
+// off (LATCH_DATA_PATH=goroutines), in a child process of this test binary.
+func TestGoroutinePath(t *testing.T) { evlooptest.RunWithoutLoops(t) }

@@ -203,6 +203,7 @@ var aLongTimeAgo = time.Unix(1, 0)
 func (c *clientConn) touch(now int64, idle time.Duration) {
 	if c.ls != nil {
 		c.deadline, c.tickHint = now+int64(idle), idle/16
+		c.ls.wantTick(c.tickHint)
 		return
 	}
 	if c.deadline-now < int64(idle-idle/16) {

@@ -119,6 +119,7 @@ func (h *Handler) serveOnLoop(nc net.Conn) bool {
 	h.conns[c] = struct{}{}
 	h.done.Add(1)
 	h.mu.Unlock()
+	h.OnLoop.Add(1)
 	ls.loop.Post(func() { c.enterLoop(ls) })
 	return true
 }
@@ -476,6 +477,7 @@ func (c *clientConn) handoff(run func() bool) {
 		c.h.forget(c)
 		return
 	}
+	c.h.HandedOff.Add(1)
 	c.nc = nc
 	c.rd.Attach(nc)
 	c.wr.Attach(nc)

@@ -84,6 +84,9 @@ type Handler struct {
 	// Classified counts requests by desync classification reason, and
 	// Blocked those of them that desync mitigation refused.
 	Classified, Blocked [32]atomic.Uint64
+	// OnLoop counts the client connections served on an event loop, and
+	// HandedOff those of them a loop handed to a goroutine (loop.go).
+	OnLoop, HandedOff atomic.Uint64
 
 	mu       sync.Mutex // guards conns and h2s; taken when a connection opens or closes
 	conns    map[*clientConn]struct{}

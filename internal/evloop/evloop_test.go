@@ -1,0 +1,173 @@
+//go:build linux
+
+package evloop
+
+import (
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+)
+
+const waitLimit = 5 * time.Second
+
+func startLoop(t *testing.T, tick Tick) *Loop {
+	t.Helper()
+	if tick == nil {
+		tick = func(time.Time) {}
+	}
+	l, err := New(tick)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { l.Run(); close(done) }()
+	t.Cleanup(func() {
+		l.Close()
+		select {
+		case <-done:
+		case <-time.After(waitLimit):
+			t.Error("the loop did not stop after Close")
+		}
+	})
+	return l
+}
+
+// TestPost: tasks posted from many goroutines all run, each goroutine's in
+// the order it posted them.
+func TestPost(t *testing.T) {
+	l := startLoop(t, nil)
+	const posters, each = 8, 500
+	var last [posters]int // touched only in the loop's goroutine
+	var bad atomic.Int64
+	var wg sync.WaitGroup
+	wg.Add(posters * each)
+	for p := range posters {
+		go func() {
+			for i := 1; i <= each; i++ {
+				l.Post(func() {
+					if last[p] != i-1 {
+						bad.Add(1)
+					}
+					last[p] = i
+					wg.Done()
+				})
+			}
+		}()
+	}
+	waitGroup(t, &wg)
+	if n := bad.Load(); n != 0 {
+		t.Errorf("%d tasks ran out of their poster's order", n)
+	}
+}
+
+type recorder chan uint32
+
+func (r recorder) Ready(ev uint32) { r <- ev }
+
+func socketpair(t *testing.T) (a, b int) {
+	t.Helper()
+	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_NONBLOCK|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Close(fds[0]); syscall.Close(fds[1]) })
+	return fds[0], fds[1]
+}
+
+// TestReady: a registered socket's handler hears of it becoming writable,
+// then readable, then of its peer closing; after Remove, of nothing.
+func TestReady(t *testing.T) {
+	l := startLoop(t, nil)
+	a, b := socketpair(t)
+	r := make(recorder, 16)
+	added := make(chan error, 1)
+	l.Post(func() { added <- l.Add(a, r) })
+	if err := <-added; err != nil {
+		t.Fatal(err)
+	}
+	expect(t, r, Out, "writable on registration")
+	syscall.Write(b, []byte("x"))
+	expect(t, r, In, "readable after the peer wrote")
+	var buf [8]byte
+	syscall.Read(a, buf[:])
+	syscall.Shutdown(b, syscall.SHUT_WR)
+	expect(t, r, RdHup, "the peer's shutdown")
+	removed := make(chan struct{})
+	l.Post(func() { l.Remove(a); close(removed) })
+	<-removed
+	syscall.Write(b, []byte("y"))
+	select {
+	case ev := <-r:
+		t.Errorf("events %#x after Remove", ev)
+	case <-time.After(50 * time.Millisecond):
+	}
+}
+
+func expect(t *testing.T, r recorder, want uint32, what string) {
+	t.Helper()
+	deadline := time.After(waitLimit)
+	for {
+		select {
+		case ev := <-r:
+			if ev&want != 0 {
+				return
+			}
+		case <-deadline:
+			t.Fatalf("no event %#x (%s)", want, what)
+		}
+	}
+}
+
+// TestTick: a loop with a tick calls it about that often; SetTick(0)
+// stops it.
+func TestTick(t *testing.T) {
+	var ticks atomic.Int64
+	l := startLoop(t, func(time.Time) { ticks.Add(1) })
+	l.Post(func() { l.SetTick(10 * time.Millisecond) })
+	deadline := time.Now().Add(waitLimit)
+	for ticks.Load() < 5 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if n := ticks.Load(); n < 5 {
+		t.Fatalf("%d ticks in %v at a 10ms interval", n, waitLimit)
+	}
+	stopped := make(chan struct{})
+	l.Post(func() { l.SetTick(0); close(stopped) })
+	<-stopped
+	n := ticks.Load()
+	time.Sleep(50 * time.Millisecond)
+	if m := ticks.Load(); m != n {
+		t.Errorf("%d ticks after SetTick(0)", m-n)
+	}
+}
+
+func waitGroup(t *testing.T, wg *sync.WaitGroup) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(waitLimit):
+		t.Fatal("tasks did not all run")
+	}
+}
+
+// BenchmarkPost: the cost of handing the loop a task.
+func BenchmarkPost(b *testing.B) {
+	l, err := New(func(time.Time) {})
+	if err != nil {
+		b.Fatal(err)
+	}
+	go l.Run()
+	defer l.Close()
+	var wg sync.WaitGroup
+	fn := func() { wg.Done() }
+	b.ReportAllocs()
+	for b.Loop() {
+		wg.Add(1)
+		l.Post(fn)
+		wg.Wait()
+	}
+}
