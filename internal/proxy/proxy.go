@@ -2,12 +2,13 @@
 // connections and forwards their requests to a target group, applying
 // stickiness, retries and ALB's error semantics.
 //
-// HTTP/1.1 is served by latch's own connection loop rather than net/http's
-// server: one goroutine per client connection reads a request head in
-// place, forwards it on a pooled target connection in the same goroutine,
-// and relays the response, without allocating and without the server's
-// background reads and the Transport's goroutine hand-offs (see
-// DESIGN-perf.md for the measurements behind this choice).
+// HTTP/1.1 is served by latch's own code rather than net/http's server,
+// reading heads in place and allocating nothing per request, in one of two
+// ways that run the same steps: on an event loop (loop.go, Linux, plain
+// HTTP), which waits on epoll for its connections and never blocks; or by
+// a goroutine per client connection, which forwards on a pooled target
+// connection in the same goroutine (HTTPS, connections a loop handed on,
+// other systems). DESIGN-perf.md has the measurements behind both.
 package proxy
 
 import (
