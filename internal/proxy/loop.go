@@ -302,7 +302,7 @@ func (c *clientConn) loopSend(rt *Route, u *loopUpstream) bool {
 		c.began = true
 	}
 	if c.sendElsewhere {
-		return c.handoffRequest(rt, u)
+		return c.handoffExchange(rt, u, false)
 	}
 	if err := c.sendRequest(rt, c.t, u.uc); err != nil {
 		c.up = nil
@@ -358,7 +358,7 @@ func (c *clientConn) loopAwait() bool {
 		return true // an interim response: the next head follows
 	}
 	if c.resp.Status == 101 || !c.responseFits(u) {
-		return c.handoffResponse(rt, u)
+		return c.handoffExchange(rt, u, true)
 	}
 	c.up = nil
 	_, keep, err := c.gotResponse(rt, c.t, u.uc, c.issued)
@@ -493,30 +493,13 @@ func (c *clientConn) handoff(run func() bool) {
 	}()
 }
 
-// handoffResponse hands the connection and its target connection to a
-// goroutine, to relay a response whose body is still coming (or a switch
-// of protocols). It reports whether the connection is still the loop's.
-func (c *clientConn) handoffResponse(rt *Route, u *loopUpstream) bool {
-	t, issued, hp := c.t, c.issued, c.hp
-	uc, err := c.takeUpstream(u)
-	if err != nil {
-		hp.Done(t)
-		c.endLoopExchange(c.finish(rt, t, false, err))
-		return true
-	}
-	c.handoff(func() bool {
-		keep, err := c.continueResponse(rt, t, uc, issued)
-		hp.Done(t)
-		return c.finish(rt, t, keep, err) && c.served1()
-	})
-	return false
-}
-
-// handoffRequest hands the connection and the target connection u to a
-// goroutine, to send a request the loop cannot send whole (a body still
-// coming, Expect: 100-continue, an upgrade) and relay its response. It
+// handoffExchange hands the connection and its target connection u to a
+// goroutine, which carries the exchange on from where the loop stopped:
+// sending a request the loop cannot send whole (a body still coming,
+// Expect: 100-continue, an upgrade), or, once headRead, relaying a
+// response whose body is still coming (or a switch of protocols). It
 // reports whether the connection is still the loop's.
-func (c *clientConn) handoffRequest(rt *Route, u *loopUpstream) bool {
+func (c *clientConn) handoffExchange(rt *Route, u *loopUpstream, headRead bool) bool {
 	t, issued, hp := c.t, c.issued, c.hp
 	uc, err := c.takeUpstream(u)
 	if err != nil {
@@ -525,7 +508,13 @@ func (c *clientConn) handoffRequest(rt *Route, u *loopUpstream) bool {
 		return true
 	}
 	c.handoff(func() bool {
-		keep, err := c.roundTrip(rt, t, uc, issued)
+		var keep bool
+		var err error
+		if headRead {
+			keep, err = c.continueResponse(rt, t, uc, issued)
+		} else {
+			keep, err = c.roundTrip(rt, t, uc, issued)
+		}
 		hp.Done(t)
 		if isDialFailure(err) && !c.retried && c.retarget(err) {
 			keep, err = c.forward(rt, c.t, c.issued)
