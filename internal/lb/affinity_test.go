@@ -452,18 +452,25 @@ func TestHashAffinityOnAHeaderAndACookie(t *testing.T) {
 					t.Fatalf("%s moved between two requests", u)
 				}
 			}
-			// A fourth target: only about a quarter of the keys move, all
-			// of them to the new target.
+			// A fourth target: only about a quarter of the keys move, nearly
+			// all of them to the new target. Maglev also shifts a few
+			// table slots between the old targets (about 0.1% of keys at
+			// this size, depending on the targets' IDs, which here hold
+			// random ports: see internal/balance/hash.go), so allow 1%.
 			c.targets = append(addrs, d.addr)
 			lb.reload(t, c)
-			moved := 0
+			moved, sideways := 0, 0
 			for u, was := range before {
 				if now := of(u); now != was {
 					moved++
 					if now != "d" {
-						t.Errorf("%s moved from %s to %s, not to the new target", u, was, now)
+						sideways++
+						t.Logf("%s moved from %s to %s, not to the new target", u, was, now)
 					}
 				}
+			}
+			if sideways > 300/100 {
+				t.Errorf("%d of 300 keys moved between old targets, want at most 3", sideways)
 			}
 			if moved < 300/4/2 || moved > 300*3/8 {
 				t.Errorf("adding a fourth target moved %d of 300 keys, want about 75", moved)
