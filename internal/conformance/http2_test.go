@@ -490,6 +490,9 @@ func testH2Trailers(t *testing.T, m h2Mode) {
 	if got := fieldList(tr.Trailer, "X-Request-Checksum"); got != "c0ffee" {
 		t.Errorf("request trailer X-Request-Checksum at the target: got %q (trailer section %v), want c0ffee", got, tr.Trailer)
 	}
+	if got := tr.get("Trailer"); !strings.EqualFold(got, "X-Request-Checksum") {
+		t.Errorf("Trailer at the target: got %q, want the client's announcement X-Request-Checksum", got)
+	}
 	if tr.has("X-Request-Checksum") {
 		t.Errorf("the request trailer was moved into the header section: %q", tr.get("X-Request-Checksum"))
 	}

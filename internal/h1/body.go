@@ -237,7 +237,7 @@ func (b *Body) readTrailer() error {
 			return ErrTrailerTooLarge
 		}
 		colon := bytes.IndexByte(line, ':')
-		if colon <= 0 || !validName(line[:colon]) || !validValue(line[colon+1:]) {
+		if colon <= 0 || !ValidName(line[:colon]) || !validValue(line[colon+1:]) {
 			return b.formatErr()
 		}
 		start := len(b.trailerB)

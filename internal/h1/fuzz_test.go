@@ -55,7 +55,7 @@ func refChunked(b []byte) (data []byte, n, longest, trailer int, ok bool) {
 				return nil, 0, 0, 0, false
 			}
 			// An extension has a name (RFC 9112 §7.1.1).
-			if name := bytes.TrimLeft(ext[1:], " \t"); len(name) == 0 || !validName(name[:1]) {
+			if name := bytes.TrimLeft(ext[1:], " \t"); len(name) == 0 || !ValidName(name[:1]) {
 				return nil, 0, 0, 0, false
 			}
 		}
@@ -82,7 +82,7 @@ func refChunked(b []byte) (data []byte, n, longest, trailer int, ok bool) {
 		}
 		trailer += len(l)
 		colon := bytes.IndexByte(l, ':')
-		if colon <= 0 || !validName(l[:colon]) || !validValue(l[colon+1:]) {
+		if colon <= 0 || !ValidName(l[:colon]) || !validValue(l[colon+1:]) {
 			return nil, 0, 0, 0, false
 		}
 	}
@@ -237,7 +237,7 @@ func checkForwardable(t *testing.T, req *Request) {
 			t.Fatalf("Frame passed field %q: %q", f.Name, f.Value)
 		}
 		// What is forwarded has a token for a name.
-		if !req.Kinds[i].HopByHop() && !validName(f.Name) {
+		if !req.Kinds[i].HopByHop() && !ValidName(f.Name) {
 			t.Fatalf("Frame would forward field %q: %q (kind %s)", f.Name, f.Value, kindName(req.Kinds[i]))
 		}
 	}
@@ -347,7 +347,7 @@ func FuzzResponse(f *testing.F) {
 			return
 		}
 		for i, f := range resp.Fields {
-			if !validName(f.Name) || !validValue(f.Value) {
+			if !ValidName(f.Name) || !validValue(f.Value) {
 				t.Fatalf("a response field passed: %q: %q", f.Name, f.Value)
 			}
 			if resp.Kinds[i] != KindOf(f.Name) && resp.Kinds[i] != KindNamedInConnection {

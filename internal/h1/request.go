@@ -353,7 +353,7 @@ func (req *Request) Frame() error {
 		if !forwardable(f.Name) || !forwardable(f.Value) {
 			return ErrBareCR
 		}
-		if !validName(f.Name) {
+		if !ValidName(f.Name) {
 			// No name, or one that is not a token (" Transfer-Encoding",
 			// "Content-Length ", ": chunked"): dropped, never forwarded,
 			// so that no lenient target reads it as a framing field

@@ -81,7 +81,7 @@ func (resp *Response) parse(h []byte, head bool) error {
 			break
 		}
 		colon := bytes.IndexByte(l, ':')
-		if colon <= 0 || !validName(l[:colon]) {
+		if colon <= 0 || !ValidName(l[:colon]) {
 			return ErrResponseField
 		}
 		v := TrimOWS(l[colon+1:])
@@ -183,7 +183,8 @@ var tchar = func() (t [256]bool) {
 	return t
 }()
 
-func validName(b []byte) bool {
+// ValidName reports whether b is a field name: a token (RFC 9110 §5.1).
+func ValidName(b []byte) bool {
 	if len(b) == 0 {
 		return false
 	}

@@ -4,8 +4,10 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -239,6 +241,14 @@ func (s *stream) head(req *h1.Request) {
 			req.Fields = append(req.Fields, h1.Field{Name: []byte(name), Value: []byte(v)})
 			req.Kinds = append(req.Kinds, k)
 		}
+	}
+	if len(r.Trailer) > 0 {
+		// The HTTP/2 server moved the announcement into r.Trailer's
+		// keys; announce them on, so that a chunked body to an HTTP/1.1
+		// target, or an HTTP/2 target, says what follows it.
+		names := slices.Sorted(maps.Keys(r.Trailer))
+		req.Fields = append(req.Fields, h1.Field{Name: []byte("Trailer"), Value: []byte(strings.Join(names, ", "))})
+		req.Kinds = append(req.Kinds, h1.KindTrailer)
 	}
 	switch {
 	case r.ContentLength > 0:

@@ -7,6 +7,8 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/latch-lb/latch/internal/h1"
@@ -64,6 +66,9 @@ type bodyReader struct {
 	x    *exchange
 	rest []byte
 	err  error
+	// trailer, when not nil, is the outgoing request's Trailer: the
+	// HTTP/2 client sends what it holds once Read has returned io.EOF.
+	trailer http.Header
 }
 
 func (b *bodyReader) Read(p []byte) (int, error) {
@@ -75,6 +80,14 @@ func (b *bodyReader) Read(p []byte) (int, error) {
 		if b.err != nil && b.err != io.EOF {
 			if _, ok := h1.IsError(b.err); !ok {
 				b.err = h1.ErrBodyTooShort
+			}
+		}
+		if b.err == io.EOF && b.trailer != nil {
+			for _, f := range b.x.body.Trailers() {
+				if trailerPasses(f.Name) {
+					name := http.CanonicalHeaderKey(string(f.Name))
+					b.trailer[name] = append(b.trailer[name], string(f.Value))
+				}
 			}
 		}
 	}
@@ -114,7 +127,15 @@ func (x *exchange) roundTripH2(rt *Route, t *target.Target, issued int64) (bool,
 				return false, errClientGone
 			}
 		}
-		out.Body = &bodyReader{x: x}
+		body := &bodyReader{x: x}
+		if req.Framing == h1.Chunked || announcesTrailers(req) {
+			// Trailers may follow the body: a Trailer map, empty but not
+			// nil, makes the HTTP/2 client send them after it (announced
+			// or not; RFC 9113 §8.1 needs no announcement).
+			body.trailer = announcedTrailers(req)
+			out.Trailer = body.trailer
+		}
+		out.Body = body
 		out.ContentLength = -1
 		if req.Framing == h1.Length {
 			out.ContentLength = req.ContentLength
@@ -307,4 +328,46 @@ func (s *stream) respondHTTP(x *exchange, rt *Route, t *target.Target, resp *htt
 		hdr[http.TrailerPrefix+name] = append(hdr[http.TrailerPrefix+name], values...)
 	}
 	return true, nil
+}
+
+// trailerPasses reports whether a request trailer field goes on to an
+// HTTP/2 target: not a hop-by-hop field, nor one that RFC 9110 §6.5.1 keeps
+// out of trailers (framing, routing, request modifiers, authentication,
+// content handling), which an HTTP/2 server may answer with a stream reset
+// (Go's does).
+func trailerPasses(name []byte) bool {
+	if h1.KindOf(name).HopByHop() {
+		return false
+	}
+	switch strings.ToLower(string(name)) {
+	case "authorization", "cache-control", "connection", "content-encoding", "content-length",
+		"content-range", "content-type", "expect", "host", "keep-alive", "max-forwards", "pragma",
+		"proxy-authenticate", "proxy-authorization", "proxy-connection", "range", "realm", "te",
+		"trailer", "transfer-encoding", "www-authenticate":
+		return false
+	}
+	return true
+}
+
+func announcesTrailers(req *h1.Request) bool {
+	return slices.Contains(req.Kinds, h1.KindTrailer)
+}
+
+// announcedTrailers returns a Trailer map holding the names the client's
+// Trailer fields announced, with no values yet: the HTTP/2 client
+// announces them to the target in its own trailer field.
+func announcedTrailers(req *h1.Request) http.Header {
+	tr := http.Header{}
+	for i, f := range req.Fields {
+		if req.Kinds[i] != h1.KindTrailer {
+			continue
+		}
+		for name := range strings.SplitSeq(string(f.Value), ",") {
+			name = strings.TrimSpace(name)
+			if name != "" && h1.ValidName([]byte(name)) && trailerPasses([]byte(name)) {
+				tr[http.CanonicalHeaderKey(name)] = nil
+			}
+		}
+	}
+	return tr
 }
