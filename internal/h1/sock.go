@@ -102,12 +102,18 @@ func (w *Writer) Pending() int { return len(w.pending) }
 
 // WritePending writes what is pending, as far as the socket takes it now.
 func (w *Writer) WritePending() error {
-	if w.err != nil || len(w.pending) == 0 {
+	if w.err != nil || len(w.pending) == 0 || !w.sock.Writable {
 		return w.err
 	}
+	// What the socket does not take moves to the front of the same
+	// buffer; an emptied one goes, so that an idle connection holds none.
 	p := w.pending
-	w.pending = nil
-	return w.writeSock(p)
+	w.pending = p[:0]
+	err := w.writeSock(p)
+	if len(w.pending) == 0 {
+		w.pending = nil
+	}
+	return err
 }
 
 // writeSock writes p to the loop's socket, keeping in pending whatever the

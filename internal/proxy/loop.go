@@ -60,7 +60,7 @@ func startLoops() {
 		ls := &loopState{conns: map[*clientConn]struct{}{}, pools: map[*target.Target]*loopPool{}}
 		l, err := evloop.New(ls.tick)
 		if err != nil {
-			return // the goroutine path serves everything
+			return // the loops made so far serve; with none, the goroutine path
 		}
 		ls.loop = l
 		go l.Run()
@@ -248,11 +248,15 @@ func (c *clientConn) loopForward(rt *Route) bool {
 	if c.t.Conns.Closed() {
 		return c.loopDialFailed(rt, upstream.ErrClosed)
 	}
-	now := c.h.now().UnixNano()
 	if u := p.get(); u != nil {
 		return c.loopSend(rt, u)
 	}
-	u, err := c.ls.dial(p, c.be.ConnectTimeout, now)
+	return c.loopDial(rt, p)
+}
+
+// loopDial connects to p's target, and sends the request once connected.
+func (c *clientConn) loopDial(rt *Route, p *loopPool) bool {
+	u, err := c.ls.dial(p, c.be.ConnectTimeout, c.h.now().UnixNano())
 	if err != nil {
 		return c.loopDialFailed(rt, err)
 	}
@@ -270,6 +274,7 @@ func (c *clientConn) loopForward(rt *Route) bool {
 // more on another target, else the error to the client.
 func (c *clientConn) loopDialFailed(rt *Route, err error) bool {
 	c.up = nil
+	c.endBegin() // a redial's (loopAwait): the retry may pick another target
 	if !c.retried && c.retarget(err) {
 		c.retried = true
 		return c.loopForward(rt)
@@ -334,19 +339,7 @@ func (c *clientConn) loopAwait() bool {
 		// the request never reached it. Send it again on a new one.
 		c.up = nil
 		u.uc.Close()
-		nu, err := c.ls.dial(u.pool, c.be.ConnectTimeout, c.h.now().UnixNano())
-		if err != nil {
-			c.hp.Done(c.t)
-			c.began = false
-			return c.loopDialFailed(rt, err)
-		}
-		if nu.connecting {
-			nu.user, c.up = c, nu
-			c.st = stConnect
-			c.ls.wantTick(c.be.ConnectTimeout / 16)
-			return false
-		}
-		return c.loopSend(rt, nu)
+		return c.loopDial(rt, u.pool)
 	}
 	if err != nil {
 		c.up = nil
@@ -379,11 +372,16 @@ func (c *clientConn) responseFits(u *loopUpstream) bool {
 
 // endForward ends a forwarded exchange as serveForward does.
 func (c *clientConn) endForward(rt *Route, keep bool, err error) {
+	c.endBegin()
+	c.endLoopExchange(c.finish(rt, c.t, keep, err))
+}
+
+// endBegin ends the count loopSend's Begin started, if it has not ended.
+func (c *clientConn) endBegin() {
 	if c.began {
 		c.hp.Done(c.t)
 		c.began = false
 	}
-	c.endLoopExchange(c.finish(rt, c.t, keep, err))
 }
 
 // endLoopExchange moves on to writing out the answer, then the next
@@ -461,8 +459,9 @@ func (c *clientConn) checkTimeouts(now int64) {
 
 // handoff moves the connection from its loop to a goroutine of its own,
 // which runs run and, if it says to go on, the goroutine path's next
-// requests.
-func (c *clientConn) handoff(run func() bool) {
+// requests. It reports false, run not run and the connection closed, if
+// the connection could not be moved.
+func (c *clientConn) handoff(run func() bool) bool {
 	ls := c.ls
 	c.st = stGone
 	ls.loop.Remove(c.sock.FD)
@@ -475,7 +474,7 @@ func (c *clientConn) handoff(run func() bool) {
 		c.rd.Close()
 		c.wr.Reset(nil)
 		c.h.forget(c)
-		return
+		return false
 	}
 	c.h.HandedOff.Add(1)
 	c.nc = nc
@@ -491,6 +490,7 @@ func (c *clientConn) handoff(run func() bool) {
 			}
 		}
 	}()
+	return true
 }
 
 // handoffExchange hands the connection and its target connection u to a
@@ -507,7 +507,7 @@ func (c *clientConn) handoffExchange(rt *Route, u *loopUpstream, headRead bool) 
 		c.endLoopExchange(c.finish(rt, t, false, err))
 		return true
 	}
-	c.handoff(func() bool {
+	moved := c.handoff(func() bool {
 		var keep bool
 		var err error
 		if headRead {
@@ -521,6 +521,10 @@ func (c *clientConn) handoffExchange(rt *Route, u *loopUpstream, headRead bool) 
 		}
 		return c.finish(rt, c.t, keep, err) && c.served1()
 	})
+	if !moved {
+		hp.Done(t)
+		uc.Close()
+	}
 	return false
 }
 
@@ -564,10 +568,7 @@ func (c *clientConn) closeLoop() {
 		c.up.uc.Close()
 		c.up = nil
 	}
-	if c.began {
-		c.hp.Done(c.t)
-		c.began = false
-	}
+	c.endBegin()
 	c.rd.Close()
 	c.wr.Reset(nil)
 	c.ls = nil
