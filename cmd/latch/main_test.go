@@ -352,6 +352,14 @@ func TestRestartKeepsSessions(t *testing.T) {
 		body, cookie := fetch(t, p.url, "")
 		sessions[body] = cookie
 	}
+	if len(sessions) != 3 {
+		t.Fatalf("100 requests reached %d targets, want 3: %v", len(sessions), sessions)
+	}
+	for backend, cookie := range sessions {
+		if cookie == "" {
+			t.Fatalf("the response from %s set no AWSALB cookie", backend)
+		}
+	}
 	p.cmd.Process.Signal(syscall.SIGINT)
 	if code := p.wait(t); code != 0 {
 		t.Fatalf("exit code %d", code)

@@ -12,6 +12,22 @@ import (
 	"testing"
 )
 
+// hashTarget is a net/http target that reads each request's body and
+// answers "len=<bytes read> cl=<Content-Length, -1 if none> te=<transfer
+// codings> sha=<sha256 of the body>".
+func hashTarget(t *testing.T) string {
+	t.Helper()
+	return startHTTPTarget(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := sha256.New()
+		n, err := io.Copy(h, r.Body)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		fmt.Fprintf(w, "len=%d cl=%d te=%s sha=%x", n, r.ContentLength, strings.Join(r.TransferEncoding, ","), h.Sum(nil))
+	}))
+}
+
 // payload is n reproducible pseudo-random bytes: a body in which a lost,
 // repeated or reordered piece changes the hash.
 func payload(n int, seed byte) []byte {
@@ -25,16 +41,7 @@ func payload(n int, seed byte) []byte {
 // keeps it (targets such as object stores need the length up front).
 func TestLargeRequestBodies(t *testing.T) {
 	t.Parallel()
-	target := startHTTPTarget(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		h := sha256.New()
-		n, err := io.Copy(h, r.Body)
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
-		}
-		fmt.Fprintf(w, "len=%d cl=%d te=%s sha=%x", n, r.ContentLength, strings.Join(r.TransferEncoding, ","), h.Sum(nil))
-	}))
-	l := startLatch(t, target)
+	l := startLatch(t, hashTarget(t))
 	client := newClient(t)
 	for _, size := range []int{8 << 20, 32 << 20} {
 		for _, chunked := range []bool{false, true} {

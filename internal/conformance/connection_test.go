@@ -18,21 +18,12 @@ import (
 // body passes too.
 func TestHTTP10Client(t *testing.T) {
 	t.Parallel()
-	target := startRawTarget(t, func(c *targetConn) {
-		for {
-			m, err := readRequest(c.br)
-			if err != nil {
-				return
-			}
-			resp := "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + chunk("part one, ") + chunk("part two") + "0\r\n\r\n"
-			if !strings.Contains(m.StartLine, " /chunked ") {
-				body := m.StartLine + "|" + string(m.Body)
-				resp = fmt.Sprintf("HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
-			}
-			if c.write(resp) != nil {
-				return
-			}
+	target := startResponder(t, func(c *targetConn, m *message) string {
+		if strings.Contains(m.StartLine, " /chunked ") {
+			return "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + chunk("part one, ") + chunk("part two") + "0\r\n\r\n"
 		}
+		body := m.StartLine + "|" + string(m.Body)
+		return fmt.Sprintf("HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
 	})
 	l := startLatch(t, target.addr)
 	// latch forwards as HTTP/1.1, the version it speaks (RFC 9110 §6.2).
@@ -145,15 +136,8 @@ func TestConnectionClose(t *testing.T) {
 		// The target says close but keeps its end open, and answers with
 		// the connection each request came on: a request latch wrongly sends
 		// on the same connection is seen, and answered.
-		target := startRawTarget(t, func(c *targetConn) {
-			for {
-				if _, err := readRequest(c.br); err != nil {
-					return
-				}
-				if c.write(fmt.Sprintf("HTTP/1.1 200 OK\r\nConnection: close\r\nX-Conn: %d\r\nContent-Length: 2\r\n\r\nok", c.id)) != nil {
-					return
-				}
-			}
+		target := startResponder(t, func(c *targetConn, _ *message) string {
+			return fmt.Sprintf("HTTP/1.1 200 OK\r\nConnection: close\r\nX-Conn: %d\r\nContent-Length: 2\r\n\r\nok", c.id)
 		})
 		l := startLatch(t, target.addr)
 		c := dialRaw(t, l.addr)

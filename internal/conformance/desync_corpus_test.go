@@ -17,27 +17,13 @@ var corpusDir = filepath.Join("..", "desync", "testdata", "corpus")
 
 // corpusHeader is one header line of a case: name and value exactly as
 // the case gives them, to be written as "name: value\r\n".
-type corpusHeader struct{ name, value string }
+type corpusHeader = desynctest.Header
 
 // corpusCase is one request of the corpus and the verdict ALB gives it.
-type corpusCase struct {
-	file                 string // the corpus file's base name
-	name                 string
-	method, uri, version string
-	headers              []corpusHeader
-	tier, reason         string // as ALB's logs spell them
-}
+type corpusCase = desynctest.Case
 
 // loadCorpusFiles loads every corpus file, in name order.
 func loadCorpusFiles(t testing.TB) []corpusCase {
 	t.Helper()
-	var all []corpusCase
-	for _, c := range desynctest.LoadDir(t, corpusDir) {
-		cc := corpusCase{file: c.File, name: c.Name, method: c.Method, uri: c.URI, version: c.Version, tier: c.Tier, reason: c.Reason}
-		for _, h := range c.Headers {
-			cc.headers = append(cc.headers, corpusHeader{h.Name, h.Value})
-		}
-		all = append(all, cc)
-	}
-	return all
+	return desynctest.LoadDir(t, corpusDir)
 }

@@ -3,14 +3,11 @@ package conformance_test
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -86,30 +83,14 @@ type desyncRequest struct {
 	headers              []corpusHeader
 }
 
-// asciiLower lower-cases ASCII letters only. HTTP field names and tokens
-// are case-insensitive in ASCII alone: strings.EqualFold would take
-// "Tranſfer-Encoding" (a long s, one of the corpus's lookalikes) for
-// Transfer-Encoding.
-func asciiLower(s string) string {
-	b := []byte(s)
-	for i, c := range b {
-		if 'A' <= c && c <= 'Z' {
-			b[i] = c + 'a' - 'A'
-		}
-	}
-	return string(b)
-}
-
-func asciiEqualFold(a, b string) bool { return asciiLower(a) == asciiLower(b) }
-
 // fieldsNamed returns the values of the fields whose name is exactly name,
 // ASCII case-insensitively, trimmed of OWS. A lookalike (" Content-Length",
 // "Transfer_Encoding") is another field to an RFC 9112 recipient.
 func (r desyncRequest) fieldsNamed(name string) []string {
 	var out []string
 	for _, h := range r.headers {
-		if asciiEqualFold(h.name, name) {
-			out = append(out, strings.Trim(h.value, " \t"))
+		if asciiEqualFold(h.Name, name) {
+			out = append(out, strings.Trim(h.Value, " \t"))
 		}
 	}
 	return out
@@ -246,16 +227,16 @@ func forwardable(r desyncRequest) (ok bool, status int, why string) {
 		return false, 400, "empty request target"
 	}
 	for _, h := range r.headers {
-		if strings.ContainsAny(h.name, "\r\n\x00") || strings.ContainsAny(h.value, "\r\n\x00") {
-			return false, 400, fmt.Sprintf("CR, LF or NUL (or an obs-fold) in header %q", h.name)
+		if strings.ContainsAny(h.Name, "\r\n\x00") || strings.ContainsAny(h.Value, "\r\n\x00") {
+			return false, 400, fmt.Sprintf("CR, LF or NUL (or an obs-fold) in header %q", h.Name)
 		}
 	}
 	var cl int64
 	clSeen, chunked := false, false
 	for _, h := range r.headers {
-		v := strings.Trim(h.value, " \t")
+		v := strings.Trim(h.Value, " \t")
 		switch {
-		case asciiEqualFold(h.name, "Content-Length"):
+		case asciiEqualFold(h.Name, "Content-Length"):
 			if v == "" || strings.Trim(v, "0123456789") != "" {
 				return false, 400, fmt.Sprintf("invalid Content-Length %q", v)
 			}
@@ -267,7 +248,7 @@ func forwardable(r desyncRequest) (ok bool, status int, why string) {
 				return false, 400, "conflicting Content-Length fields"
 			}
 			cl, clSeen = n, true
-		case asciiEqualFold(h.name, "Transfer-Encoding"):
+		case asciiEqualFold(h.Name, "Transfer-Encoding"):
 			for _, item := range strings.Split(v, ",") {
 				item, _, _ = strings.Cut(item, ";")
 				item = asciiLower(strings.Trim(item, " \t"))
@@ -380,8 +361,8 @@ var wireOverrides = map[string]struct {
 	// field's value runs on over it.
 	"ambiguous.yaml/[white-space]Transfer-Encoding and [white-space]Content-Length": {
 		view: desyncRequest{method: "POST", uri: "/foo/bar", version: "HTTP/1.1", headers: []corpusHeader{
-			{" Transfer-Encoding", "chunked\r\n Content-Length: 1000"},
-			{"Host", "example.com"},
+			{Name: " Transfer-Encoding", Value: "chunked\r\n Content-Length: 1000"},
+			{Name: "Host", Value: "example.com"},
 		}},
 		tier: "Severe", reason: "BadHeader",
 		why: `the second field line is an obs-fold of the first; a folded value holds CRLF: BadHeader, as in "Multiline headers are deprecated"`,
@@ -391,7 +372,7 @@ var wireOverrides = map[string]struct {
 	// an HTTP/0.9 request line whose target holds a tab.
 	"uri-specific-test-cases.yaml/Request Smuggling in URI": {
 		view: desyncRequest{method: "GET", uri: "/endpoint_a\tHTTP/1.1", version: "", headers: []corpusHeader{
-			{"Host", "localhost"},
+			{Name: "Host", Value: "localhost"},
 		}},
 		tier: "Ambiguous", reason: "AmbiguousUri",
 		why: `CRLF in the URI ends the request line; the request before it has a tab in its URI: AmbiguousUri, as in "\t in URI"`,
@@ -410,9 +391,9 @@ var wireOverrides = map[string]struct {
 // into an obs-fold), the final CRLF, and the body its headers claim (see
 // body: nothing when they claim no determinable length).
 func wireFor(c corpusCase) (raw []byte, r desyncRequest, tier, reason, note string) {
-	r = desyncRequest{method: c.method, uri: c.uri, version: c.version, headers: c.headers}
+	r = desyncRequest{method: c.Method, uri: c.URI, version: c.Version, headers: c.Headers}
 	if len(r.fieldsNamed("Host")) == 0 {
-		r.headers = append(append([]corpusHeader(nil), c.headers...), corpusHeader{"Host", "example.com"})
+		r.headers = append(append([]corpusHeader(nil), c.Headers...), corpusHeader{Name: "Host", Value: "example.com"})
 	}
 	var b strings.Builder
 	b.WriteString(r.method + " " + r.uri)
@@ -421,12 +402,12 @@ func wireFor(c corpusCase) (raw []byte, r desyncRequest, tier, reason, note stri
 	}
 	b.WriteString("\r\n")
 	for _, h := range r.headers {
-		b.WriteString(h.name + ": " + h.value + "\r\n")
+		b.WriteString(h.Name + ": " + h.Value + "\r\n")
 	}
 	b.WriteString("\r\n")
 	b.WriteString(r.body())
-	tier, reason = c.tier, c.reason
-	if o, ok := wireOverrides[c.file+"/"+c.name]; ok {
+	tier, reason = c.Tier, c.Reason
+	if o, ok := wireOverrides[c.File+"/"+c.Name]; ok {
 		r, tier, reason, note = o.view, o.tier, o.reason, o.why
 	}
 	return []byte(b.String()), r, tier, reason, note
@@ -467,24 +448,13 @@ state_dir: %s
 	if err != nil {
 		t.Fatalf("config:\n%s\n%v", y, err)
 	}
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	if os.Getenv("LATCH_CONFORMANCE_LOG") != "" {
-		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	}
-	b := lb.New(log)
-	if err := b.Apply(cfg); err != nil {
-		t.Fatal(err)
-	}
-	d := &desyncLatch{b: b, addr: b.Addr("public"), mode: mode, target: rt}
-	t.Cleanup(d.shutdown)
-	return d
+	b := runLatch(t, cfg, 2*time.Second)
+	return &desyncLatch{b: b, addr: b.Addr("public"), mode: mode, target: rt}
 }
 
-func (d *desyncLatch) shutdown() {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	d.b.Shutdown(ctx)
-}
+// shutdown stops latch before the test ends (runLatch stops it again,
+// which does nothing).
+func (d *desyncLatch) shutdown() { shutdownLatch(d.b, 2*time.Second) }
 
 // counters returns the listener's classification counters.
 func (d *desyncLatch) counters() (classified, blocked [32]uint64) {
@@ -521,21 +491,13 @@ func (d *desyncLatch) checkCounters(t *testing.T, beforeC, beforeB [32]uint64, r
 // ---------------------------------------------------------------------------
 // Client side
 
-// desyncClient is a raw client connection to latch.
-type desyncClient struct {
-	c  *net.TCPConn
-	br *bufio.Reader
-}
+// desyncClient is a raw client connection to latch, with ways to send
+// that the desync tests need.
+type desyncClient struct{ *rawClient }
 
 func dialDesync(t *testing.T, addr string) *desyncClient {
 	t.Helper()
-	c, err := net.DialTimeout("tcp", addr, waitLimit)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	c.SetDeadline(time.Now().Add(waitLimit))
-	return &desyncClient{c: c.(*net.TCPConn), br: bufio.NewReaderSize(c, 64<<10)}
+	return &desyncClient{dialRaw(t, addr)}
 }
 
 // send writes raw in the background (a large body must not block the
@@ -623,48 +585,23 @@ type recConn struct {
 // connection, parses it strictly (parseForwarded) and answers each complete
 // request with 200 and X-Target-Conn naming the connection.
 type recTarget struct {
-	addr  string
-	mu    sync.Mutex
+	addr string
+	mu   sync.Mutex
+	// conns is in the order the connections' goroutines started, which
+	// need not be the order of their ids (of their accepts).
 	conns []*recConn
 }
 
 func startRecTarget(t *testing.T) *recTarget {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	rt := &recTarget{addr: ln.Addr().String()}
-	var wg sync.WaitGroup
-	var open sync.Map
-	t.Cleanup(func() {
-		ln.Close()
-		open.Range(func(k, _ any) bool { k.(net.Conn).Close(); return true })
-		wg.Wait()
-	})
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			nc, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			nc.SetDeadline(time.Now().Add(2 * waitLimit))
-			open.Store(nc, true)
-			rt.mu.Lock()
-			rc := &recConn{id: len(rt.conns) + 1, remote: nc.RemoteAddr().String()}
-			rt.conns = append(rt.conns, rc)
-			rt.mu.Unlock()
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer open.Delete(nc)
-				defer nc.Close()
-				rt.serve(nc, rc)
-			}()
-		}
-	}()
+	rt := &recTarget{}
+	rt.addr = startRawTarget(t, func(c *targetConn) {
+		rc := &recConn{id: int(c.id), remote: c.RemoteAddr().String()}
+		rt.mu.Lock()
+		rt.conns = append(rt.conns, rc)
+		rt.mu.Unlock()
+		rt.serve(c.Conn, rc)
+	}).addr
 	return rt
 }
 
@@ -869,16 +806,28 @@ func (rt *recTarget) flushAccepts(t *testing.T, m targetMark) {
 		t.Fatal(err)
 	}
 	local := mc.LocalAddr().String()
+	// Wait for the marker and every connection accepted before it: their
+	// ids are below the marker's.
 	if !waitUntil(waitLimit, func() bool {
 		rt.mu.Lock()
 		defer rt.mu.Unlock()
+		var marker *recConn
 		for _, rc := range rt.conns {
 			if rc.remote == local {
-				rc.marker = true
-				return true
+				marker = rc
 			}
 		}
-		return false
+		if marker == nil {
+			return false
+		}
+		marker.marker = true
+		before := 0
+		for _, rc := range rt.conns {
+			if rc.id < marker.id {
+				before++
+			}
+		}
+		return before == marker.id-1
 	}) {
 		t.Fatal("the target never accepted the marker connection")
 	}
@@ -954,7 +903,12 @@ func (rt *recTarget) dumpSince(m targetMark) string {
 func (rt *recTarget) closed(id int) bool {
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
-	return rt.conns[id-1].eof
+	for _, rc := range rt.conns {
+		if rc.id == id {
+			return rc.eof
+		}
+	}
+	return false
 }
 
 // allRequests returns every complete request the target received.
@@ -1029,7 +983,7 @@ func TestDesyncCorpusOnRawSocket(t *testing.T) {
 			t.Parallel()
 			d := startDesyncLatch(t, mode)
 			for _, c := range cases {
-				t.Run(c.file+"/"+c.name, func(t *testing.T) {
+				t.Run(c.File+"/"+c.Name, func(t *testing.T) {
 					runCorpusCase(t, d, c)
 				})
 			}

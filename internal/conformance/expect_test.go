@@ -1,10 +1,7 @@
 package conformance_test
 
 import (
-	"crypto/sha256"
 	"fmt"
-	"io"
-	"net/http"
 	"strings"
 	"testing"
 )
@@ -18,21 +15,13 @@ func TestExpectContinue(t *testing.T) {
 	t.Parallel()
 	// A net/http target honours Expect itself: it sends 100 Continue when
 	// its handler starts reading the body, if latch forwards the expectation.
-	target := startHTTPTarget(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		h := sha256.New()
-		n, err := io.Copy(h, r.Body)
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
-		}
-		fmt.Fprintf(w, "%d %x", n, h.Sum(nil))
-	}))
-	l := startLatch(t, target)
+	l := startLatch(t, hashTarget(t))
 	body := strings.Repeat("expected body ", 1000)
-	want := fmt.Sprintf("%d %s", len(body), sha([]byte(body)))
-	cases := []struct{ name, head, body string }{
-		{"content-length", fmt.Sprintf("Content-Length: %d\r\n", len(body)), body},
-		{"chunked", "Transfer-Encoding: chunked\r\n", chunk(body[:5000]) + chunk(body[5000:]) + "0\r\n\r\n"},
+	cases := []struct{ name, head, body, want string }{
+		{"content-length", fmt.Sprintf("Content-Length: %d\r\n", len(body)), body,
+			fmt.Sprintf("len=%d cl=%d te= sha=%s", len(body), len(body), sha([]byte(body)))},
+		{"chunked", "Transfer-Encoding: chunked\r\n", chunk(body[:5000]) + chunk(body[5000:]) + "0\r\n\r\n",
+			fmt.Sprintf("len=%d cl=-1 te=chunked sha=%s", len(body), sha([]byte(body)))},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -45,8 +34,8 @@ func TestExpectContinue(t *testing.T) {
 			}
 			c.write(tc.body)
 			resp := c.response("POST")
-			if resp.status() != 200 || string(resp.Body) != want {
-				t.Errorf("got %d %q, want 200 %q", resp.status(), resp.Body, want)
+			if resp.status() != 200 || string(resp.Body) != tc.want {
+				t.Errorf("got %d %q, want 200 %q", resp.status(), resp.Body, tc.want)
 			}
 			c.write("GET /after HTTP/1.1\r\nHost: example.com\r\n\r\n")
 			if resp := c.response("GET"); resp.status() != 200 {

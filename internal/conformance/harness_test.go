@@ -68,21 +68,7 @@ state_dir: %s
 	if err != nil {
 		t.Fatalf("config:\n%s\n%v", y.String(), err)
 	}
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	if os.Getenv("LATCH_CONFORMANCE_LOG") != "" {
-		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	}
-	b := lb.New(log)
-	if err := b.Apply(cfg); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		// With every client gone, nothing should be in flight: a failed
-		// test need not wait long for latch to give up on its requests.
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		b.Shutdown(ctx)
-	})
+	b := runLatch(t, cfg, 2*time.Second)
 	addr := b.Addr("public")
 	_, port, err := net.SplitHostPort(addr)
 	if err != nil {
@@ -92,6 +78,31 @@ state_dir: %s
 }
 
 func (l *latch) url(path string) string { return "http://" + l.addr + path }
+
+// runLatch runs latch on cfg, logging to stderr if LATCH_CONFORMANCE_LOG
+// is set, and shuts it down when the test ends, giving it grace: with
+// every client gone, nothing should be in flight, and a failed test need
+// not wait long for latch to give up on its requests.
+func runLatch(t *testing.T, cfg *config.Config, grace time.Duration) *lb.LB {
+	t.Helper()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if os.Getenv("LATCH_CONFORMANCE_LOG") != "" {
+		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	b := lb.New(log)
+	if err := b.Apply(cfg); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { shutdownLatch(b, grace) })
+	return b
+}
+
+// shutdownLatch stops b, waiting at most grace for its connections.
+func shutdownLatch(b *lb.LB, grace time.Duration) {
+	ctx, cancel := context.WithTimeout(context.Background(), grace)
+	defer cancel()
+	b.Shutdown(ctx)
+}
 
 // ---------------------------------------------------------------------------
 // HTTP/1.1 messages as bytes on the wire
@@ -103,12 +114,28 @@ type field struct {
 	Value string `json:"value"`
 }
 
-// fieldValues returns the value of every line named name (case-insensitively),
-// in wire order.
+// asciiLower lower-cases ASCII letters only. HTTP field names and tokens
+// are case-insensitive in ASCII alone: strings.EqualFold would take
+// "Tranſfer-Encoding" (a long s, one of the desync corpus's lookalikes) for
+// Transfer-Encoding, and strings.ToLower turns a Kelvin sign into a k.
+func asciiLower(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			b[i] = c + 'a' - 'A'
+		}
+	}
+	return string(b)
+}
+
+func asciiEqualFold(a, b string) bool { return asciiLower(a) == asciiLower(b) }
+
+// fieldValues returns the value of every line named name (ASCII
+// case-insensitively), in wire order.
 func fieldValues(fs []field, name string) []string {
 	var out []string
 	for _, f := range fs {
-		if strings.EqualFold(f.Name, name) {
+		if asciiEqualFold(f.Name, name) {
 			out = append(out, f.Value)
 		}
 	}
@@ -126,7 +153,7 @@ func fieldTokens(fs []field, name string) []string {
 	for _, v := range fieldValues(fs, name) {
 		for _, tok := range strings.Split(v, ",") {
 			tok, _, _ = strings.Cut(tok, ";")
-			if tok = strings.ToLower(strings.TrimSpace(tok)); tok != "" {
+			if tok = asciiLower(strings.TrimSpace(tok)); tok != "" {
 				out = append(out, tok)
 			}
 		}
@@ -136,11 +163,24 @@ func fieldTokens(fs []field, name string) []string {
 
 func hasToken(fs []field, name, token string) bool {
 	for _, tok := range fieldTokens(fs, name) {
-		if tok == strings.ToLower(token) {
+		if tok == asciiLower(token) {
 			return true
 		}
 	}
 	return false
+}
+
+// TestFieldLookalikes: the harness reads field names and tokens as an
+// RFC 9112 recipient does, so that a lookalike forwarded by latch is not
+// taken for framing or a hop-by-hop field.
+func TestFieldLookalikes(t *testing.T) {
+	fs := []field{{"Tran\u017Ffer-Encoding", "chunked"}, {"\u212Aeep-Alive", "5"}, {"Connection", "\u212Aeep-Alive"}, {"TRANSFER-encoding", "gzip"}}
+	if got := fieldValues(fs, "Transfer-Encoding"); len(got) != 1 || got[0] != "gzip" {
+		t.Errorf("Transfer-Encoding: got %q, want only the ASCII one's gzip", got)
+	}
+	if fieldValues(fs, "Keep-Alive") != nil || hasToken(fs, "Connection", "keep-alive") {
+		t.Errorf("a Kelvin sign taken for a K")
+	}
 }
 
 // message is an HTTP/1.x request or response read off a socket by hand.
@@ -455,6 +495,23 @@ func startRawTarget(t *testing.T, serve func(*targetConn)) *rawTarget {
 		}
 	}()
 	return rt
+}
+
+// startResponder runs a raw target that reads each request of a connection
+// in full and writes respond's answer to it, until a read or a write fails.
+func startResponder(t *testing.T, respond func(c *targetConn, m *message) string) *rawTarget {
+	t.Helper()
+	return startRawTarget(t, func(c *targetConn) {
+		for {
+			m, err := readRequest(c.br)
+			if err != nil {
+				return
+			}
+			if c.write(respond(c, m)) != nil {
+				return
+			}
+		}
+	})
 }
 
 // echo is what an echo target saw of one request, sent back as JSON.

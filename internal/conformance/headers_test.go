@@ -84,20 +84,13 @@ func TestHopByHopRequest(t *testing.T) {
 // Connection names, do not reach the client; the others do.
 func TestHopByHopResponse(t *testing.T) {
 	t.Parallel()
-	target := startRawTarget(t, func(c *targetConn) {
-		for {
-			if _, err := readRequest(c.br); err != nil {
-				return
-			}
-			if c.write("HTTP/1.1 200 OK\r\n"+
-				"Connection: X-Resp-Hop, keep-alive\r\nconnection: x-other-hop\r\n"+
-				"X-Resp-Hop: secret\r\nX-Other-Hop: secret\r\nKeep-Alive: timeout=5, max=100\r\n"+
-				"Proxy-Connection: keep-alive\r\nProxy-Authenticate: Basic realm=\"proxy\"\r\n"+
-				"Proxy-Authorization: Basic eA==\r\nTE: trailers\r\nTrailer: X-Never\r\nUpgrade: h2c\r\n"+
-				"X-End: kept\r\nContent-Length: 2\r\n\r\nok") != nil {
-				return
-			}
-		}
+	target := startResponder(t, func(*targetConn, *message) string {
+		return "HTTP/1.1 200 OK\r\n" +
+			"Connection: X-Resp-Hop, keep-alive\r\nconnection: x-other-hop\r\n" +
+			"X-Resp-Hop: secret\r\nX-Other-Hop: secret\r\nKeep-Alive: timeout=5, max=100\r\n" +
+			"Proxy-Connection: keep-alive\r\nProxy-Authenticate: Basic realm=\"proxy\"\r\n" +
+			"Proxy-Authorization: Basic eA==\r\nTE: trailers\r\nTrailer: X-Never\r\nUpgrade: h2c\r\n" +
+			"X-End: kept\r\nContent-Length: 2\r\n\r\nok"
 	})
 	l := startLatch(t, target.addr)
 	c := dialRaw(t, l.addr)
@@ -176,15 +169,8 @@ func TestEndToEndHeaders(t *testing.T) {
 
 	t.Run("response", func(t *testing.T) {
 		t.Parallel()
-		target := startRawTarget(t, func(c *targetConn) {
-			for {
-				if _, err := readRequest(c.br); err != nil {
-					return
-				}
-				if c.write("HTTP/1.1 200 OK\r\n"+lines.String()+"Content-Length: 2\r\n\r\nok") != nil {
-					return
-				}
-			}
+		target := startResponder(t, func(*targetConn, *message) string {
+			return "HTTP/1.1 200 OK\r\n" + lines.String() + "Content-Length: 2\r\n\r\nok"
 		})
 		l := startLatch(t, target.addr)
 		c := dialRaw(t, l.addr)

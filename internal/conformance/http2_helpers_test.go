@@ -8,11 +8,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"math/rand/v2"
 	"net"
 	"net/http"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -75,19 +73,7 @@ func startH2Latch(t *testing.T, mode h2Mode, o h2Options) *h2Latch {
 		l.certDir = t.TempDir()
 		l.ca.Issue(t, tlstest.Options{DNSNames: []string{h2ServerName}}).Write(t, l.certDir, "front")
 	}
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	if os.Getenv("LATCH_CONFORMANCE_LOG") != "" {
-		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	}
-	l.b = lb.New(log)
-	if err := l.b.Apply(l.config(t, o)); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-		defer cancel()
-		l.b.Shutdown(ctx)
-	})
+	l.b = runLatch(t, l.config(t, o), 3*time.Second)
 	l.addr = l.b.Addr("public")
 	var err error
 	if _, l.port, err = net.SplitHostPort(l.addr); err != nil {

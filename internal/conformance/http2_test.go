@@ -246,30 +246,10 @@ func testH2ConcurrentStreams(t *testing.T, m h2Mode) {
 // testH2StreamingResponse: a response part reaches the HTTP/2 client while
 // the target still holds back the next, whatever the target's framing.
 func testH2StreamingResponse(t *testing.T, m h2Mode) {
-	const first, second = "first part;", "second part"
-	for _, tc := range []struct {
-		name string
-		head string
-		part func(string) string
-		end  string
-	}{
-		{"chunked", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n", chunk, "0\r\n\r\n"},
-		{"content-length", fmt.Sprintf("HTTP/1.1 200 OK\r\nContent-Length: %d\r\n", len(first+second)),
-			func(s string) string { return s }, ""},
-		{"until close", "HTTP/1.1 200 OK\r\nConnection: close\r\n", func(s string) string { return s }, ""},
-	} {
+	const first, second = streamedFirst, streamedSecond
+	for _, tc := range streamingResponseCases {
 		t.Run(tc.name, func(t *testing.T) {
-			release := newGate()
-			target := startRawTarget(t, func(c *targetConn) {
-				if _, err := readRequest(c.br); err != nil {
-					return
-				}
-				if c.write(tc.head+"Content-Type: text/plain\r\n\r\n"+tc.part(first)) != nil || !release.wait() {
-					return
-				}
-				c.write(tc.part(second) + tc.end)
-			})
-			t.Cleanup(release.open)
+			target, release := gatedTarget(t, tc)
 			l := startH2Latch(t, m, h2Options{targets: []string{target.addr}})
 			resp, err := l.client(t, 2).Get(l.url("/stream"))
 			if err != nil {
@@ -309,19 +289,7 @@ func testH2StreamingResponse(t *testing.T, m h2Mode) {
 // length reaches the target as Content-Length, an unknown one as chunked.
 func testH2StreamingRequest(t *testing.T, m h2Mode) {
 	const first, second = "first-part;", "second-part"
-	type seen struct {
-		part string
-		cl   int64
-		te   []string
-	}
-	firsts := make(chan seen, 1)
-	target := startHTTPTarget(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		buf := make([]byte, len(first))
-		n, _ := io.ReadFull(r.Body, buf)
-		firsts <- seen{string(buf[:n]), r.ContentLength, r.TransferEncoding}
-		rest, _ := io.ReadAll(r.Body)
-		fmt.Fprintf(w, "%s%s", buf[:n], rest)
-	}))
+	target, firsts := uploadTarget(t, len(first))
 	l := startH2Latch(t, m, h2Options{targets: []string{target}})
 	c := l.client(t, 2)
 	for _, tc := range []struct {
@@ -456,19 +424,11 @@ func testH2LargeBodies(t *testing.T, m h2Mode) {
 func testH2Trailers(t *testing.T, m h2Mode) {
 	got := make(chan *message, 1)
 	const answer = "\x00\x00\x00\x00\x05hello"
-	target := startRawTarget(t, func(c *targetConn) {
-		for {
-			req, err := readRequest(c.br)
-			if err != nil {
-				return
-			}
-			got <- req
-			msg := "checksum%20" + fieldList(req.Trailer, "X-Request-Checksum")
-			if c.write("HTTP/1.1 200 OK\r\nContent-Type: application/grpc\r\nTransfer-Encoding: chunked\r\nTrailer: grpc-status, grpc-message\r\n\r\n"+
-				chunk(answer)+"0\r\ngrpc-status: 0\r\ngrpc-message: "+msg+"\r\n\r\n") != nil {
-				return
-			}
-		}
+	target := startResponder(t, func(_ *targetConn, req *message) string {
+		got <- req
+		msg := "checksum%20" + fieldList(req.Trailer, "X-Request-Checksum")
+		return "HTTP/1.1 200 OK\r\nContent-Type: application/grpc\r\nTransfer-Encoding: chunked\r\nTrailer: grpc-status, grpc-message\r\n\r\n" +
+			chunk(answer) + "0\r\ngrpc-status: 0\r\ngrpc-message: " + msg + "\r\n\r\n"
 	})
 	l := startH2Latch(t, m, h2Options{targets: []string{target.addr}})
 	const call = "\x00\x00\x00\x00\x05world"
@@ -490,7 +450,7 @@ func testH2Trailers(t *testing.T, m h2Mode) {
 	if got := fieldList(tr.Trailer, "X-Request-Checksum"); got != "c0ffee" {
 		t.Errorf("request trailer X-Request-Checksum at the target: got %q (trailer section %v), want c0ffee", got, tr.Trailer)
 	}
-	if got := tr.get("Trailer"); !strings.EqualFold(got, "X-Request-Checksum") {
+	if got := tr.get("Trailer"); !asciiEqualFold(got, "X-Request-Checksum") {
 		t.Errorf("Trailer at the target: got %q, want the client's announcement X-Request-Checksum", got)
 	}
 	if tr.has("X-Request-Checksum") {
@@ -517,29 +477,18 @@ func testH2Trailers(t *testing.T, m h2Mode) {
 // testH2NoContent: HEAD, 204 and 304 over HTTP/2 end with no body, keep
 // their fields (HEAD its Content-Length), and leave the connection serving.
 func testH2NoContent(t *testing.T, m h2Mode) {
-	target := startRawTarget(t, func(c *targetConn) {
-		for {
-			req, err := readRequest(c.br)
-			if err != nil {
-				return
-			}
-			var resp string
-			switch req.StartLine {
-			case "HEAD /head HTTP/1.1":
-				resp = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 1234\r\nETag: \"v1\"\r\n\r\n"
-			case "GET /no-content HTTP/1.1":
-				resp = "HTTP/1.1 204 No Content\r\nX-Kind: no-content\r\n\r\n"
-			case "GET /not-modified HTTP/1.1":
-				resp = "HTTP/1.1 304 Not Modified\r\nETag: \"v1\"\r\nCache-Control: max-age=60\r\n\r\n"
-			case "GET /not-modified-with-length HTTP/1.1":
-				resp = "HTTP/1.1 304 Not Modified\r\nETag: \"v1\"\r\nCache-Control: max-age=60\r\nContent-Length: 1234\r\n\r\n"
-			default:
-				resp = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
-			}
-			if c.write(resp) != nil {
-				return
-			}
+	target := startResponder(t, func(_ *targetConn, req *message) string {
+		switch req.StartLine {
+		case "HEAD /head HTTP/1.1":
+			return "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 1234\r\nETag: \"v1\"\r\n\r\n"
+		case "GET /no-content HTTP/1.1":
+			return "HTTP/1.1 204 No Content\r\nX-Kind: no-content\r\n\r\n"
+		case "GET /not-modified HTTP/1.1":
+			return "HTTP/1.1 304 Not Modified\r\nETag: \"v1\"\r\nCache-Control: max-age=60\r\n\r\n"
+		case "GET /not-modified-with-length HTTP/1.1":
+			return "HTTP/1.1 304 Not Modified\r\nETag: \"v1\"\r\nCache-Control: max-age=60\r\nContent-Length: 1234\r\n\r\n"
 		}
+		return "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 	})
 	l := startH2Latch(t, m, h2Options{targets: []string{target.addr}})
 	c := l.client(t, 2)
@@ -662,20 +611,7 @@ func testH2SetCookie(t *testing.T, m h2Mode) {
 		"prefs=a,b,c; Path=/; Max-Age=3600",
 		"theme=dark; Domain=example.com; Secure; SameSite=Lax",
 	}
-	target := startRawTarget(t, func(c *targetConn) {
-		for {
-			if _, err := readRequest(c.br); err != nil {
-				return
-			}
-			resp := "HTTP/1.1 200 OK\r\n"
-			for _, ck := range cookies {
-				resp += "Set-Cookie: " + ck + "\r\n"
-			}
-			if c.write(resp+"Content-Length: 2\r\n\r\nok") != nil {
-				return
-			}
-		}
-	})
+	target := setCookieTarget(t, cookies)
 	l := startH2Latch(t, m, h2Options{targets: []string{target.addr}})
 	r := l.client(t, 2).get(t, l.url("/"))
 	wantH2(t, r)
@@ -781,23 +717,14 @@ func testH2HostField(t *testing.T, m h2Mode) {
 // HTTP/2 itself spells them).
 func testH2ResponseFields(t *testing.T, m h2Mode) {
 	const date = "Tue, 01 Jan 2030 00:00:00 GMT"
-	target := startRawTarget(t, func(c *targetConn) {
-		for {
-			req, err := readRequest(c.br)
-			if err != nil {
-				return
-			}
-			resp := "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"
-			switch req.StartLine {
-			case "GET /untyped HTTP/1.1":
-				resp = "HTTP/1.1 200 OK\r\nDate: " + date + "\r\nContent-Length: 14\r\n\r\n<html>x</html>"
-			case "GET /lower-case HTTP/1.1":
-				resp = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ndate: " + date + "\r\ncontent-length: 2\r\nx-lower: yes\r\n\r\n{}"
-			}
-			if c.write(resp) != nil {
-				return
-			}
+	target := startResponder(t, func(_ *targetConn, req *message) string {
+		switch req.StartLine {
+		case "GET /untyped HTTP/1.1":
+			return "HTTP/1.1 200 OK\r\nDate: " + date + "\r\nContent-Length: 14\r\n\r\n<html>x</html>"
+		case "GET /lower-case HTTP/1.1":
+			return "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ndate: " + date + "\r\ncontent-length: 2\r\nx-lower: yes\r\n\r\n{}"
 		}
+		return "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"
 	})
 	l := startH2Latch(t, m, h2Options{targets: []string{target.addr}})
 	h2, h1 := l.client(t, 2), l.client(t, 1)

@@ -80,24 +80,16 @@ func TestRequestHeaderLimits(t *testing.T) {
 // 32 KiB; a larger one is an invalid response: the client gets latch's 502.
 func TestResponseHeaderLimits(t *testing.T) {
 	t.Parallel()
-	target := startRawTarget(t, func(c *targetConn) {
-		for {
-			m, err := readRequest(c.br)
-			if err != nil {
-				return
-			}
-			// GET /<n fields>/<bytes each>
-			parts := strings.Split(strings.Fields(m.StartLine)[1], "/")
-			n, _ := strconv.Atoi(parts[1])
-			size, _ := strconv.Atoi(parts[2])
-			resp := "HTTP/1.1 200 OK\r\n"
-			for i := range n {
-				resp += fmt.Sprintf("X-Big-%d: %s\r\n", i, strings.Repeat("b", size))
-			}
-			if c.write(resp+"Content-Length: 2\r\n\r\nok") != nil {
-				return
-			}
+	target := startResponder(t, func(_ *targetConn, m *message) string {
+		// GET /<n fields>/<bytes each>
+		parts := strings.Split(strings.Fields(m.StartLine)[1], "/")
+		n, _ := strconv.Atoi(parts[1])
+		size, _ := strconv.Atoi(parts[2])
+		resp := "HTTP/1.1 200 OK\r\n"
+		for i := range n {
+			resp += fmt.Sprintf("X-Big-%d: %s\r\n", i, strings.Repeat("b", size))
 		}
+		return resp + "Content-Length: 2\r\n\r\nok"
 	})
 	l := startLatch(t, target.addr)
 	cases := []struct {

@@ -8,32 +8,21 @@ import "testing"
 // stays usable: the next request on it gets its own response.
 func TestResponsesWithoutBody(t *testing.T) {
 	t.Parallel()
-	target := startRawTarget(t, func(c *targetConn) {
-		for {
-			m, err := readRequest(c.br)
-			if err != nil {
-				return
-			}
-			var resp string
-			switch m.StartLine {
-			case "HEAD /length HTTP/1.1":
-				resp = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 1000\r\nETag: \"v1\"\r\n\r\n"
-			case "HEAD /chunked HTTP/1.1":
-				resp = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n"
-			case "GET /204 HTTP/1.1", "DELETE /204 HTTP/1.1":
-				resp = "HTTP/1.1 204 No Content\r\nX-Deleted: yes\r\n\r\n"
-			case "GET /304 HTTP/1.1":
-				// A 304 may carry the selected representation's length.
-				resp = "HTTP/1.1 304 Not Modified\r\nETag: \"v1\"\r\nContent-Length: 1000\r\nCache-Control: max-age=60\r\n\r\n"
-			case "GET /after HTTP/1.1":
-				resp = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nafter"
-			default:
-				resp = "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"
-			}
-			if c.write(resp) != nil {
-				return
-			}
+	target := startResponder(t, func(_ *targetConn, m *message) string {
+		switch m.StartLine {
+		case "HEAD /length HTTP/1.1":
+			return "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 1000\r\nETag: \"v1\"\r\n\r\n"
+		case "HEAD /chunked HTTP/1.1":
+			return "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n"
+		case "GET /204 HTTP/1.1", "DELETE /204 HTTP/1.1":
+			return "HTTP/1.1 204 No Content\r\nX-Deleted: yes\r\n\r\n"
+		case "GET /304 HTTP/1.1":
+			// A 304 may carry the selected representation's length.
+			return "HTTP/1.1 304 Not Modified\r\nETag: \"v1\"\r\nContent-Length: 1000\r\nCache-Control: max-age=60\r\n\r\n"
+		case "GET /after HTTP/1.1":
+			return "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nafter"
 		}
+		return "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"
 	})
 	l := startLatch(t, target.addr)
 	cases := []struct {

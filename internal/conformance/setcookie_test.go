@@ -17,20 +17,7 @@ func TestMultipleSetCookie(t *testing.T) {
 		"prefs=a,b,c; Path=/; Max-Age=3600",
 		"theme=dark; Expires=Thu, 01 Jan 2037 00:00:00 GMT; Domain=example.com; Secure; SameSite=Lax",
 	}
-	target := startRawTarget(t, func(c *targetConn) {
-		for {
-			if _, err := readRequest(c.br); err != nil {
-				return
-			}
-			resp := "HTTP/1.1 200 OK\r\n"
-			for _, ck := range cookies {
-				resp += "Set-Cookie: " + ck + "\r\n"
-			}
-			if c.write(resp+"Content-Length: 2\r\n\r\nok") != nil {
-				return
-			}
-		}
-	})
+	target := setCookieTarget(t, cookies)
 	l := startLatch(t, target.addr)
 	c := dialRaw(t, l.addr)
 	c.write("GET / HTTP/1.1\r\nHost: example.com\r\n\r\n")
@@ -54,4 +41,17 @@ func TestMultipleSetCookie(t *testing.T) {
 		t.Errorf("got %d AWSALB and %d AWSALBCORS lines, want one each; all Set-Cookie lines:\n%q",
 			awsalb, awsalbcors, resp.values("Set-Cookie"))
 	}
+}
+
+// setCookieTarget answers every request with 200 and a Set-Cookie line for
+// each of cookies, in order.
+func setCookieTarget(t *testing.T, cookies []string) *rawTarget {
+	t.Helper()
+	return startResponder(t, func(*targetConn, *message) string {
+		resp := "HTTP/1.1 200 OK\r\n"
+		for _, ck := range cookies {
+			resp += "Set-Cookie: " + ck + "\r\n"
+		}
+		return resp + "Content-Length: 2\r\n\r\nok"
+	})
 }

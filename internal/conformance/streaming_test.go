@@ -18,32 +18,11 @@ import (
 // (or waited for a full buffer) would never deliver the first part.
 func TestStreamingResponse(t *testing.T) {
 	t.Parallel()
-	const first, second = "first part;", "second part"
-	cases := []struct {
-		name string
-		head string              // status line and header, up to the blank line
-		part func(string) string // how one part is framed
-		end  string              // after the last part; then the target closes
-	}{
-		{"chunked", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n", chunk, "0\r\n\r\n"},
-		{"content-length", fmt.Sprintf("HTTP/1.1 200 OK\r\nContent-Length: %d\r\n", len(first+second)),
-			func(s string) string { return s }, ""},
-		{"until close", "HTTP/1.1 200 OK\r\nConnection: close\r\n", func(s string) string { return s }, ""},
-	}
-	for _, tc := range cases {
+	const first, second = streamedFirst, streamedSecond
+	for _, tc := range streamingResponseCases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			release := newGate()
-			target := startRawTarget(t, func(c *targetConn) {
-				if _, err := readRequest(c.br); err != nil {
-					return
-				}
-				if c.write(tc.head+"Content-Type: text/plain\r\n\r\n"+tc.part(first)) != nil || !release.wait() {
-					return
-				}
-				c.write(tc.part(second) + tc.end)
-			})
-			t.Cleanup(release.open)
+			target, release := gatedTarget(t, tc)
 			l := startLatch(t, target.addr)
 			resp, err := newClient(t).Get(l.url("/stream"))
 			if err != nil {
@@ -68,6 +47,68 @@ func TestStreamingResponse(t *testing.T) {
 	}
 }
 
+// The two parts of a streamed response.
+const streamedFirst, streamedSecond = "first part;", "second part"
+
+// streamingCase is one framing of a streamed response.
+type streamingCase struct {
+	name string
+	head string              // status line and header, up to the blank line
+	part func(string) string // how one part is framed
+	end  string              // after the last part; then the target closes
+}
+
+var streamingResponseCases = []streamingCase{
+	{"chunked", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n", chunk, "0\r\n\r\n"},
+	{"content-length", fmt.Sprintf("HTTP/1.1 200 OK\r\nContent-Length: %d\r\n", len(streamedFirst+streamedSecond)),
+		func(s string) string { return s }, ""},
+	{"until close", "HTTP/1.1 200 OK\r\nConnection: close\r\n", func(s string) string { return s }, ""},
+}
+
+// gatedTarget answers a request with tc's framing of streamedFirst, then
+// waits until the gate opens (the test opens it; so does the test's end)
+// to send streamedSecond and close.
+func gatedTarget(t *testing.T, tc streamingCase) (*rawTarget, *gate) {
+	t.Helper()
+	release := newGate()
+	target := startRawTarget(t, func(c *targetConn) {
+		if _, err := readRequest(c.br); err != nil {
+			return
+		}
+		if c.write(tc.head+"Content-Type: text/plain\r\n\r\n"+tc.part(streamedFirst)) != nil || !release.wait() {
+			return
+		}
+		c.write(tc.part(streamedSecond) + tc.end)
+	})
+	t.Cleanup(release.open) // before the target's cleanup waits for it
+	return target, release
+}
+
+// uploadStart is what an uploadTarget saw of an upload before it read the
+// rest of the body.
+type uploadStart struct {
+	name string // the request's X-Case
+	part string // the body's first bytes
+	cl   int64  // its Content-Length, -1 if unknown
+	te   []string
+}
+
+// uploadTarget is a net/http target that reads the first n bytes of each
+// request's body, reports them (and the request's framing) on the channel
+// it returns, then reads the rest and answers with the whole body.
+func uploadTarget(t *testing.T, n int) (string, <-chan uploadStart) {
+	t.Helper()
+	firsts := make(chan uploadStart, 2)
+	addr := startHTTPTarget(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		buf := make([]byte, n)
+		got, _ := io.ReadFull(r.Body, buf)
+		firsts <- uploadStart{r.Header.Get("X-Case"), string(buf[:got]), r.ContentLength, r.TransferEncoding}
+		rest, _ := io.ReadAll(r.Body)
+		fmt.Fprintf(w, "%s%s", buf[:got], rest)
+	}))
+	return addr, firsts
+}
+
 // TestStreamingRequest: an upload part reaches the target before the client
 // sends the rest, with Content-Length and with chunked framing. The client
 // writes its first part and waits until the target reports it before it
@@ -75,14 +116,7 @@ func TestStreamingResponse(t *testing.T) {
 func TestStreamingRequest(t *testing.T) {
 	t.Parallel()
 	const first, second = "first-part;", "second-part"
-	firsts := make(chan string, 2)
-	target := startHTTPTarget(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		buf := make([]byte, len(first))
-		n, _ := io.ReadFull(r.Body, buf)
-		firsts <- r.Header.Get("X-Case") + ":" + string(buf[:n])
-		rest, _ := io.ReadAll(r.Body)
-		fmt.Fprintf(w, "%s%s", buf[:n], rest)
-	}))
+	target, firsts := uploadTarget(t, len(first))
 	l := startLatch(t, target)
 	cases := []struct {
 		name         string
@@ -97,8 +131,8 @@ func TestStreamingRequest(t *testing.T) {
 			// Not parallel: the cases share the target's channel.
 			c := dialRaw(t, l.addr)
 			c.write("POST /upload HTTP/1.1\r\nHost: example.com\r\nX-Case: " + tc.name + "\r\n" + tc.head + "\r\n" + tc.part1)
-			if got := await(t, firsts, "the target to get the first part of the upload"); got != tc.name+":"+first {
-				t.Fatalf("the target got first %q, want %q", got, tc.name+":"+first)
+			if got := await(t, firsts, "the target to get the first part of the upload"); got.name != tc.name || got.part != first {
+				t.Fatalf("the target got first %q, want %q", got.name+":"+got.part, tc.name+":"+first)
 			}
 			c.write(tc.part2)
 			resp := c.response("POST")

@@ -37,24 +37,16 @@ func TestTrailers(t *testing.T) {
 
 	t.Run("response", func(t *testing.T) {
 		t.Parallel()
-		target := startRawTarget(t, func(c *targetConn) {
-			for {
-				m, err := readRequest(c.br)
-				if err != nil {
-					return
-				}
-				head := "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-Declared\r\n\r\n"
-				trailer := "X-Declared: d1\r\nX-Declared: d2\r\n"
-				if m.StartLine == "GET /undeclared HTTP/1.1" {
-					// The Trailer header field is only advice (RFC 9110
-					// §6.6.2): a trailer it does not name is a trailer too.
-					head = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
-					trailer = "X-Undeclared: u\r\n"
-				}
-				if c.write(head+chunk("body ")+chunk("text")+"0\r\n"+trailer+"\r\n") != nil {
-					return
-				}
+		target := startResponder(t, func(_ *targetConn, m *message) string {
+			head := "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-Declared\r\n\r\n"
+			trailer := "X-Declared: d1\r\nX-Declared: d2\r\n"
+			if m.StartLine == "GET /undeclared HTTP/1.1" {
+				// The Trailer header field is only advice (RFC 9110
+				// §6.6.2): a trailer it does not name is a trailer too.
+				head = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+				trailer = "X-Undeclared: u\r\n"
 			}
+			return head + chunk("body ") + chunk("text") + "0\r\n" + trailer + "\r\n"
 		})
 		l := startLatch(t, target.addr)
 		client := newClient(t)

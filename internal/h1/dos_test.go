@@ -29,7 +29,7 @@ func connectionBomb() string {
 // the listed names, or a cap on how many Connection may list).
 func TestFrameConnectionTokensLinear(t *testing.T) {
 	if raceEnabled {
-		t.Skip("a timing test; the race detector slows everything tenfold")
+		t.Skip("a timing test; the race detector slows everything tenfold (.ci/run runs it without -race)")
 	}
 	in := connectionBomb()
 	best := time.Hour

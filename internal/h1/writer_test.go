@@ -3,7 +3,6 @@ package h1
 import (
 	"bytes"
 	"errors"
-	"io"
 	"os"
 	"strings"
 	"syscall"
@@ -272,8 +271,7 @@ func TestWriterTCP(t *testing.T) {
 	}
 
 	// A write deadline.
-	client2, server2 := tcpPair(t)
-	_ = client2 // never reads
+	_, server2 := tcpPair(t) // the client never reads
 	w2 := NewWriter(server2)
 	server2.SetWriteDeadline(time.Now().Add(50 * time.Millisecond))
 	for i := 0; i < 1000 && w2.Err() == nil; i++ {
@@ -296,5 +294,4 @@ func TestWriterTCP(t *testing.T) {
 	if w.Flush() != err {
 		t.Fatal("the error did not stick")
 	}
-	_ = io.Discard
 }

@@ -159,10 +159,18 @@ func TestAppCookieSameSiteForChromium(t *testing.T) {
 			t.Fatal(err)
 		}
 		resp.Body.Close()
+		shards := 0
 		for _, sc := range resp.Header["Set-Cookie"] {
-			if strings.HasPrefix(sc, "AWSALBAPP-") && strings.HasSuffix(sc, "; SameSite=None; Secure") != want {
+			if !strings.HasPrefix(sc, "AWSALBAPP-") {
+				continue
+			}
+			shards++
+			if strings.HasSuffix(sc, "; SameSite=None; Secure") != want {
 				t.Errorf("User-Agent %q: %q; want SameSite=None; Secure %v", ua, sc, want)
 			}
+		}
+		if shards != 4 {
+			t.Errorf("User-Agent %q: %d AWSALBAPP Set-Cookie lines, want 4: %q", ua, shards, resp.Header["Set-Cookie"])
 		}
 	}
 }
@@ -272,7 +280,11 @@ func TestBoundedLoadForNewSessions(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				r := get(t, lb.url+"/", "")
+				r, err := tryGet(lb.url+"/", "")
+				if err != nil {
+					t.Error(err)
+					return
+				}
 				mu.Lock()
 				count[r.backend]++
 				mu.Unlock()
@@ -328,13 +340,12 @@ func TestRebalanceAfterScaleOut(t *testing.T) {
 		for _, b := range append(bs, d) {
 			b.hits.Store(0)
 		}
-		for round := range 5 {
+		for range 5 {
 			for i, ck := range cookies {
 				r := get(t, lb.url+"/", "AWSALB="+ck)
 				if r.cookie != "" {
 					cookies[i] = r.cookie
 				}
-				_ = round
 			}
 		}
 		rows[mode] = map[string]int{}
@@ -418,7 +429,7 @@ func TestSourceIPAffinity(t *testing.T) {
 }
 
 func TestHashAffinityOnAHeaderAndACookie(t *testing.T) {
-	bs, addrs := threeBackends(t)
+	_, addrs := threeBackends(t)
 	d := startBackend(t, "d")
 	for _, kind := range []string{"header", "cookie"} {
 		t.Run(kind, func(t *testing.T) {
@@ -475,15 +486,16 @@ func TestHashAffinityOnAHeaderAndACookie(t *testing.T) {
 			if moved < 300/4/2 || moved > 300*3/8 {
 				t.Errorf("adding a fourth target moved %d of 300 keys, want about 75", moved)
 			}
-			_ = bs
 		})
 	}
 }
 
 // load sends requests from 8 clients until stop says so (bounded by max),
-// counting the answers by target in windows of the given length.
-func load(t *testing.T, url string, window time.Duration, max time.Duration, stop func(windows []map[string]int) bool) []map[string]int {
+// counting the answers by target in windows of the given length. It also
+// returns how many requests failed.
+func load(t *testing.T, url string, window time.Duration, max time.Duration, stop func(windows []map[string]int) bool) ([]map[string]int, int64) {
 	t.Helper()
+	var failed atomic.Int64
 	var mu sync.Mutex
 	windows := []map[string]int{{}}
 	start := time.Now()
@@ -502,6 +514,8 @@ func load(t *testing.T, url string, window time.Duration, max time.Duration, sto
 				req, _ := http.NewRequest("GET", url, nil)
 				resp, err := client.Do(req)
 				if err != nil {
+					failed.Add(1)
+					time.Sleep(2 * time.Millisecond)
 					continue
 				}
 				io.Copy(io.Discard, resp.Body)
@@ -531,7 +545,7 @@ func load(t *testing.T, url string, window time.Duration, max time.Duration, sto
 	wg.Wait()
 	mu.Lock()
 	defer mu.Unlock()
-	return windows[:len(windows)-1]
+	return windows[:len(windows)-1], failed.Load()
 }
 
 func share(w map[string]int, name string) float64 {
@@ -551,7 +565,7 @@ func share(w map[string]int, name string) float64 {
 // are untouched.
 func TestAnomalyMitigationOverHTTP(t *testing.T) {
 	t.Parallel()
-	bs, addrs := threeBackends(t)
+	_, addrs := threeBackends(t)
 	bad := startBackend(t, "bad")
 	var n atomic.Int64
 	bad.handle(func(w http.ResponseWriter, r *http.Request) {
@@ -570,9 +584,12 @@ func TestAnomalyMitigationOverHTTP(t *testing.T) {
 		}
 		return false
 	}
-	windows := load(t, lb.url+"/", time.Second, 20*time.Second, func(ws []map[string]int) bool {
+	windows, failed := load(t, lb.url+"/", time.Second, 20*time.Second, func(ws []map[string]int) bool {
 		return mitigated() && len(ws) >= 2 && share(ws[len(ws)-1], "bad") < 0.08
 	})
+	if failed > 0 {
+		t.Errorf("%d requests failed", failed)
+	}
 	var shares []string
 	for _, w := range windows {
 		shares = append(shares, fmt.Sprintf("%.0f%%", 100*share(w, "bad")))
@@ -589,7 +606,6 @@ func TestAnomalyMitigationOverHTTP(t *testing.T) {
 			t.Errorf("healthy target %s was mitigated too", h.ID)
 		}
 	}
-	_ = bs
 }
 
 // TestSlowStartRampOverHTTP: two targets serve; a third joins with a 30 s
@@ -605,8 +621,10 @@ func TestSlowStartRampOverHTTP(t *testing.T) {
 	lb.reload(t, c)
 	waitFor(t, 5*time.Second, "3 healthy", func() bool { return healthyCount(lb, "web") == 3 })
 	newcomer := bs[2]
-	newcomer.hits.Store(0)
-	windows := load(t, lb.url+"/", 2*time.Second, 12*time.Second, func(ws []map[string]int) bool { return len(ws) >= 5 })
+	windows, failed := load(t, lb.url+"/", 2*time.Second, 12*time.Second, func(ws []map[string]int) bool { return len(ws) >= 5 })
+	if failed > 0 {
+		t.Errorf("%d requests failed", failed)
+	}
 	var shares []float64
 	for _, w := range windows {
 		shares = append(shares, share(w, newcomer.name))

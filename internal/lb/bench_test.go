@@ -8,7 +8,6 @@ import (
 	"net"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 )
 
@@ -17,38 +16,21 @@ import (
 // nothing, so that a benchmark measures latch rather than its target.
 func fastTarget(b *testing.B) string {
 	b.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	resp := []byte("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 13\r\n\r\nhello, world\n")
-	var wg sync.WaitGroup
-	b.Cleanup(func() { ln.Close(); wg.Wait() })
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				r := bufio.NewReaderSize(c, 16<<10)
-				for {
-					if err := skipHead(r); err != nil {
-						return
-					}
-					if _, err := c.Write(resp); err != nil {
-						return
-					}
-				}
-			}()
+	return rawServer(b, serveFast)
+}
+
+var fastResponse = []byte("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 13\r\n\r\nhello, world\n")
+
+func serveFast(c net.Conn) {
+	r := bufio.NewReaderSize(c, 16<<10)
+	for {
+		if err := skipHead(r); err != nil {
+			return
 		}
-	}()
-	return ln.Addr().String()
+		if _, err := c.Write(fastResponse); err != nil {
+			return
+		}
+	}
 }
 
 // skipHead reads through the next empty line. The benchmark requests have

@@ -190,14 +190,16 @@ func testLogger(t testing.TB) *slog.Logger {
 	return slog.New(slog.NewTextHandler(io.Discard, nil))
 }
 
-func startLB(t testing.TB, c lbConfig) *running {
+// startRunning runs latch on a whole config, whose listener must be
+// "front", with its state in dir (a new temporary one if ""), and stops it
+// when the test ends. scheme is the listener's, for url.
+func startRunning(t testing.TB, yaml, dir, scheme string) *running {
 	t.Helper()
-	dir := c.stateDir
 	if dir == "" {
 		dir = t.TempDir()
 	}
 	b := New(testLogger(t))
-	if err := b.Apply(parse(t, c.yaml(), dir)); err != nil {
+	if err := b.Apply(parse(t, yaml, dir)); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
@@ -205,14 +207,25 @@ func startLB(t testing.TB, c lbConfig) *running {
 		defer cancel()
 		b.Shutdown(ctx)
 	})
-	return &running{LB: b, url: "http://" + b.Addr("front"), stateDir: dir}
+	return &running{LB: b, url: scheme + "://" + b.Addr("front"), stateDir: dir}
 }
 
-func (r *running) reload(t *testing.T, c lbConfig) {
+// applyYAML reloads r with a whole config.
+func (r *running) applyYAML(t testing.TB, yaml string) {
 	t.Helper()
-	if err := r.Apply(parse(t, c.yaml(), r.stateDir)); err != nil {
+	if err := r.Apply(parse(t, yaml, r.stateDir)); err != nil {
 		t.Fatal(err)
 	}
+}
+
+func startLB(t testing.TB, c lbConfig) *running {
+	t.Helper()
+	return startRunning(t, c.yaml(), c.stateDir, "http")
+}
+
+func (r *running) reload(t testing.TB, c lbConfig) {
+	t.Helper()
+	r.applyYAML(t, c.yaml())
 }
 
 // client is an HTTP client with no cookie jar: tests manage cookies by hand.
@@ -229,13 +242,23 @@ type result struct {
 
 func get(t testing.TB, url, cookie string) result {
 	t.Helper()
+	r, err := tryGet(url, cookie)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// tryGet is get for a goroutine other than the test's, which must not call
+// t.Fatal.
+func tryGet(url, cookie string) (result, error) {
 	req, _ := http.NewRequest("GET", url, nil)
 	if cookie != "" {
 		req.Header.Set("Cookie", cookie)
 	}
 	resp, err := client.Do(req)
 	if err != nil {
-		t.Fatalf("GET %s: %v", url, err)
+		return result{}, fmt.Errorf("GET %s: %v", url, err)
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
@@ -246,7 +269,7 @@ func get(t testing.TB, url, cookie string) result {
 			r.cookie = c.Value
 		}
 	}
-	return r
+	return r, nil
 }
 
 func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {

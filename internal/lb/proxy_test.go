@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"regexp"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -115,20 +116,54 @@ func unresponsivePort(t *testing.T) string {
 	return ""
 }
 
-// rawServer runs handle for every connection to a plain TCP listener.
-func rawServer(t *testing.T, handle func(net.Conn)) string {
+// rawServer runs handle for every connection to a plain TCP listener, and
+// closes the connection when handle returns. When the test ends it closes
+// the listener and every connection still open, and waits for the handlers.
+func rawServer(t testing.TB, handle func(net.Conn)) string {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { ln.Close() })
+	var mu sync.Mutex
+	open := map[net.Conn]bool{}
+	closed := false
+	var wg sync.WaitGroup
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		closed = true
+		for c := range open {
+			c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
+	wg.Add(1)
 	go func() {
+		defer wg.Done()
 		for {
 			c, err := ln.Accept()
 			if err != nil {
 				return
 			}
-			go func() { defer c.Close(); handle(c) }()
+			mu.Lock()
+			if closed {
+				c.Close()
+			}
+			open[c] = true
+			mu.Unlock()
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer func() {
+					c.Close()
+					mu.Lock()
+					delete(open, c)
+					mu.Unlock()
+				}()
+				handle(c)
+			}()
 		}
 	}()
 	return ln.Addr().String()

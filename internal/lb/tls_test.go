@@ -77,17 +77,7 @@ var allCerts = []string{"front", "a", "wild"}
 // startYAML runs an LB on a config; its listener is front.
 func startYAML(t *testing.T, yaml string) *running {
 	t.Helper()
-	dir := t.TempDir()
-	b := New(testLogger(t))
-	if err := b.Apply(parse(t, yaml, dir)); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		b.Shutdown(ctx)
-	})
-	return &running{LB: b, url: "https://" + b.Addr("front"), stateDir: dir}
+	return startRunning(t, yaml, "", "https")
 }
 
 // client returns an HTTPS client that trusts the test CA and asks for
@@ -240,9 +230,7 @@ func TestHTTPSReloadCertificates(t *testing.T) {
 	old := e.pairs["a"].Leaf
 
 	renewed := e.issue(t, "a", "a.example.test")
-	if err := r.Apply(parse(t, yaml, r.stateDir)); err != nil {
-		t.Fatal(err)
-	}
+	r.applyYAML(t, yaml)
 	if got := r.Addr("front"); got != addr {
 		t.Fatalf("the reload moved the listener from %s to %s", addr, got)
 	}
@@ -301,13 +289,9 @@ func TestHTTPSNoHTTP2(t *testing.T) {
 		}
 	}
 	check(1)
-	if err := r.Apply(parse(t, e.yaml("HTTPS", allCerts, "", be.addr), r.stateDir)); err != nil {
-		t.Fatal(err)
-	}
+	r.applyYAML(t, e.yaml("HTTPS", allCerts, "", be.addr))
 	check(2)
-	if err := r.Apply(parse(t, off, r.stateDir)); err != nil {
-		t.Fatal(err)
-	}
+	r.applyYAML(t, off)
 	check(1)
 }
 
@@ -335,9 +319,7 @@ func TestHTTPSPolicy(t *testing.T) {
 			t.Errorf("a %s client: %v", tls.VersionName(v), err)
 		}
 	}
-	if err := r.Apply(parse(t, e.yaml("HTTPS", allCerts, "    ssl_policy: ELBSecurityPolicy-TLS13-1-3-2021-06\n", be.addr), r.stateDir)); err != nil {
-		t.Fatal(err)
-	}
+	r.applyYAML(t, e.yaml("HTTPS", allCerts, "    ssl_policy: ELBSecurityPolicy-TLS13-1-3-2021-06\n", be.addr))
 	if err := version(tls.VersionTLS12); err == nil {
 		t.Error("TLS 1.3 only: a TLS 1.2 client got a connection")
 	}
@@ -360,9 +342,7 @@ func TestHTTPSProtocolChange(t *testing.T) {
 		t.Fatalf("HTTP: got %d %q", res.status, res.body)
 	}
 
-	if err := r.Apply(parse(t, e.yaml("HTTPS", allCerts, "", be.addr), r.stateDir)); err != nil {
-		t.Fatal(err)
-	}
+	r.applyYAML(t, e.yaml("HTTPS", allCerts, "", be.addr))
 	if got := r.Addr("front"); got != addr {
 		t.Fatalf("the listener moved from %s to %s", addr, got)
 	}
@@ -374,9 +354,7 @@ func TestHTTPSProtocolChange(t *testing.T) {
 		t.Error("plain HTTP to the HTTPS listener: got a response")
 	}
 
-	if err := r.Apply(parse(t, httpYAML, r.stateDir)); err != nil {
-		t.Fatal(err)
-	}
+	r.applyYAML(t, httpYAML)
 	resp, err := plain.Get("http://" + addr)
 	if err != nil {
 		t.Fatalf("HTTP after changing back: %v", err)

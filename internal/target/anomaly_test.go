@@ -396,6 +396,13 @@ func TestAnomalyTimerStops(t *testing.T) {
 					flow(g, 20000, map[string]float64{"a:1": 1})
 					evaluation()
 				}
+				// What the stop must undo: a:1 mitigated, the timer armed.
+				if r, m := targets[0].Anomaly(); r != "anomalous" || !m {
+					t.Fatalf("before %s: a:1 got %s/%v, want anomalous/true", stop, r, m)
+				}
+				if !timerArmed(g, &g.anomalyTimer) {
+					t.Fatalf("before %s: anomaly timer not armed", stop)
+				}
 				if stop == "Close" {
 					g.Close()
 				} else {
