@@ -21,7 +21,7 @@ type Loop struct {
 
 	files []File // by file descriptor
 
-	mu     sync.Mutex // guards tasks and woken
+	mu     sync.Mutex // guards tasks, spare and woken
 	tasks  []func()
 	spare  []func()
 	woken  bool
