@@ -1,13 +1,16 @@
 // Package balance implements the balancing algorithms that pick a target
 // for a request that no session pins: round_robin (weighted),
-// least_outstanding_requests and weighted_random.
+// least_outstanding_requests and weighted_random, and, for source_ip and
+// hash stickiness, consistent hashing (Hash, in hash.go).
 //
 // A picker is built once per group snapshot (on registration and health
 // changes, and every few seconds while slow start or anomaly mitigation
 // moves a weight) and then picks without locks, in time that does not grow
-// with the number of targets (weighted_random: log n). Weights are the
-// targets' effective weights (target.Target.EffectiveWeight), in units of
-// 1/64 of a configured weight.
+// with the number of targets (weighted_random: log n). The algorithms'
+// weights are the targets' effective weights
+// (target.Target.EffectiveWeight), in units of 1/64 of a configured weight;
+// Hash's are the configured weights, so a group keeps its Hash when only
+// effective weights move (target.Settings.WeightBlind).
 package balance
 
 import (

@@ -7,15 +7,14 @@ package balance
 //
 // Why Maglev. Rendezvous hashing (HRW, Traefik's and Caddy's) moves exactly
 // a target's share when it comes or goes, but scores every target on every
-// pick: a weighted HRW pick measured 0.4 µs at 10 targets, 16 µs at 1,000
-// and 125 µs at 10,000. Ring hash (ketama, nginx "consistent") also moves
-// exactly the share, but its shares vary by about 1/√points (±10% at 100
-// points a target) and a pick is a binary search. A Maglev pick is one
-// table lookup at any N (BenchmarkPickKey: 3.5 ns at 10 targets, 5.4 ns at
-// 10,000) and every target holds its exact quota of the table. Its price is
-// that a change moves somewhat more than the ideal share, more so as N/M
-// grows. Measured with 100,000 keys, equal weights, one target added, in
-// multiples of the ideal 1/(N+1):
+// pick, in time that grows with N. Ring hash (ketama, nginx "consistent")
+// also moves exactly the share, but its shares vary by about 1/√points
+// (±10% at 100 points a target) and a pick is a binary search. A Maglev
+// pick is one table lookup at any N (BenchmarkPickKey, unbounded: 3.5 ns at
+// 10 targets, 5.4 ns at 10,000) and every target holds its exact quota of
+// the table. Its price is that a change moves somewhat more than the ideal
+// share, more so as N/M grows. Measured with 100,000 keys, equal weights,
+// one target added, in multiples of the ideal 1/(N+1):
 //
 //	M        N=10  N=100  N=300  N=1000  N=10000
 //	65537    1.03  1.55
@@ -93,6 +92,7 @@ import (
 	"math"
 	"math/bits"
 	"math/rand/v2"
+	"net/netip"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -156,7 +156,8 @@ const maxFactor = 1000
 // group builds no picker when none is routable). Weights below 1 count as 1.
 // NewHash follows the configured Weight, not EffectiveWeight: a weight that
 // ramps up (slow start) or is held back (anomaly mitigation) would remap
-// keys at every rebuild.
+// keys at every rebuild. (So a group whose pickers are Hashes sets
+// target.Settings.WeightBlind, and keeps its Hash through such rebuilds.)
 //
 // balanceFactor 0 means unbounded: a key always goes to its own target
 // (unless excluded), and load may be nil. Otherwise it must be more than 1
@@ -297,10 +298,14 @@ func (h *Hash) PickKey(key uint64, exclude *target.Target) *target.Target {
 	s, _ := bits.Mul64(mix(key), h.m)
 	i := h.at(s)
 	t := h.targets[i]
-	if t != exclude && (h.load == nil || h.within(i, h.total())) {
+	var total uint64
+	if h.load != nil {
+		total = h.total()
+	}
+	if t != exclude && (h.load == nil || h.within(i, total)) {
 		return t
 	}
-	return h.walk(key, s, i, exclude)
+	return h.walk(key, s, i, total, exclude)
 }
 
 // Pick returns the target of a random key (never exclude, unless it is the
@@ -355,12 +360,9 @@ func (h *Hash) within(i int, total uint64) bool {
 }
 
 // walk is PickKey's slow path: it examines the maxWalk slots after s
-// (whose target is home) for a target that is not exclude and within bound.
-func (h *Hash) walk(key, s uint64, home int, exclude *target.Target) *target.Target {
-	var total uint64
-	if h.load != nil {
-		total = h.total()
-	}
+// (whose target is home) for a target that is not exclude and within bound
+// while total (T, read once by PickKey; 0 when unbounded) are in flight.
+func (h *Hash) walk(key, s uint64, home int, total uint64, exclude *target.Target) *target.Target {
 	best, bestLoad := -1, math.Inf(1)
 	consider := func(i int) {
 		if h.load == nil {
@@ -418,6 +420,14 @@ func (h *Hash) walk(key, s uint64, home int, exclude *target.Target) *target.Tar
 // IPv4-mapped IPv6 clients agree.
 func KeyOf(b []byte) uint64 {
 	return xxh64(b, 0)
+}
+
+// KeyOfAddr is KeyOf of a's 16-byte form, unmapped (so that IPv4 and
+// IPv4-mapped IPv6 clients agree); unlike a caller's a.As16()[:], it keeps
+// the bytes off the heap.
+func KeyOfAddr(a netip.Addr) uint64 {
+	b := a.Unmap().As16()
+	return xxh64(b[:], 0)
 }
 
 // mix is the splitmix64 finalizer (Stafford's variant 13): a bijection

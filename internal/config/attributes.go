@@ -28,16 +28,14 @@ var groupAttributes = []attribute[TargetGroup]{
 	}},
 	{key: "stickiness.type", def: "lb_cookie", set: func(g *TargetGroup, v string) error {
 		types := []string{"lb_cookie", "app_cookie", "header", "source_ip", "hash"}
-		for _, t := range types {
-			if v == t {
-				g.Stickiness.Type = v
-				return nil
-			}
-		}
 		if v == "source_ip_dest_ip" || v == "source_ip_dest_ip_proto" {
 			return fmt.Errorf("%q is a Gateway Load Balancer type; an HTTP balancer offers %s", v, strings.Join(types, ", "))
 		}
-		return fmt.Errorf("%q is not one of %s%s", v, strings.Join(types, ", "), suggestion(v, types))
+		if err := oneOf(v, types); err != nil {
+			return err
+		}
+		g.Stickiness.Type = v
+		return nil
 	}},
 	{key: "stickiness.app_cookie.cookie_name", def: "", set: func(g *TargetGroup, v string) error {
 		if v != "" {
@@ -82,12 +80,11 @@ var groupAttributes = []attribute[TargetGroup]{
 		return nil
 	}},
 	{key: "stickiness.lb_cookie.lifetime", def: "permanent", latch: true, set: func(g *TargetGroup, v string) error {
-		switch v {
-		case "permanent", "session":
-			g.Stickiness.Cookie.Session = v == "session"
-			return nil
+		if err := oneOf(v, []string{"permanent", "session"}); err != nil {
+			return err
 		}
-		return fmt.Errorf("%q is not one of permanent, session%s", v, suggestion(v, []string{"permanent", "session"}))
+		g.Stickiness.Cookie.Session = v == "session"
+		return nil
 	}},
 	{key: "stickiness.hash.header", def: "", latch: true, set: func(g *TargetGroup, v string) error {
 		if v != "" && !isToken(v) {
@@ -209,14 +206,11 @@ var groupAttributes = []attribute[TargetGroup]{
 		return nil
 	}},
 	{key: "load_balancing.algorithm.type", def: "round_robin", set: func(g *TargetGroup, v string) error {
-		algs := []string{"round_robin", "least_outstanding_requests", "weighted_random"}
-		for _, a := range algs {
-			if v == a {
-				g.Algorithm = v
-				return nil
-			}
+		if err := oneOf(v, []string{"round_robin", "least_outstanding_requests", "weighted_random"}); err != nil {
+			return err
 		}
-		return fmt.Errorf("%q is not one of %s%s", v, strings.Join(algs, ", "), suggestion(v, algs))
+		g.Algorithm = v
+		return nil
 	}},
 	{key: "deregistration_delay.timeout_seconds", def: "300", set: func(g *TargetGroup, v string) (err error) {
 		g.DeregistrationDelay, err = parseSeconds(v, 0, 3600, true)
@@ -250,28 +244,22 @@ var listenerAttributes = []attribute[Listener]{
 		return err
 	}},
 	{key: "routing.http.desync_mitigation_mode", def: "defensive", set: func(l *Listener, v string) error {
-		modes := []string{"monitor", "defensive", "strictest"}
-		for _, m := range modes {
-			if v == m {
-				l.DesyncMode = v
-				return nil
-			}
+		if err := oneOf(v, []string{"monitor", "defensive", "strictest"}); err != nil {
+			return err
 		}
-		return fmt.Errorf("%q is not one of %s%s", v, strings.Join(modes, ", "), suggestion(v, modes))
+		l.DesyncMode = v
+		return nil
 	}},
 	{key: "routing.http2.h2c.enabled", def: "false", latch: true, set: func(l *Listener, v string) (err error) {
 		l.H2C, err = parseBool(v)
 		return err
 	}},
 	{key: "routing.http.xff_header_processing.mode", def: "append", set: func(l *Listener, v string) error {
-		modes := []string{"append", "preserve", "remove"}
-		for _, m := range modes {
-			if v == m {
-				l.XFFMode = v
-				return nil
-			}
+		if err := oneOf(v, []string{"append", "preserve", "remove"}); err != nil {
+			return err
 		}
-		return fmt.Errorf("%q is not one of %s%s", v, strings.Join(modes, ", "), suggestion(v, modes))
+		l.XFFMode = v
+		return nil
 	}},
 	{key: "routing.http.xff_client_port.enabled", def: "false", set: func(l *Listener, v string) (err error) {
 		l.XFFClientPort, err = parseBool(v)
@@ -354,7 +342,7 @@ func parseSeconds(v string, lo, hi float64, fraction bool) (time.Duration, error
 		return 0, fmt.Errorf("%s is not a whole number of seconds", v)
 	}
 	if f < lo || f > hi {
-		return 0, fmt.Errorf("%s is outside %g-%g seconds", v, lo, hi)
+		return 0, fmt.Errorf("%s is outside %s-%s seconds", v, strconv.FormatFloat(lo, 'f', -1, 64), strconv.FormatFloat(hi, 'f', -1, 64))
 	}
 	return time.Duration(f * float64(time.Second)), nil
 }
@@ -378,8 +366,7 @@ func isToken(v string) bool {
 		return false
 	}
 	for i := 0; i < len(v); i++ {
-		c := v[i]
-		if c <= ' ' || c >= 0x7f || strings.IndexByte("()<>@,;:\\\"/[]?={}", c) >= 0 {
+		if !isTokenChar(v[i]) {
 			return false
 		}
 	}
@@ -393,8 +380,7 @@ func checkCookieName(v string) error {
 		return fmt.Errorf("empty cookie name")
 	}
 	for i := 0; i < len(v); i++ {
-		c := v[i]
-		if c <= ' ' || c >= 0x7f || strings.IndexByte("()<>@,;:\\\"/[]?={}", c) >= 0 {
+		if c := v[i]; !isTokenChar(c) {
 			return fmt.Errorf("%q is not a valid cookie name (character %q)", v, c)
 		}
 	}

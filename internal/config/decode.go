@@ -181,6 +181,9 @@ func (d *decoder) listener(n *yaml.Node, path string) Listener {
 	}
 	l.Rules = d.rules(m["rules"], path+".rules", lc)
 	applyAttributes(d, &l, listenerAttributes, m["attributes"], path+".attributes")
+	if h2c := value(m["attributes"], "routing.http2.h2c.enabled"); h2c != nil && l.H2C && !l.HTTP2 {
+		d.addf(h2c, path+`.attributes["routing.http2.h2c.enabled"]`, "cleartext HTTP/2 needs HTTP/2: routing.http2.enabled is false on this listener")
+	}
 	d.listenerTLS(n, m, path, &l)
 	return l
 }
@@ -224,22 +227,19 @@ func (d *decoder) targetGroup(n *yaml.Node, path string) TargetGroup {
 // checkGroupAttributes checks what no single attribute can: the ones that
 // go together. Each problem points at the attribute that must change.
 func (d *decoder) checkGroupAttributes(g *TargetGroup, gn, attrs *yaml.Node, path string) {
+	// at is the node and path of an attribute, for a message: its value,
+	// else the attributes, else the group.
 	at := func(key string) (*yaml.Node, string) {
 		apath := fmt.Sprintf("%s.attributes[%q]", path, key)
+		if v := value(attrs, key); v != nil {
+			return v, apath
+		}
 		if attrs != nil && attrs.Kind == yaml.MappingNode {
-			for i := 0; i+1 < len(attrs.Content); i += 2 {
-				if attrs.Content[i].Value == key {
-					return attrs.Content[i+1], apath
-				}
-			}
 			return attrs, apath
 		}
 		return gn, apath
 	}
-	set := func(key string) bool {
-		n, _ := at(key)
-		return n != nil && n != attrs && n != gn
-	}
+	set := func(key string) bool { return value(attrs, key) != nil }
 	s := &g.Stickiness
 	switch s.Type {
 	case "app_cookie":
@@ -316,12 +316,16 @@ func (d *decoder) target(n *yaml.Node, path string) Target {
 	return t
 }
 
+// DefaultHealthCheckUserAgent is ALB's health check User-Agent, the
+// default of health_check.user_agent.
+const DefaultHealthCheckUserAgent = "ELB-HealthChecker/2.0"
+
 func (d *decoder) healthCheck(n *yaml.Node, path string) HealthCheck {
 	hc := HealthCheck{
 		Enabled: true, Protocol: "HTTP", Path: "/",
 		Interval: 30 * time.Second, Timeout: 5 * time.Second,
 		HealthyThreshold: 5, UnhealthyThreshold: 2,
-		Matcher: Matcher{{200, 200}}, UserAgent: "ELB-HealthChecker/2.0",
+		Matcher: Matcher{{200, 200}}, UserAgent: DefaultHealthCheckUserAgent,
 	}
 	if n == nil {
 		return hc
@@ -595,13 +599,8 @@ func isNull(n *yaml.Node) bool { return n.Kind == yaml.ScalarNode && n.Tag == "!
 // child returns the value of key in mapping n, or n itself when there is no
 // such key, for pointing a message at the right line.
 func child(n *yaml.Node, key string) *yaml.Node {
-	if n == nil || n.Kind != yaml.MappingNode {
-		return n
-	}
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		if n.Content[i].Value == key {
-			return n.Content[i+1]
-		}
+	if v := value(n, key); v != nil {
+		return v
 	}
 	return n
 }
@@ -693,19 +692,36 @@ func keys(m map[string]bool) []string {
 	return out
 }
 
-// suggestion returns `; did you mean "x"?` for the closest candidate within
-// a few edits of s, or "".
+// suggestion returns `; did you mean "x"?` for closest(s, candidates), or "".
 func suggestion(s string, candidates []string) string {
+	if best := closest(s, candidates); best != "" {
+		return fmt.Sprintf("; did you mean %q?", best)
+	}
+	return ""
+}
+
+// closest returns the candidate nearest to s (case aside) when it is within
+// a few edits of s, else "".
+func closest(s string, candidates []string) string {
 	best, bestDist := "", 1<<30
 	for _, c := range candidates {
 		if dist := editDistance(strings.ToLower(s), strings.ToLower(c)); dist < bestDist {
 			best, bestDist = c, dist
 		}
 	}
-	if best == "" || bestDist > max(2, len(s)/4) {
+	if bestDist > max(2, len(s)/4) {
 		return ""
 	}
-	return fmt.Sprintf("; did you mean %q?", best)
+	return best
+}
+
+// oneOf returns nil when v is in list, else an error naming the list (and
+// the nearest entry, if one is close).
+func oneOf(v string, list []string) error {
+	if contains(list, v) {
+		return nil
+	}
+	return fmt.Errorf("%q is not one of %s%s", v, strings.Join(list, ", "), suggestion(v, list))
 }
 
 // editDistance is the Levenshtein distance between a and b.

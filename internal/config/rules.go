@@ -652,10 +652,9 @@ func (d *decoder) redirect(n *yaml.Node, path string, lc listenerCtx) *Redirect 
 	}
 	if pn := m["protocol"]; pn != nil {
 		if s, ok := d.scalar(pn, path+".protocol"); ok {
-			protos := []string{"HTTP", "HTTPS", "#{protocol}"}
-			switch {
-			case !contains(protos, s):
-				d.addf(pn, path+".protocol", "%q is not one of HTTP, HTTPS, #{protocol}%s", s, suggestion(s, protos))
+			switch err := oneOf(s, []string{"HTTP", "HTTPS", "#{protocol}"}); {
+			case err != nil:
+				d.addf(pn, path+".protocol", "%v", err)
 			case s == "HTTP" && lc.proto == "HTTPS":
 				d.addf(pn, path+".protocol", "an HTTPS listener cannot redirect to HTTP (ALB allows HTTP to HTTP, HTTP to HTTPS and HTTPS to HTTPS)")
 			default:
@@ -740,27 +739,18 @@ func (d *decoder) redirectPart(n *yaml.Node, path string, minLen int, allowed ..
 		}
 		name := rest[i+2 : i+j]
 		switch {
-		case !contains(placeholders, name) && suggestion(name, placeholders) != "":
-			d.addf(n, path, "unknown placeholder #{%s}; did you mean #{%s}?", name, closest(name, placeholders))
 		case !contains(placeholders, name):
-			d.addf(n, path, "unknown placeholder #{%s}; placeholders are #{protocol}, #{host}, #{port}, #{path} and #{query}", name)
+			if hint := closest(name, placeholders); hint != "" {
+				d.addf(n, path, "unknown placeholder #{%s}; did you mean #{%s}?", name, hint)
+			} else {
+				d.addf(n, path, "unknown placeholder #{%s}; placeholders are #{protocol}, #{host}, #{port}, #{path} and #{query}", name)
+			}
 		case !contains(allowed, name):
 			d.addf(n, path, "#{%s} cannot be used here (%s)", name, placeholderList(allowed))
 		}
 		rest = rest[i+j+1:]
 	}
 	return s
-}
-
-// closest returns the candidate nearest to s, as suggestion chooses it.
-func closest(s string, candidates []string) string {
-	best, bestDist := "", 1<<30
-	for _, c := range candidates {
-		if dist := editDistance(strings.ToLower(s), strings.ToLower(c)); dist < bestDist {
-			best, bestDist = c, dist
-		}
-	}
-	return best
 }
 
 func placeholderList(allowed []string) string {
@@ -791,10 +781,10 @@ func (d *decoder) fixedResponse(n *yaml.Node, path string) *FixedResponse {
 	}
 	if cn := m["content_type"]; cn != nil {
 		if s, ok := d.scalar(cn, path+".content_type"); ok {
-			if contains(contentTypes, s) {
-				fr.ContentType = s
+			if err := oneOf(s, contentTypes); err != nil {
+				d.addf(cn, path+".content_type", "%v", err)
 			} else {
-				d.addf(cn, path+".content_type", "%q is not one of %s%s", s, strings.Join(contentTypes, ", "), suggestion(s, contentTypes))
+				fr.ContentType = s
 			}
 		}
 	}

@@ -2,7 +2,6 @@ package config
 
 import (
 	"bytes"
-	"errors"
 	"net/netip"
 	"reflect"
 	"strings"
@@ -260,25 +259,7 @@ func rule3(conds, action string) string { return strings.Replace(rule(conds, act
 // checkExact is checkProblems with whole messages.
 func checkExact(t *testing.T, data string, want []wantProblem) {
 	t.Helper()
-	cfg, err := Parse([]byte(data), "latch.yaml")
-	if err == nil {
-		t.Fatalf("got no error, want %d problems", len(want))
-	}
-	if cfg != nil {
-		t.Errorf("got a config with an error, want nil")
-	}
-	var ps Problems
-	if !errors.As(err, &ps) {
-		t.Fatalf("got error %T %v, want Problems", err, err)
-	}
-	if len(ps) != len(want) {
-		t.Fatalf("got %d problems, want %d:\n%v", len(ps), len(want), err)
-	}
-	for i, w := range want {
-		if p := ps[i]; p.Line != w.line || p.Path != w.path || p.Msg != w.msg {
-			t.Errorf("problem %d:\ngot  %d %s: %s\nwant %d %s: %s", i, p.Line, p.Path, p.Msg, w.line, w.path, w.msg)
-		}
-	}
+	checkProblems(t, data, want, true)
 }
 
 func TestParseRuleProblems(t *testing.T) {

@@ -24,9 +24,6 @@ type Certificate struct {
 // listenerTLS decodes an HTTPS listener's certificates and ssl_policy, and
 // refuses them on an HTTP listener.
 func (d *decoder) listenerTLS(n *yaml.Node, m map[string]*yaml.Node, path string, l *Listener) {
-	if h2c := attributeNode(m["attributes"], "routing.http2.h2c.enabled"); h2c != nil && l.H2C && !l.HTTP2 {
-		d.addf(h2c, path+`.attributes["routing.http2.h2c.enabled"]`, "cleartext HTTP/2 needs HTTP/2: routing.http2.enabled is false on this listener")
-	}
 	switch l.Protocol {
 	case "HTTPS":
 	case "HTTP":
@@ -106,17 +103,4 @@ func (d *decoder) path(n *yaml.Node, path string) string {
 		return s
 	}
 	return filepath.Join(d.dir, s)
-}
-
-// attributeNode returns the value node of an attribute key, or nil.
-func attributeNode(attrs *yaml.Node, key string) *yaml.Node {
-	if attrs == nil || attrs.Kind != yaml.MappingNode {
-		return nil
-	}
-	for i := 0; i+1 < len(attrs.Content); i += 2 {
-		if attrs.Content[i].Value == key {
-			return attrs.Content[i+1]
-		}
-	}
-	return nil
 }

@@ -96,30 +96,3 @@ func plainPrefix(b []byte, lowest byte) int {
 	return n
 }
 
-// trimSpace removes RFC 7230 whitespace (SP, HTAB) from both ends of b.
-func trimSpace(b []byte) []byte {
-	for len(b) > 0 && class[b[0]]&cSpace != 0 {
-		b = b[1:]
-	}
-	for len(b) > 0 && class[b[len(b)-1]]&cSpace != 0 {
-		b = b[:len(b)-1]
-	}
-	return b
-}
-
-// equalFold reports whether b equals the lower-case ASCII string lower,
-// ignoring ASCII case in b.
-func equalFold(b []byte, lower string) bool {
-	if len(b) != len(lower) {
-		return false
-	}
-	for i, c := range b {
-		if 'A' <= c && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		if c != lower[i] {
-			return false
-		}
-	}
-	return true
-}

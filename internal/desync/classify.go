@@ -190,7 +190,7 @@ func emptyName(name []byte) bool {
 	if len(name) > 0 && name[0] != ':' && class[name[0]]&cSpace == 0 {
 		return false // the usual case, without trimming
 	}
-	n := trimSpace(name)
+	n := h1.TrimOWS(name)
 	return len(n) == 0 || n[0] == ':'
 }
 
@@ -223,7 +223,7 @@ const (
 // is trimmed before it decides the protocol, where the library compared the
 // raw bytes, so that "HTTP/1.0 " still gets no Transfer-Encoding.
 func parseVersion(v []byte) (protocol, Reason, string) {
-	t := trimSpace(v)
+	t := h1.TrimOWS(v)
 	switch {
 	case len(t) == 0:
 		return http09, NonCompliantVersion, "no HTTP version: an HTTP/0.9 request"
@@ -257,14 +257,14 @@ const (
 // transferCoding returns the coding named by one comma-separated item of a
 // Transfer-Encoding value, ignoring parameters after ';'.
 func transferCoding(item []byte) coding {
-	name := trimSpace(item)
+	name := h1.TrimOWS(item)
 	if semi := bytes.IndexByte(name, ';'); semi >= 0 {
-		name = trimSpace(name[:semi])
+		name = h1.TrimOWS(name[:semi])
 	}
 	switch {
-	case equalFold(name, "chunked"):
+	case h1.EqualLower(name, "chunked"):
 		return chunked
-	case equalFold(name, "gzip"), equalFold(name, "deflate"), equalFold(name, "compress"), equalFold(name, "identity"):
+	case h1.EqualLower(name, "gzip"), h1.EqualLower(name, "deflate"), h1.EqualLower(name, "compress"), h1.EqualLower(name, "identity"):
 		return otherCoding
 	}
 	return unknownCoding
@@ -276,7 +276,7 @@ func transferCoding(item []byte) coding {
 func parseLength(v []byte) (uint64, string) {
 	const maxUint64 = 1<<64 - 1
 	var n uint64
-	for _, c := range trimSpace(v) {
+	for _, c := range h1.TrimOWS(v) {
 		if c < '0' || c > '9' {
 			return 0, "Content-Length is not a decimal number"
 		}

@@ -40,7 +40,7 @@ func referenceClassify(method, uri, version []byte, fields []h1.Field) (Tier, Re
 		case deviant:
 			upgrade(NonCompliantHeader)
 		}
-		trimmed := trimSpace(f.Name)
+		trimmed := h1.TrimOWS(f.Name)
 		switch {
 		case len(trimmed) == 0 || trimmed[0] == ':':
 			upgrade(EmptyHeader)
@@ -243,9 +243,9 @@ func checkCompliant(t *testing.T, method, uri, version []byte, fields []h1.Field
 			}
 		}
 		switch {
-		case equalFold(f.Name, teName):
+		case h1.EqualLower(f.Name, teName):
 			te++
-		case equalFold(f.Name, clName):
+		case h1.EqualLower(f.Name, clName):
 			cl++
 		}
 	}

@@ -1,5 +1,7 @@
 package desync
 
+import "github.com/latch-lb/latch/internal/h1"
+
 // The two headers that frame a request body. A header whose name is not one
 // of them but that some engine might read as one (because it trims, ignores
 // case or punctuation, or folds Unicode) is how most smuggling starts, so
@@ -33,7 +35,7 @@ func resemble(name []byte, want string) likeness {
 	switch {
 	case len(name) < len(want):
 		return unlike
-	case equalFold(name, want): // the usual reason to be here
+	case h1.EqualLower(name, want): // the usual reason to be here
 		return same
 	}
 	i := skipNonAlnum(name, 0)

@@ -16,9 +16,10 @@ type Body struct {
 	state   chunkState
 	isResp  bool
 
-	// Trailer holds the chunked body's trailer fields once Next has
-	// returned io.EOF. They are copied out of the connection's buffer.
-	Trailer  []Field
+	// trailer holds the chunked body's trailer fields once Next has
+	// returned io.EOF (see Trailers), copied out of the connection's buffer
+	// into trailerB.
+	trailer  []Field
 	trailerB []byte
 }
 
@@ -43,7 +44,7 @@ const maxTrailer = MaxField
 // target).
 func (b *Body) Reset(rd *Reader, framing Framing, length int64, isResp bool) {
 	*b = Body{rd: rd, framing: framing, left: length, isResp: isResp,
-		Trailer: b.Trailer[:0], trailerB: b.trailerB[:0]}
+		trailer: b.trailer[:0], trailerB: b.trailerB[:0]}
 	if framing == NoBody || framing == Length && length == 0 {
 		b.state = chunkDone
 	}
@@ -53,15 +54,13 @@ func (b *Body) Reset(rd *Reader, framing Framing, length int64, isResp bool) {
 func (b *Body) Done() bool { return b.state == chunkDone }
 
 // Trailers returns the trailer fields of a chunked body read to its end.
-func (b *Body) Trailers() []Field { return b.Trailer }
-
-// Framing returns the body's framing.
-func (b *Body) Framing() Framing { return b.framing }
+func (b *Body) Trailers() []Field { return b.trailer }
 
 // Next returns the next bytes of the body, valid until the next call; at
 // the end it returns io.EOF. It may return no bytes and no error: it then
-// stopped rather than wait for the connection (see Reader.Buffered). A body cut short returns ErrBodyTooShort (a
-// client's) or ErrResponseTruncated (a target's).
+// stopped rather than wait for the connection (see Reader.Buffered). A
+// body cut short returns ErrBodyTooShort (a client's) or
+// ErrResponseTruncated (a target's).
 func (b *Body) Next() ([]byte, error) {
 	switch {
 	case b.state == chunkDone:
@@ -245,7 +244,7 @@ func (b *Body) readTrailer() error {
 		lines = append(lines, span{start, start + colon, len(b.trailerB)})
 	}
 	for _, s := range lines {
-		b.Trailer = append(b.Trailer, Field{Name: b.trailerB[s.start:s.colon], Value: TrimOWS(b.trailerB[s.colon+1 : s.end])})
+		b.trailer = append(b.trailer, Field{Name: b.trailerB[s.start:s.colon], Value: TrimOWS(b.trailerB[s.colon+1 : s.end])})
 	}
 	b.state = chunkDone
 	return nil

@@ -47,8 +47,8 @@ func runBodyCases(t *testing.T, tests []bodyCase) {
 					rd.src = cr
 					var b Body
 					b.Reset(rd, tt.framing, tt.length, isResp)
-					if b.Framing() != tt.framing {
-						t.Errorf("Framing() = %s, want %s", framingName(b.Framing()), framingName(tt.framing))
+					if b.framing != tt.framing {
+						t.Errorf("framing = %s, want %s", framingName(b.framing), framingName(tt.framing))
 					}
 					data, err := readBody(&b, func() int { return cr.n })
 					if string(data) != tt.data {
@@ -63,7 +63,7 @@ func runBodyCases(t *testing.T, tests []bodyCase) {
 					if !b.Done() {
 						t.Errorf("Done() = false after the body")
 					}
-					if got := fieldsString(b.Trailer); got != tt.trailer {
+					if got := fieldsString(b.Trailers()); got != tt.trailer {
 						t.Errorf("trailer = %q, want %q", got, tt.trailer)
 					}
 					if got := rest(rd, sr); got != tt.rest {
@@ -426,9 +426,9 @@ func TestPipelinedRequests(t *testing.T) {
 			if err != nil {
 				t.Fatalf("%s: request %d body: %v", feed.name, i+1, err)
 			}
-			if target != w.target || string(data) != w.body || req.Framing != w.framing || fieldsString(b.Trailer) != w.trailer {
+			if target != w.target || string(data) != w.body || req.Framing != w.framing || fieldsString(b.Trailers()) != w.trailer {
 				t.Errorf("%s: request %d = %s %s body %q trailer %q; want %s %s %q %q", feed.name, i+1,
-					target, framingName(req.Framing), data, fieldsString(b.Trailer), w.target, framingName(w.framing), w.body, w.trailer)
+					target, framingName(req.Framing), data, fieldsString(b.Trailers()), w.target, framingName(w.framing), w.body, w.trailer)
 			}
 		}
 		if started, err := rd.ReadRequest(&req); started || err != io.EOF {
@@ -469,8 +469,8 @@ func TestPipelinedResponses(t *testing.T) {
 			if err != nil {
 				t.Fatalf("%s: response %d body: %v", feed.name, i+1, err)
 			}
-			if status != w.status || string(data) != w.body || fieldsString(b.Trailer) != w.trailer {
-				t.Errorf("%s: response %d = %d %q %q; want %d %q %q", feed.name, i+1, status, data, fieldsString(b.Trailer), w.status, w.body, w.trailer)
+			if status != w.status || string(data) != w.body || fieldsString(b.Trailers()) != w.trailer {
+				t.Errorf("%s: response %d = %d %q %q; want %d %q %q", feed.name, i+1, status, data, fieldsString(b.Trailers()), w.status, w.body, w.trailer)
 			}
 		}
 	}
@@ -491,13 +491,13 @@ func TestTrailerOutlivesBuffer(t *testing.T) {
 		if _, err := rd.ReadRequest(&req); err != nil {
 			t.Fatal(err)
 		}
-		if got := fieldsString(b.Trailer); got != "X-A:one | X-B:two" {
+		if got := fieldsString(b.Trailers()); got != "X-A:one | X-B:two" {
 			t.Errorf("%s: trailer after the next head = %q", feed.name, got)
 		}
 		// A Reset keeps nothing of the last trailer.
 		b.Reset(rd, Length, 1, false)
-		if len(b.Trailer) != 0 || b.Done() {
-			t.Errorf("%s: after Reset: trailer %q, Done %v", feed.name, fieldsString(b.Trailer), b.Done())
+		if len(b.Trailers()) != 0 || b.Done() {
+			t.Errorf("%s: after Reset: trailer %q, Done %v", feed.name, fieldsString(b.Trailers()), b.Done())
 		}
 	}
 }

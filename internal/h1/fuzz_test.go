@@ -122,7 +122,7 @@ func readLatchBody(rd *Reader, sr *bytes.Reader, data []byte, m *latchMessage, i
 	if len(body) > len(data) {
 		panic(fmt.Sprintf("a body of %d bytes from %d bytes of input", len(body), len(data)))
 	}
-	m.body, m.bodyErr, m.trailer = string(body), errText(err), fieldsString(b.Trailer)
+	m.body, m.bodyErr, m.trailer = string(body), errText(err), fieldsString(b.Trailers())
 	if err == nil {
 		// After an error, how much was taken depends on how it arrived.
 		m.consumed = len(data) - rd.Buffered() - sr.Len()
@@ -405,7 +405,7 @@ func FuzzChunked(f *testing.F) {
 			var b Body
 			b.Reset(rd, Chunked, 0, false)
 			body, err := readBody(&b, nil)
-			r := result{body: string(body), trailer: fieldsString(b.Trailer), err: errText(err)}
+			r := result{body: string(body), trailer: fieldsString(b.Trailers()), err: errText(err)}
 			if err == nil {
 				r.consumed = len(data) - rd.Buffered() - sr.Len()
 			}

@@ -145,7 +145,7 @@ func requestProps(req *Request) map[string]string {
 // responseProps renders every property of resp that the tests check.
 func responseProps(resp *Response) map[string]string {
 	return map[string]string{
-		"Proto":         string(resp.Proto),
+		"Proto":         "HTTP/1." + strconv.Itoa(resp.Minor),
 		"Minor":         strconv.Itoa(resp.Minor),
 		"Status":        strconv.Itoa(resp.Status),
 		"Reason":        bytesOrNil(resp.Reason),

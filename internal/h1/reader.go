@@ -63,13 +63,8 @@ type Reader struct {
 // socket waits for data without holding a buffer; use it where connections
 // sit idle for long (clients), not where a reply is due at once (targets).
 func NewReader(src io.Reader, waitUnbuffered bool) *Reader {
-	rd := &Reader{src: src, unbuffered: waitUnbuffered}
-	if sc, ok := src.(syscall.Conn); ok {
-		if raw, err := sc.SyscallConn(); err == nil {
-			rd.raw = raw
-			rd.rawFn = rd.rawRead
-		}
-	}
+	rd := &Reader{unbuffered: waitUnbuffered}
+	rd.Attach(src)
 	return rd
 }
 
@@ -122,7 +117,7 @@ func (rd *Reader) grow() {
 // but never those before keep: a message's head stays where it is until
 // the next message is read.
 func (rd *Reader) fill() error {
-	if rd.buf == nil && !(rd.unbuffered && (rd.raw != nil || rd.sock != nil)) {
+	if rd.buf == nil && !rd.waitsBare() {
 		rd.getBuf()
 	}
 	if rd.buf != nil && rd.w == len(rd.buf) {
@@ -150,6 +145,12 @@ func (rd *Reader) fill() error {
 }
 
 var errBufferFull = errors.New("h1: buffer full")
+
+// waitsBare reports whether the Reader waits for data holding no buffer:
+// asked to, and on a socket it reads itself (Attach may change which).
+func (rd *Reader) waitsBare() bool {
+	return rd.unbuffered && (rd.raw != nil || rd.sock != nil)
+}
 
 // fillRaw reads from the socket itself, through its RawConn, with a raw
 // system call: a read of a non-blocking socket does not block, so the
@@ -249,7 +250,7 @@ func (rd *Reader) readHead(limit int) (head []byte, started bool, err error) {
 					break
 				}
 			}
-			if rd.r == rd.w && scanned == 0 && rd.unbuffered && (rd.raw != nil || rd.sock != nil) {
+			if rd.r == rd.w && scanned == 0 && rd.waitsBare() {
 				// Nothing but empty lines: wait without a buffer.
 				rd.putBuf()
 				if err := rd.fill(); err != nil {

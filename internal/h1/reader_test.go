@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -108,7 +109,7 @@ func TestReadBuffered(t *testing.T) {
 // buffer (behind a pipelined body) is moved to the front to be completed.
 func TestHeadAcrossCompaction(t *testing.T) {
 	body := strings.Repeat("b", bufSize-100)
-	in := "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: " + itoa(len(body)) + "\r\n\r\n" + body +
+	in := "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: " + strconv.Itoa(len(body)) + "\r\n\r\n" + body +
 		"GET /next HTTP/1.1\r\nHost: a\r\nX: " + strings.Repeat("x", 500) + "\r\n\r\n"
 	for _, feed := range feeds {
 		rd, _ := newFeed(in, feed.wrap)
@@ -132,8 +133,6 @@ func TestHeadAcrossCompaction(t *testing.T) {
 		}
 	}
 }
-
-func itoa(n int) string { return string(AppendInt(nil, int64(n))) }
 
 // tcpPair returns both ends of a TCP connection on 127.0.0.1.
 func tcpPair(t *testing.T) (client, server *net.TCPConn) {

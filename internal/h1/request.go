@@ -3,7 +3,6 @@ package h1
 import (
 	"bytes"
 	"errors"
-	"strconv"
 )
 
 // Error is a message latch cannot accept, with the status to answer and a
@@ -82,73 +81,73 @@ func (k Kind) HopByHop() bool {
 func KindOf(name []byte) Kind {
 	switch len(name) {
 	case 2:
-		if equalLower(name, "te") {
+		if EqualLower(name, "te") {
 			return KindTE
 		}
 	case 4:
-		if equalLower(name, "host") {
+		if EqualLower(name, "host") {
 			return KindHost
 		}
 	case 6:
 		switch {
-		case equalLower(name, "cookie"):
+		case EqualLower(name, "cookie"):
 			return KindCookie
-		case equalLower(name, "expect"):
+		case EqualLower(name, "expect"):
 			return KindExpect
 		}
 	case 7:
 		switch {
-		case equalLower(name, "upgrade"):
+		case EqualLower(name, "upgrade"):
 			return KindUpgrade
-		case equalLower(name, "trailer"):
+		case EqualLower(name, "trailer"):
 			return KindTrailer
 		}
 	case 10:
 		switch {
-		case equalLower(name, "connection"):
+		case EqualLower(name, "connection"):
 			return KindConnection
-		case equalLower(name, "keep-alive"):
+		case EqualLower(name, "keep-alive"):
 			return KindKeepAlive
-		case equalLower(name, "set-cookie"):
+		case EqualLower(name, "set-cookie"):
 			return KindSetCookie
 		}
 	case 14:
-		if equalLower(name, "content-length") {
+		if EqualLower(name, "content-length") {
 			return KindContentLength
 		}
 	case 15:
-		if equalLower(name, "x-forwarded-for") {
+		if EqualLower(name, "x-forwarded-for") {
 			return KindXForwardedFor
 		}
 	case 16:
 		switch {
-		case equalLower(name, "proxy-connection"):
+		case EqualLower(name, "proxy-connection"):
 			return KindProxyConnection
-		case equalLower(name, "x-forwarded-port"):
+		case EqualLower(name, "x-forwarded-port"):
 			return KindXForwardedPort
 		}
 	case 17:
 		switch {
-		case equalLower(name, "transfer-encoding"):
+		case EqualLower(name, "transfer-encoding"):
 			return KindTransferEncoding
-		case equalLower(name, "x-forwarded-proto"):
+		case EqualLower(name, "x-forwarded-proto"):
 			return KindXForwardedProto
 		}
 	case 18:
-		if equalLower(name, "proxy-authenticate") {
+		if EqualLower(name, "proxy-authenticate") {
 			return KindProxyAuthenticate
 		}
 	case 19:
-		if equalLower(name, "proxy-authorization") {
+		if EqualLower(name, "proxy-authorization") {
 			return KindProxyAuthorization
 		}
 	}
 	return KindOther
 }
 
-// equalLower reports whether b equals lower, ASCII case-insensitively;
+// EqualLower reports whether b equals lower, ASCII case-insensitively;
 // lower must be in lower case.
-func equalLower(b []byte, lower string) bool {
+func EqualLower(b []byte, lower string) bool {
 	if len(b) != len(lower) {
 		return false
 	}
@@ -236,9 +235,11 @@ type Request struct {
 
 // ReadRequest reads the next request head into req, tokenised leniently
 // so that the desync classifier sees what was sent: call Frame before
-// forwarding it. It returns io.EOF when the connection closed (or timed
-// out) before any byte of a request, and an *Error for a head over ALB's
-// limits or without a request line.
+// forwarding it. A read error comes back as is (io.EOF when the
+// connection closed, one that errors.Is os.ErrDeadlineExceeded on a
+// timeout, ErrWouldBlock on a loop's socket), with started false when no
+// byte of a request had arrived; a head over ALB's limits or without a
+// request line is an *Error.
 func (rd *Reader) ReadRequest(req *Request) (started bool, err error) {
 	head, started, err := rd.readHead(MaxRequestHead)
 	if err != nil {
@@ -248,25 +249,32 @@ func (rd *Reader) ReadRequest(req *Request) (started bool, err error) {
 }
 
 func (req *Request) reset() {
-	f, k := req.Fields[:0], req.Kinds[:0]
-	if cap(f) > keptFields {
-		// A huge head must not leave its field table to an idle connection.
-		f, k = nil, nil
-	}
+	f, k := keepFields(req.Fields, req.Kinds)
 	*req = Request{Fields: f, Kinds: k}
 }
 
-// keptFields is how many fields' room a Request keeps between requests;
-// maxFields bounds the fields of one request (a 64 KiB head could hold
-// sixteen thousand, each costing room and work).
+// keepFields empties a message's field table (and its kinds) for the next
+// message, and drops it when it has grown past keptFields: a huge head must
+// not leave its field table to an idle connection.
+func keepFields(f []Field, k []Kind) ([]Field, []Kind) {
+	if cap(f) > keptFields {
+		return nil, nil
+	}
+	return f[:0], k[:0]
+}
+
+// keptFields is how many fields' room a Request or Response keeps between
+// messages; maxFields bounds the fields of one request (a 64 KiB head could
+// hold sixteen thousand, each costing room and work).
 const (
 	keptFields = 64
 	maxFields  = 500
 )
 
-// parse splits the request line at its first and last space (so that a
-// space inside the target is seen, not hidden) and the fields at their
-// first colon, and keeps what a strict parser would refuse: a line without
+// parse splits the request line at its first space and at the first
+// " HTTP/" after it, or failing that at its last space (so that a space
+// inside the target is seen, not hidden), and the fields at their first
+// colon, and keeps what a strict parser would refuse: a line without
 // a colon becomes a field without a name, a folded line (obs-fold) extends
 // its field's value, line breaks included. The classifier grades such
 // requests; Frame refuses to forward what cannot be forwarded safely.
@@ -350,10 +358,15 @@ func (req *Request) Frame() error {
 		return ErrRequestLine
 	}
 	for i, f := range req.Fields {
-		if !forwardable(f.Name) || !forwardable(f.Value) {
+		if !forwardable(f.Value) {
 			return ErrBareCR
 		}
 		if !ValidName(f.Name) {
+			// A token holds no CR, LF or NUL: only a name that is not
+			// one needs checking for them.
+			if !forwardable(f.Name) {
+				return ErrBareCR
+			}
 			// No name, or one that is not a token (" Transfer-Encoding",
 			// "Content-Length ", ": chunked"): dropped, never forwarded,
 			// so that no lenient target reads it as a framing field
@@ -394,19 +407,6 @@ func nextCRLFLine(b []byte) (line, rest []byte) {
 	}
 }
 
-// nextLine splits off the first line of b, without its CRLF or LF.
-func nextLine(b []byte) (line, rest []byte) {
-	i := bytes.IndexByte(b, '\n')
-	if i < 0 {
-		return b, nil
-	}
-	line, rest = b[:i], b[i+1:]
-	if len(line) > 0 && line[len(line)-1] == '\r' {
-		line = line[:len(line)-1]
-	}
-	return line, rest
-}
-
 // TrimOWS removes the spaces and tabs around b (RFC 9110's OWS).
 func TrimOWS(b []byte) []byte {
 	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t') {
@@ -445,12 +445,12 @@ func (req *Request) derive() error {
 			}
 		case KindConnection:
 			for tok := range tokens(f.Value) {
-				switch {
-				case equalLower(tok, "close"):
+				switch connOption(tok) {
+				case optClose:
 					connClose = true
-				case equalLower(tok, "keep-alive"):
+				case optKeepAlive:
 					connKeepAlive = true
-				case equalLower(tok, "upgrade"):
+				case optUpgrade:
 					connUpgrade = true
 				default:
 					hasNamed = true
@@ -459,17 +459,14 @@ func (req *Request) derive() error {
 		case KindUpgrade:
 			hasUpgrade = true
 		case KindExpect:
-			if equalLower(f.Value, "100-continue") {
+			if EqualLower(f.Value, "100-continue") {
 				req.Expect100 = true
 			} else {
 				req.ExpectOther = true
 			}
 		case KindTE:
 			for tok := range tokens(f.Value) {
-				if i := bytes.IndexByte(tok, ';'); i >= 0 {
-					tok = TrimOWS(tok[:i])
-				}
-				if equalLower(tok, "trailers") {
+				if EqualLower(codingName(tok), "trailers") {
 					req.WantsTrailers = true
 				}
 			}
@@ -479,10 +476,8 @@ func (req *Request) derive() error {
 			}
 		}
 	}
-	if hasNamed {
-		if err := req.markNamedInConnection(); err != nil {
-			return err
-		}
+	if hasNamed && !markNamed(req.Fields, req.Kinds) {
+		return ErrConnectionList
 	}
 	if hosts > 1 || hosts == 0 && req.Minor == 1 {
 		return ErrHost
@@ -518,16 +513,14 @@ func (req *Request) derive() error {
 // ALB answers 501 to it.
 func (req *Request) transferCoding(v []byte) error {
 	for tok := range tokens(v) {
-		if i := bytes.IndexByte(tok, ';'); i >= 0 {
-			tok = TrimOWS(tok[:i])
-		}
+		tok = codingName(tok)
 		switch {
-		case equalLower(tok, "chunked"):
+		case EqualLower(tok, "chunked"):
 			if req.Framing == Chunked {
 				return ErrChunkedTwice
 			}
 			req.Framing = Chunked
-		case equalLower(tok, "identity"):
+		case EqualLower(tok, "identity"):
 			if req.Framing == Chunked {
 				return ErrChunkedNotLast
 			}
@@ -541,13 +534,37 @@ func (req *Request) transferCoding(v []byte) error {
 	return nil
 }
 
-// markNamedInConnection marks the fields that Connection lists as
-// hop-by-hop (RFC 9110 §7.6.1).
-func (req *Request) markNamedInConnection() error {
-	if !markNamed(req.Fields, req.Kinds) {
-		return ErrConnectionList
+// codingName returns a transfer coding without its parameters
+// ("chunked;a=b" is chunked).
+func codingName(tok []byte) []byte {
+	if i := bytes.IndexByte(tok, ';'); i >= 0 {
+		tok = TrimOWS(tok[:i])
 	}
-	return nil
+	return tok
+}
+
+// connOpt is what a Connection option means to latch: one of the three
+// options it acts on, or the name of a field to treat as hop-by-hop.
+type connOpt uint8
+
+const (
+	optName connOpt = iota
+	optClose
+	optKeepAlive
+	optUpgrade
+)
+
+// connOption classifies one element of a Connection field.
+func connOption(tok []byte) connOpt {
+	switch {
+	case EqualLower(tok, "close"):
+		return optClose
+	case EqualLower(tok, "keep-alive"):
+		return optKeepAlive
+	case EqualLower(tok, "upgrade"):
+		return optUpgrade
+	}
+	return optName
 }
 
 // maxConnectionNames bounds the field names Connection may list, which
@@ -555,8 +572,9 @@ func (req *Request) markNamedInConnection() error {
 // few).
 const maxConnectionNames = 32
 
-// markNamed marks the fields Connection lists; it reports false when
-// Connection lists more than maxConnectionNames names.
+// markNamed marks the fields that Connection lists as hop-by-hop (RFC 9110
+// §7.6.1); it reports false when Connection lists more than
+// maxConnectionNames names.
 func markNamed(fields []Field, kinds []Kind) bool {
 	var names [maxConnectionNames][]byte
 	n := 0
@@ -565,7 +583,7 @@ func markNamed(fields []Field, kinds []Kind) bool {
 			continue
 		}
 		for tok := range tokens(f.Value) {
-			if equalLower(tok, "close") || equalLower(tok, "keep-alive") || equalLower(tok, "upgrade") {
+			if connOption(tok) != optName {
 				continue
 			}
 			if n == maxConnectionNames {
@@ -596,9 +614,9 @@ func markNamed(fields []Field, kinds []Kind) bool {
 func absoluteAuthority(t []byte) ([]byte, bool) {
 	var rest []byte
 	switch {
-	case len(t) >= 7 && equalLower(t[:7], "http://"):
+	case len(t) >= 7 && EqualLower(t[:7], "http://"):
 		rest = t[7:]
-	case len(t) >= 8 && equalLower(t[:8], "https://"):
+	case len(t) >= 8 && EqualLower(t[:8], "https://"):
 		rest = t[8:]
 	default:
 		return nil, false
@@ -649,9 +667,6 @@ func parseLength(v []byte) (int64, bool) {
 	}
 	return n, true
 }
-
-// AppendInt appends the decimal form of n.
-func AppendInt(b []byte, n int64) []byte { return strconv.AppendInt(b, n, 10) }
 
 // IsError reports whether err is an *Error, and returns it.
 func IsError(err error) (*Error, bool) {

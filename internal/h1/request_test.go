@@ -457,9 +457,6 @@ func TestHelpers(t *testing.T) {
 			t.Errorf("EqualFold(%q, %q) = %v", tt.a, tt.b, got)
 		}
 	}
-	if got := string(AppendInt([]byte("n="), -1234567890123)); got != "n=-1234567890123" {
-		t.Errorf("AppendInt = %q", got)
-	}
 	if e, ok := IsError(ErrHost); !ok || e != ErrHost || e.Error() != ErrHost.Cause || e.Status != 400 {
 		t.Errorf("IsError(ErrHost) = %v, %v", e, ok)
 	}

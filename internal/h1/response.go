@@ -20,8 +20,7 @@ var (
 // Response is a response head parsed in place, valid until the next one is
 // read. A Response is reused for every response on a connection.
 type Response struct {
-	Proto  []byte
-	Minor  int
+	Minor  int // 1 for HTTP/1.1, 0 for HTTP/1.0
 	Status int
 	Reason []byte
 	Fields []Field
@@ -53,13 +52,14 @@ func (rd *Reader) ReadResponse(resp *Response, head bool) (started bool, err err
 }
 
 func (resp *Response) parse(h []byte, head bool) error {
-	*resp = Response{Fields: resp.Fields[:0], Kinds: resp.Kinds[:0]}
+	f, k := keepFields(resp.Fields, resp.Kinds)
+	*resp = Response{Fields: f, Kinds: k}
 	line, rest := nextLine(h)
 	// HTTP/1.x SP 3DIGIT [SP reason]
 	if len(line) < 12 || line[8] != ' ' || !bytes.HasPrefix(line, []byte("HTTP/1.")) || line[7] != '0' && line[7] != '1' {
 		return ErrStatusLine
 	}
-	resp.Proto, resp.Minor = line[:8], int(line[7]-'0')
+	resp.Minor = int(line[7] - '0')
 	s := line[9:12]
 	if s[0] < '1' || s[0] > '9' || s[1] < '0' || s[1] > '9' || s[2] < '0' || s[2] > '9' {
 		return ErrStatusLine
@@ -107,16 +107,14 @@ func (resp *Response) derive(head bool) error {
 			resp.HasLength, resp.ContentLength = true, n
 		case KindTransferEncoding:
 			for tok := range tokens(f.Value) {
-				if i := bytes.IndexByte(tok, ';'); i >= 0 {
-					tok = TrimOWS(tok[:i])
-				}
+				tok = codingName(tok)
 				switch {
-				case equalLower(tok, "chunked"):
-					if te && resp.Framing == Chunked {
+				case EqualLower(tok, "chunked"):
+					if resp.Framing == Chunked {
 						return ErrResponseCoding
 					}
 					resp.Framing = Chunked
-				case equalLower(tok, "identity"):
+				case EqualLower(tok, "identity"):
 				default:
 					// Another coding: latch cannot find the end of the
 					// body but by the connection closing.
@@ -126,13 +124,12 @@ func (resp *Response) derive(head bool) error {
 			}
 		case KindConnection:
 			for tok := range tokens(f.Value) {
-				switch {
-				case equalLower(tok, "close"):
+				switch connOption(tok) {
+				case optClose:
 					connClose = true
-				case equalLower(tok, "keep-alive"):
+				case optKeepAlive:
 					connKeepAlive = true
-				case equalLower(tok, "upgrade"):
-				default:
+				case optName:
 					hasNamed = true
 				}
 			}
@@ -166,42 +163,4 @@ func (resp *Response) derive(head bool) error {
 		resp.Close = true
 	}
 	return nil
-}
-
-// tchar is RFC 9110's token character set.
-var tchar = func() (t [256]bool) {
-	for c := '0'; c <= '9'; c++ {
-		t[c] = true
-	}
-	for c := 'a'; c <= 'z'; c++ {
-		t[c] = true
-		t[c-'a'+'A'] = true
-	}
-	for _, c := range "!#$%&'*+-.^_`|~" {
-		t[c] = true
-	}
-	return t
-}()
-
-// ValidName reports whether b is a field name: a token (RFC 9110 §5.1).
-func ValidName(b []byte) bool {
-	if len(b) == 0 {
-		return false
-	}
-	for _, c := range b {
-		if !tchar[c] {
-			return false
-		}
-	}
-	return true
-}
-
-// validValue allows visible ASCII, obs-text, space and tab (RFC 9110 §5.5).
-func validValue(b []byte) bool {
-	for _, c := range b {
-		if c < ' ' && c != '\t' || c == 0x7f {
-			return false
-		}
-	}
-	return true
 }

@@ -157,7 +157,7 @@ func (w *Writer) WriteChunk(p []byte) {
 func (w *Writer) WriteLastChunk(trailer []Field) {
 	w.WriteString("0\r\n")
 	for _, f := range trailer {
-		if !KindOf(f.Name).HopByHop() && KindOf(f.Name) != KindContentLength {
+		if k := KindOf(f.Name); !k.HopByHop() && k != KindContentLength {
 			w.WriteField(f.Name, f.Value)
 		}
 	}

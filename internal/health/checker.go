@@ -32,9 +32,6 @@ type Checker struct {
 // maxBody caps how much of a probe's response body is read.
 const maxBody = 64 << 10
 
-// defaultUserAgent is ALB's User-Agent, sent when the spec names none.
-const defaultUserAgent = "ELB-HealthChecker/2.0"
-
 // NewChecker returns a checker for g; it probes nothing until Sync. With
 // http2, probes speak cleartext HTTP/2 with prior knowledge, as the
 // group's requests do (protocol_version HTTP2).
@@ -51,8 +48,9 @@ func NewChecker(g *target.Group, spec config.HealthCheck, http2 bool) *Checker {
 		tr.Protocols = &p
 	}
 	if spec.UserAgent == "" {
-		// Setting an empty User-Agent header would make net/http send none.
-		spec.UserAgent = defaultUserAgent
+		// ALB's, when the spec names none: setting an empty User-Agent
+		// header would make net/http send none.
+		spec.UserAgent = config.DefaultHealthCheckUserAgent
 	}
 	return &Checker{
 		group:  g,

@@ -79,7 +79,7 @@ func (b *LB) Apply(cfg *config.Config) error {
 	var tables []*route.Table
 	var tlss []*tlsconf.Settings
 	for _, lc := range cfg.Listeners {
-		t, err := route.Compile(lc.Rules, lc.DefaultAction)
+		t, err := route.Compile(lc.Rules)
 		if err != nil {
 			return fmt.Errorf("listener %s: %w", lc.Name, err)
 		}
@@ -111,18 +111,21 @@ func (b *LB) Apply(cfg *config.Config) error {
 		g := b.groups[gc.Name]
 		if g == nil {
 			g = &group{}
-			g.Group = target.NewGroup(gc.Name, groupSettings(gc, &g.load), b.log)
 			b.groups[gc.Name] = g
 		}
 		settings := groupSettings(gc, &g.load)
+		if g.Group == nil {
+			g.Group = target.NewGroup(gc.Name, settings, b.log)
+		}
 		g.Update(gc.Targets, settings, func(id string) uint64 { return reg.generation(gc.Name, id) })
-		if g.checker != nil && (!reflect.DeepEqual(g.spec, gc.HealthCheck) || g.http2 != (gc.ProtocolVersion == "HTTP2")) {
+		http2 := gc.ProtocolVersion == "HTTP2"
+		if g.checker != nil && (!reflect.DeepEqual(g.spec, gc.HealthCheck) || g.http2 != http2) {
 			g.checker.Stop()
 			g.checker = nil
 		}
-		g.spec, g.http2 = gc.HealthCheck, gc.ProtocolVersion == "HTTP2"
+		g.spec, g.http2 = gc.HealthCheck, http2
 		if g.checker == nil && gc.HealthCheck.Enabled {
-			g.checker = health.NewChecker(g.Group, gc.HealthCheck, gc.ProtocolVersion == "HTTP2")
+			g.checker = health.NewChecker(g.Group, gc.HealthCheck, http2)
 		}
 		if g.checker != nil {
 			g.checker.Sync(g.View().Targets)
@@ -139,19 +142,25 @@ func (b *LB) Apply(cfg *config.Config) error {
 	}
 	b.registry = reg
 
-	// Routes, then listeners.
+	// Routes, then listeners. HTTP/2 target connections may stay idle as
+	// long as the longest listener idle timeout, and at least 60 s.
+	idle := 60 * time.Second
+	for _, l := range cfg.Listeners {
+		idle = max(idle, l.IdleTimeout)
+	}
 	backends := map[string]*proxy.Backend{}
 	for _, gc := range cfg.TargetGroups {
+		g := b.groups[gc.Name]
 		be := &proxy.Backend{
-			Group:          b.groups[gc.Name].Group,
+			Group:          g.Group,
 			Sticky:         sticky.NewPolicy(gc.Name, gc.Stickiness, keys),
 			ConnectTimeout: gc.ConnectTimeout,
 		}
 		if be.Sticky != nil {
 			be.BalanceFactor, be.RebalanceIdle = gc.Stickiness.BalanceFactor, gc.Stickiness.RebalanceIdle
 		}
-		if gc.ProtocolVersion == "HTTP2" {
-			be.H2 = b.groups[gc.Name].transport(gc.ConnectTimeout, cfg)
+		if g.http2 {
+			be.H2 = g.transport(gc.ConnectTimeout, idle)
 		}
 		if s := gc.Stickiness; s.Enabled {
 			switch s.Type {
@@ -217,11 +226,7 @@ func (b *LB) Apply(cfg *config.Config) error {
 
 // transport returns the group's HTTP/2 client, made anew when its
 // timeouts change (the old one's idle connections then close).
-func (g *group) transport(connect time.Duration, cfg *config.Config) *http.Transport {
-	idle := 60 * time.Second
-	for _, l := range cfg.Listeners {
-		idle = max(idle, l.IdleTimeout)
-	}
+func (g *group) transport(connect, idle time.Duration) *http.Transport {
 	if g.h2 == nil || g.h2cfg != [2]time.Duration{connect, idle} {
 		if g.h2 != nil {
 			g.h2.CloseIdleConnections()
@@ -241,11 +246,9 @@ func action(listener string, priority int, a *config.Action, backends map[string
 		return proxy.NewFixedResponse(a.FixedResponse)
 	}
 	if len(a.TargetGroups) <= 1 {
-		name := a.TargetGroup
-		if name == "" {
-			name = a.TargetGroups[0].Name
-		}
-		return proxy.NewForward([]*proxy.Backend{backends[name]}, nil)
+		// The config sets TargetGroup for a forward to one group, whichever
+		// way it was written.
+		return proxy.NewForward([]*proxy.Backend{backends[a.TargetGroup]}, nil)
 	}
 	var bs []*proxy.Backend
 	for _, wg := range a.TargetGroups {
@@ -308,11 +311,14 @@ func hasListener(cfg *config.Config, name string) bool {
 func groupSettings(gc config.TargetGroup, load *balance.Load) target.Settings {
 	alg := gc.Algorithm
 	newPicker := func(ts []*target.Target) target.Picker { return balance.New(alg, ts) }
+	weightBlind := false
 	if s := gc.Stickiness; s.Enabled && (s.Type == "source_ip" || s.Type == "hash") {
 		// Hash affinity picks by consistent hashing; the algorithm picks
-		// only for requests without a key.
+		// only for requests without a key. A Hash follows the configured
+		// weights, so slow start and anomaly mitigation leave it as it is.
 		factor := gc.HashBalanceFactor
 		newPicker = func(ts []*target.Target) target.Picker { return balance.NewHash(ts, factor, load) }
+		weightBlind = true
 	}
 	return target.Settings{
 		HealthChecks:        gc.HealthCheck.Enabled,
@@ -324,6 +330,7 @@ func groupSettings(gc config.TargetGroup, load *balance.Load) target.Settings {
 		SlowStart:           gc.SlowStart,
 		AnomalyMitigation:   gc.AnomalyMitigation,
 		NewPicker:           newPicker,
+		WeightBlind:         weightBlind,
 	}
 }
 

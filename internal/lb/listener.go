@@ -117,9 +117,9 @@ func (l *listener) accept() {
 	for {
 		c, err := l.ln.Accept()
 		if err != nil {
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() || isTemporary(err) {
-				// Out of file descriptors and the like: wait, do not spin.
+			if !errors.Is(err, net.ErrClosed) {
+				// Any error but a closed listener (out of file descriptors,
+				// an aborted connection and the like): wait, do not spin.
 				l.log.Warn("accept failed; retrying", "err", err)
 				time.Sleep(50 * time.Millisecond)
 				continue
@@ -134,11 +134,6 @@ func (l *listener) accept() {
 		}
 		s.handler.ServeConn(c)
 	}
-}
-
-// isTemporary reports accept errors that pass (EMFILE, ENFILE, ECONNABORTED).
-func isTemporary(err error) bool {
-	return !errors.Is(err, net.ErrClosed)
 }
 
 // close stops accepting and shuts the listener's connections down

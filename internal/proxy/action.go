@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"math/rand/v2"
 	"net/http"
 	"net/netip"
@@ -91,7 +92,7 @@ func (x *exchange) backend(a *Action, now time.Time) *Backend {
 		return a.Backends[0]
 	}
 	if a.Groups != nil {
-		if s, miss := a.Groups.ReadFields(x.req.Fields, now); miss == sticky.Hit {
+		if s, miss := a.Groups.ReadFields(&x.req, now); miss == sticky.Hit {
 			for _, b := range a.Backends {
 				if b.Group.Name == s.Target && healthy(b) {
 					x.groupName, x.groupIssued = b.Group.Name, s.Issued
@@ -148,11 +149,11 @@ func (x *exchange) input() *route.Input {
 	req, in := &x.req, &x.in
 	in.Host, in.Method, in.Fields, in.Source = req.Host, req.Method, req.Fields, x.src
 	t := originTarget(req)
-	if i := indexAny(t, "#"); i >= 0 {
+	if i := bytes.IndexByte(t, '#'); i >= 0 {
 		t = t[:i]
 	}
 	in.Path, in.Query = t, nil
-	if i := indexAny(t, "?"); i >= 0 {
+	if i := bytes.IndexByte(t, '?'); i >= 0 {
 		in.Path, in.Query = t[:i], t[i+1:]
 	}
 	if len(in.Path) == 0 {
@@ -170,32 +171,14 @@ func originTarget(req *h1.Request) []byte {
 	if !req.HostFromTarget {
 		return t
 	}
-	t = t[indexOf(t, "://")+3:]
-	if j := indexAny(t, "/?#"); j >= 0 {
+	t = t[bytes.Index(t, schemeSep)+3:]
+	if j := bytes.IndexAny(t, "/?#"); j >= 0 {
 		return t[j:]
 	}
 	return t[len(t):]
 }
 
-func indexOf(b []byte, s string) int {
-	for i := 0; i+len(s) <= len(b); i++ {
-		if string(b[i:i+len(s)]) == s {
-			return i
-		}
-	}
-	return -1
-}
-
-func indexAny(b []byte, chars string) int {
-	for i, c := range b {
-		for j := 0; j < len(chars); j++ {
-			if c == chars[j] {
-				return i
-			}
-		}
-	}
-	return -1
-}
+var schemeSep = []byte("://")
 
 // redirectBody is what ALB sends with a redirect.
 func redirectBody(status int) string {
@@ -218,11 +201,14 @@ func (x *exchange) answer(rt *Route, a *Action) bool {
 	return keep
 }
 
-// sourceAddr is the client's address as rules see it.
-func sourceAddr(s string) netip.Addr {
+// peerAddr is what an exchange keeps of its client's address s
+// (host:port): the address as X-Forwarded-For carries it (an IPv4-mapped
+// IPv6 address as IPv4), and as rules and source-IP affinity see it.
+func peerAddr(s string) ([]byte, netip.Addr) {
 	ap, err := netip.ParseAddrPort(s)
 	if err != nil {
-		return netip.Addr{}
+		return []byte(s), netip.Addr{}
 	}
-	return ap.Addr().Unmap()
+	a := ap.Addr().Unmap()
+	return a.AppendTo(nil), a
 }

@@ -1,10 +1,12 @@
 package proxy
 
 import (
+	"bytes"
 	"math"
 	"math/rand/v2"
 	"net/netip"
 	"time"
+	"unsafe"
 
 	"github.com/latch-lb/latch/internal/balance"
 	"github.com/latch-lb/latch/internal/h1"
@@ -145,15 +147,14 @@ type HashKey struct {
 func (x *exchange) hashKey(k *HashKey) (uint64, bool) {
 	switch k.Kind {
 	case KeySourceIP:
-		a := x.clientAddr(k.Trusted).Unmap().As16()
-		return balance.KeyOf(a[:]), true
+		return balance.KeyOfAddr(x.clientAddr(k.Trusted)), true
 	case KeyHeader:
 		if v := x.field(k.Name); v != nil {
 			return balance.KeyOf(v), true
 		}
 	case KeyCookie:
-		for _, f := range x.req.Fields {
-			if len(f.Name) != 6 || !h1.EqualFold(f.Name, cookieName) {
+		for i, f := range x.req.Fields {
+			if !sticky.IsCookie(&x.req, i) {
 				continue
 			}
 			if v, ok := cookieValue(f.Value, k.Name); ok {
@@ -163,8 +164,6 @@ func (x *exchange) hashKey(k *HashKey) (uint64, bool) {
 	}
 	return 0, false
 }
-
-var cookieName = []byte("Cookie")
 
 // cookieValue finds a cookie in one Cookie field.
 func cookieValue(line, name []byte) ([]byte, bool) {
@@ -193,13 +192,13 @@ func (x *exchange) clientAddr(trusted []netip.Prefix) netip.Addr {
 		v := req.Fields[i].Value
 		for len(v) > 0 {
 			var hop []byte
-			if j := lastIndexByte(v, ','); j >= 0 {
+			if j := bytes.LastIndexByte(v, ','); j >= 0 {
 				hop, v = v[j+1:], v[:j]
 			} else {
 				hop, v = v, nil
 			}
-			a, err := netip.ParseAddr(string(h1.TrimOWS(hop)))
-			if err != nil {
+			a, ok := parseHop(h1.TrimOWS(hop))
+			if !ok {
 				return addr // garbage: trust nothing further left
 			}
 			addr = a.Unmap()
@@ -220,11 +219,14 @@ func inAny(a netip.Addr, ps []netip.Prefix) bool {
 	return false
 }
 
-func lastIndexByte(b []byte, c byte) int {
-	for i := len(b) - 1; i >= 0; i-- {
-		if b[i] == c {
-			return i
-		}
+// parseHop parses an X-Forwarded-For address without copying it to a
+// string: netip keeps nothing of its input but a zone (and, on an error
+// dropped here, the input), and an address with a zone is refused, as no
+// hop has one.
+func parseHop(b []byte) (netip.Addr, bool) {
+	if len(b) == 0 || bytes.IndexByte(b, '%') >= 0 {
+		return netip.Addr{}, false
 	}
-	return -1
+	a, err := netip.ParseAddr(unsafe.String(&b[0], len(b)))
+	return a, err == nil
 }

@@ -6,10 +6,10 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/netip"
 	"os"
 	"strconv"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/latch-lb/latch/internal/balance"
@@ -60,17 +60,9 @@ func newClientConn(h *Handler, nc net.Conn) *clientConn {
 
 // initExchange prepares the exchange of a connection from addr.
 func (c *clientConn) initExchange(h *Handler, addr net.Addr) {
-	c.exchange = exchange{h: h, cl: c, body: &c.hbody, ip: clientIP(addr),
-		ipPort: []byte(addr.String()), src: sourceAddr(addr.String())}
-}
-
-// clientIP is the address part of a peer's address, as X-Forwarded-For
-// carries it (an IPv4-mapped IPv6 address as IPv4).
-func clientIP(a net.Addr) []byte {
-	if ap, err := netip.ParseAddrPort(a.String()); err == nil {
-		return ap.Addr().Unmap().AppendTo(nil)
-	}
-	return []byte(a.String())
+	s := addr.String()
+	c.exchange = exchange{h: h, cl: c, body: &c.hbody, ipPort: []byte(s)}
+	c.ip, c.src = peerAddr(s)
 }
 
 func (c *clientConn) serve() {
@@ -256,7 +248,12 @@ func (c *clientConn) watch(*upstream.Conn) func() bool { return noStop }
 // when writing to it, as HAProxy does without abortonclose.
 func (c *clientConn) watchContext(func()) func() bool { return noStop }
 
-func noStop() bool { return false }
+// noStop stops a watch that watches nothing: nothing fired.
+func noStop() bool { return true }
+
+func (c *clientConn) gone() bool { return false }
+
+func (c *clientConn) interruptRead() { c.nc.SetReadDeadline(aLongTimeAgo) }
 
 func (c *clientConn) bodyAtHand() bool { return c.rd.Buffered() > 0 }
 
@@ -364,5 +361,5 @@ func isTimeout(err error) bool {
 
 // isEOF reports whether err means the peer closed the connection.
 func isEOF(err error) bool {
-	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, errConnReset) || errors.Is(err, errBrokenPipe)
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
 }

@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/http"
 	"net/netip"
-	"syscall"
 	"time"
 
 	"github.com/latch-lb/latch/internal/balance"
@@ -43,8 +42,15 @@ type client interface {
 	watch(uc *upstream.Conn) (stop func() bool)
 	// watchContext calls cancel if the client goes away (HTTP/2 targets).
 	watchContext(cancel func()) (stop func() bool)
-	// respondHTTP relays an HTTP/2 target's response.
-	respondHTTP(x *exchange, rt *Route, t *target.Target, resp *http.Response, issued int64) (keep bool, err error)
+	// respondHTTP relays an HTTP/2 target's response; bodyDone says
+	// whether the request body was all read when it began.
+	respondHTTP(x *exchange, rt *Route, t *target.Target, resp *http.Response, issued int64, bodyDone bool) (keep bool, err error)
+	// gone reports whether the client is known to have gone away (an
+	// HTTP/2 stream reset; an HTTP/1.1 client is noticed when written to).
+	gone() bool
+	// interruptRead makes a read of the request body that waits on the
+	// client return at once.
+	interruptRead()
 }
 
 // bodySource is a request body as the client sends it: an h1.Body, or an
@@ -89,9 +95,6 @@ type exchange struct {
 	// (AWSALBTG): the group's name, and when the session first picked it.
 	groupName   string
 	groupIssued int64
-	// stuck says the request carried a session (whether or not its target
-	// could still serve it).
-	stuck bool
 	// key is the request's hash-affinity key, when keyed.
 	key   uint64
 	keyed bool
@@ -106,18 +109,17 @@ type exchange struct {
 	unwatch func() bool
 }
 
-// stopWatch ends the client's watch on the target connection, if any.
-func (x *exchange) stopWatch() {
-	if x.unwatch != nil {
-		x.unwatch()
-		x.unwatch = nil
+// stopWatch ends the client's watch on the target connection, if any. It
+// reports false if the watch had fired: the connection's deadline is then
+// in the past, and it must not be pooled.
+func (x *exchange) stopWatch() bool {
+	if x.unwatch == nil {
+		return true
 	}
+	stopped := x.unwatch()
+	x.unwatch = nil
+	return stopped
 }
-
-var (
-	errConnReset  = syscall.ECONNRESET
-	errBrokenPipe = syscall.EPIPE
-)
 
 // maxForwardedFor is ALB's limit on X-Forwarded-For addresses (463 beyond).
 const maxForwardedFor = 30
@@ -164,10 +166,7 @@ func (x *exchange) begin(rt *Route) (forward, keep bool) {
 		return false, x.refuse(http.StatusServiceUnavailable, fmt.Sprintf("target group %q has no registered targets", be.Group.Name))
 	}
 	x.keyed = false
-	var stuck bool
-	x.t, x.issued, stuck = x.pick(rt, x.view, now)
-	x.stuck = stuck || x.moved != ""
-	x.firstStuck = stuck
+	x.t, x.issued, x.firstStuck = x.pick(x.view, now)
 	return true, false
 }
 
@@ -218,6 +217,11 @@ func (x *exchange) finish(rt *Route, t *target.Target, keep bool, err error) boo
 	if t.Health().State == target.Unused {
 		err = errDeregistered
 	}
+	if x.cl.gone() {
+		// An HTTP/2 client's reset ends the exchange as a timeout would:
+		// it is neither the target's failure nor anyone's to answer.
+		err = errClientGone
+	}
 	if !isDialFailure(err) && !errors.Is(err, errClientGone) {
 		// The request reached the target, which failed it: an error for
 		// anomaly detection, as the status latch answers with.
@@ -231,7 +235,7 @@ func (x *exchange) finish(rt *Route, t *target.Target, keep bool, err error) boo
 // may still serve it, or else the algorithm's choice. issued is when the
 // session first picked the target (0: now), and stuck says whether the
 // request carried a live session.
-func (x *exchange) pick(rt *Route, view *target.View, now time.Time) (t *target.Target, issued int64, stuck bool) {
+func (x *exchange) pick(view *target.View, now time.Time) (t *target.Target, issued int64, stuck bool) {
 	x.moved = ""
 	if k := x.be.Key; k != nil {
 		if h, ok := view.Picker.(*balance.Hash); ok {
@@ -243,7 +247,7 @@ func (x *exchange) pick(rt *Route, view *target.View, now time.Time) (t *target.
 	}
 	if p := x.be.Sticky; p != nil {
 		var miss sticky.Miss
-		x.sess, miss = p.ReadFields(x.req.Fields, now)
+		x.sess, miss = p.ReadFields(&x.req, now)
 		if miss == sticky.Hit {
 			t, ok := view.Lookup(x.sess.Target)
 			switch {
@@ -284,7 +288,7 @@ func (x *exchange) forward(rt *Route, t *target.Target, issued int64) (bool, err
 	// The hash picker's Begin and Done also keep the group's total in
 	// flight, which its bounded load needs; on a nil Hash they are just
 	// the target's count.
-	h, _ := x.be.Group.View().Picker.(*balance.Hash)
+	h, _ := x.view.Picker.(*balance.Hash)
 	if x.be.H2 != nil {
 		h.Begin(t)
 		defer h.Done(t)
@@ -429,6 +433,11 @@ func (x *exchange) readResponse(rt *Route, t *target.Target, uc *upstream.Conn, 
 			if uc, err = t.Conns.Dial(context.Background(), x.be.ConnectTimeout); err != nil {
 				return false, err // a dial error: the caller may try another target
 			}
+			if x.unwatch != nil {
+				// The client's watch moves to the new connection.
+				x.stopWatch()
+				x.unwatch = x.cl.watch(uc)
+			}
 			uc.SetIdleDeadline(x.h.now().UnixNano(), rt.IdleTimeout)
 			x.writeHead(uc.W, t)
 			if err := uc.W.Flush(); err != nil {
@@ -532,7 +541,7 @@ func (x *exchange) sendBody(uc *upstream.Conn, idle time.Duration) error {
 // with group stickiness: on every response, so that durations slide, as
 // ALB's.
 func (x *exchange) appendCookies(dst []byte, t *target.Target, issued int64) []byte {
-	r := sticky.Response{TLS: x.h.proto == "https", Now: x.h.now(), Stuck: x.stuck}
+	r := sticky.Response{TLS: x.h.proto == "https", Now: x.h.now(), Stuck: x.firstStuck || x.moved != ""}
 	if p := x.be.Sticky; p != nil {
 		if p.Kind == sticky.AppCookie {
 			r.AppCookieSet = x.setsCookie(p.AppCookie)

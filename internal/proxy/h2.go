@@ -21,7 +21,8 @@ import (
 // HTTP/2 is served by net/http's own HTTP/2 server, fed the connections
 // that latch's accept loop finds speak it (the h2c preface, or ALPN h2
 // over TLS): a stream becomes an exchange like an HTTP/1.1 request, and
-// goes to the target as HTTP/1.1.
+// goes to the target as HTTP/1.1, or over HTTP/2 to a group with
+// protocol_version HTTP2 (upstream2.go).
 
 // maxStreams is ALB's limit on concurrent streams per HTTP/2 connection.
 const maxStreams = 128
@@ -166,7 +167,7 @@ func (b *burst) repin(be *Backend, old, alt *target.Target, now time.Time) int64
 type stream struct {
 	w    http.ResponseWriter
 	r    *http.Request
-	buf  []byte
+	buf  *relayBuf // the request body's, from relayBufs once needed
 	done bool
 	tr   []h1.Field
 }
@@ -181,28 +182,27 @@ func (h *Handler) serveStream(w http.ResponseWriter, r *http.Request) {
 	s := &stream{w: w, r: r}
 	x := exchanges.Get().(*exchange)
 	defer exchanges.Put(x)
+	defer func() {
+		if s.buf != nil {
+			relayBufs.Put(s.buf)
+		}
+	}()
 	if hosts := r.Header["Host"]; len(hosts) > 0 && (len(hosts) > 1 || hosts[0] != r.Host) {
 		// RFC 9113 §8.3.1: a host field beside :authority must match it.
 		s.writeError(http.StatusBadRequest, "the host field differs from :authority", false)
 		return
 	}
 	b, _ := r.Context().Value(burstKey{}).(*burst)
-	*x = exchange{h: h, cl: s, body: s, burst: b, buf: x.buf[:0],
+	*x = exchange{h: h, cl: s, body: s, burst: b, buf: x.buf[:0], xff: x.xff[:0],
 		req: h1.Request{Fields: x.req.Fields[:0], Kinds: x.req.Kinds[:0]}, resp: x.resp}
-	x.ip = clientIP(addrString(r.RemoteAddr))
 	x.ipPort = []byte(r.RemoteAddr)
-	x.src = sourceAddr(r.RemoteAddr)
+	x.ip, x.src = peerAddr(r.RemoteAddr)
 	s.head(&x.req)
 	if x.req.Framing == h1.NoBody {
 		s.done = true
 	}
 	x.serve(rt)
 }
-
-type addrString string
-
-func (a addrString) Network() string { return "tcp" }
-func (a addrString) String() string  { return string(a) }
 
 // head puts the HTTP/2 request in HTTP/1.1 form, as the target gets it.
 func (s *stream) head(req *h1.Request) {
@@ -234,7 +234,12 @@ func (s *stream) head(req *h1.Request) {
 			continue
 		case h1.KindXForwardedFor:
 			for _, v := range values {
-				req.XFFCount += strings.Count(v, ",") + 1
+				// Non-empty entries, as h1 counts them.
+				for e := range strings.SplitSeq(v, ",") {
+					if strings.Trim(e, " \t") != "" {
+						req.XFFCount++
+					}
+				}
 			}
 		}
 		for _, v := range values {
@@ -264,9 +269,9 @@ func (s *stream) Next() ([]byte, error) {
 		return nil, io.EOF
 	}
 	if s.buf == nil {
-		s.buf = make([]byte, 16<<10)
+		s.buf = relayBufs.Get().(*relayBuf)
 	}
-	n, err := s.r.Body.Read(s.buf)
+	n, err := s.r.Body.Read(s.buf[:])
 	if err == io.EOF {
 		s.done = true
 		for name, values := range s.r.Trailer {
@@ -304,13 +309,8 @@ func (s *stream) writeReply(status int, contentType string, location []byte, bod
 }
 
 func (s *stream) writeError(status int, cause string, keep bool) {
-	hdr := s.w.Header()
-	hdr.Set("Server", "latch")
-	hdr.Set("Content-Type", "text/plain; charset=utf-8")
 	body := strconv.Itoa(status) + " " + statusText(status) + ": " + cause + "\n"
-	hdr.Set("Content-Length", strconv.Itoa(len(body)))
-	s.w.WriteHeader(status)
-	io.WriteString(s.w, body)
+	s.writeReply(status, "text/plain; charset=utf-8", nil, body, keep)
 }
 
 // watch cuts the target connection short when the client resets the
@@ -322,6 +322,10 @@ func (s *stream) watch(uc *upstream.Conn) func() bool {
 func (s *stream) watchContext(cancel func()) func() bool {
 	return context.AfterFunc(s.r.Context(), cancel)
 }
+
+func (s *stream) gone() bool { return s.r.Context().Err() != nil }
+
+func (s *stream) interruptRead() { http.NewResponseController(s.w).SetReadDeadline(aLongTimeAgo) }
 
 // addCookies adds the fields that pin the session to the response header.
 func (s *stream) addCookies(x *exchange, t *target.Target, issued int64) {
@@ -388,7 +392,7 @@ func (s *stream) respond(x *exchange, rt *Route, t *target.Target, uc *upstream.
 	for _, f := range x.rbody.Trailers() {
 		hdr[http.TrailerPrefix+string(f.Name)] = append(hdr[http.TrailerPrefix+string(f.Name)], string(f.Value))
 	}
-	x.putOrClose(t, uc, x.h.now().UnixNano())
+	x.putOrClose(uc, x.h.now().UnixNano())
 	return true, nil
 }
 

@@ -223,25 +223,30 @@ func (c *clientConn) requestFits() bool {
 	if req.Expect100 || req.Upgrade {
 		return false
 	}
-	switch req.Framing {
+	return bodyBuffered(req.Framing, req.ContentLength, c.rd.Buffered())
+}
+
+// bodyBuffered reports whether a message body so framed is all in a
+// buffer holding buffered bytes past the head.
+func bodyBuffered(framing h1.Framing, length int64, buffered int) bool {
+	switch framing {
 	case h1.NoBody:
 		return true
 	case h1.Length:
-		return req.ContentLength <= int64(c.rd.Buffered())
+		return length <= int64(buffered)
 	}
 	return false
 }
 
 // loopForward forwards the request to c.t on a connection of the loop's.
 func (c *clientConn) loopForward(rt *Route) bool {
-	if c.be.H2 != nil {
-		c.handoff(func() bool { return c.serveForward(rt) && c.served1() })
-		return false
+	var p *loopPool
+	if c.be.H2 == nil {
+		p = c.ls.pool(c.t)
 	}
-	p := c.ls.pool(c.t)
 	if p == nil {
-		// Not an address the loop can dial: the goroutine path's dialer
-		// resolves it.
+		// An HTTP/2 target, or not an address the loop can dial (the
+		// goroutine path's dialer resolves it).
 		c.handoff(func() bool { return c.serveForward(rt) && c.served1() })
 		return false
 	}
@@ -302,7 +307,7 @@ func (c *clientConn) loopConnected() bool {
 func (c *clientConn) loopSend(rt *Route, u *loopUpstream) bool {
 	u.user, c.up = c, u
 	if !c.began {
-		c.hp, _ = c.be.Group.View().Picker.(*balance.Hash)
+		c.hp, _ = c.view.Picker.(*balance.Hash)
 		c.hp.Begin(c.t)
 		c.began = true
 	}
@@ -361,13 +366,7 @@ func (c *clientConn) loopAwait() bool {
 
 // responseFits reports whether the response's body is all in the buffer.
 func (c *clientConn) responseFits(u *loopUpstream) bool {
-	switch c.resp.Framing {
-	case h1.NoBody:
-		return true
-	case h1.Length:
-		return c.resp.ContentLength <= int64(u.uc.R.Buffered())
-	}
-	return false
+	return bodyBuffered(c.resp.Framing, c.resp.ContentLength, u.uc.R.Buffered())
 }
 
 // endForward ends a forwarded exchange as serveForward does.

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"math/rand/v2"
 
 	"github.com/latch-lb/latch/internal/h1"
@@ -164,12 +165,14 @@ func (x *exchange) forwardedFor() (value []byte, ok bool) {
 // maxTrace is ALB's limit past which a trace header is started afresh.
 const maxTrace = 7 << 10
 
+var traceRoot = []byte("Root=")
+
 // appendTrace appends the trace header's value for the target, as ALB
 // does with X-Amzn-Trace-Id: a new Root when the client sent none; when it
 // sent a Root, a new Self before the client's fields (an old Self
 // replaced, the others kept).
 func appendTrace(dst, in []byte, now int64) []byte {
-	if len(in) == 0 || len(in) > maxTrace || indexOf(in, "Root=") < 0 {
+	if len(in) == 0 || len(in) > maxTrace || !bytes.Contains(in, traceRoot) {
 		dst = append(dst, "Root="...)
 		return appendTraceID(dst, now)
 	}
@@ -177,7 +180,7 @@ func appendTrace(dst, in []byte, now int64) []byte {
 	dst = appendTraceID(dst, now)
 	for len(in) > 0 {
 		var part []byte
-		if i := indexAny(in, ";"); i >= 0 {
+		if i := bytes.IndexByte(in, ';'); i >= 0 {
 			part, in = in[:i], in[i+1:]
 		} else {
 			part, in = in, nil
@@ -218,8 +221,6 @@ func alnumHyphen(name []byte) bool {
 	return len(name) > 0
 }
 
-var movedName = []byte(MovedHeader)
-
 func isMovedHeader(name []byte) bool {
-	return len(name) == len(movedName) && h1.EqualFold(name, movedName)
+	return len(name) == len(nameMoved) && h1.EqualFold(name, nameMoved)
 }

@@ -3,7 +3,8 @@
 // stickiness, retries and ALB's error semantics.
 //
 // HTTP/1.1 is served by latch's own code rather than net/http's server,
-// reading heads in place and allocating nothing per request, in one of two
+// reading heads in place and allocating nothing per plain HTTP/1.1
+// request (BenchmarkProxy; HTTPS and HTTP/2 cost more), in one of two
 // ways that run the same steps: on an event loop (loop.go, Linux, plain
 // HTTP), which waits on epoll for its connections and never blocks; or by
 // a goroutine per client connection, which forwards on a pooled target
@@ -114,8 +115,8 @@ func (h *Handler) SetRoute(r *Route) {
 func (h *Handler) SetPort(port string) { h.port, h.portBytes = port, []byte(port) }
 
 // ServeConn serves one client connection until it closes. It returns at
-// once, after starting the connection's goroutine, or refuses the
-// connection when the handler is shutting down.
+// once, after giving the connection to an event loop or starting its
+// goroutine, or refuses the connection when the handler is shutting down.
 func (h *Handler) ServeConn(nc net.Conn) {
 	if useLoops && h.serveOnLoop(nc) {
 		return

@@ -77,20 +77,20 @@ func (c *clientConn) respond(x *exchange, rt *Route, t *target.Target, uc *upstr
 		return false, err
 	}
 	if err := w.Flush(); err != nil {
-		x.putOrClose(t, uc, now.UnixNano())
+		x.putOrClose(uc, now.UnixNano())
 		return false, errClientGone
 	}
-	x.putOrClose(t, uc, now.UnixNano())
+	x.putOrClose(uc, now.UnixNano())
 	return keep, nil
 }
 
 // putOrClose gives the target connection back to its pool, unless the
 // target closes it, or the request was ambiguous: then nothing smuggled
 // behind it may be read from the connection.
-func (x *exchange) putOrClose(t *target.Target, uc *upstream.Conn, now int64) {
-	// A client going away from now on must not touch a pooled connection.
-	x.stopWatch()
-	if x.resp.Close || x.closeAfter || x.req.BothTEAndCL {
+func (x *exchange) putOrClose(uc *upstream.Conn, now int64) {
+	// A client going away from now on must not touch a pooled connection;
+	// one whose watch has fired already is not pooled.
+	if !x.stopWatch() || x.resp.Close || x.closeAfter || x.req.BothTEAndCL {
 		uc.Close()
 	} else {
 		uc.Release(now)
@@ -143,7 +143,7 @@ func (c *clientConn) relayBody(rt *Route, t *target.Target, uc *upstream.Conn, o
 		}
 	}
 	if out == h1.Chunked {
-		w.WriteLastChunk(c.rbody.Trailer)
+		w.WriteLastChunk(c.rbody.Trailers())
 	}
 	return nil
 }

@@ -27,14 +27,9 @@ func (c *clientConn) tunnel(x *exchange, rt *Route, t *target.Target, uc *upstre
 	}
 	w.WriteString("\r\n")
 	for i, f := range resp.Fields {
-		switch resp.Kinds[i] {
-		case h1.KindUpgrade:
-		case h1.KindConnection:
+		// Upgrade stays; Connection is latch's own, below.
+		if k := resp.Kinds[i]; k != h1.KindUpgrade && k.HopByHop() {
 			continue
-		default:
-			if resp.Kinds[i].HopByHop() {
-				continue
-			}
 		}
 		w.WriteField(f.Name, f.Value)
 	}

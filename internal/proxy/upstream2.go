@@ -9,6 +9,8 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/latch-lb/latch/internal/h1"
@@ -61,17 +63,27 @@ func (s *headerSink) WriteField(name, value []byte) {
 	s.h[k] = append(s.h[k], string(value))
 }
 
-// bodyReader reads the client's request body for the HTTP/2 client.
+// bodyReader reads the client's request body for the HTTP/2 client. That
+// client reads in a goroutine of its own, which may still be reading when
+// the response has ended (a target that answers before the upload is in):
+// detach stops it before the exchange, and the client's buffers, move on.
 type bodyReader struct {
+	mu   sync.Mutex // held by Read
 	x    *exchange
 	rest []byte
 	err  error
+	done atomic.Bool // Read reached the body's end
 	// trailer, when not nil, is the outgoing request's Trailer: the
 	// HTTP/2 client sends what it holds once Read has returned io.EOF.
 	trailer http.Header
 }
 
+// errDetached is what the HTTP/2 client reads once the exchange is over.
+var errDetached = errors.New("the exchange of this request body has ended")
+
 func (b *bodyReader) Read(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
 	for len(b.rest) == 0 {
 		if b.err != nil {
 			return 0, b.err
@@ -81,6 +93,9 @@ func (b *bodyReader) Read(p []byte) (int, error) {
 			if _, ok := h1.IsError(b.err); !ok {
 				b.err = h1.ErrBodyTooShort
 			}
+		}
+		if b.err == io.EOF {
+			b.done.Store(true)
 		}
 		if b.err == io.EOF && b.trailer != nil {
 			for _, f := range b.x.body.Trailers() {
@@ -97,6 +112,24 @@ func (b *bodyReader) Read(p []byte) (int, error) {
 }
 
 func (b *bodyReader) Close() error { return nil }
+
+// detach ends the HTTP/2 client's reading: it waits for a Read in
+// progress, which interrupt unblocks if the body is not all read (the
+// client connection is then not kept, see respondHTTP's bodyDone), and
+// makes every later Read fail.
+func (b *bodyReader) detach(interrupt func()) {
+	if !b.mu.TryLock() {
+		if !b.done.Load() {
+			interrupt()
+		}
+		b.mu.Lock()
+	}
+	b.x, b.rest = nil, nil
+	if b.err == nil {
+		b.err = errDetached
+	}
+	b.mu.Unlock()
+}
 
 // roundTripH2 sends the request to t over HTTP/2 and relays the response.
 func (x *exchange) roundTripH2(rt *Route, t *target.Target, issued int64) (bool, error) {
@@ -121,13 +154,15 @@ func (x *exchange) roundTripH2(rt *Route, t *target.Target, issued int64) (bool,
 		Proto:      "HTTP/2.0",
 		ProtoMajor: 2,
 	}
+	var body *bodyReader
 	if req.Framing != h1.NoBody {
 		if req.Expect100 && !x.cl.bodyAtHand() {
 			if err := x.cl.continue100(); err != nil {
 				return false, errClientGone
 			}
 		}
-		body := &bodyReader{x: x}
+		body = &bodyReader{x: x}
+		defer body.detach(x.cl.interruptRead)
 		if req.Framing == h1.Chunked || announcesTrailers(req) {
 			// Trailers may follow the body: a Trailer map, empty but not
 			// nil, makes the HTTP/2 client send them after it (announced
@@ -159,8 +194,17 @@ func (x *exchange) roundTripH2(rt *Route, t *target.Target, issued int64) (bool,
 	t.Record(resp.StatusCode)
 	timer.Reset(rt.IdleTimeout)
 	resp.Body = &idleBody{ReadCloser: resp.Body, timer: timer, idle: rt.IdleTimeout}
-	return x.cl.respondHTTP(x, rt, t, resp, issued)
+	// Whether the request body is all read is known only to body while
+	// the HTTP/2 client may still read it.
+	bodyDone := body == nil || body.done.Load()
+	return x.cl.respondHTTP(x, rt, t, resp, issued, bodyDone)
 }
+
+// relayBufs are the buffers HTTP/2 bodies are copied through (the
+// HTTP/1.1 paths relay through their readers' own).
+var relayBufs = sync.Pool{New: func() any { return new(relayBuf) }}
+
+type relayBuf [32 << 10]byte
 
 // errTimeout is an HTTP/2 target that sent nothing for the idle timeout.
 var errTimeout = &timeoutError{}
@@ -195,9 +239,9 @@ func originForm(req *h1.Request) string {
 }
 
 // respondHTTP writes an HTTP/2 target's response to an HTTP/1.1 client.
-func (c *clientConn) respondHTTP(x *exchange, rt *Route, t *target.Target, resp *http.Response, issued int64) (bool, error) {
+func (c *clientConn) respondHTTP(x *exchange, rt *Route, t *target.Target, resp *http.Response, issued int64, bodyDone bool) (bool, error) {
 	req, w := &x.req, c.wr
-	keep := req.KeepAlive && !req.BothTEAndCL && !x.closeAfter && x.body.Done() && !x.h.closing.Load()
+	keep := req.KeepAlive && !req.BothTEAndCL && !x.closeAfter && bodyDone && !x.h.closing.Load()
 	noBody := string(req.Method) == "HEAD" || resp.StatusCode == http.StatusNoContent || resp.StatusCode == http.StatusNotModified
 	out := h1.Length
 	switch {
@@ -253,7 +297,9 @@ func (c *clientConn) respondHTTP(x *exchange, rt *Route, t *target.Target, resp 
 	}
 	w.WriteString("\r\n")
 	if !noBody {
-		buf := make([]byte, 32<<10)
+		bp := relayBufs.Get().(*relayBuf)
+		defer relayBufs.Put(bp)
+		buf := bp[:]
 		for {
 			n, err := resp.Body.Read(buf)
 			if n > 0 {
@@ -293,7 +339,7 @@ func (c *clientConn) respondHTTP(x *exchange, rt *Route, t *target.Target, resp 
 }
 
 // respondHTTP writes an HTTP/2 target's response to an HTTP/2 client.
-func (s *stream) respondHTTP(x *exchange, rt *Route, t *target.Target, resp *http.Response, issued int64) (bool, error) {
+func (s *stream) respondHTTP(x *exchange, rt *Route, t *target.Target, resp *http.Response, issued int64, _ bool) (bool, error) {
 	hdr := s.w.Header()
 	for name, values := range resp.Header {
 		if h1.KindOf([]byte(name)).HopByHop() || name == "Trailer" {
@@ -307,7 +353,9 @@ func (s *stream) respondHTTP(x *exchange, rt *Route, t *target.Target, resp *htt
 	s.addCookies(x, t, issued)
 	s.w.WriteHeader(resp.StatusCode)
 	rc := http.NewResponseController(s.w)
-	buf := make([]byte, 32<<10)
+	bp := relayBufs.Get().(*relayBuf)
+	defer relayBufs.Put(bp)
+	buf := bp[:]
 	for {
 		n, err := resp.Body.Read(buf)
 		if n > 0 {

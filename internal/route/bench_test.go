@@ -97,6 +97,9 @@ func BenchmarkScan(b *testing.B) {
 			b.Run(fmt.Sprintf("%s/%d", set.name, n), func(b *testing.B) {
 				tab := mustCompile(b, set.rules(n)...)
 				in := set.req(n)
+				if got := tab.scan(in).Priority; got != n {
+					b.Fatalf("scan matched rule %d, want %d", got, n)
+				}
 				b.ReportAllocs()
 				for b.Loop() {
 					tab.scan(in)
@@ -112,6 +115,9 @@ func BenchmarkMiss(b *testing.B) {
 		b.Run(fmt.Sprintf("%s/1000", set.name), func(b *testing.B) {
 			tab := mustCompile(b, set.rules(1000)...)
 			in := req("GET nowhere.example.org/none/at/all")
+			if r := tab.Match(in); r.Priority != 0 || r.Index != 1000 {
+				b.Fatalf("matched rule %d (index %d), want the default rule (index 1000)", r.Priority, r.Index)
+			}
 			b.ReportAllocs()
 			for b.Loop() {
 				tab.Match(in)

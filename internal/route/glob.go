@@ -3,6 +3,8 @@ package route
 import (
 	"fmt"
 	"strings"
+
+	"github.com/latch-lb/latch/internal/h1"
 )
 
 // A pattern is an ALB wildcard pattern compiled for matching: its wildcards
@@ -83,7 +85,7 @@ func (p pattern) suffix() string {
 func (p pattern) match(s []byte, fold, decode bool) bool {
 	if !p.wild && !decode {
 		if fold {
-			return equalLower(s, p.s)
+			return h1.EqualLower(s, p.s)
 		}
 		return string(s) == p.s
 	}
@@ -172,20 +174,3 @@ func lower(c byte) byte {
 	return c
 }
 
-// equalLower reports whether b equals lower, ASCII case-insensitively;
-// lower must be in lower case.
-func equalLower(b []byte, lower string) bool {
-	if len(b) != len(lower) {
-		return false
-	}
-	for i := 0; i < len(b); i++ {
-		c := b[i]
-		if 'A' <= c && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		if c != lower[i] {
-			return false
-		}
-	}
-	return true
-}

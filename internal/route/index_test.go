@@ -119,7 +119,7 @@ func randomRules(r *rand.Rand, n int) []config.Rule {
 	prios := r.Perm(50000)
 	rules := make([]config.Rule, n)
 	for i := range rules {
-		rule := config.Rule{Priority: prios[i] + 1, Action: config.Action{Type: "forward", TargetGroup: "g"}}
+		rule := config.Rule{Priority: prios[i] + 1}
 		used := map[string]bool{}
 		for k := 1 + r.IntN(3); k > 0; k-- {
 			var c config.Condition
@@ -180,15 +180,19 @@ func TestIndexAgreesWithScan(t *testing.T) {
 	matched := 0
 	for set := 0; set < sets; set++ {
 		rules := randomRules(r, 1+r.IntN(80))
-		tab, err := Compile(rules, defaultAction)
+		tab, err := Compile(rules)
 		if err != nil {
 			t.Fatalf("Compile: %v", err)
 		}
 		for range 100 {
 			in := randomInput(r)
 			want := refTable(rules, in)
-			if got := tab.Match(in).Priority; got != want {
+			m := tab.Match(in)
+			if got := m.Priority; got != want {
 				t.Fatalf("set %d, %s: Match gave rule %d, reference %d\nrules: %+v", set, describe(in), got, want, rules)
+			}
+			if i := m.Index; i < 0 || i > len(rules) || i < len(rules) && rules[i].Priority != want || i == len(rules) && want != 0 {
+				t.Fatalf("set %d, %s: rule %d has index %d, which is not its place in the list", set, describe(in), want, i)
 			}
 			if got := tab.scan(in).Priority; got != want {
 				t.Fatalf("set %d, %s: scan gave rule %d, reference %d\nrules: %+v", set, describe(in), got, want, rules)
@@ -211,7 +215,7 @@ func FuzzMatch(f *testing.F) {
 	f.Fuzz(func(t *testing.T, seed uint64, host, path, query, header string, n uint8) {
 		r := rand.New(rand.NewPCG(seed, 0))
 		rules := randomRules(r, int(n%64))
-		tab, err := Compile(rules, defaultAction)
+		tab, err := Compile(rules)
 		if err != nil {
 			t.Fatalf("Compile: %v", err)
 		}

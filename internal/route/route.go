@@ -4,10 +4,10 @@ package route
 import (
 	"bytes"
 	"cmp"
-	"errors"
 	"fmt"
 	"net/netip"
 	"slices"
+	"strings"
 
 	"github.com/latch-lb/latch/internal/config"
 	"github.com/latch-lb/latch/internal/h1"
@@ -39,8 +39,6 @@ type Rule struct {
 	// Priority is the rule's priority, 0 for the default rule (as ALB's
 	// access log shows it in matched_rule_priority).
 	Priority int
-	// Action is the rule's action, shared by every request: read only.
-	Action *config.Action
 	// Index is the rule's place in the list given to Compile (the default
 	// rule's is the list's length), for finding what a caller keeps per
 	// rule.
@@ -117,15 +115,13 @@ type cond struct {
 // Empty reports whether the table has no rule but the default.
 func (t *Table) Empty() bool { return len(t.rules) == 0 }
 
-// Compile compiles a listener's rules and default action. It copies the
-// rules and actions (but not what an action points to: Redirect,
-// FixedResponse and TargetGroups stay shared with the config). The config
-// package has validated them; Compile still refuses what it cannot match.
-func Compile(rules []config.Rule, def config.Action) (*Table, error) {
-	t := &Table{exact: map[string]*bucket{}}
-	actions := make([]config.Action, len(rules)+1)
-	actions[len(rules)] = def
-	t.def = Rule{Action: &actions[len(rules)], Index: len(rules)}
+// Compile compiles a listener's rules; a match's Rule.Index tells which
+// (len(rules) for the default rule). The config package has validated the
+// rules; Compile refuses only what it cannot compile or index: an unknown
+// condition, a pattern with a control character or a bad escape, an exact
+// host longer than maxHost.
+func Compile(rules []config.Rule) (*Table, error) {
+	t := &Table{exact: map[string]*bucket{}, def: Rule{Index: len(rules)}}
 
 	order := make([]int, len(rules))
 	for i := range order {
@@ -135,17 +131,7 @@ func Compile(rules []config.Rule, def config.Action) (*Table, error) {
 	t.rules = make([]Rule, len(rules))
 	for i, ri := range order {
 		r := &rules[ri]
-		if r.Priority < 1 || r.Priority > 50000 {
-			return nil, fmt.Errorf("route: priority %d is outside 1-50000", r.Priority)
-		}
-		if i > 0 && t.rules[i-1].Priority == r.Priority {
-			return nil, fmt.Errorf("route: two rules have priority %d", r.Priority)
-		}
-		if len(r.Conditions) == 0 {
-			return nil, fmt.Errorf("route: rule %d has no condition", r.Priority)
-		}
-		actions[i] = r.Action
-		t.rules[i] = Rule{Priority: r.Priority, Action: &actions[i], Index: ri}
+		t.rules[i] = Rule{Priority: r.Priority, Index: ri}
 		for _, c := range r.Conditions {
 			cc, err := compileCond(c)
 			if err != nil {
@@ -181,10 +167,7 @@ func compileCond(c config.Condition) (cond, error) {
 			cc.pats = append(cc.pats, p)
 		}
 		if f == fieldHeader {
-			if c.Name == "" {
-				return cc, errors.New("http_header without a name")
-			}
-			cc.name = string(bytes.ToLower([]byte(c.Name)))
+			cc.name = strings.ToLower(c.Name)
 		}
 	case fieldQuery:
 		for _, pair := range c.Pairs {
@@ -202,15 +185,7 @@ func compileCond(c config.Condition) (cond, error) {
 			cc.pats = append(cc.pats, v)
 		}
 	case fieldSource:
-		for _, p := range c.CIDRs {
-			if !p.IsValid() {
-				return cc, errors.New("invalid source_ip CIDR")
-			}
-			cc.cidrs = append(cc.cidrs, p)
-		}
-	}
-	if len(cc.pats)+len(cc.methods)+len(cc.cidrs) == 0 {
-		return cc, fmt.Errorf("%s condition without values", c.Field)
+		cc.cidrs = append(cc.cidrs, c.CIDRs...)
 	}
 	return cc, nil
 }
@@ -362,17 +337,6 @@ func (m *matcher) list(l []int32) {
 	}
 }
 
-// scan is Match without the index, for tests and benchmarks.
-func (t *Table) scan(in *Input) *Rule {
-	host := hostPart(in.Host)
-	for i := range t.rules {
-		if t.rules[i].matches(in, host) {
-			return &t.rules[i]
-		}
-	}
-	return &t.def
-}
-
 func (r *Rule) matches(in *Input, host []byte) bool {
 	for i := range r.conds {
 		if !r.conds[i].matches(in, host) {
@@ -404,7 +368,7 @@ func (c *cond) matches(in *Input, host []byte) bool {
 	case fieldHeader:
 		// Repeated fields: any of their values may match.
 		for _, f := range in.Fields {
-			if equalLower(f.Name, c.name) && anyMatch(c.pats, f.Value, true, false) {
+			if h1.EqualLower(f.Name, c.name) && anyMatch(c.pats, f.Value, true, false) {
 				return true
 			}
 		}

@@ -36,24 +36,33 @@ func cnd(s string) config.Condition {
 	return c
 }
 
-// rl builds a rule forwarding to a group named after its priority.
+// rl builds a rule.
 func rl(priority int, conds ...string) config.Rule {
-	r := config.Rule{Priority: priority, Action: config.Action{Type: "forward", TargetGroup: fmt.Sprint("g", priority)}}
+	r := config.Rule{Priority: priority}
 	for _, c := range conds {
 		r.Conditions = append(r.Conditions, cnd(c))
 	}
 	return r
 }
 
-var defaultAction = config.Action{Type: "forward", TargetGroup: "default"}
-
 func mustCompile(t testing.TB, rules ...config.Rule) *Table {
 	t.Helper()
-	tab, err := Compile(rules, defaultAction)
+	tab, err := Compile(rules)
 	if err != nil {
 		t.Fatalf("Compile: %v", err)
 	}
 	return tab
+}
+
+// scan is Match without the index, for comparison.
+func (t *Table) scan(in *Input) *Rule {
+	host := hostPart(in.Host)
+	for i := range t.rules {
+		if t.rules[i].matches(in, host) {
+			return &t.rules[i]
+		}
+	}
+	return &t.def
 }
 
 // req builds an Input from a compact form: "GET host/path?query" plus
@@ -327,7 +336,7 @@ func TestAndOr(t *testing.T) {
 // TestPriority checks that the first matching rule by priority wins,
 // whatever the order of the config and whichever index finds it.
 func TestPriority(t *testing.T) {
-	tab := mustCompile(t,
+	rules := []config.Rule{
 		rl(50, "path_pattern /api/*"),
 		rl(40, "host_header api.example.com"),
 		rl(30, "path_pattern /api/v1/*"),
@@ -335,7 +344,8 @@ func TestPriority(t *testing.T) {
 		rl(60, "http_request_method GET"),
 		rl(10, "http_header X-Debug 1"),
 		rl(45, "path_pattern *"),
-	)
+	}
+	tab := mustCompile(t, rules...)
 	for _, c := range []struct {
 		in   *Input
 		want int
@@ -349,47 +359,50 @@ func TestPriority(t *testing.T) {
 		{req("GET www.example.com/api/v1/users"), 20},
 		{req("POST other.com"), 45}, // path_pattern * matches an empty path too
 	} {
-		if got := tab.Match(c.in).Priority; got != c.want {
-			t.Errorf("%s: got rule %d, want %d", describe(c.in), got, c.want)
+		r := tab.Match(c.in)
+		if r.Priority != c.want {
+			t.Errorf("%s: got rule %d, want %d", describe(c.in), r.Priority, c.want)
+		}
+		// Index is the rule's place in the list given to Compile.
+		if r.Index < 0 || r.Index >= len(rules) || rules[r.Index].Priority != r.Priority {
+			t.Errorf("%s: rule %d has index %d, which is not its place in the list", describe(c.in), r.Priority, r.Index)
 		}
 	}
-	r := tab.Match(req("GET api.example.com/api/v1/users"))
-	if r.Action.TargetGroup != "g20" {
-		t.Errorf("the action of rule 20 forwards to %q, want g20", r.Action.TargetGroup)
+	if r := tab.Match(req("GET api.example.com/api/v1/users")); r.Index != 3 {
+		t.Errorf("rule 20: got index %d, want 3", r.Index)
 	}
 }
 
 func TestDefaultRule(t *testing.T) {
 	tab := mustCompile(t, rl(1, "path_pattern /a"))
 	r := tab.Match(req("GET h/b"))
-	if r == nil || r.Priority != 0 || r.Action.TargetGroup != "default" {
-		t.Fatalf("got %+v, want the default rule", r)
+	if r == nil || r.Priority != 0 || r.Index != 1 {
+		t.Fatalf("got %+v, want the default rule (index 1)", r)
 	}
 	empty := mustCompile(t)
-	if r := empty.Match(req("GET h/")); r.Priority != 0 || r.Action.TargetGroup != "default" {
-		t.Errorf("no rules: got %+v, want the default rule", r)
+	if r := empty.Match(req("GET h/")); r.Priority != 0 || r.Index != 0 {
+		t.Errorf("no rules: got %+v, want the default rule (index 0)", r)
 	}
-	if r := empty.Match(&Input{}); r.Priority != 0 {
+	if r := empty.Match(&Input{}); r.Priority != 0 || r.Index != 0 {
 		t.Errorf("empty input: got %+v, want the default rule", r)
 	}
 }
 
-// TestCompileCopies checks that a Table keeps its own rules and actions.
+// TestCompileCopies checks that a Table keeps its own rules: changing
+// them after Compile changes no match.
 func TestCompileCopies(t *testing.T) {
 	rules := []config.Rule{rl(1, "path_pattern /a")}
-	def := config.Action{Type: "forward", TargetGroup: "web"}
-	tab, err := Compile(rules, def)
+	tab, err := Compile(rules)
 	if err != nil {
 		t.Fatal(err)
 	}
-	rules[0].Action.TargetGroup = "changed"
+	rules[0].Priority = 2
 	rules[0].Conditions[0].Values[0] = "/b"
-	def.TargetGroup = "changed"
-	if got := tab.Match(req("GET h/a")).Action.TargetGroup; got != "g1" {
-		t.Errorf("rule action: got %q, want g1", got)
+	if r := tab.Match(req("GET h/a")); r.Priority != 1 || r.Index != 0 {
+		t.Errorf("h/a: got rule %d (index %d), want rule 1 (index 0)", r.Priority, r.Index)
 	}
-	if got := tab.Match(req("GET h/c")).Action.TargetGroup; got != "web" {
-		t.Errorf("default action: got %q, want web", got)
+	if r := tab.Match(req("GET h/b")); r.Priority != 0 || r.Index != 1 {
+		t.Errorf("h/b: got rule %d (index %d), want the default rule (index 1)", r.Priority, r.Index)
 	}
 }
 
@@ -399,17 +412,14 @@ func TestCompileErrors(t *testing.T) {
 		rules []config.Rule
 		want  string
 	}{
-		{"duplicate priority", []config.Rule{rl(5, "path_pattern /a"), rl(5, "path_pattern /b")}, "route: two rules have priority 5"},
-		{"priority 0", []config.Rule{rl(0, "path_pattern /a")}, "route: priority 0 is outside 1-50000"},
-		{"no condition", []config.Rule{rl(3)}, "route: rule 3 has no condition"},
+		// What config.Parse refuses (priorities, empty conditions, values
+		// and names, invalid CIDRs) is its tests' business.
 		{"unknown field", []config.Rule{{Priority: 1, Conditions: []config.Condition{{Field: "cookie", Values: []string{"a"}}}}}, `route: rule 1: unknown condition "cookie"`},
-		{"no values", []config.Rule{{Priority: 1, Conditions: []config.Condition{{Field: "path_pattern"}}}}, "route: rule 1: path_pattern condition without values"},
 		{"control character", []config.Rule{rl(2, "path_pattern /a\x01")}, `route: rule 2: "/a\x01" holds the control character '\x01'`},
 		{"bad escape", []config.Rule{rl(2, `query_string k=a\b`)}, `route: rule 2: "a\\b": \ escapes only *, ? and \`},
-		{"header without a name", []config.Rule{{Priority: 1, Conditions: []config.Condition{{Field: "http_header", Values: []string{"a"}}}}}, "route: rule 1: http_header without a name"},
-		{"invalid CIDR", []config.Rule{{Priority: 1, Conditions: []config.Condition{{Field: "source_ip", CIDRs: []netip.Prefix{{}}}}}}, "route: rule 1: invalid source_ip CIDR"},
+		{"long host", []config.Rule{rl(3, "host_header "+strings.Repeat("a", maxHost+1))}, fmt.Sprintf("route: rule 3: host %q is longer than %d characters", strings.Repeat("a", maxHost+1), maxHost)},
 	} {
-		_, err := Compile(c.rules, defaultAction)
+		_, err := Compile(c.rules)
 		if err == nil || err.Error() != c.want {
 			t.Errorf("%s: got %v, want %s", c.name, err, c.want)
 		}
@@ -487,9 +497,16 @@ target_groups:
 		t.Fatal(err)
 	}
 	l := cfg.Listeners[0]
-	tab, err := Compile(l.Rules, l.DefaultAction)
+	tab, err := Compile(l.Rules)
 	if err != nil {
 		t.Fatal(err)
+	}
+	// action finds a match's action as package lb does, by Index.
+	action := func(r *Rule) *config.Action {
+		if r.Index == len(l.Rules) {
+			return &l.DefaultAction
+		}
+		return &l.Rules[r.Index].Action
 	}
 	for _, c := range []struct {
 		in   *Input
@@ -507,11 +524,11 @@ target_groups:
 		}
 	}
 	r := tab.Match(req("GET www.example.com:8080/old/a/b?c=1"))
-	if got, want := string(AppendLocation(nil, r.Action.Redirect, req("GET www.example.com:8080/old/a/b?c=1"), l.Protocol, "8080")),
+	if got, want := string(AppendLocation(nil, action(r).Redirect, req("GET www.example.com:8080/old/a/b?c=1"), l.Protocol, "8080")),
 		"https://www.example.com:443/new/old/a/b?c=1"; got != want {
 		t.Errorf("Location: got %s, want %s", got, want)
 	}
-	if fr := tab.Match(req("GET h/ping")).Action.FixedResponse; fr == nil || fr.StatusCode != 200 || fr.ContentType != "text/plain" || fr.MessageBody != "pong" {
+	if fr := action(tab.Match(req("GET h/ping"))).FixedResponse; fr == nil || fr.StatusCode != 200 || fr.ContentType != "text/plain" || fr.MessageBody != "pong" {
 		t.Errorf("fixed response: got %+v", fr)
 	}
 }

@@ -33,8 +33,11 @@ var missNames = [...]string{"hit", "no_cookie", "malformed", "unknown_key", "tam
 
 func (m Miss) String() string { return missNames[m] }
 
-// Policy is one target group's lb_cookie stickiness: it reads the session
-// from a request's cookies and makes the cookies for a response.
+// Policy is one stickiness that carries the session in a sealed value:
+// a target group's lb_cookie, app_cookie or header stickiness, or a
+// forward action's group stickiness (which pins a target group rather than
+// a target). It reads the session from a request's fields and makes the
+// fields of the response that carry it on.
 //
 // Opening and sealing a cookie costs about a microsecond each, so a Policy
 // remembers, in two small lock-free caches, the values it has opened and
@@ -153,13 +156,15 @@ func NewPolicy(group string, s config.Stickiness, keys *Keyring) *Policy {
 	return p
 }
 
-// ReadFields returns the session carried by a request's Cookie fields.
-// Either of the two cookies is accepted; when both are present and
-// differ, the first that opens wins.
-func (p *Policy) ReadFields(fields []h1.Field, now time.Time) (Session, Miss) {
+// ReadFields returns the session req carries: in the header named Name
+// (header); in AWSALBAPP-0..3, joined, along with the application's cookie
+// (app_cookie); or in either of the cookies Name and CORSName (lb_cookie),
+// where, when both are present and differ, the first that opens wins.
+// Cookies may be spread over several Cookie fields.
+func (p *Policy) ReadFields(req *h1.Request, now time.Time) (Session, Miss) {
 	switch p.Kind {
 	case Header:
-		for _, f := range fields {
+		for _, f := range req.Fields {
 			if len(f.Name) == len(p.Name) && h1.EqualFold(f.Name, []byte(p.Name)) {
 				return p.open(f.Value, now)
 			}
@@ -167,16 +172,16 @@ func (p *Policy) ReadFields(fields []h1.Field, now time.Time) (Session, Miss) {
 		return Session{}, NoCookie
 	case AppCookie:
 		var ar appReader
-		for _, f := range fields {
-			if len(f.Name) == 6 && h1.EqualFold(f.Name, cookieName) {
+		for i, f := range req.Fields {
+			if IsCookie(req, i) {
 				ar.feed(p, f.Value)
 			}
 		}
 		return ar.open(p, now)
 	}
 	miss := NoCookie
-	for _, f := range fields {
-		if len(f.Name) != 6 || !h1.EqualFold(f.Name, cookieName) {
+	for i, f := range req.Fields {
+		if !IsCookie(req, i) {
 			continue
 		}
 		if s, m := p.readLine(f.Value, now); m == Hit {
@@ -188,32 +193,18 @@ func (p *Policy) ReadFields(fields []h1.Field, now time.Time) (Session, Miss) {
 	return Session{}, miss
 }
 
-var cookieName = []byte("Cookie")
-
-// Read is ReadFields for a net/http header (the HTTP/2 path's).
-func (p *Policy) Read(h http.Header, now time.Time) (Session, Miss) {
-	switch p.Kind {
-	case Header:
-		if v := h.Get(p.Name); v != "" {
-			return p.open([]byte(v), now)
-		}
-		return Session{}, NoCookie
-	case AppCookie:
-		var ar appReader
-		for _, line := range h["Cookie"] {
-			ar.feed(p, []byte(line))
-		}
-		return ar.open(p, now)
+// IsCookie reports whether req's field i is a Cookie field, by the kind
+// the parser gave it. A Cookie field that Connection names is hop-by-hop
+// (never forwarded), which is its kind then, but its cookies are still the
+// client's, for latch to read.
+func IsCookie(req *h1.Request, i int) bool {
+	switch req.Kinds[i] {
+	case h1.KindCookie:
+		return true
+	case h1.KindNamedInConnection:
+		return h1.KindOf(req.Fields[i].Name) == h1.KindCookie
 	}
-	miss := NoCookie
-	for _, line := range h["Cookie"] {
-		if s, m := p.readLine([]byte(line), now); m == Hit {
-			return s, Hit
-		} else if miss == NoCookie {
-			miss = m
-		}
-	}
-	return Session{}, miss
+	return false
 }
 
 // NextCookie splits the first name=value pair off a Cookie line; ok is
@@ -281,7 +272,19 @@ func (ar *appReader) open(p *Policy, now time.Time) (Session, Miss) {
 	}
 	value := ar.shards[0]
 	if ar.shards[1] != nil {
-		var buf [appShards * appShardSize]byte
+		// A joined value longer than the longest sealed one, quoted, can
+		// never open: no need for room to join it.
+		n := 0
+		for _, sh := range ar.shards {
+			if sh == nil {
+				break
+			}
+			n += len(sh)
+		}
+		if n > MaxValueLen+2 {
+			return Session{}, Malformed
+		}
+		var buf [MaxValueLen + 2]byte
 		value = append(buf[:0], ar.shards[0]...)
 		for _, sh := range ar.shards[1:] {
 			if sh == nil {
@@ -324,11 +327,11 @@ func (p *Policy) open(value []byte, now time.Time) (Session, Miss) {
 	return s, Hit
 }
 
-// AppendValue appends the cookie value that pins target (generation gen),
+// appendValue appends the cookie value that pins target (generation gen),
 // for a session that first picked it at issued (0: now). Every response
 // carries a fresh value: its last-seen time, renewed, makes the duration
 // a sliding window.
-func (p *Policy) AppendValue(dst []byte, target string, gen uint64, issued int64, now time.Time) []byte {
+func (p *Policy) appendValue(dst []byte, target string, gen uint64, issued int64, now time.Time) []byte {
 	sec := now.Unix()
 	if issued == 0 {
 		issued = sec
@@ -343,10 +346,10 @@ func (p *Policy) AppendValue(dst []byte, target string, gen uint64, issued int64
 	return dst
 }
 
-// AppendSetCookie appends one Set-Cookie field value (without the field
+// appendSetCookie appends one Set-Cookie field value (without the field
 // name): the main cookie, or its CORS twin (which carries SameSite=None,
 // and Secure on HTTPS listeners).
-func (p *Policy) AppendSetCookie(dst []byte, cors bool, value []byte, tls bool, now time.Time) []byte {
+func (p *Policy) appendSetCookie(dst []byte, cors bool, value []byte, tls bool, now time.Time) []byte {
 	name, attrs := p.Name, p.attrs
 	if cors {
 		name, attrs = p.CORSName, p.corsAttrs
@@ -394,7 +397,7 @@ func (p *Policy) AppendFields(dst []byte, target string, gen uint64, issued int6
 		return dst
 	}
 	start := len(dst)
-	dst = p.AppendValue(dst, target, gen, issued, r.Now)
+	dst = p.appendValue(dst, target, gen, issued, r.Now)
 	v := len(dst)
 	switch p.Kind {
 	case Header:
@@ -408,11 +411,11 @@ func (p *Policy) AppendFields(dst []byte, target string, gen uint64, issued int6
 		}
 	default:
 		dst = append(dst, "Set-Cookie: "...)
-		dst = p.AppendSetCookie(dst, false, dst[start:v], r.TLS, r.Now)
+		dst = p.appendSetCookie(dst, false, dst[start:v], r.TLS, r.Now)
 		dst = append(dst, "\r\n"...)
 		if p.CORSName != "" {
 			dst = append(dst, "Set-Cookie: "...)
-			dst = p.AppendSetCookie(dst, true, dst[start:v], r.TLS, r.Now)
+			dst = p.appendSetCookie(dst, true, dst[start:v], r.TLS, r.Now)
 			dst = append(dst, "\r\n"...)
 		}
 	}
@@ -465,7 +468,7 @@ func SetsCookie(value []byte, name string) bool {
 // Secure: ALB sets those on AWSALBAPP for such browsers only.
 func NeedsSameSiteNone(ua []byte) bool {
 	for _, marker := range []string{"Chrome/", "Chromium/", "CriOS/"} {
-		if i := index(ua, marker); i >= 0 {
+		if i := bytes.Index(ua, []byte(marker)); i >= 0 {
 			v := 0
 			for _, c := range ua[i+len(marker):] {
 				if c < '0' || c > '9' {
@@ -480,28 +483,6 @@ func NeedsSameSiteNone(ua []byte) bool {
 		}
 	}
 	return false
-}
-
-func index(b []byte, s string) int {
-	for i := 0; i+len(s) <= len(b); i++ {
-		if string(b[i:i+len(s)]) == s {
-			return i
-		}
-	}
-	return -1
-}
-
-// Issue adds the Set-Cookie fields that pin target t (generation gen) to
-// a net/http header: the HTTP/2 path's form of AppendValue and
-// AppendSetCookie.
-func (p *Policy) Issue(h http.Header, target string, gen uint64, issued int64, tls bool, now time.Time) {
-	var buf [2 * MaxValueLen]byte
-	v := p.AppendValue(buf[:0], target, gen, issued, now)
-	cookies := append(h["Set-Cookie"], string(p.AppendSetCookie(v[len(v):], false, v, tls, now)))
-	if p.CORSName != "" {
-		cookies = append(cookies, string(p.AppendSetCookie(v[len(v):], true, v, tls, now)))
-	}
-	h["Set-Cookie"] = cookies
 }
 
 type expiry struct {

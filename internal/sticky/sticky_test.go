@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/base64"
 	"fmt"
-	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -186,26 +185,52 @@ func policy(t testing.TB, mod func(*config.Stickiness)) *Policy {
 	return NewPolicy("web", s, mustRing(t, key(1, 1)))
 }
 
+// request returns a request head holding fields, each of the kind the
+// parser gives its name.
+func request(fields ...h1.Field) *h1.Request {
+	req := &h1.Request{Fields: fields}
+	for _, f := range fields {
+		req.Kinds = append(req.Kinds, h1.KindOf(f.Name))
+	}
+	return req
+}
+
+// cookies returns a request head with one Cookie field per line.
+func cookies(lines ...string) *h1.Request {
+	var fields []h1.Field
+	for _, l := range lines {
+		fields = append(fields, h1.Field{Name: []byte("Cookie"), Value: []byte(l)})
+	}
+	return request(fields...)
+}
+
+// setCookies returns the Set-Cookie field values AppendFields issues to
+// pin target (generation gen), first picked at issued (0: now).
+func setCookies(p *Policy, target string, gen uint64, issued int64, tls bool, now time.Time) []string {
+	out := string(p.AppendFields(nil, target, gen, issued, &Response{TLS: tls, Now: now}))
+	var values []string
+	for _, l := range strings.Split(strings.TrimSuffix(out, "\r\n"), "\r\n") {
+		values = append(values, strings.TrimPrefix(l, "Set-Cookie: "))
+	}
+	return values
+}
+
 func TestPolicyIssueAndRead(t *testing.T) {
 	p := policy(t, nil)
 	now := time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
-	h := http.Header{}
-	p.Issue(h, "10.0.0.1:80", 3, 0, false, now)
-	cookies := h["Set-Cookie"]
-	if len(cookies) != 2 {
-		t.Fatalf("got %d Set-Cookie lines, want 2: %q", len(cookies), cookies)
+	issued := setCookies(p, "10.0.0.1:80", 3, 0, false, now)
+	if len(issued) != 2 {
+		t.Fatalf("got %d Set-Cookie lines, want 2: %q", len(issued), issued)
 	}
-	v := strings.TrimPrefix(strings.SplitN(cookies[0], ";", 2)[0], "AWSALB=")
+	v := strings.TrimPrefix(strings.SplitN(issued[0], ";", 2)[0], "AWSALB=")
 	wantMain := "AWSALB=" + v + "; Expires=Wed, 02 Dec 2026 10:00:00 GMT; Path=/"
 	wantCORS := "AWSALBCORS=" + v + "; Expires=Wed, 02 Dec 2026 10:00:00 GMT; Path=/; SameSite=None"
-	if cookies[0] != wantMain || cookies[1] != wantCORS {
-		t.Errorf("got\n%q\n%q\nwant\n%q\n%q", cookies[0], cookies[1], wantMain, wantCORS)
+	if issued[0] != wantMain || issued[1] != wantCORS {
+		t.Errorf("got\n%q\n%q\nwant\n%q\n%q", issued[0], issued[1], wantMain, wantCORS)
 	}
 
-	h = http.Header{}
-	p.Issue(h, "10.0.0.1:80", 3, 0, true, now)
-	if !strings.HasSuffix(h["Set-Cookie"][1], "; SameSite=None; Secure") {
-		t.Errorf("CORS cookie on HTTPS: %q, want SameSite=None; Secure", h["Set-Cookie"][1])
+	if tlsCookies := setCookies(p, "10.0.0.1:80", 3, 0, true, now); !strings.HasSuffix(tlsCookies[1], "; SameSite=None; Secure") {
+		t.Errorf("CORS cookie on HTTPS: %q, want SameSite=None; Secure", tlsCookies[1])
 	}
 
 	for _, hdr := range []string{
@@ -215,14 +240,25 @@ func TestPolicyIssueAndRead(t *testing.T) {
 		"AWSALB=\"" + v + "\"",
 		"AWSALB=garbage; AWSALBCORS=" + v, // the valid one of the two wins
 	} {
-		s, miss := p.Read(http.Header{"Cookie": {hdr}}, now.Add(time.Minute))
+		s, miss := p.ReadFields(cookies(hdr), now.Add(time.Minute))
 		if miss != Hit || s.Target != "10.0.0.1:80" || s.Generation != 3 {
 			t.Errorf("Cookie %q: got %v %+v, want a hit on 10.0.0.1:80 gen 3", hdr, miss, s)
 		}
 	}
-	// HTTP/2 may split cookies over several header lines.
-	if _, miss := p.Read(http.Header{"Cookie": {"a=b", "AWSALB=" + v}}, now); miss != Hit {
+	// A client may split cookies over several Cookie fields.
+	if _, miss := p.ReadFields(cookies("a=b", "AWSALB="+v), now); miss != Hit {
 		t.Errorf("cookie on a second Cookie line: got %v, want hit", miss)
+	}
+	// A Cookie field that Connection names is hop-by-hop, but still
+	// carries the client's cookies to latch.
+	named := cookies("AWSALB=" + v)
+	named.Kinds[0] = h1.KindNamedInConnection
+	if _, miss := p.ReadFields(named, now); miss != Hit {
+		t.Errorf("cookie in a Cookie field that Connection names: got %v, want hit", miss)
+	}
+	// Another field is not a Cookie field, whatever its value.
+	if _, miss := p.ReadFields(request(h1.Field{Name: []byte("X-Cookie"), Value: []byte("AWSALB=" + v)}), now); miss != NoCookie {
+		t.Errorf("our cookie in X-Cookie: got %v, want no cookie", miss)
 	}
 }
 
@@ -233,20 +269,14 @@ func TestPolicyMisses(t *testing.T) {
 	// A value that URL-encoding changes (one with '+' or '/'; a few
 	// percent of random values have neither).
 	for issued := now.Unix(); !strings.ContainsAny(v, "+/"); issued-- {
-		h := http.Header{}
-		p.Issue(h, "t:1", 1, issued, false, now)
-		v = strings.TrimPrefix(strings.SplitN(h["Set-Cookie"][0], ";", 2)[0], "AWSALB=")
+		v = strings.TrimPrefix(strings.SplitN(setCookies(p, "t:1", 1, issued, false, now)[0], ";", 2)[0], "AWSALB=")
 	}
 
 	otherGroup := NewPolicy("api", config.Stickiness{Enabled: true, Duration: time.Hour, Cookie: config.Cookie{Name: "AWSALB", Path: "/"}}, p.keys)
-	h2 := http.Header{}
-	otherGroup.Issue(h2, "t:1", 1, 0, false, now)
-	vOther := strings.TrimPrefix(strings.SplitN(h2["Set-Cookie"][0], ";", 2)[0], "AWSALB=")
+	vOther := strings.TrimPrefix(strings.SplitN(setCookies(otherGroup, "t:1", 1, 0, false, now)[0], ";", 2)[0], "AWSALB=")
 
 	foreign := NewPolicy("web", config.Stickiness{Enabled: true, Duration: time.Hour, Cookie: config.Cookie{Name: "AWSALB", Path: "/"}}, mustRing(t, key(9, 9)))
-	h3 := http.Header{}
-	foreign.Issue(h3, "t:1", 1, 0, false, now)
-	vForeign := strings.TrimPrefix(strings.SplitN(h3["Set-Cookie"][0], ";", 2)[0], "AWSALB=")
+	vForeign := strings.TrimPrefix(strings.SplitN(setCookies(foreign, "t:1", 1, 0, false, now)[0], ";", 2)[0], "AWSALB=")
 
 	tests := []struct {
 		name   string
@@ -266,11 +296,11 @@ func TestPolicyMisses(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			h := http.Header{}
+			req := cookies()
 			if tt.cookie != "" {
-				h.Set("Cookie", tt.cookie)
+				req = cookies(tt.cookie)
 			}
-			if _, got := p.Read(h, tt.at); got != tt.want {
+			if _, got := p.ReadFields(req, tt.at); got != tt.want {
 				t.Errorf("got %v, want %v", got, tt.want)
 			}
 		})
@@ -287,23 +317,21 @@ func flipChar(c byte) string {
 func TestPolicySlidingWindow(t *testing.T) {
 	p := policy(t, nil)
 	start := time.Unix(1800000000, 0)
-	h := http.Header{}
-	p.Issue(h, "t:1", 1, 0, false, start)
+	issued := setCookies(p, "t:1", 1, 0, false, start)
 	// Each request comes 40 minutes after the last response: always within
 	// the one-hour duration because every response renews it.
 	at := start
 	for i := range 5 {
 		at = at.Add(40 * time.Minute)
-		v := strings.TrimPrefix(strings.SplitN(h["Set-Cookie"][0], ";", 2)[0], "AWSALB=")
-		s, miss := p.Read(http.Header{"Cookie": {"AWSALB=" + v}}, at)
+		v := strings.TrimPrefix(strings.SplitN(issued[0], ";", 2)[0], "AWSALB=")
+		s, miss := p.ReadFields(cookies("AWSALB="+v), at)
 		if miss != Hit {
 			t.Fatalf("request %d, %v after start: got %v, want hit", i, at.Sub(start), miss)
 		}
 		if s.Issued != start.Unix() {
 			t.Errorf("issued time drifted: got %d, want %d", s.Issued, start.Unix())
 		}
-		h = http.Header{}
-		p.Issue(h, s.Target, s.Generation, s.Issued, false, at)
+		issued = setCookies(p, s.Target, s.Generation, s.Issued, false, at)
 	}
 }
 
@@ -311,12 +339,11 @@ func TestPolicyCookieAttributes(t *testing.T) {
 	p := policy(t, func(s *config.Stickiness) {
 		s.Cookie = config.Cookie{Name: "LATCH", CORS: false, Path: "/app", Domain: "example.com", SameSite: "Lax", Secure: true, HTTPOnly: true}
 	})
-	h := http.Header{}
-	p.Issue(h, "t:1", 1, 0, false, time.Unix(1800000000, 0))
-	if len(h["Set-Cookie"]) != 1 {
-		t.Fatalf("got %q, want one cookie with the CORS twin off", h["Set-Cookie"])
+	issued := setCookies(p, "t:1", 1, 0, false, time.Unix(1800000000, 0))
+	if len(issued) != 1 {
+		t.Fatalf("got %q, want one cookie with the CORS twin off", issued)
 	}
-	c := h["Set-Cookie"][0]
+	c := issued[0]
 	for _, want := range []string{"LATCH=", "; Path=/app", "; Domain=example.com", "; HttpOnly", "; SameSite=Lax", "; Secure"} {
 		if !strings.Contains(c, want) {
 			t.Errorf("cookie %q lacks %q", c, want)
@@ -348,12 +375,10 @@ func FuzzDecode(f *testing.F) {
 
 func FuzzPolicyRead(f *testing.F) {
 	p := policy(f, nil)
-	h := http.Header{}
-	p.Issue(h, "t:1", 1, 0, false, time.Unix(1800000000, 0))
-	f.Add(strings.SplitN(h["Set-Cookie"][0], ";", 2)[0])
+	f.Add(strings.SplitN(setCookies(p, "t:1", 1, 0, false, time.Unix(1800000000, 0))[0], ";", 2)[0])
 	f.Add("AWSALB=; AWSALBCORS=\"\"; ;;=;")
 	f.Fuzz(func(t *testing.T, cookie string) {
-		s, miss := p.Read(http.Header{"Cookie": {cookie}}, time.Unix(1800000000, 0))
+		s, miss := p.ReadFields(cookies(cookie), time.Unix(1800000000, 0))
 		if miss == Hit && s.Target != "t:1" {
 			t.Fatalf("a hit on a target nobody sealed: %+v", s)
 		}
@@ -383,17 +408,16 @@ func BenchmarkDecode(b *testing.B) {
 func BenchmarkPolicyReadIssue(b *testing.B) {
 	p := policy(b, nil)
 	now := time.Now()
-	h := http.Header{}
-	p.Issue(h, "10.0.0.1:8080", 1, 0, false, now)
-	req := http.Header{"Cookie": {"_ga=GA1.2.3; " + strings.SplitN(h["Set-Cookie"][0], ";", 2)[0] + "; theme=dark"}}
+	req := cookies("_ga=GA1.2.3; " + strings.SplitN(setCookies(p, "10.0.0.1:8080", 1, 0, false, now)[0], ";", 2)[0] + "; theme=dark")
+	buf := make([]byte, 0, 2048)
+	r := &Response{Now: now}
 	b.ReportAllocs()
 	for b.Loop() {
-		s, miss := p.Read(req, now)
+		s, miss := p.ReadFields(req, now)
 		if miss != Hit {
 			b.Fatal(miss)
 		}
-		out := http.Header{}
-		p.Issue(out, s.Target, s.Generation, s.Issued, false, now)
+		buf = p.AppendFields(buf[:0], s.Target, s.Generation, s.Issued, r)
 	}
 }
 
@@ -444,7 +468,7 @@ func TestAppCookieNeedsBothCookies(t *testing.T) {
 		}
 	}
 	read := func(cookie string) Miss {
-		_, m := p.ReadFields([]h1.Field{{Name: []byte("Cookie"), Value: []byte(cookie)}}, now)
+		_, m := p.ReadFields(cookies(cookie), now)
 		return m
 	}
 	if m := read("JSESSIONID=abc; AWSALBAPP-0=" + v + "; AWSALBAPP-1=_remove_"); m != Hit {
@@ -459,6 +483,12 @@ func TestAppCookieNeedsBothCookies(t *testing.T) {
 	// A value split over two shards still opens.
 	if m := read("JSESSIONID=abc; AWSALBAPP-0=" + v[:40] + "; AWSALBAPP-1=" + v[40:] + "; AWSALBAPP-2=_remove_"); m != Hit {
 		t.Errorf("a value over two shards: %v, want hit", m)
+	}
+	if m := read("JSESSIONID=abc; AWSALBAPP-0=\"" + v[:40] + "; AWSALBAPP-1=" + v[40:] + "\""); m != Hit {
+		t.Errorf("a quoted value over two shards: %v, want hit", m)
+	}
+	if m := read("JSESSIONID=abc; AWSALBAPP-0=" + v + "; AWSALBAPP-1=" + strings.Repeat("A", appShardSize)); m != Malformed {
+		t.Errorf("a joined value longer than any sealed one: %v, want malformed", m)
 	}
 	// No session and none starting: every shard is cleared.
 	none := string(p.AppendFields(nil, "t:1", 1, 0, &Response{Now: now}))
@@ -497,7 +527,7 @@ func TestHeaderPolicyAndTimeouts(t *testing.T) {
 	}
 	v := strings.TrimSuffix(strings.TrimPrefix(out, "X-Session: "), "\r\n")
 	read := func(v string, at time.Time) (Session, Miss) {
-		return p.ReadFields([]h1.Field{{Name: []byte("x-session"), Value: []byte(v)}}, at)
+		return p.ReadFields(request(h1.Field{Name: []byte("x-session"), Value: []byte(v)}), at)
 	}
 	if _, m := read(v, start.Add(59*time.Minute)); m != Hit {
 		t.Errorf("within the idle timeout: %v", m)
@@ -555,13 +585,13 @@ func BenchmarkSelection(b *testing.B) {
 	} {
 		b.Run(tt.name, func(b *testing.B) {
 			p := NewPolicy("web", tt.s, mustRing(b, key(1, 1)))
-			v := string(p.AppendValue(nil, "10.0.0.1:8080", 1, now.Unix(), now))
-			fields := tt.req(v)
+			v := string(p.appendValue(nil, "10.0.0.1:8080", 1, now.Unix(), now))
+			req := request(tt.req(v)...)
 			buf := make([]byte, 0, 2048)
 			r := &Response{Now: now, Stuck: true}
 			b.ReportAllocs()
 			for b.Loop() {
-				s, m := p.ReadFields(fields, now)
+				s, m := p.ReadFields(req, now)
 				if m != Hit {
 					b.Fatal(m)
 				}

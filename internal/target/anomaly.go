@@ -209,8 +209,8 @@ func medianWithout(sorted []float64, r float64) float64 {
 func (g *Group) anomalyTick() {
 	in := g.inService()
 	if !g.detecting(len(in)) || g.evaluate(in) {
-		g.rebuild() // resets the states, or publishes the new weights
+		g.rebuild(true) // resets the states, or publishes the new weights
 		return
 	}
-	g.schedule()
+	g.schedule(time.Now(), len(in))
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"math"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -36,9 +37,16 @@ type Settings struct {
 	// must then report outcomes with Target.Record and
 	// Target.RecordConnectFailure.
 	AnomalyMitigation bool
-	// NewPicker builds the balancing algorithm over a set of targets. It
-	// must weigh them by Target.EffectiveWeight.
+	// NewPicker builds the balancing algorithm over a set of targets,
+	// weighing them by Target.EffectiveWeight, or, when WeightBlind is set,
+	// by their configured Weight only.
 	NewPicker func([]*Target) Picker
+	// WeightBlind says NewPicker's pickers ignore effective weights
+	// (consistent hashing follows the configured weights, so that keys do
+	// not move): a rebuild that moves only effective weights (a slow start
+	// step, an anomaly evaluation) then keeps the current picker rather
+	// than building the same one again.
+	WeightBlind bool
 }
 
 // View is an immutable snapshot of a group, rebuilt on every registration
@@ -74,7 +82,10 @@ type Group struct {
 
 	view atomic.Pointer[View]
 
-	mu       sync.Mutex // guards everything below; never taken on the request path
+	// mu guards everything below. The request path takes it only through
+	// Observe, on a failed connect; a rebuild holds it while it builds the
+	// picker (up to about 150 ms for a round robin of 1,000 ramping targets).
+	mu       sync.Mutex
 	settings Settings
 	active   []*Target
 	draining map[*Target]*time.Timer
@@ -86,7 +97,7 @@ type Group struct {
 // NewGroup returns an empty group.
 func NewGroup(name string, s Settings, log *slog.Logger) *Group {
 	g := &Group{Name: name, log: log.With("group", name), settings: s, draining: map[*Target]*time.Timer{}}
-	g.rebuild()
+	g.rebuild(false)
 	return g
 }
 
@@ -152,7 +163,7 @@ func (g *Group) Update(targets []config.Target, s Settings, gen func(id string) 
 			g.leaveService(t)
 		}
 	}
-	g.rebuild()
+	g.rebuild(false)
 }
 
 // Close deregisters every target at once, cutting requests still in flight.
@@ -167,9 +178,7 @@ func (g *Group) Close() {
 		timer.Stop()
 		g.remove(t)
 	}
-	g.rebuild()
-	disarm(&g.rampTimer)
-	disarm(&g.anomalyTimer)
+	g.rebuild(false) // with no target active, this stops the timers too
 }
 
 // Deregister removes every target gracefully: each drains for the
@@ -181,7 +190,7 @@ func (g *Group) Deregister() {
 		g.drain(t)
 	}
 	g.active = nil
-	g.rebuild()
+	g.rebuild(false)
 }
 
 // drain starts deregistering t. It takes no new requests; requests in flight
@@ -277,13 +286,16 @@ func (g *Group) Observe(t *Target, r Result) {
 	}
 	g.log.Log(context.Background(), level, "target health changed", "target", t.ID, "from", h.State.String(), "to", next.State.String(),
 		"reason", next.Reason, "description", next.Description)
-	g.rebuild()
+	g.rebuild(false)
 }
 
 // rebuild publishes a new View, with the targets' effective weights as of
-// now, and arms or stops the group's timers. g.mu must be held (or g not
-// yet shared).
-func (g *Group) rebuild() {
+// now, and arms or stops the group's timers. weightsOnly says that only
+// effective weights can have changed since the last view (a slow start
+// step, an anomaly evaluation: health changes rebuild through Observe or
+// Update): with Settings.WeightBlind the view then keeps the last view's
+// picker. g.mu must be held (or g not yet shared).
+func (g *Group) rebuild(weightsOnly bool) {
 	now := time.Now()
 	g.expireSlowStarts(now)
 	v := &View{Targets: g.active, byID: make(map[string]entry, len(g.active))}
@@ -311,10 +323,15 @@ func (g *Group) rebuild() {
 		v.byID[t.ID] = entry{t, routable[t] || t.Health().State == Initial}
 	}
 	if len(v.Routable) > 0 && g.settings.NewPicker != nil {
-		v.Picker = g.settings.NewPicker(v.Routable)
+		if last := g.view.Load(); weightsOnly && g.settings.WeightBlind && last != nil && last.Picker != nil &&
+			slices.Equal(last.Routable, v.Routable) {
+			v.Picker = last.Picker
+		} else {
+			v.Picker = g.settings.NewPicker(v.Routable)
+		}
 	}
 	g.view.Store(v)
-	g.schedule()
+	g.schedule(now, len(healthy))
 }
 
 // inService returns the active targets that count as healthy.
@@ -343,12 +360,14 @@ func (g *Group) effectiveWeight(t *Target, now time.Time) int64 {
 // schedule arms the timers the group's state needs and stops the others:
 // the ramp timer while a target is in slow start (at every ramp step, and
 // when the earliest slow start ends), the anomaly timer while anomaly
-// evaluation applies. g.mu is held.
-func (g *Group) schedule() {
-	now := time.Now()
+// evaluation applies. now is the time of the last expireSlowStarts, or
+// later: a target is in slow start while its slowStart is set, and one
+// that has ended since has the ramp timer fire at once to expire it.
+// inService is how many active targets are in service. g.mu is held.
+func (g *Group) schedule(now time.Time, inService int) {
 	var end time.Time
 	for _, t := range g.active {
-		if g.ramping(t, now) {
+		if !t.slowStart.IsZero() {
 			if e := t.slowStart.Add(g.settings.SlowStart); end.IsZero() || e.Before(end) {
 				end = e
 			}
@@ -357,9 +376,9 @@ func (g *Group) schedule() {
 	if end.IsZero() {
 		disarm(&g.rampTimer)
 	} else {
-		g.arm(&g.rampTimer, min(rampStep(g.settings.SlowStart), end.Sub(now)), g.rampTick)
+		g.arm(&g.rampTimer, min(rampStep(g.settings.SlowStart), end.Sub(now)), func() { g.rebuild(true) })
 	}
-	if g.detecting(len(g.inService())) {
+	if g.detecting(inService) {
 		g.arm(&g.anomalyTimer, anomalyInterval, g.anomalyTick)
 	} else {
 		disarm(&g.anomalyTimer)

@@ -28,7 +28,8 @@ import (
 const rampSteps = 20
 
 // minRampStep bounds how often a ramp rebuilds the view (and so the round
-// robin sequence, which can take tens of milliseconds for large groups).
+// robin sequence: about 150 ms at 1,000 ramping targets,
+// BenchmarkNewPickerRamping).
 const minRampStep = time.Second
 
 // rampFloor is the smallest fraction of its weight a target in slow start
@@ -96,6 +97,3 @@ func (g *Group) expireSlowStarts(now time.Time) {
 		}
 	}
 }
-
-// rampTick rebuilds the view with the ramps' new values. g.mu is held.
-func (g *Group) rampTick() { g.rebuild() }

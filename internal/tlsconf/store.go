@@ -24,25 +24,14 @@ type Store struct {
 }
 
 // NewStore indexes certs; the first is the default. Each must have its
-// Leaf, or a parsable first certificate.
+// Leaf, as the certificates of LoadCertificate and ParseCertificate do.
 func NewStore(certs []*tls.Certificate) (*Store, error) {
 	if len(certs) == 0 {
 		return nil, errors.New("tlsconf: a store needs at least one certificate")
 	}
 	s := &Store{certs: certs, exact: map[string][]*tls.Certificate{}, wildcard: map[string][]*tls.Certificate{}}
 	for _, c := range certs {
-		leaf := c.Leaf
-		if leaf == nil {
-			var err error
-			if len(c.Certificate) == 0 {
-				return nil, errors.New("tlsconf: a certificate without its chain")
-			}
-			if leaf, err = x509.ParseCertificate(c.Certificate[0]); err != nil {
-				return nil, err
-			}
-			c.Leaf = leaf
-		}
-		for _, name := range names(leaf) {
+		for _, name := range names(c.Leaf) {
 			if parent, ok := strings.CutPrefix(name, "*."); ok {
 				s.wildcard[parent] = append(s.wildcard[parent], c)
 			} else {
