@@ -30,9 +30,13 @@ func TuneRuntime(log *slog.Logger) {
 	}
 }
 
+// cgroupMemoryFiles are where cgroupMemoryLimit looks, in order: cgroup v2,
+// then v1. Tests point them elsewhere.
+var cgroupMemoryFiles = []string{"/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"}
+
 // cgroupMemoryLimit reads the memory limit of latch's cgroup (v2, then v1).
 func cgroupMemoryLimit() (int64, bool) {
-	for _, f := range []string{"/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"} {
+	for _, f := range cgroupMemoryFiles {
 		if b, err := os.ReadFile(f); err == nil {
 			return parseMemoryLimit(string(b))
 		}
