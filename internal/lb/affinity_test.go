@@ -332,7 +332,11 @@ func TestRebalanceAfterScaleOut(t *testing.T) {
 		for range 60 {
 			cookies = append(cookies, get(t, lb.url+"/", "").cookie)
 		}
-		// Scale out, then the sessions come back after 1.2 s of quiet.
+		// Scale out (in a later second than the sessions' last requests:
+		// their times are whole seconds, so a target turning healthy in
+		// that second does not count as joined while they idled), then
+		// the sessions come back after 1.2 s of quiet.
+		time.Sleep(time.Until(time.Now().Truncate(time.Second).Add(time.Second)))
 		c.targets = append(addrs, d.addr)
 		lb.reload(t, c)
 		waitFor(t, 5*time.Second, "4 healthy", func() bool { return healthyCount(lb, "web") == 4 })

@@ -97,7 +97,7 @@ func rebalance(view *target.View, t *target.Target, lastSeen int64, idle time.Du
 	for _, u := range view.Routable {
 		w := max(u.Weight, 1)
 		total += w
-		if u != t && u.Health().Since.Unix() >= lastSeen {
+		if u != t && joinedAfter(u, lastSeen) {
 			joined += w
 		}
 	}
@@ -109,7 +109,7 @@ func rebalance(view *target.View, t *target.Target, lastSeen int64, idle time.Du
 	for range 2 {
 		n := rand.IntN(joined)
 		for _, u := range view.Routable {
-			if u == t || u.Health().Since.Unix() < lastSeen {
+			if u == t || !joinedAfter(u, lastSeen) {
 				continue
 			}
 			if n -= max(u.Weight, 1); n < 0 {
@@ -121,6 +121,15 @@ func rebalance(view *target.View, t *target.Target, lastSeen int64, idle time.Du
 		}
 	}
 	return pick
+}
+
+// joinedAfter reports whether u joined the group (came into service,
+// but not with the targets latch started with: see Target.Joined) after
+// the second lastSeen. A session's times are whole seconds: a target that
+// joined in that second may have done so before the session's last
+// request, and does not count as joined while it was idle.
+func joinedAfter(u *target.Target, lastSeen int64) bool {
+	return u.Joined() > lastSeen
 }
 
 // KeyKind is where hash affinity finds a request's key.

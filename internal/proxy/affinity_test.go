@@ -87,12 +87,27 @@ func TestBoundedPickWithoutFactorFollowsTheAlgorithm(t *testing.T) {
 }
 
 func TestRebalanceOnlyToJoinedTargetsAfterIdle(t *testing.T) {
-	g := group(t, 4, "round_robin")
+	// One target founds the group (as at a latch start: it never counts as
+	// joined); three join it, just now.
+	var ts []config.Target
+	for i := range 4 {
+		ts = append(ts, config.Target{ID: fmt.Sprintf("10.0.0.%d:80", i), Weight: 1})
+	}
+	s := target.Settings{MinHealthyCount: 1, NewPicker: func(ts []*target.Target) target.Picker { return balance.New("round_robin", ts) }}
+	g := target.NewGroup("web", s, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	t.Cleanup(g.Close)
+	gen := uint64(0)
+	next := func(string) uint64 { gen++; return gen }
+	g.Update(ts[:1], s, next)
 	view := g.View()
 	old := view.Routable[0]
 	now := time.Now()
-	// Every target "joined" (turned routable) at group creation, just now.
 	before := now.Unix() - 10
+	if u := rebalance(view, old, before, time.Second, now); u != nil {
+		t.Errorf("a session moved within a group of its founding target alone")
+	}
+	g.Update(ts, s, next)
+	view = g.View()
 	if u := rebalance(view, old, before, 0, now); u != nil {
 		t.Errorf("rebalance off moved a session")
 	}
@@ -113,9 +128,15 @@ func TestRebalanceOnlyToJoinedTargetsAfterIdle(t *testing.T) {
 	if moved < 2000 || moved > 2500 {
 		t.Errorf("%d of 3000 idle sessions moved, want about 2250", moved)
 	}
-	// No target joined since the session was last seen: none moves.
-	if u := rebalance(view, old, now.Unix()+5, time.Second, now.Add(10*time.Second)); u != nil {
-		t.Errorf("a session moved though no target joined while it was idle")
+	// No target joined since the session was last seen: none moves; nor
+	// when they joined in the second it was last seen (maybe before its
+	// last request: times in a session are whole seconds).
+	for _, last := range []int64{now.Unix() + 5, now.Unix()} {
+		for range 300 {
+			if u := rebalance(view, old, last, time.Second, now.Add(10*time.Second)); u != nil {
+				t.Fatalf("a session last seen at %+d s moved, though no target joined after that second", last-now.Unix())
+			}
+		}
 	}
 }
 

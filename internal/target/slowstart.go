@@ -73,6 +73,9 @@ func (g *Group) fullPeer(now time.Time, except func(*Target) bool) bool {
 func (g *Group) enterService(t *Target, now time.Time, fullPeer bool) {
 	exempt := t.slowStartExempt
 	t.slowStartExempt = false
+	if !exempt {
+		t.joined.Store(now.Unix())
+	}
 	t.slowStart = time.Time{}
 	if g.settings.SlowStart > 0 && !exempt && fullPeer {
 		t.slowStart = now

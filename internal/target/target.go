@@ -69,6 +69,11 @@ type Target struct {
 	// set by the owning group on every rebuild; 0 (a target no group
 	// manages) means the configured weight.
 	eff atomic.Int64
+	// joined is when (Unix seconds) the target last came into service,
+	// except its first time when registered with its group's founding
+	// targets (0: never): what stickiness.rebalance_idle_seconds calls
+	// joining the group.
+	joined atomic.Int64
 	// anomaly is what the last anomaly evaluation found, for reporting:
 	// anomalousBit and mitigatedBit.
 	anomaly atomic.Uint32
@@ -154,6 +159,10 @@ func (t *Target) Anomaly() (result string, mitigated bool) {
 	}
 	return result, a&mitigatedBit != 0
 }
+
+// Joined returns when (Unix seconds) the target last came into service
+// other than with its group's founding registration (a latch start), or 0.
+func (t *Target) Joined() int64 { return t.joined.Load() }
 
 // Health returns the target's current health.
 func (t *Target) Health() Health { return *t.health.Load() }
