@@ -95,4 +95,3 @@ func plainPrefix(b []byte, lowest byte) int {
 	}
 	return n
 }
-

@@ -173,4 +173,3 @@ func lower(c byte) byte {
 	}
 	return c
 }
-

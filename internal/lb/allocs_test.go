@@ -1,0 +1,79 @@
+package lb
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+)
+
+// TestProxyDoesNotAllocate checks what BenchmarkProxy measures and the
+// README claims: once its pools are warm, latch proxies a plain HTTP/1.1
+// request on a kept-alive client connection without allocating, with or
+// without a sticky session. It runs the benchmark's serial case (its
+// target, client and requests) through testing.Benchmark and fails when
+// latch allocates once in every maxRequestsPerAlloc requests or more: a
+// steady-state allocation costs one per request, while the rest of the
+// process (the test's other goroutines, timers) may allocate a few times
+// while it runs. TestGoroutinePath runs it on the goroutine path too.
+func TestProxyDoesNotAllocate(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector makes sync.Pool drop items at random, so latch's pools allocate again")
+	}
+	const maxRequestsPerAlloc = 100
+	for _, c := range []struct {
+		name   string
+		sticky bool
+		cookie bool
+	}{
+		{"plain", false, false},
+		{"sticky/new-session", true, false},
+		{"sticky/session", true, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			lb := startLB(t, lbConfig{targets: []string{rawServer(t, serveFast)}, sticky: c.sticky})
+			req := "GET /index.html HTTP/1.1\r\nHost: bench.example\r\nUser-Agent: bench\r\nAccept: */*\r\n"
+			if c.cookie {
+				r := get(t, lb.url+"/", "")
+				if r.cookie == "" {
+					t.Fatal("no AWSALB cookie from a sticky group")
+				}
+				req += "Cookie: AWSALB=" + r.cookie + "\r\n"
+			}
+			req += "\r\n"
+
+			var client *benchClient
+			var err error
+			res := testing.Benchmark(func(b *testing.B) {
+				client = newBenchClient(b, strings.TrimPrefix(lb.url, "http://"), []byte(req))
+				for range 10 { // warm the pools
+					if err = client.do(); err != nil {
+						return
+					}
+				}
+				for b.Loop() {
+					if err = client.do(); err != nil {
+						return
+					}
+				}
+			})
+			if client != nil {
+				defer client.c.Close()
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.N == 0 || client == nil {
+				t.Fatal("the benchmark did not run")
+			}
+			// The responses were the target's, not latch's own (a 502, say).
+			if body := "hello, world\n"; !bytes.HasPrefix(client.buf, []byte(body)) {
+				t.Fatalf("the last response body was %q, want the target's %q", client.buf[:len(body)], body)
+			}
+			t.Logf("%d requests, %d allocations (%d bytes) in the process", res.N, res.MemAllocs, res.MemBytes)
+			if res.MemAllocs*maxRequestsPerAlloc >= uint64(res.N) {
+				t.Errorf("%d allocations in %d proxied requests (%d bytes each); want none in the steady state",
+					res.MemAllocs, res.N, res.AllocedBytesPerOp())
+			}
+		})
+	}
+}
