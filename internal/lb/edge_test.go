@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 )
 
 // rawExchange sends head, a whole request, on a connection of its own and
@@ -177,5 +178,56 @@ func TestGroupStickinessCORSCookie(t *testing.T) {
 		if got := resp.Header.Get("X-Backend"); got != c.group {
 			t.Errorf("a %s session carrying only AWSALBTGCORS went to %s at weight 0; want it kept on %s", c.group, got, c.group)
 		}
+	}
+}
+
+// TestAmbiguousRequestClosesAfterLatchsAnswer: in desync mitigation's
+// defensive mode an ambiguous request (here one whose Transfer-Encoding
+// name ends in a space: a field latch drops, which another server might
+// read as chunked) is allowed and then both connections are closed; when
+// latch answers it itself (a fixed response, a redirect, an error), the
+// client's connection closes too, as after a target's answer.
+func TestAmbiguousRequestClosesAfterLatchsAnswer(t *testing.T) {
+	web := startBackend(t, "web")
+	lb := startLBYAML(t, `listeners:
+  - name: front
+    address: 127.0.0.1:0
+    rules:
+      - priority: 1
+        conditions: [ { path_pattern: ["/ping"] } ]
+        action:
+          type: fixed-response
+          fixed_response: { status_code: "200", content_type: text/plain, message_body: "pong" }
+    default_action: { type: forward, forward: { target_group: web } }
+target_groups:
+`+groupYAML("web", false, web.addr))
+	for _, c := range []struct {
+		name, body string
+		close      bool
+	}{
+		{"compliant", "GET /ping HTTP/1.1\r\nHost: a\r\n\r\n", false},
+		{"ambiguous", "GET /ping HTTP/1.1\r\nHost: a\r\nTransfer-Encoding : chunked\r\n\r\n", true},
+	} {
+		conn, err := net.Dial("tcp", strings.TrimPrefix(lb.url, "http://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn.SetDeadline(time.Now().Add(5 * time.Second))
+		io.WriteString(conn, c.body)
+		br := bufio.NewReader(conn)
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != 200 || string(body) != "pong" || resp.Close != c.close {
+			t.Errorf("%s: got %s %q, Connection: close %v; want 200 pong, close %v", c.name, resp.Status, body, resp.Close, c.close)
+		}
+		if c.close {
+			if n, err := br.Read(make([]byte, 1)); n != 0 || err == nil {
+				t.Errorf("%s: the connection stayed open after the answer", c.name)
+			}
+		}
+		conn.Close()
 	}
 }

@@ -188,7 +188,7 @@ func redirectBody(status int) string {
 
 // answer serves a redirect or fixed-response action.
 func (x *exchange) answer(rt *Route, a *Action) bool {
-	keep := x.req.KeepAlive && x.body.Done() && !x.h.closing.Load()
+	keep := x.mayKeep(x.body.Done())
 	x.cl.touch(x.h.now().UnixNano(), rt.IdleTimeout)
 	if a.Kind == Redirect {
 		loc := route.AppendLocation(x.buf[:0], a.Redirect, x.input(), x.h.proto, x.h.port)

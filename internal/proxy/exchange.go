@@ -318,10 +318,19 @@ func isDialFailure(err error) bool {
 
 var errDeregistered = errors.New("the target was deregistered and its deregistration delay elapsed")
 
+// mayKeep reports whether the client's connection may carry another
+// request after this one's answer: the client wants it kept, its body was
+// read (bodyDone), nothing in it asks for a close (both Transfer-Encoding
+// and Content-Length; desync mitigation's close), and latch is not
+// shutting down.
+func (x *exchange) mayKeep(bodyDone bool) bool {
+	return x.req.KeepAlive && !x.req.BothTEAndCL && !x.closeAfter && bodyDone && !x.h.closing.Load()
+}
+
 // refuse answers a request latch does not forward. The connection stays
 // open only if the request's body, if any, has been read.
 func (x *exchange) refuse(status int, cause string) bool {
-	keep := x.req.KeepAlive && x.body.Done() && !x.h.closing.Load()
+	keep := x.mayKeep(x.body.Done())
 	x.cl.touch(x.h.now().UnixNano(), x.h.route.Load().IdleTimeout)
 	x.cl.writeError(status, cause, keep)
 	return keep

@@ -13,7 +13,7 @@ import (
 // client, and returns uc to its pool when it can carry another request.
 func (c *clientConn) respond(x *exchange, rt *Route, t *target.Target, uc *upstream.Conn, issued int64) (bool, error) {
 	req, resp, w := &x.req, &x.resp, c.wr
-	keep := req.KeepAlive && !req.BothTEAndCL && !x.closeAfter && x.body.Done() && !x.h.closing.Load()
+	keep := x.mayKeep(x.body.Done())
 	// How the body travels to the client: as it came, or chunked when its
 	// end is known only by the target closing (so that the client's
 	// connection survives it). An HTTP/1.0 client cannot take chunks: it

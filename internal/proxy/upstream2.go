@@ -241,7 +241,7 @@ func originForm(req *h1.Request) string {
 // respondHTTP writes an HTTP/2 target's response to an HTTP/1.1 client.
 func (c *clientConn) respondHTTP(x *exchange, rt *Route, t *target.Target, resp *http.Response, issued int64, bodyDone bool) (bool, error) {
 	req, w := &x.req, c.wr
-	keep := req.KeepAlive && !req.BothTEAndCL && !x.closeAfter && bodyDone && !x.h.closing.Load()
+	keep := x.mayKeep(bodyDone)
 	noBody := string(req.Method) == "HEAD" || resp.StatusCode == http.StatusNoContent || resp.StatusCode == http.StatusNotModified
 	out := h1.Length
 	switch {
