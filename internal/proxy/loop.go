@@ -33,9 +33,7 @@ import (
 // connection stays there until it closes.
 
 // useLoops says whether plain-HTTP connections go to event loops.
-// LATCH_DATA_PATH=goroutines turns them off: a diagnostic switch, to
-// compare the two paths on one binary.
-var useLoops = evloop.Supported && os.Getenv("LATCH_DATA_PATH") != "goroutines"
+var useLoops = evloop.Enabled()
 
 // loops are the process's event loops, started when the first connection
 // needs one.
@@ -265,7 +263,7 @@ func (c *clientConn) loopDial(rt *Route, p *loopPool) bool {
 	if err != nil {
 		return c.loopDialFailed(rt, err)
 	}
-	if u.connecting {
+	if !u.sock.Writable { // connecting
 		u.user, c.up = c, u
 		c.st = stConnect
 		c.tickHint = min(c.tickHint, c.be.ConnectTimeout/16)
@@ -299,7 +297,6 @@ func (c *clientConn) loopConnected() bool {
 		u.uc.Close()
 		return c.loopDialFailed(c.rt, &upstream.DialError{Addr: u.pool.t.ID, Err: err})
 	}
-	u.connecting = false
 	return c.loopSend(c.rt, u)
 }
 
@@ -649,14 +646,13 @@ func (p *loopPool) get() *loopUpstream {
 
 // loopUpstream is a target connection a loop owns.
 type loopUpstream struct {
-	uc         *upstream.Conn
-	sock       h1.Sock
-	ls         *loopState
-	pool       *loopPool
-	user       *clientConn // the exchange it serves; nil while idle
-	connecting bool
-	closed     bool
-	dialBy     int64 // when a connect in progress times out
+	uc     *upstream.Conn
+	sock   h1.Sock
+	ls     *loopState
+	pool   *loopPool
+	user   *clientConn // the exchange it serves; nil while idle
+	closed bool
+	dialBy int64 // when a connect in progress (not yet writable) times out
 }
 
 // dial starts a connection to p's target.
@@ -665,7 +661,7 @@ func (ls *loopState) dial(p *loopPool, timeout time.Duration, now int64) (*loopU
 	if err != nil {
 		return nil, &upstream.DialError{Addr: p.t.ID, Err: err}
 	}
-	u := &loopUpstream{ls: ls, pool: p, connecting: connecting, dialBy: now + int64(timeout)}
+	u := &loopUpstream{ls: ls, pool: p, dialBy: now + int64(timeout)}
 	u.sock = h1.Sock{FD: fd, Writable: !connecting}
 	u.uc = upstream.NewOwned(u, h1.NewSockReader(&u.sock), h1.NewSockWriter(&u.sock))
 	if err := ls.loop.Add(fd, u); err != nil {

@@ -11,7 +11,7 @@ import (
 )
 
 // On reports whether this run serves plain-HTTP connections on event loops.
-func On() bool { return evloop.Supported && os.Getenv("LATCH_DATA_PATH") != "goroutines" }
+func On() bool { return evloop.Enabled() }
 
 // RunWithoutLoops runs the test binary's other tests again in a child
 // process with LATCH_DATA_PATH=goroutines, and fails t if they fail. Call
