@@ -347,13 +347,16 @@ func TestRestartKeepsSessions(t *testing.T) {
 	os.WriteFile(cfgPath, []byte(configYAML(addr, targets, dir)), 0o644)
 
 	p := startLatch(t, cfgPath, addr)
+	// New sessions go to a target once its first check passed (the first
+	// probe is jittered): ask until each target has one, within 5 s.
 	sessions := map[string]string{} // backend -> cookie
-	for i := 0; len(sessions) < 3 && i < 100; i++ {
+	for deadline := time.Now().Add(5 * time.Second); len(sessions) < 3 && time.Now().Before(deadline); {
 		body, cookie := fetch(t, p.url, "")
 		sessions[body] = cookie
+		time.Sleep(10 * time.Millisecond)
 	}
 	if len(sessions) != 3 {
-		t.Fatalf("100 requests reached %d targets, want 3: %v", len(sessions), sessions)
+		t.Fatalf("requests over 5 s reached %d targets, want 3: %v", len(sessions), sessions)
 	}
 	for backend, cookie := range sessions {
 		if cookie == "" {
