@@ -98,31 +98,6 @@ func TestServeInvalidLogLevelExits2(t *testing.T) {
 	}
 }
 
-// startLatchFlags is startLatch with more flags for `latch serve`.
-func startLatchFlags(t *testing.T, configPath, addr string, flags ...string) *latchProcess {
-	t.Helper()
-	args := append([]string{"serve", "-config", configPath}, flags...)
-	p := &latchProcess{cmd: exec.Command(latchBin, args...), url: "http://" + addr, logs: &syncBuffer{}, done: make(chan error, 1)}
-	p.cmd.Stderr = p.logs
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { p.done <- p.cmd.Wait() }()
-	t.Cleanup(func() {
-		p.cmd.Process.Kill()
-		if t.Failed() {
-			t.Logf("latch logs:\n%s", p.logs.String())
-		}
-	})
-	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(p.logs.String(), "latch started"); {
-		if time.Now().After(deadline) {
-			t.Fatalf("latch did not start:\n%s", p.logs.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return p
-}
-
 // TestSIGTERMShutdownTimeoutExits0: README "-shutdown-timeout (...: how
 // long requests in flight may take to finish after SIGINT/SIGTERM; latch
 // then exits 0)". A request that outlasts the timeout does not hold latch
@@ -136,7 +111,7 @@ func TestSIGTERMShutdownTimeoutExits0(t *testing.T) {
 		t.Fatal(err)
 	}
 	const grace = 300 * time.Millisecond
-	p := startLatchFlags(t, cfgPath, addr, "-shutdown-timeout", grace.String())
+	p := startLatch(t, cfgPath, addr, "-shutdown-timeout", grace.String())
 
 	done := make(chan error, 1)
 	cl := &http.Client{Timeout: 15 * time.Second}

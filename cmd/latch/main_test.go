@@ -188,9 +188,12 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-func startLatch(t *testing.T, configPath, addr string) *latchProcess {
+// startLatch runs latch serve on the config, with more flags if given, and
+// returns once it listens on addr.
+func startLatch(t *testing.T, configPath, addr string, flags ...string) *latchProcess {
 	t.Helper()
-	p := &latchProcess{cmd: exec.Command(latchBin, "serve", "-config", configPath), url: "http://" + addr, logs: &syncBuffer{}, done: make(chan error, 1)}
+	args := append([]string{"serve", "-config", configPath}, flags...)
+	p := &latchProcess{cmd: exec.Command(latchBin, args...), url: "http://" + addr, logs: &syncBuffer{}, done: make(chan error, 1)}
 	p.cmd.Stderr = p.logs
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)

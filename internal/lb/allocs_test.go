@@ -2,7 +2,6 @@ package lb
 
 import (
 	"bytes"
-	"strings"
 	"testing"
 )
 
@@ -20,31 +19,14 @@ func TestProxyDoesNotAllocate(t *testing.T) {
 		t.Skip("the race detector makes sync.Pool drop items at random, so latch's pools allocate again")
 	}
 	const maxRequestsPerAlloc = 100
-	for _, c := range []struct {
-		name   string
-		sticky bool
-		cookie bool
-	}{
-		{"plain", false, false},
-		{"sticky/new-session", true, false},
-		{"sticky/session", true, true},
-	} {
+	for _, c := range proxyCases {
 		t.Run(c.name, func(t *testing.T) {
-			lb := startLB(t, lbConfig{targets: []string{rawServer(t, serveFast)}, sticky: c.sticky})
-			req := "GET /index.html HTTP/1.1\r\nHost: bench.example\r\nUser-Agent: bench\r\nAccept: */*\r\n"
-			if c.cookie {
-				r := get(t, lb.url+"/", "")
-				if r.cookie == "" {
-					t.Fatal("no AWSALB cookie from a sticky group")
-				}
-				req += "Cookie: AWSALB=" + r.cookie + "\r\n"
-			}
-			req += "\r\n"
+			addr, req := proxyRequest(t, c.sticky, c.cookie)
 
 			var client *benchClient
 			var err error
 			res := testing.Benchmark(func(b *testing.B) {
-				client = newBenchClient(b, strings.TrimPrefix(lb.url, "http://"), []byte(req))
+				client = newBenchClient(b, addr, req)
 				for range 10 { // warm the pools
 					if err = client.do(); err != nil {
 						return

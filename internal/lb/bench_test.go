@@ -14,7 +14,7 @@ import (
 // fastTarget is a minimal HTTP/1.1 target for benchmarks: it answers every
 // request on a connection with the same small response, allocating
 // nothing, so that a benchmark measures latch rather than its target.
-func fastTarget(b *testing.B) string {
+func fastTarget(b testing.TB) string {
 	b.Helper()
 	return rawServer(b, serveFast)
 }
@@ -102,33 +102,44 @@ func (bc *benchClient) do() error {
 // poller, where the goroutine path stays on Go's spinning threads. Across
 // processes, as bench/ measures, both paths answer one request at a time
 // in the same time. The parallel case and allocs/op compare the paths.
+// proxyCases are what BenchmarkProxy measures and TestProxyDoesNotAllocate
+// checks: a plain group, and a sticky one without and with a session.
+var proxyCases = []struct {
+	name           string
+	sticky, cookie bool
+}{
+	{"plain", false, false},
+	{"sticky/new-session", true, false},
+	{"sticky/session", true, true},
+}
+
+// proxyRequest starts latch in front of a fast target for the case, and
+// returns its address and the request to send it (with a session cookie
+// when the case has one).
+func proxyRequest(tb testing.TB, sticky, cookie bool) (addr string, req []byte) {
+	lb := startLB(tb, lbConfig{targets: []string{fastTarget(tb)}, sticky: sticky})
+	r := "GET /index.html HTTP/1.1\r\nHost: bench.example\r\nUser-Agent: bench\r\nAccept: */*\r\n"
+	if cookie {
+		c := get(tb, lb.url+"/", "").cookie
+		if c == "" {
+			tb.Fatal("no AWSALB cookie from a sticky group")
+		}
+		r += "Cookie: AWSALB=" + c + "\r\n"
+	}
+	return strings.TrimPrefix(lb.url, "http://"), []byte(r + "\r\n")
+}
+
 func BenchmarkProxy(b *testing.B) {
-	for _, bc := range []struct {
-		name   string
-		sticky bool
-		cookie bool
-	}{
-		{"plain", false, false},
-		{"sticky/new-session", true, false},
-		{"sticky/session", true, true},
-	} {
+	for _, bc := range proxyCases {
 		b.Run(bc.name, func(b *testing.B) {
-			target := fastTarget(b)
-			lb := startLB(b, lbConfig{targets: []string{target}, sticky: bc.sticky})
-			addr := strings.TrimPrefix(lb.url, "http://")
-			req := "GET /index.html HTTP/1.1\r\nHost: bench.example\r\nUser-Agent: bench\r\nAccept: */*\r\n"
-			if bc.cookie {
-				r := get(b, lb.url+"/", "")
-				req += "Cookie: AWSALB=" + r.cookie + "\r\n"
-			}
-			req += "\r\n"
+			addr, req := proxyRequest(b, bc.sticky, bc.cookie)
 			run := func(b *testing.B, c *benchClient) {
 				if err := c.do(); err != nil {
 					b.Fatal(err)
 				}
 			}
 			b.Run("serial", func(b *testing.B) {
-				c := newBenchClient(b, addr, []byte(req))
+				c := newBenchClient(b, addr, req)
 				defer c.c.Close()
 				run(b, c) // warm the pools
 				b.ReportAllocs()
@@ -141,7 +152,7 @@ func BenchmarkProxy(b *testing.B) {
 				b.ReportAllocs()
 				b.SetParallelism(16)
 				b.RunParallel(func(pb *testing.PB) {
-					c := newBenchClient(b, addr, []byte(req))
+					c := newBenchClient(b, addr, req)
 					defer c.c.Close()
 					for pb.Next() {
 						run(b, c)
