@@ -21,20 +21,12 @@ import (
 // once the exchange is over (the race detector checks that: they go back
 // to a pool for the next connection).
 func TestHTTP2TargetAnswersBeforeTheUpload(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var p http.Protocols
-	p.SetUnencryptedHTTP2(true)
-	srv := &http.Server{Protocols: &p, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	target := serveH2C(t, func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != "/healthz" {
 			w.WriteHeader(http.StatusUnauthorized)
 		}
-	})}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
-	lb := startLB(t, lbConfig{targets: []string{ln.Addr().String()}, extraGroup: "    protocol_version: HTTP2\n",
+	})
+	lb := startLB(t, lbConfig{targets: []string{target}, extraGroup: "    protocol_version: HTTP2\n",
 		listenAttrs: map[string]string{"routing.http2.h2c.enabled": "true"}})
 	addr := strings.TrimPrefix(lb.url, "http://")
 

@@ -18,13 +18,7 @@ import (
 // HTTP/2 to it.
 func startH2Target(t *testing.T, name string) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var p http.Protocols
-	p.SetUnencryptedHTTP2(true)
-	srv := &http.Server{Protocols: &p, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	return serveH2C(t, func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("X-Backend", name)
 		w.Header().Set("X-Proto", r.Proto)
 		w.Header().Set("X-Saw-Path", r.RequestURI)
@@ -47,7 +41,20 @@ func startH2Target(t *testing.T, name string) string {
 		default:
 			io.WriteString(w, name)
 		}
-	})}
+	})
+}
+
+// serveH2C serves h with cleartext HTTP/2 only (prior knowledge) and
+// returns its address.
+func serveH2C(t *testing.T, h http.HandlerFunc) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var p http.Protocols
+	p.SetUnencryptedHTTP2(true)
+	srv := &http.Server{Protocols: &p, Handler: h}
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close() })
 	return ln.Addr().String()
