@@ -1,53 +1,60 @@
-// Package config turns a latch YAML file into a typed, validated configuration.
+// Package config reads latch's YAML configuration into typed values and checks a configuration however it was built.
 package config
 
 import (
 	"fmt"
 	"net/netip"
 	"os"
-	"path/filepath"
-	"sort"
 	"strings"
 	"time"
+
+	"github.com/latch-lb/latch/internal/desync"
 )
 
 // Config is a whole latch configuration. A Config returned by Parse or Load
-// is complete: defaults are filled in and every value has been checked.
+// is complete: defaults are filled in and every value has been checked. One
+// built in Go starts from DefaultListener and DefaultTargetGroup and is
+// checked with Validate. The zero Config is not valid: it has no listener.
 type Config struct {
+	// Listeners and TargetGroups need one each at least. A nil list is
+	// reported as missing, an empty one as empty.
 	Listeners    []Listener
 	TargetGroups []TargetGroup
 	// StateDir is where latch keeps what must survive a restart (cookie keys,
-	// target registrations). Relative paths are resolved against the
-	// directory of the config file.
+	// target registrations). Relative paths in a file are resolved against
+	// the directory of the config file ("latch-state" there by default); it
+	// must not be empty.
 	StateDir string
 	// CookieKeys, when set, replace the key ring kept in StateDir. The first
-	// key encrypts; all of them decrypt.
+	// key encrypts; all of them decrypt. Nil: the key ring in StateDir.
 	CookieKeys []CookieKey
 }
 
-// Listener accepts client connections on one address.
+// Listener accepts client connections on one address. The zero value is not
+// valid (it has no name, address or target group); DefaultListener returns
+// one with ALB's defaults for everything else.
 type Listener struct {
-	Name          string
-	Address       string
-	Protocol      string // "HTTP" or "HTTPS"
+	Name    string // 1-32 letters, digits or hyphens; unique
+	Address string // host:port to listen on; port 0 picks a free one
+	// Protocol is HTTP (the zero value) or HTTPS.
+	Protocol      Protocol
 	DefaultAction Action
 	// Rules are evaluated lowest Priority first; the first whose conditions
 	// all match gives the action, and DefaultAction applies when none does.
 	// They are in file order here (see rules.go and package route).
 	Rules []Rule
 	// IdleTimeout is ALB's idle_timeout.timeout_seconds: the longest a client
-	// or target connection may send and receive nothing.
+	// or target connection may send and receive nothing (0.05 s to 4000 s).
 	IdleTimeout time.Duration
-	// DesyncMode is ALB's routing.http.desync_mitigation_mode:
-	// "monitor", "defensive" (the default) or "strictest".
-	DesyncMode string
+	// DesyncMode is ALB's routing.http.desync_mitigation_mode; its zero
+	// value is desync.Defensive, ALB's default.
+	DesyncMode desync.Mode
 	// H2C serves cleartext HTTP/2 to clients that start with its preface
-	// (latch's routing.http2.h2c.enabled).
+	// (latch's routing.http2.h2c.enabled). It needs HTTP2.
 	H2C bool
-	// XFFMode is ALB's routing.http.xff_header_processing.mode: append
-	// (the default), preserve or remove; XFFClientPort its
-	// routing.http.xff_client_port.enabled.
-	XFFMode       string
+	// XFFMode is ALB's routing.http.xff_header_processing.mode (zero:
+	// append); XFFClientPort its routing.http.xff_client_port.enabled.
+	XFFMode       XFFMode
 	XFFClientPort bool
 	// DropInvalidHeaders is ALB's
 	// routing.http.drop_invalid_header_fields.enabled: header fields whose
@@ -63,50 +70,60 @@ type Listener struct {
 	// Certificates are an HTTPS listener's certificates. The first is the
 	// default, for clients that send no SNI or a name no certificate holds
 	// (ALB's default certificate); the others are chosen by SNI (see
-	// package tlsconf). Nil on an HTTP listener.
+	// package tlsconf). Nil on an HTTP listener (a non-nil empty list there
+	// is reported, as a file that sets certificates: [] is).
 	Certificates []Certificate
 	// SSLPolicy is an HTTPS listener's ALB security policy (ssl_policy): its
-	// TLS versions and TLS 1.2 cipher suites. tlsconf.DefaultPolicy when
-	// unset; empty on an HTTP listener.
+	// TLS versions and TLS 1.2 cipher suites. Empty means
+	// tlsconf.DefaultPolicy (which a file's HTTPS listener gets when it
+	// names none); it must be empty on an HTTP listener.
 	SSLPolicy string
 }
 
-// Action is what a listener does with a request.
+// Action is what a listener does with a request. The zero value is a
+// forward that names no group, which Validate refuses.
 type Action struct {
-	Type string // "forward", "redirect" or "fixed-response"
+	Type ActionType // zero: ActionForward
 	// TargetGroup is where a forward sends every request. It is also set
 	// when TargetGroups lists exactly one group, and empty when it lists
-	// several (a weighted forward) or Type is not "forward".
+	// several (a weighted forward) or Type is not ActionForward.
 	TargetGroup string
 	// TargetGroups is a forward's weighted groups (forward.target_groups);
-	// nil when the forward names one target_group.
+	// nil when the forward names one target_group. Non-nil makes the
+	// forward a weighted one, so an empty list is reported as such.
 	TargetGroups []WeightedGroup
 	// GroupStickiness keeps a client on the group a weighted forward
-	// picked for it (ALB's AWSALBTG cookie).
+	// picked for it (ALB's AWSALBTG cookie); zero: off.
 	GroupStickiness GroupStickiness
-	Redirect        *Redirect      // for "redirect"
-	FixedResponse   *FixedResponse // for "fixed-response"
-
-	groupLine int // where TargetGroup was set, for messages
+	Redirect        *Redirect      // for ActionRedirect; nil otherwise
+	FixedResponse   *FixedResponse // for ActionFixedResponse; nil otherwise
 }
 
 // TargetGroup is a set of targets with one health check, one balancing
-// algorithm and one stickiness policy, as an ALB target group.
+// algorithm and one stickiness policy, as an ALB target group. The zero
+// value is not valid (several of ALB's defaults are not zero: the cookie's
+// name, the durations, the health check); start from DefaultTargetGroup.
+// The fields set by attributes are read and written as strings by
+// Attributes and SetAttribute.
 type TargetGroup struct {
-	Name        string
+	Name        string // 1-32 letters, digits or hyphens; unique
 	Targets     []Target
 	HealthCheck HealthCheck
 	Stickiness  Stickiness
-	// ProtocolVersion is how latch speaks to the targets: HTTP1 (the
-	// default) or HTTP2 (cleartext, with prior knowledge), as ALB's.
-	ProtocolVersion string
-	// Algorithm is round_robin, least_outstanding_requests or weighted_random.
-	Algorithm           string
+	// ProtocolVersion is how latch speaks to the targets: HTTP1 (the zero
+	// value) or HTTP2 (cleartext, with prior knowledge), as ALB's.
+	ProtocolVersion ProtocolVersion
+	// Algorithm is ALB's load_balancing.algorithm.type; zero: round robin.
+	Algorithm Algorithm
+	// DeregistrationDelay is how long a deregistered target keeps its
+	// in-flight requests (0 to 3600 s; ALB's default is 300 s).
 	DeregistrationDelay time.Duration
-	// ConnectTimeout bounds the TCP connect to a target (ALB: 10 s, fixed).
+	// ConnectTimeout bounds the TCP connect to a target (0.05 s to 120 s;
+	// ALB: 10 s, fixed).
 	ConnectTimeout time.Duration
-	// MinHealthyCount and MinHealthyPercent (0 = off) are ALB's
-	// unhealthy_state_routing thresholds: below either, the group fails open.
+	// MinHealthyCount (at least 1) and MinHealthyPercent (1-100, 0 = off)
+	// are ALB's unhealthy_state_routing thresholds: below either, the group
+	// fails open.
 	MinHealthyCount   int
 	MinHealthyPercent int
 	// HashBalanceFactor bounds the load of the source_ip and hash kinds:
@@ -117,41 +134,50 @@ type TargetGroup struct {
 	// AnomalyMitigation turns on ALB's automatic target weights
 	// (weighted_random only).
 	AnomalyMitigation bool
-
-	// The durations of the kinds not chosen, kept until the type is known.
-	appDuration, headerDuration time.Duration
 }
 
 // Target is one registered target. Its ID is the address latch connects to.
+// The zero value is not valid: a target needs an ID and a weight.
 type Target struct {
-	ID     string
-	Weight int
+	ID     string // host:port, at most 255 characters; unique in its group
+	Weight int    // 1-1000; a file's default is 1
+	// Drain is set when the target is drained at run time: registered, it
+	// takes no new requests or sessions. Set by the admin API, never by the
+	// file (the decoder does not accept a drain key).
+	Drain bool
 }
 
-// HealthCheck is a target group's active health check.
+// HealthCheck is a target group's active health check. The zero value is
+// not valid; DefaultHealthCheck returns ALB's.
 type HealthCheck struct {
 	Enabled            bool
-	Protocol           string // "HTTP"
-	Port               int    // 0: the target's own (traffic) port
+	Protocol           Protocol // HTTP; HTTPS is not supported yet
+	Port               int      // 0: the target's own (traffic) port
 	Path               string
-	Interval           time.Duration
-	Timeout            time.Duration
-	HealthyThreshold   int
-	UnhealthyThreshold int
+	Interval           time.Duration // 0.05 s to 300 s, longer than Timeout
+	Timeout            time.Duration // 0.05 s to 120 s
+	HealthyThreshold   int           // 2-10
+	UnhealthyThreshold int           // 2-10
 	Matcher            Matcher
-	UserAgent          string
+	UserAgent          string // one line
 }
 
-// Stickiness is a target group's session affinity.
+// Stickiness is a target group's session affinity. Each duration is its own
+// attribute, so a group keeps all three whatever its Type; IdleTimeout
+// returns the one that applies.
 type Stickiness struct {
 	Enabled bool
-	// Type is lb_cookie or app_cookie (ALB's), or latch's header,
-	// source_ip or hash.
-	Type string
-	// Duration is the session's idle timeout (GEP-1619's idleTimeout):
-	// ALB's lb_cookie.duration_seconds or app_cookie.duration_seconds, or
-	// latch's header.duration_seconds. Every response renews it.
-	Duration time.Duration
+	// Type is lb_cookie (the zero value) or app_cookie (ALB's), or latch's
+	// header, source_ip or hash.
+	Type StickinessType
+	// LBCookieDuration, AppCookieDuration and HeaderDuration are ALB's
+	// stickiness.lb_cookie.duration_seconds and
+	// stickiness.app_cookie.duration_seconds and latch's
+	// stickiness.header.duration_seconds: whole seconds, 1 s to 7 days,
+	// 1 day by default.
+	LBCookieDuration  time.Duration
+	AppCookieDuration time.Duration
+	HeaderDuration    time.Duration
 	// AbsoluteTimeout ends a session that long after its first pick,
 	// however active (GEP-1619's absoluteTimeout); 0: never.
 	AbsoluteTimeout time.Duration
@@ -164,6 +190,7 @@ type Stickiness struct {
 	HashHeader, HashCookie string
 	// TrustedProxies are the peers whose X-Forwarded-For names the client,
 	// for source_ip; from any other peer the TCP address is the client.
+	// Each is masked (no bits set after its prefix length).
 	TrustedProxies []netip.Prefix
 	// BalanceFactor, when set (> 1), keeps new sessions of the cookie and
 	// header kinds off targets above that multiple of the mean load.
@@ -173,14 +200,31 @@ type Stickiness struct {
 	RebalanceIdle time.Duration
 }
 
+// IdleTimeout returns the session's idle timeout (GEP-1619's idleTimeout):
+// the duration attribute of s.Type. Every response renews it. The source_ip
+// and hash kinds keep no session, the key itself picking the target, so
+// theirs is 0.
+func (s Stickiness) IdleTimeout() time.Duration {
+	switch s.Type {
+	case LBCookie:
+		return s.LBCookieDuration
+	case AppCookie:
+		return s.AppCookieDuration
+	case Header:
+		return s.HeaderDuration
+	}
+	return 0
+}
+
 // Cookie holds the attributes of the cookie latch issues for lb_cookie
-// stickiness. The zero value of each field is ALB's behaviour.
+// stickiness. The zero value of each field but Name, CORS and Path is ALB's
+// behaviour; DefaultTargetGroup sets those three as ALB does.
 type Cookie struct {
-	Name     string // AWSALB
-	CORS     bool   // also issue <Name>CORS with SameSite=None
-	Path     string
-	Domain   string
-	SameSite string // "", Lax, Strict or None
+	Name     string   // AWSALB
+	CORS     bool     // also issue <Name>CORS with SameSite=None
+	Path     string   // /
+	Domain   string   // none
+	SameSite SameSite // none
 	Secure   bool
 	HTTPOnly bool
 	// Session makes it a session cookie (no Expires): GEP-1619's
@@ -188,9 +232,9 @@ type Cookie struct {
 	Session bool
 }
 
-// CookieKey is one key of the cookie key ring.
+// CookieKey is one key of the cookie key ring. The zero value is not valid.
 type CookieKey struct {
-	ID     uint32
+	ID     uint32 // 1-4294967295, unique
 	Secret []byte // 32 bytes
 }
 
@@ -203,23 +247,27 @@ func Load(path string) (*Config, error) {
 	return Parse(data, path)
 }
 
-// Parse decodes and validates a config. file names the source in messages
+// Parse decodes and validates a config: the file's mistakes and Validate's
+// problems together, each with its line. file names the source in messages
 // and anchors relative paths; it may be empty. The error, if any, is a
-// Problems listing every mistake found.
+// Problems listing every mistake found, sorted by line; the config is then
+// nil.
 func Parse(data []byte, file string) (*Config, error) {
-	d := &decoder{file: file, dir: "."}
-	if file != "" {
-		d.dir = filepath.Dir(file)
-	}
+	d := newDecoder(file)
 	cfg := d.decode(data)
+	if cfg != nil {
+		d.merge(cfg.validate())
+	}
 	if len(d.probs) > 0 {
-		sort.SliceStable(d.probs, func(i, j int) bool { return d.probs[i].Line < d.probs[j].Line })
+		d.sort()
 		return nil, d.probs
 	}
 	return cfg, nil
 }
 
-// Problem is one mistake in a config file.
+// Problem is one mistake in a config. Path says where, in the file's terms
+// (target_groups[1].attributes["stickiness.type"]); File and Line are set
+// by Parse, and are empty and 0 for a config validated on its own.
 type Problem struct {
 	File string
 	Line int // 0 when unknown
@@ -247,7 +295,9 @@ func (p Problem) Error() string {
 	return b.String()
 }
 
-// Problems is every mistake found in one config, in file order.
+// Problems is every mistake found in one config: in file order from Parse;
+// from Validate, target groups first, then listeners, state_dir and cookie
+// keys.
 type Problems []Problem
 
 func (ps Problems) Error() string {
@@ -258,11 +308,31 @@ func (ps Problems) Error() string {
 	return strings.Join(lines, "\n")
 }
 
-// TargetGroup returns the group with the given name, or nil.
+// TargetGroup returns the first group with the given name, or nil.
 func (c *Config) TargetGroup(name string) *TargetGroup {
 	for i := range c.TargetGroups {
 		if c.TargetGroups[i].Name == name {
 			return &c.TargetGroups[i]
+		}
+	}
+	return nil
+}
+
+// Listener returns the first listener with the given name, or nil.
+func (c *Config) Listener(name string) *Listener {
+	for i := range c.Listeners {
+		if c.Listeners[i].Name == name {
+			return &c.Listeners[i]
+		}
+	}
+	return nil
+}
+
+// Target returns the first target with the given ID, or nil.
+func (g *TargetGroup) Target(id string) *Target {
+	for i := range g.Targets {
+		if g.Targets[i].ID == id {
+			return &g.Targets[i]
 		}
 	}
 	return nil

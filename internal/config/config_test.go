@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/latch-lb/latch/internal/desync"
 )
 
 // example is the config from latch's documentation.
@@ -89,18 +91,10 @@ func mustParse(t *testing.T, data, file string) *Config {
 	return cfg
 }
 
-// public clears what is not part of the API, for comparing whole configs.
-func public(cfg *Config) *Config {
-	for i := range cfg.Listeners {
-		cfg.Listeners[i].DefaultAction.groupLine = 0
-	}
-	return cfg
-}
-
 // albHealthCheck is ALB's default health check for an HTTP target group.
 func albHealthCheck() HealthCheck {
 	return HealthCheck{
-		Enabled: true, Protocol: "HTTP", Path: "/",
+		Enabled: true, Protocol: HTTP, Path: "/",
 		Interval: 30 * time.Second, Timeout: 5 * time.Second,
 		HealthyThreshold: 5, UnhealthyThreshold: 2,
 		Matcher: Matcher{{200, 200}}, UserAgent: "ELB-HealthChecker/2.0",
@@ -109,13 +103,13 @@ func albHealthCheck() HealthCheck {
 
 func TestParseDefaults(t *testing.T) {
 	dir := t.TempDir()
-	cfg := public(mustParse(t, minimal, filepath.Join(dir, "latch.yaml")))
+	cfg := mustParse(t, minimal, filepath.Join(dir, "latch.yaml"))
 	want := &Config{
 		Listeners: []Listener{{
-			Name: "public", Address: "127.0.0.1:8080", Protocol: "HTTP",
-			DefaultAction: Action{Type: "forward", TargetGroup: "web"},
+			Name: "public", Address: "127.0.0.1:8080", Protocol: HTTP,
+			DefaultAction: Action{Type: ActionForward, TargetGroup: "web"},
 			IdleTimeout:   60 * time.Second,
-			DesyncMode:    "defensive", XFFMode: "append", TraceHeader: "X-Amzn-Trace-Id",
+			DesyncMode:    desync.Defensive, XFFMode: XFFAppend, TraceHeader: "X-Amzn-Trace-Id",
 			HTTP2: true,
 		}},
 		TargetGroups: []TargetGroup{{
@@ -123,11 +117,12 @@ func TestParseDefaults(t *testing.T) {
 			Targets:     []Target{{ID: "127.0.0.1:9001", Weight: 1}},
 			HealthCheck: albHealthCheck(),
 			Stickiness: Stickiness{
-				Enabled: false, Type: "lb_cookie", Duration: 86400 * time.Second,
+				Enabled: false, Type: LBCookie, LBCookieDuration: 86400 * time.Second,
+				AppCookieDuration: 86400 * time.Second, HeaderDuration: 86400 * time.Second,
 				Cookie: Cookie{Name: "AWSALB", CORS: true, Path: "/"},
 			},
-			Algorithm:           "round_robin",
-			ProtocolVersion:     "HTTP1",
+			Algorithm:           RoundRobin,
+			ProtocolVersion:     HTTP1,
 			DeregistrationDelay: 300 * time.Second,
 			ConnectTimeout:      10 * time.Second,
 			MinHealthyCount:     1,
@@ -142,30 +137,31 @@ func TestParseDefaults(t *testing.T) {
 
 func TestParseExample(t *testing.T) {
 	dir := t.TempDir()
-	cfg := public(mustParse(t, example, filepath.Join(dir, "latch.yaml")))
+	cfg := mustParse(t, example, filepath.Join(dir, "latch.yaml"))
 	want := &Config{
 		Listeners: []Listener{{
-			Name: "public", Address: "127.0.0.1:8080", Protocol: "HTTP",
-			DefaultAction: Action{Type: "forward", TargetGroup: "web"},
+			Name: "public", Address: "127.0.0.1:8080", Protocol: HTTP,
+			DefaultAction: Action{Type: ActionForward, TargetGroup: "web"},
 			IdleTimeout:   60 * time.Second,
-			DesyncMode:    "defensive", XFFMode: "append", TraceHeader: "X-Amzn-Trace-Id",
+			DesyncMode:    desync.Defensive, XFFMode: XFFAppend, TraceHeader: "X-Amzn-Trace-Id",
 			HTTP2: true,
 		}},
 		TargetGroups: []TargetGroup{{
 			Name:    "web",
 			Targets: []Target{{ID: "127.0.0.1:9001", Weight: 1}, {ID: "127.0.0.1:9002", Weight: 2}},
 			HealthCheck: HealthCheck{
-				Enabled: true, Protocol: "HTTP", Path: "/healthz",
+				Enabled: true, Protocol: HTTP, Path: "/healthz",
 				Interval: 5 * time.Second, Timeout: 2 * time.Second,
 				HealthyThreshold: 2, UnhealthyThreshold: 2,
 				Matcher: Matcher{{200, 399}}, UserAgent: "ELB-HealthChecker/2.0",
 			},
 			Stickiness: Stickiness{
-				Enabled: true, Type: "lb_cookie", Duration: 86400 * time.Second,
+				Enabled: true, Type: LBCookie, LBCookieDuration: 86400 * time.Second,
+				AppCookieDuration: 86400 * time.Second, HeaderDuration: 86400 * time.Second,
 				Cookie: Cookie{Name: "AWSALB", CORS: true, Path: "/"},
 			},
-			Algorithm:           "round_robin",
-			ProtocolVersion:     "HTTP1",
+			Algorithm:           RoundRobin,
+			ProtocolVersion:     HTTP1,
 			DeregistrationDelay: 30 * time.Second,
 			ConnectTimeout:      10 * time.Second,
 			MinHealthyCount:     1,
@@ -203,7 +199,7 @@ func TestParseFractionsAndYAMLScalars(t *testing.T) {
 	}{
 		{"interval", g.HealthCheck.Interval, 100 * time.Millisecond},
 		{"timeout", g.HealthCheck.Timeout, 50 * time.Millisecond},
-		{"stickiness duration", g.Stickiness.Duration, 86400 * time.Second},
+		{"stickiness duration", g.Stickiness.LBCookieDuration, 86400 * time.Second},
 		{"deregistration delay", g.DeregistrationDelay, 500 * time.Millisecond},
 		{"connect timeout", g.ConnectTimeout, 250 * time.Millisecond},
 	} {
@@ -220,7 +216,7 @@ func TestParseFractionsAndYAMLScalars(t *testing.T) {
 // other than its default.
 func TestParseEveryKey(t *testing.T) {
 	dir := t.TempDir()
-	cfg := public(mustParse(t, `listeners:
+	cfg := mustParse(t, `listeners:
   - name: public
     address: ":0"
     protocol: HTTP
@@ -289,32 +285,33 @@ cookie_keys:
     secret: `+key1+`
   - id: 1
     secret: "`+key2+`"
-`, filepath.Join(dir, "latch.yaml")))
+`, filepath.Join(dir, "latch.yaml"))
 	want := &Config{
 		Listeners: []Listener{
-			{Name: "public", Address: ":0", Protocol: "HTTP",
-				DefaultAction: Action{Type: "forward", TargetGroup: "api"}, IdleTimeout: 4000 * time.Second, DesyncMode: "strictest", XFFMode: "remove", XFFClientPort: true, DropInvalidHeaders: true, TraceHeader: "X-Trace"},
-			{Name: "second", Address: "[::1]:0", Protocol: "HTTP",
-				DefaultAction: Action{Type: "forward", TargetGroup: "api"}, IdleTimeout: 60 * time.Second, DesyncMode: "defensive", HTTP2: true, XFFMode: "append", TraceHeader: "X-Amzn-Trace-Id"},
+			{Name: "public", Address: ":0", Protocol: HTTP,
+				DefaultAction: Action{Type: ActionForward, TargetGroup: "api"}, IdleTimeout: 4000 * time.Second, DesyncMode: desync.Strictest, XFFMode: XFFRemove, XFFClientPort: true, DropInvalidHeaders: true, TraceHeader: "X-Trace"},
+			{Name: "second", Address: "[::1]:0", Protocol: HTTP,
+				DefaultAction: Action{Type: ActionForward, TargetGroup: "api"}, IdleTimeout: 60 * time.Second, DesyncMode: desync.Defensive, HTTP2: true, XFFMode: XFFAppend, TraceHeader: "X-Amzn-Trace-Id"},
 		},
 		TargetGroups: []TargetGroup{
 			{
 				Name:    "api",
 				Targets: []Target{{ID: "backend.internal:80", Weight: 1000}, {ID: "[::1]:65535", Weight: 1}},
 				HealthCheck: HealthCheck{
-					Enabled: false, Protocol: "HTTP", Port: 8081, Path: "/status?full=1",
+					Enabled: false, Protocol: HTTP, Port: 8081, Path: "/status?full=1",
 					Interval: 300 * time.Second, Timeout: 120 * time.Second,
 					HealthyThreshold: 10, UnhealthyThreshold: 10,
 					Matcher:   Matcher{{200, 200}, {202, 202}, {300, 302}},
 					UserAgent: "latch-test/1.0",
 				},
 				Stickiness: Stickiness{
-					Enabled: false, Type: "lb_cookie", Duration: 604800 * time.Second,
+					Enabled: false, Type: LBCookie, LBCookieDuration: 604800 * time.Second,
+					AppCookieDuration: 86400 * time.Second, HeaderDuration: 86400 * time.Second,
 					Cookie: Cookie{Name: "LATCH_session-1", CORS: false, Path: "/app", Domain: "example.com",
-						SameSite: "Lax", Secure: true, HTTPOnly: true},
+						SameSite: SameSiteLax, Secure: true, HTTPOnly: true},
 				},
-				Algorithm:           "least_outstanding_requests",
-				ProtocolVersion:     "HTTP2",
+				Algorithm:           LeastOutstandingRequests,
+				ProtocolVersion:     HTTP2,
 				DeregistrationDelay: 0,
 				ConnectTimeout:      120 * time.Second,
 				MinHealthyCount:     3,
@@ -323,10 +320,11 @@ cookie_keys:
 			{
 				Name:        "w-2",
 				HealthCheck: albHealthCheck(),
-				Stickiness: Stickiness{Type: "lb_cookie", Duration: 86400 * time.Second,
+				Stickiness: Stickiness{Type: LBCookie, LBCookieDuration: 86400 * time.Second,
+					AppCookieDuration: 86400 * time.Second, HeaderDuration: 86400 * time.Second,
 					Cookie: Cookie{Name: "AWSALB", CORS: true, Path: "/"}},
-				Algorithm:           "weighted_random",
-				ProtocolVersion:     "HTTP1",
+				Algorithm:           WeightedRandom,
+				ProtocolVersion:     HTTP1,
 				DeregistrationDelay: 300 * time.Second,
 				ConnectTimeout:      10 * time.Second,
 				MinHealthyCount:     1,

@@ -2,37 +2,178 @@ package config
 
 import (
 	"bytes"
+	"encoding"
 	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
 	"math"
-	"net"
 	"os"
 	"path/filepath"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/latch-lb/latch/internal/tlsconf"
 )
 
 // decoder walks the YAML node tree by hand, rather than unmarshalling into
 // tagged structs, so that every problem carries its path and line, unknown
 // keys get a "did you mean", and one pass reports every mistake.
+//
+// It only decodes: it refuses what the file's structure gets wrong (unknown
+// keys, keys set twice or missing, wrong kinds) and values that cannot be
+// held by their field at all (not a number, an unknown name), and leaves
+// every other check to Validate, so that a config built in Go is checked
+// alike. What it records is what makes Validate's problems as good as its
+// own: the line each path's messages point at, and which paths its own
+// problems make moot (merge).
 type decoder struct {
 	file  string
 	dir   string
 	probs Problems
+	// bad holds the path of each problem found here, and the paths that a
+	// problem leaves holding a placeholder besides its own (an unknown
+	// condition leaves its whole list item one).
+	bad []string
+	// lines maps each path visited to the line of the node that stands for
+	// it: a value's, or for a list that ALB limits, its key's.
+	lines map[string]int
+	// tick orders problems on one line as the file reads, left to right:
+	// each problem and each path read takes the next number, and Validate's
+	// problems take their path's (ord is probs').
+	tick  int
+	order map[string]int
+	ord   []int
+}
+
+func newDecoder(file string) *decoder {
+	d := &decoder{file: file, dir: ".", lines: map[string]int{}, order: map[string]int{}}
+	if file != "" {
+		d.dir = filepath.Dir(file)
+	}
+	return d
 }
 
 func (d *decoder) addf(n *yaml.Node, path, format string, args ...any) {
+	d.addBad(n, path, path, format, args...)
+}
+
+// addBad adds a problem at path that leaves only bad unusable ("" for
+// nothing): a missing secret is reported on its cookie key, whose id is
+// another matter.
+func (d *decoder) addBad(n *yaml.Node, path, bad, format string, args ...any) {
 	line := 0
 	if n != nil {
 		line = n.Line
 	}
-	d.probs = append(d.probs, Problem{File: d.file, Line: line, Path: path, Msg: fmt.Sprintf(format, args...)})
+	d.add(Problem{File: d.file, Line: line, Path: path, Msg: fmt.Sprintf(format, args...)}, d.next())
+	if bad != "" {
+		d.bad = append(d.bad, bad)
+	}
+}
+
+func (d *decoder) add(p Problem, seq int) {
+	d.probs = append(d.probs, p)
+	d.ord = append(d.ord, seq)
+}
+
+func (d *decoder) next() int {
+	d.tick++
+	return d.tick
+}
+
+// at records n's line as the line of path.
+func (d *decoder) at(path string, n *yaml.Node) {
+	if n != nil {
+		d.lines[path] = n.Line
+		d.order[path] = d.next()
+	}
+}
+
+// sort sorts the problems by line, and on one line as the file reads.
+func (d *decoder) sort() {
+	idx := make([]int, len(d.probs))
+	for i := range idx {
+		idx[i] = i
+	}
+	sort.SliceStable(idx, func(i, j int) bool {
+		a, b := idx[i], idx[j]
+		if d.probs[a].Line != d.probs[b].Line {
+			return d.probs[a].Line < d.probs[b].Line
+		}
+		return d.ord[a] < d.ord[b]
+	})
+	probs, ord := make(Problems, len(idx)), make([]int, len(idx))
+	for i, k := range idx {
+		probs[i], ord[i] = d.probs[k], d.ord[k]
+	}
+	d.probs, d.ord = probs, ord
+}
+
+// line returns the line recorded for path, else for its nearest ancestor
+// recorded, else 0.
+func (d *decoder) line(path string) int {
+	for {
+		if l, ok := d.lines[path]; ok {
+			return l
+		}
+		if path == "" {
+			return 0
+		}
+		path = parent(path)
+	}
+}
+
+// merge adds Validate's problems to the decoder's, each on the path the
+// file sets where it may be on one of several, at the line of its path,
+// less those that would only repeat or follow from a decode problem:
+// one on the same path, below it or above it (but for one with a list's
+// length, which a mistake in an item does not change), or one that depends
+// on a path with a decode problem (the other field of a comparison, which
+// holds its default after a mistake, or an action's type).
+func (d *decoder) merge(vps []problem) {
+	for _, p := range vps {
+		for _, alt := range p.alts {
+			if _, set := d.lines[alt.Path]; set {
+				p.Problem = alt
+				break
+			}
+		}
+		if d.moot(p) {
+			continue
+		}
+		p.File, p.Line = d.file, d.line(p.Path)
+		d.add(p.Problem, d.orderOf(p.Path))
+	}
+}
+
+// orderOf is the order of a path read. A path the file does not set (a
+// problem with what is missing, on its parent's line) comes after what
+// the decoder read, as the checks the old one-pass decoder made last.
+func (d *decoder) orderOf(path string) int {
+	if o, ok := d.order[path]; ok {
+		return o
+	}
+	return math.MaxInt
+}
+
+func (d *decoder) moot(p problem) bool {
+	for _, b := range d.bad {
+		if b == p.Path || isAncestor(b, p.Path) || !p.ofList && isAncestor(p.Path, b) {
+			return true
+		}
+		for _, dep := range p.deps {
+			if b == dep || isAncestor(b, dep) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func (d *decoder) decode(data []byte) *Config {
@@ -61,26 +202,28 @@ func (d *decoder) decode(data []byte) *Config {
 	if m == nil {
 		return nil
 	}
-	cfg := &Config{StateDir: "latch-state"}
+	cfg := &Config{StateDir: d.resolve(defaultStateDir)}
 	if n := m["state_dir"]; n != nil {
-		var ok bool
-		if cfg.StateDir, ok = d.scalar(n, "state_dir"); ok && cfg.StateDir == "" {
-			d.addf(n, "state_dir", "must not be empty")
+		if s, ok := d.scalar(n, "state_dir"); ok {
+			cfg.StateDir = d.resolve(s)
 		}
 	}
-	if !filepath.IsAbs(cfg.StateDir) {
-		cfg.StateDir = filepath.Join(d.dir, cfg.StateDir)
+	if items, ok := d.seq(m["target_groups"], "target_groups"); ok {
+		cfg.TargetGroups = make([]TargetGroup, 0, len(items))
+		for i, n := range items {
+			cfg.TargetGroups = append(cfg.TargetGroups, d.targetGroup(n, item("target_groups", i)))
+		}
 	}
-	for i, n := range d.seq(m["target_groups"], "target_groups", true) {
-		cfg.TargetGroups = append(cfg.TargetGroups, d.targetGroup(n, fmt.Sprintf("target_groups[%d]", i)))
+	if items, ok := d.seq(m["listeners"], "listeners"); ok {
+		cfg.Listeners = make([]Listener, 0, len(items))
+		for i, n := range items {
+			cfg.Listeners = append(cfg.Listeners, d.listener(n, item("listeners", i)))
+		}
 	}
-	for i, n := range d.seq(m["listeners"], "listeners", true) {
-		cfg.Listeners = append(cfg.Listeners, d.listener(n, fmt.Sprintf("listeners[%d]", i)))
+	items, _ := d.seq(m["cookie_keys"], "cookie_keys")
+	for i, n := range items {
+		cfg.CookieKeys = append(cfg.CookieKeys, d.cookieKey(n, item("cookie_keys", i)))
 	}
-	for i, n := range d.seq(m["cookie_keys"], "cookie_keys", false) {
-		cfg.CookieKeys = append(cfg.CookieKeys, d.cookieKey(n, fmt.Sprintf("cookie_keys[%d]", i)))
-	}
-	d.crossCheck(cfg, m)
 	return cfg
 }
 
@@ -95,203 +238,96 @@ func (d *decoder) syntaxError(err error) {
 		line, _ = strconv.Atoi(m[1])
 		msg = msg[len(m[0]):]
 	}
-	d.probs = append(d.probs, Problem{File: d.file, Line: line, Msg: "YAML syntax: " + msg})
-}
-
-// crossCheck validates what no single node can: uniqueness and references.
-func (d *decoder) crossCheck(cfg *Config, m map[string]*yaml.Node) {
-	groups := map[string]bool{}
-	gnodes := d.seqNodes(m["target_groups"])
-	for i, g := range cfg.TargetGroups {
-		if g.Name == "" {
-			continue
-		}
-		if groups[g.Name] {
-			d.addf(child(gnodes[i], "name"), fmt.Sprintf("target_groups[%d].name", i), "duplicate target group name %q", g.Name)
-		}
-		groups[g.Name] = true
-	}
-	names, addrs := map[string]bool{}, map[string]bool{}
-	lnodes := d.seqNodes(m["listeners"])
-	for i, l := range cfg.Listeners {
-		path := fmt.Sprintf("listeners[%d]", i)
-		if l.Name != "" && names[l.Name] {
-			d.addf(child(lnodes[i], "name"), path+".name", "duplicate listener name %q", l.Name)
-		}
-		names[l.Name] = true
-		if l.Address != "" && !strings.HasSuffix(l.Address, ":0") && addrs[l.Address] {
-			d.addf(child(lnodes[i], "address"), path+".address", "address %s is already used by another listener", l.Address)
-		}
-		addrs[l.Address] = true
-		d.checkActions(cfg, &cfg.Listeners[i], lnodes[i], path, groups)
-	}
-	ids := map[uint32]bool{}
-	knodes := d.seqNodes(m["cookie_keys"])
-	for i, k := range cfg.CookieKeys {
-		if k.ID != 0 && ids[k.ID] {
-			d.addf(child(knodes[i], "id"), fmt.Sprintf("cookie_keys[%d].id", i), "duplicate key id %d", k.ID)
-		}
-		ids[k.ID] = true
-	}
-}
-
-var nameRE = regexp.MustCompile(`^[A-Za-z0-9](?:[A-Za-z0-9-]{0,30}[A-Za-z0-9])?$`)
-
-func (d *decoder) name(n *yaml.Node, path string) string {
-	if n == nil {
-		return ""
-	}
-	s, ok := d.scalar(n, path)
-	if ok && !nameRE.MatchString(s) {
-		d.addf(n, path, "%q is not a valid name: use 1-32 letters, digits or hyphens, not starting or ending with a hyphen", s)
-	}
-	return s
+	d.add(Problem{File: d.file, Line: line, Msg: "YAML syntax: " + msg}, d.next())
 }
 
 func (d *decoder) listener(n *yaml.Node, path string) Listener {
-	l := Listener{Protocol: "HTTP"}
+	l := DefaultListener()
 	m := d.mapping(n, path, "name", "address", "protocol", "certificates", "ssl_policy", "rules", "default_action", "attributes")
 	if m == nil {
 		return l
 	}
-	l.Name = d.name(d.required(n, m, path, "name"), path+".name")
-	if a := d.required(n, m, path, "address"); a != nil {
-		var ok bool
-		if l.Address, ok = d.scalar(a, path+".address"); ok {
-			if err := checkHostPort(l.Address, true); err != nil {
-				d.addf(a, path+".address", "%v", err)
-			}
-		}
+	if v := d.required(n, m, path, "name"); v != nil {
+		l.Name, _ = d.scalar(v, path+".name")
 	}
-	if p := m["protocol"]; p != nil {
-		proto, ok := d.scalar(p, path+".protocol")
-		switch {
-		case !ok:
-		case proto == "HTTP", proto == "HTTPS":
-		default:
-			d.addf(p, path+".protocol", "%q is not one of HTTP, HTTPS", proto)
-		}
-		if ok {
-			l.Protocol = proto
-		}
+	if v := d.required(n, m, path, "address"); v != nil {
+		l.Address, _ = d.scalar(v, path+".address")
 	}
-	lc := listenerContext(l)
-	if a := d.required(n, m, path, "default_action"); a != nil {
-		l.DefaultAction = d.action(a, path+".default_action", lc)
+	protoOK := true
+	if v := m["protocol"]; v != nil {
+		protoOK = d.text(v, path+".protocol", &l.Protocol)
 	}
-	l.Rules = d.rules(m["rules"], path+".rules", lc)
-	applyAttributes(d, &l, listenerAttributes, m["attributes"], path+".attributes")
-	if h2c := value(m["attributes"], "routing.http2.h2c.enabled"); h2c != nil && l.H2C && !l.HTTP2 {
-		d.addf(h2c, path+`.attributes["routing.http2.h2c.enabled"]`, "cleartext HTTP/2 needs HTTP/2: routing.http2.enabled is false on this listener")
+	if v := d.required(n, m, path, "default_action"); v != nil {
+		l.DefaultAction = d.action(v, path+".default_action")
 	}
-	d.listenerTLS(n, m, path, &l)
+	l.Rules = d.rules(m["rules"], path+".rules")
+	decodeAttributes(d, listenerAttributes, &l, m["attributes"], path+".attributes")
+	if protoOK {
+		d.listenerTLS(m, path, &l)
+	}
 	return l
 }
 
+// listenerTLS decodes an HTTPS listener's certificates and ssl_policy, and
+// refuses them on an HTTP listener, whole, as an action's settings of
+// another type: they are not decoded there. An HTTPS listener that names
+// no policy gets the default.
+func (d *decoder) listenerTLS(m map[string]*yaml.Node, path string, l *Listener) {
+	if l.Protocol == HTTP {
+		for _, key := range []string{"certificates", "ssl_policy"} {
+			if v := m[key]; v != nil {
+				d.addf(v, path+"."+key, "set only on HTTPS listeners (this listener is HTTP)")
+			}
+		}
+		return
+	}
+	if pn := m["ssl_policy"]; pn != nil {
+		l.SSLPolicy, _ = d.scalar(pn, path+".ssl_policy")
+	} else if l.Protocol == HTTPS {
+		l.SSLPolicy = tlsconf.DefaultPolicy
+	}
+	cpath := path + ".certificates"
+	items, ok := d.seq(m["certificates"], cpath)
+	if !ok {
+		return
+	}
+	l.Certificates = make([]Certificate, 0, len(items))
+	for i, n := range items {
+		ipath := item(cpath, i)
+		var c Certificate
+		if im := d.mapping(n, ipath, "cert_file", "key_file"); im != nil {
+			if cf := d.required(n, im, ipath, "cert_file"); cf != nil {
+				c.CertFile = d.path(cf, ipath+".cert_file")
+			}
+			if kf := d.required(n, im, ipath, "key_file"); kf != nil {
+				c.KeyFile = d.path(kf, ipath+".key_file")
+			}
+		}
+		// Every item gets a Certificate, valid or not, so that
+		// Certificates[i] is the i-th item, for Validate's paths.
+		l.Certificates = append(l.Certificates, c)
+	}
+}
+
 func (d *decoder) targetGroup(n *yaml.Node, path string) TargetGroup {
-	var g TargetGroup
+	g := DefaultTargetGroup()
 	m := d.mapping(n, path, "name", "targets", "protocol_version", "health_check", "attributes")
 	if m == nil {
 		return g
 	}
-	g.Name = d.name(d.required(n, m, path, "name"), path+".name")
-	seen := map[string]bool{}
-	for i, tn := range d.seq(m["targets"], path+".targets", false) {
-		tpath := fmt.Sprintf("%s.targets[%d]", path, i)
-		t := d.target(tn, tpath)
-		if t.ID != "" && seen[t.ID] {
-			d.addf(tn, tpath+".id", "target %s is listed twice", t.ID)
-		}
-		seen[t.ID] = true
-		g.Targets = append(g.Targets, t)
+	if v := d.required(n, m, path, "name"); v != nil {
+		g.Name, _ = d.scalar(v, path+".name")
 	}
-	g.ProtocolVersion = "HTTP1"
+	items, _ := d.seq(m["targets"], path+".targets")
+	for i, tn := range items {
+		g.Targets = append(g.Targets, d.target(tn, item(path+".targets", i)))
+	}
 	if v := m["protocol_version"]; v != nil {
-		if pv, ok := d.scalar(v, path+".protocol_version"); ok {
-			switch pv {
-			case "HTTP1", "HTTP2":
-				g.ProtocolVersion = pv
-			case "GRPC":
-				d.addf(v, path+".protocol_version", "GRPC target groups are not supported yet by latch (supported: HTTP1, HTTP2; gRPC works over HTTP2)")
-			default:
-				d.addf(v, path+".protocol_version", "%q is not one of HTTP1, HTTP2%s", pv, suggestion(pv, []string{"HTTP1", "HTTP2"}))
-			}
-		}
+		d.text(v, path+".protocol_version", &g.ProtocolVersion)
 	}
 	g.HealthCheck = d.healthCheck(m["health_check"], path+".health_check")
-	applyAttributes(d, &g, groupAttributes, m["attributes"], path+".attributes")
-	d.checkGroupAttributes(&g, n, m["attributes"], path)
+	decodeAttributes(d, groupAttributes, &g, m["attributes"], path+".attributes")
 	return g
-}
-
-// checkGroupAttributes checks what no single attribute can: the ones that
-// go together. Each problem points at the attribute that must change.
-func (d *decoder) checkGroupAttributes(g *TargetGroup, gn, attrs *yaml.Node, path string) {
-	// at is the node and path of an attribute, for a message: its value,
-	// else the attributes, else the group.
-	at := func(key string) (*yaml.Node, string) {
-		apath := fmt.Sprintf("%s.attributes[%q]", path, key)
-		if v := value(attrs, key); v != nil {
-			return v, apath
-		}
-		if attrs != nil && attrs.Kind == yaml.MappingNode {
-			return attrs, apath
-		}
-		return gn, apath
-	}
-	set := func(key string) bool { return value(attrs, key) != nil }
-	s := &g.Stickiness
-	switch s.Type {
-	case "app_cookie":
-		s.Duration = g.appDuration
-	case "header":
-		s.Duration = g.headerDuration
-	}
-	g.appDuration, g.headerDuration = 0, 0
-	if s.Enabled {
-		switch s.Type {
-		case "app_cookie":
-			if s.AppCookie == "" {
-				n, p := at("stickiness.app_cookie.cookie_name")
-				d.addf(n, p, "missing: you must set an application cookie name to enable stickiness of type 'app_cookie' (as ALB)")
-			}
-		case "header":
-			if s.Header == "" {
-				n, p := at("stickiness.header.name")
-				d.addf(n, p, "missing: stickiness of type 'header' needs the header's name, such as X-Session")
-			}
-		case "hash":
-			if (s.HashHeader == "") == (s.HashCookie == "") {
-				n, p := at("stickiness.hash.header")
-				d.addf(n, p, "stickiness of type 'hash' needs exactly one of stickiness.hash.header and stickiness.hash.cookie")
-			}
-		}
-	}
-	only := func(key string, types ...string) {
-		if !set(key) {
-			return
-		}
-		for _, t := range types {
-			if s.Type == t {
-				return
-			}
-		}
-		n, p := at(key)
-		d.addf(n, p, "applies only to stickiness.type %s (this group's is %s)", strings.Join(types, " or "), s.Type)
-	}
-	only("stickiness.balance_factor", "lb_cookie", "app_cookie", "header")
-	only("stickiness.rebalance_idle_seconds", "lb_cookie", "app_cookie", "header")
-	only("stickiness.absolute_timeout_seconds", "lb_cookie", "app_cookie", "header")
-	only("load_balancing.hash.balance_factor", "source_ip", "hash")
-	only("stickiness.source_ip.trusted_proxies", "source_ip")
-	if g.SlowStart > 0 && g.Algorithm != "round_robin" {
-		n, p := at("slow_start.duration_seconds")
-		d.addf(n, p, "slow start works only with round_robin (this group uses %s), as ALB's", g.Algorithm)
-	}
-	if g.AnomalyMitigation && g.Algorithm != "weighted_random" {
-		n, p := at("load_balancing.algorithm.anomaly_mitigation")
-		d.addf(n, p, "anomaly mitigation works only with weighted_random (this group uses %s), as ALB's", g.Algorithm)
-	}
 }
 
 func (d *decoder) target(n *yaml.Node, path string) Target {
@@ -301,32 +337,22 @@ func (d *decoder) target(n *yaml.Node, path string) Target {
 		return t
 	}
 	if id := d.required(n, m, path, "id"); id != nil {
-		var ok bool
-		if t.ID, ok = d.scalar(id, path+".id"); ok {
-			if err := checkHostPort(t.ID, false); err != nil {
-				d.addf(id, path+".id", "%v", err)
-			} else if len(t.ID) > 255 {
-				d.addf(id, path+".id", "longer than 255 characters")
-			}
-		}
+		t.ID, _ = d.scalar(id, path+".id")
 	}
 	if w := m["weight"]; w != nil {
-		t.Weight = d.int(w, path+".weight", 1, 1000)
+		d.int(w, path+".weight", &t.Weight)
 	}
 	return t
 }
 
-// DefaultHealthCheckUserAgent is ALB's health check User-Agent, the
-// default of health_check.user_agent.
-const DefaultHealthCheckUserAgent = "ELB-HealthChecker/2.0"
+// The ranges of the health check's and group stickiness's durations.
+var (
+	healthInterval = seconds{lo: 0.05, hi: 300}
+	healthTimeout  = seconds{lo: 0.05, hi: 120}
+)
 
 func (d *decoder) healthCheck(n *yaml.Node, path string) HealthCheck {
-	hc := HealthCheck{
-		Enabled: true, Protocol: "HTTP", Path: "/",
-		Interval: 30 * time.Second, Timeout: 5 * time.Second,
-		HealthyThreshold: 5, UnhealthyThreshold: 2,
-		Matcher: Matcher{{200, 200}}, UserAgent: DefaultHealthCheckUserAgent,
-	}
+	hc := DefaultHealthCheck()
 	if n == nil {
 		return hc
 	}
@@ -336,61 +362,45 @@ func (d *decoder) healthCheck(n *yaml.Node, path string) HealthCheck {
 		return hc
 	}
 	if v := m["enabled"]; v != nil {
-		if s, ok := d.scalar(v, path+".enabled"); ok {
-			var err error
-			if hc.Enabled, err = parseBool(s); err != nil {
-				d.addf(v, path+".enabled", "%v", err)
-			}
-		}
+		d.bool(v, path+".enabled", &hc.Enabled)
 	}
 	if v := m["protocol"]; v != nil {
-		p, ok := d.scalar(v, path+".protocol")
-		switch {
-		case !ok:
-		case p == "HTTP":
-		case p == "HTTPS":
-			d.addf(v, path+".protocol", "HTTPS health checks are not supported yet by latch (supported: HTTP)")
-		default:
-			d.addf(v, path+".protocol", "%q is not one of HTTP, HTTPS", p)
-		}
+		d.text(v, path+".protocol", &hc.Protocol)
 	}
 	if v := m["port"]; v != nil {
 		if s, ok := d.scalar(v, path+".port"); ok && s != "traffic-port" {
-			p, err := parseInt(s, 1, 65535)
-			if err != nil {
+			p, err := parseInt(s)
+			switch {
+			case err != nil:
 				d.addf(v, path+".port", "%v, or traffic-port", err)
+			case p == 0:
+				// 0 is how the field spells traffic-port; a file's 0 is a mistake.
+				d.addf(v, path+".port", "%s", checkRange(p, 1, 65535, ", or traffic-port"))
+			default:
+				hc.Port = p
 			}
-			hc.Port = p
 		}
 	}
 	if v := m["path"]; v != nil {
-		if p, ok := d.scalar(v, path+".path"); ok {
-			hc.Path = p
-			if !strings.HasPrefix(p, "/") || len(p) > 1024 || strings.ContainsAny(p, " \t\r\n") {
-				d.addf(v, path+".path", "%q must start with / and be at most 1024 characters with no spaces", p)
-			}
+		if s, ok := d.scalar(v, path+".path"); ok {
+			hc.Path = s
 		}
 	}
-	nprobs := len(d.probs)
-	hc.Interval = d.seconds(m["interval_seconds"], path+".interval_seconds", hc.Interval, 0.05, 300)
-	hc.Timeout = d.seconds(m["timeout_seconds"], path+".timeout_seconds", hc.Timeout, 0.05, 120)
-	if len(d.probs) > nprobs {
-		// One of them is already reported; comparing with a default would mislead.
-	} else if hc.Timeout >= hc.Interval && m["timeout_seconds"] != nil {
-		d.addf(m["timeout_seconds"], path+".timeout_seconds", "the timeout (%v) must be shorter than the interval (%v)", hc.Timeout, hc.Interval)
-	} else if hc.Timeout >= hc.Interval {
-		d.addf(m["interval_seconds"], path+".interval_seconds", "the interval (%v) must be longer than the timeout (%v)", hc.Interval, hc.Timeout)
+	if v := m["interval_seconds"]; v != nil {
+		d.seconds(v, path+".interval_seconds", healthInterval, &hc.Interval)
+	}
+	if v := m["timeout_seconds"]; v != nil {
+		d.seconds(v, path+".timeout_seconds", healthTimeout, &hc.Timeout)
 	}
 	if v := m["healthy_threshold_count"]; v != nil {
-		hc.HealthyThreshold = d.int(v, path+".healthy_threshold_count", 2, 10)
+		d.int(v, path+".healthy_threshold_count", &hc.HealthyThreshold)
 	}
 	if v := m["unhealthy_threshold_count"]; v != nil {
-		hc.UnhealthyThreshold = d.int(v, path+".unhealthy_threshold_count", 2, 10)
+		d.int(v, path+".unhealthy_threshold_count", &hc.UnhealthyThreshold)
 	}
 	if v := m["matcher"]; v != nil {
 		if s, ok := d.scalar(v, path+".matcher"); ok {
-			mt, err := ParseMatcher(s)
-			if err != nil {
+			if mt, err := ParseMatcher(s); err != nil {
 				d.addf(v, path+".matcher", "%v", err)
 			} else {
 				hc.Matcher = mt
@@ -398,9 +408,8 @@ func (d *decoder) healthCheck(n *yaml.Node, path string) HealthCheck {
 		}
 	}
 	if v := m["user_agent"]; v != nil {
-		hc.UserAgent = d.str(v, path+".user_agent")
-		if strings.ContainsAny(hc.UserAgent, "\r\n") {
-			d.addf(v, path+".user_agent", "must be one line")
+		if s, ok := d.scalar(v, path+".user_agent"); ok {
+			hc.UserAgent = s
 		}
 	}
 	return hc
@@ -414,25 +423,31 @@ func (d *decoder) cookieKey(n *yaml.Node, path string) CookieKey {
 	}
 	if id := d.required(n, m, path, "id"); id != nil {
 		if s, ok := d.scalar(id, path+".id"); ok {
-			// ParseUint, not d.int: 1<<32-1 does not fit an int on 32-bit platforms.
+			// ParseUint, not parseInt: 1<<32-1 does not fit an int on 32-bit platforms.
 			v, err := strconv.ParseUint(s, 10, 32)
 			switch {
-			case err != nil && errors.Is(err, strconv.ErrRange):
+			case errors.Is(err, strconv.ErrRange):
 				d.addf(id, path+".id", "%s is outside 1-%d", s, uint32(math.MaxUint32))
 			case err != nil:
 				d.addf(id, path+".id", "%q is not a whole number", s)
-			case v == 0:
-				d.addf(id, path+".id", "0 is outside 1-%d", uint32(math.MaxUint32))
+			default:
+				k.ID = uint32(v)
 			}
-			k.ID = uint32(v)
 		}
+	}
+	// Whichever key holds it, a secret that could not be read leaves Secret
+	// empty, which Validate would report again at .secret.
+	spath := path + ".secret"
+	bad := func(n *yaml.Node, at, format string, args ...any) {
+		d.addf(n, at, format, args...)
+		d.bad = append(d.bad, spath)
 	}
 	var text string
 	var tn *yaml.Node // the node holding the secret, for messages
 	tpath := path
 	switch s, f := m["secret"], m["secret_file"]; {
 	case s != nil && f != nil:
-		d.addf(f, path, "set secret or secret_file, not both")
+		d.addBad(f, path, spath, "set secret or secret_file, not both")
 		return k
 	case s != nil:
 		var ok bool
@@ -444,41 +459,36 @@ func (d *decoder) cookieKey(n *yaml.Node, path string) CookieKey {
 		tn, tpath = f, path+".secret_file"
 		file, ok := d.scalar(f, tpath)
 		if !ok {
+			d.bad = append(d.bad, spath)
 			return k
 		}
 		if file == "" {
-			d.addf(f, tpath, "must not be empty")
+			bad(f, tpath, "must not be empty")
 			return k
 		}
-		if !filepath.IsAbs(file) {
-			file = filepath.Join(d.dir, file)
-		}
-		b, err := os.ReadFile(file)
+		b, err := os.ReadFile(d.resolve(file))
 		if err != nil {
-			d.addf(f, path+".secret_file", "%v", err)
+			bad(f, tpath, "%v", err)
 			return k
 		}
 		text = strings.TrimSpace(string(b))
 	default:
-		d.addf(n, path, "missing secret or secret_file")
+		d.addBad(n, path, spath, "missing secret or secret_file")
 		return k
 	}
+	// The length is checked here too: in a file, a key is its base64.
 	secret, err := base64.StdEncoding.DecodeString(text)
 	if err != nil || len(secret) != 32 {
-		d.addf(tn, tpath, "the secret must be 32 bytes in standard base64 (44 characters; `openssl rand -base64 32` makes one)")
+		bad(tn, tpath, "the secret must be 32 bytes in standard base64 (44 characters; `openssl rand -base64 32` makes one)")
 		return k
 	}
 	k.Secret = secret
 	return k
 }
 
-// applyAttributes applies every attribute's default, then the user's values.
-func applyAttributes[T any](d *decoder, dst *T, attrs []attribute[T], n *yaml.Node, path string) {
-	for _, a := range attrs {
-		if err := a.set(dst, a.def); err != nil {
-			panic(fmt.Sprintf("config: default of %s: %v", a.key, err))
-		}
-	}
+// decodeAttributes applies the values of an attributes map with each
+// attribute's setter, over the defaults dst already holds.
+func decodeAttributes[T any](d *decoder, attrs []attribute[T], dst *T, n *yaml.Node, path string) {
 	if n == nil {
 		return
 	}
@@ -486,41 +496,35 @@ func applyAttributes[T any](d *decoder, dst *T, attrs []attribute[T], n *yaml.No
 		d.addf(n, path, "expected a mapping of attribute keys to values, got %s", kindName(n))
 		return
 	}
-	index := make(map[string]int, len(attrs))
-	for i, a := range attrs {
-		index[a.key] = i
-	}
 	seen := map[string]bool{}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		kn, vn := n.Content[i], n.Content[i+1]
 		key := kn.Value
-		apath := fmt.Sprintf("%s[%q]", path, key)
+		apath := attrPath(path, key)
 		if seen[key] {
-			d.addf(kn, apath, "attribute set twice")
+			d.addBad(kn, apath, "", "attribute set twice") // the first stands
 			continue
 		}
 		seen[key] = true
-		ai, ok := index[key]
-		switch {
-		case !ok && notYet[key]:
-			d.addf(kn, apath, "this ALB attribute is not supported yet by latch")
-			continue
-		case !ok:
-			d.addf(kn, apath, "unknown attribute%s", suggestion(key, attributeKeys(attrs)))
+		a, err := lookupAttribute(attrs, key)
+		if err != nil {
+			d.addf(kn, apath, "%v", err)
 			continue
 		}
+		d.at(apath, vn)
 		if vn.Kind != yaml.ScalarNode || vn.Tag == "!!null" {
 			d.addf(vn, apath, "expected a value (a string or a scalar), got %s", kindName(vn))
 			continue
 		}
-		if err := attrs[ai].set(dst, vn.Value); err != nil {
+		if err := a.set(dst, vn.Value); err != nil {
 			d.addf(vn, apath, "%v", err)
 		}
 	}
 }
 
 // mapping checks that n is a mapping whose keys are all in known, and
-// returns its values by key. Unknown and duplicate keys are reported.
+// returns its values by key, recording each value's line. Unknown and
+// duplicate keys are reported.
 func (d *decoder) mapping(n *yaml.Node, path string, known ...string) map[string]*yaml.Node {
 	if n.Kind != yaml.MappingNode {
 		d.addf(n, path, "expected a mapping, got %s", kindName(n))
@@ -535,10 +539,11 @@ func (d *decoder) mapping(n *yaml.Node, path string, known ...string) map[string
 			continue
 		}
 		if _, dup := m[kn.Value]; dup {
-			d.addf(kn, kpath, "key set twice")
+			d.addBad(kn, kpath, "", "key set twice") // the first stands
 			continue
 		}
 		m[kn.Value] = vn
+		d.at(kpath, vn)
 	}
 	return m
 }
@@ -551,33 +556,21 @@ func (d *decoder) required(parent *yaml.Node, m map[string]*yaml.Node, path, key
 	return n
 }
 
-func (d *decoder) seqNodes(n *yaml.Node) []*yaml.Node {
-	if n == nil || n.Kind != yaml.SequenceNode {
-		return nil
-	}
-	return n.Content
-}
-
-func (d *decoder) seq(n *yaml.Node, path string, required bool) []*yaml.Node {
-	if n == nil || n.Tag == "!!null" {
-		if required {
-			d.addf(n, path, "missing; at least one is needed")
-		}
-		return nil
+// seq returns the items of the list n, recording each item's line. ok is
+// false when there is no list: n is absent or null, or it is something
+// else, which is reported.
+func (d *decoder) seq(n *yaml.Node, path string) (items []*yaml.Node, ok bool) {
+	if n == nil || n.Tag == "!!null" { // !!null [a] too
+		return nil, false
 	}
 	if n.Kind != yaml.SequenceNode {
 		d.addf(n, path, "expected a list, got %s", kindName(n))
-		return nil
+		return nil, false
 	}
-	if required && len(n.Content) == 0 {
-		d.addf(n, path, "empty; at least one is needed")
+	for i, in := range n.Content {
+		d.at(item(path, i), in)
 	}
-	return n.Content
-}
-
-func (d *decoder) str(n *yaml.Node, path string) string {
-	s, _ := d.scalar(n, path)
-	return s
+	return n.Content, true
 }
 
 // scalar returns n's value, or reports that n is not a scalar and returns
@@ -591,67 +584,94 @@ func (d *decoder) scalar(n *yaml.Node, path string) (string, bool) {
 		d.addf(n, path, "expected a string, got %s", kindName(n))
 		return "", false
 	}
+	d.order[path] = d.next() // Validate's problems with it come now
 	return n.Value, true
 }
 
 func isNull(n *yaml.Node) bool { return n.Kind == yaml.ScalarNode && n.Tag == "!!null" }
 
-// child returns the value of key in mapping n, or n itself when there is no
-// such key, for pointing a message at the right line.
-func child(n *yaml.Node, key string) *yaml.Node {
-	if v := value(n, key); v != nil {
-		return v
+// text decodes a typed value with its UnmarshalText, whose error is the
+// message. It reports whether the value was decoded.
+func (d *decoder) text(n *yaml.Node, path string, dst encoding.TextUnmarshaler) bool {
+	s, ok := d.scalar(n, path)
+	if !ok {
+		return false
+	}
+	if err := dst.UnmarshalText([]byte(s)); err != nil {
+		d.addf(n, path, "%v", err)
+		return false
+	}
+	return true
+}
+
+// int decodes a whole number into dst, which keeps its value after a
+// mistake.
+func (d *decoder) int(n *yaml.Node, path string, dst *int) {
+	if s, ok := d.scalar(n, path); ok {
+		v, err := parseInt(s)
+		if err != nil {
+			d.addf(n, path, "%v", err)
+			return
+		}
+		*dst = v
+	}
+}
+
+func (d *decoder) bool(n *yaml.Node, path string, dst *bool) {
+	if s, ok := d.scalar(n, path); ok {
+		v, err := parseBool(s)
+		if err != nil {
+			d.addf(n, path, "%v", err)
+			return
+		}
+		*dst = v
+	}
+}
+
+// seconds decodes a number of seconds into dst, which keeps its value (the
+// default) after a mistake, as a comparison with another field then
+// expects. It reports whether the value was decoded.
+func (d *decoder) seconds(n *yaml.Node, path string, s seconds, dst *time.Duration) bool {
+	v, ok := d.scalar(n, path)
+	if !ok {
+		return false
+	}
+	t, err := s.parse(v)
+	if err != nil {
+		d.addf(n, path, "%v", err)
+		return false
+	}
+	*dst = t
+	return true
+}
+
+// path reads a file name, resolved against the config file's directory;
+// "" when it is missing, reported or empty (which Validate reports).
+func (d *decoder) path(n *yaml.Node, path string) string {
+	s, _ := d.scalar(n, path)
+	return d.resolve(s)
+}
+
+// resolve resolves a relative file name against the config file's
+// directory. "" stays "", for Validate to report.
+func (d *decoder) resolve(name string) string {
+	if name == "" || filepath.IsAbs(name) {
+		return name
+	}
+	return filepath.Join(d.dir, name)
+}
+
+// keyNode returns the key node of key in mapping n, or n, for the line of
+// a message about the key itself.
+func keyNode(n *yaml.Node, key string) *yaml.Node {
+	if n != nil && n.Kind == yaml.MappingNode {
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			if n.Content[i].Value == key {
+				return n.Content[i]
+			}
+		}
 	}
 	return n
-}
-
-func (d *decoder) int(n *yaml.Node, path string, lo, hi int) int {
-	s, ok := d.scalar(n, path)
-	if !ok {
-		return 0
-	}
-	v, err := parseInt(s, lo, hi)
-	if err != nil {
-		d.addf(n, path, "%v", err)
-	}
-	return v
-}
-
-func (d *decoder) seconds(n *yaml.Node, path string, def time.Duration, lo, hi float64) time.Duration {
-	if n == nil {
-		return def
-	}
-	s, ok := d.scalar(n, path)
-	if !ok {
-		return def
-	}
-	v, err := parseSeconds(s, lo, hi, true)
-	if err != nil {
-		d.addf(n, path, "%v", err)
-		return def
-	}
-	return v
-}
-
-// checkHostPort checks a host:port address. Port 0 (any free port) is
-// allowed only where latch listens.
-func checkHostPort(s string, listen bool) error {
-	host, port, err := net.SplitHostPort(s)
-	if err != nil {
-		return fmt.Errorf("%q is not a host:port address", s)
-	}
-	if host == "" && !listen {
-		return fmt.Errorf("%q has no host", s)
-	}
-	p, err := strconv.Atoi(port)
-	lo := 1
-	if listen {
-		lo = 0
-	}
-	if err != nil || p < lo || p > 65535 {
-		return fmt.Errorf("%q has an invalid port %q", s, port)
-	}
-	return nil
 }
 
 func kindName(n *yaml.Node) string {
@@ -668,6 +688,11 @@ func kindName(n *yaml.Node) string {
 	return fmt.Sprintf("%q", n.Value)
 }
 
+// Paths. A path names a value as a user writes it: keys joined by dots,
+// list items and attributes in brackets
+// (listeners[0].rules[2].conditions[0].host_header[1],
+// target_groups[1].attributes["stickiness.type"]).
+
 func join(path, key string) string {
 	if path == "" {
 		return key
@@ -675,22 +700,32 @@ func join(path, key string) string {
 	return path + "." + key
 }
 
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
+func item(path string, i int) string { return fmt.Sprintf("%s[%d]", path, i) }
+
+// parent returns the path that holds path: a.b[2] for a.b[2].c, a.b for
+// a.b[2] or a.b["k.x"], "" for a.
+func parent(path string) string {
+	cut, quoted := 0, false
+	for i := 0; i < len(path); i++ {
+		switch c := path[i]; {
+		case quoted && c == '\\':
+			i++
+		case c == '"':
+			quoted = !quoted
+		case !quoted && (c == '.' || c == '['):
+			cut = i
 		}
 	}
-	return false
+	return path[:cut]
 }
 
-func keys(m map[string]bool) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	return out
+// isAncestor reports whether path a holds path b. The empty path, a
+// problem with the document as a whole, holds nothing.
+func isAncestor(a, b string) bool {
+	return a != "" && len(b) > len(a) && b[:len(a)] == a && (b[len(a)] == '.' || b[len(a)] == '[')
 }
+
+func contains(list []string, s string) bool { return index(list, s) >= 0 }
 
 // suggestion returns `; did you mean "x"?` for closest(s, candidates), or "".
 func suggestion(s string, candidates []string) string {

@@ -73,3 +73,22 @@ func parseCode(s string) (int, error) {
 	}
 	return n, nil
 }
+
+// checkMatcher returns Validate's message about a matcher, or "": those
+// ParseMatcher gives for the same mistakes.
+func checkMatcher(m Matcher) string {
+	if len(m) == 0 {
+		return "empty matcher; want codes such as \"200\", \"200,202\" or \"200-299\""
+	}
+	for _, r := range m {
+		for _, c := range []int{r.Lo, r.Hi} {
+			if c < 200 || c > 499 {
+				return fmt.Sprintf("status code %d is outside 200-499", c)
+			}
+		}
+		if r.Hi < r.Lo {
+			return fmt.Sprintf("range \"%d-%d\" ends before it starts", r.Lo, r.Hi)
+		}
+	}
+	return ""
+}

@@ -1,14 +1,11 @@
 package config
 
 import (
-	"bytes"
 	"net/netip"
 	"reflect"
 	"strings"
 	"testing"
 	"time"
-
-	"go.yaml.in/yaml/v3"
 )
 
 // exampleRule10 is the first rule of the rules example as the feature was
@@ -81,56 +78,43 @@ target_groups:
   - name: green
 `
 
-// clearLines clears the unexported lines of every action, for comparing
-// whole configs.
-func clearLines(cfg *Config) *Config {
-	for i := range cfg.Listeners {
-		l := &cfg.Listeners[i]
-		l.DefaultAction.groupLine = 0
-		for j := range l.Rules {
-			l.Rules[j].Action.groupLine = 0
-		}
-	}
-	return cfg
-}
-
 func TestParseRulesExample(t *testing.T) {
-	cfg := clearLines(mustParse(t, rulesExample, "latch.yaml"))
+	cfg := mustParse(t, rulesExample, "latch.yaml")
 	want := []Rule{
 		{
 			Priority: 10,
 			Conditions: []Condition{
-				{Field: "host_header", Values: []string{"api.example.com", "*.api.example.com"}},
-				{Field: "path_pattern", Values: []string{"/v1/*"}},
-				{Field: "http_header", Name: "X-Canary", Values: []string{"true", "yes"}},
+				{Field: HostHeader, Values: []string{"api.example.com", "*.api.example.com"}},
+				{Field: PathPattern, Values: []string{"/v1/*"}},
+				{Field: HTTPHeader, Name: "X-Canary", Values: []string{"true", "yes"}},
 			},
-			Action: Action{Type: "forward", TargetGroup: "api"},
+			Action: Action{Type: ActionForward, TargetGroup: "api"},
 		},
 		{
 			Priority: 15,
 			Conditions: []Condition{
-				{Field: "http_request_method", Values: []string{"GET", "HEAD"}},
-				{Field: "query_string", Pairs: []QueryPair{{Key: "version", Value: "2", HasKey: true}, {Value: "*beta*"}}},
-				{Field: "source_ip", CIDRs: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}},
+				{Field: HTTPRequestMethod, Values: []string{"GET", "HEAD"}},
+				{Field: QueryString, Pairs: []QueryPair{{Key: "version", Value: "2", HasKey: true}, {Value: "*beta*"}}},
+				{Field: CondSourceIP, CIDRs: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}},
 			},
-			Action: Action{Type: "forward", TargetGroup: "api"},
+			Action: Action{Type: ActionForward, TargetGroup: "api"},
 		},
 		{
 			Priority:   20,
-			Conditions: []Condition{{Field: "path_pattern", Values: []string{"/old/*"}}},
-			Action: Action{Type: "redirect", Redirect: &Redirect{
+			Conditions: []Condition{{Field: PathPattern, Values: []string{"/old/*"}}},
+			Action: Action{Type: ActionRedirect, Redirect: &Redirect{
 				Protocol: "HTTPS", Host: "#{host}", Port: "443", Path: "/new/#{path}", Query: "#{query}", StatusCode: 301}},
 		},
 		{
 			Priority:   30,
-			Conditions: []Condition{{Field: "path_pattern", Values: []string{"/ping"}}},
-			Action: Action{Type: "fixed-response", FixedResponse: &FixedResponse{
+			Conditions: []Condition{{Field: PathPattern, Values: []string{"/ping"}}},
+			Action: Action{Type: ActionFixedResponse, FixedResponse: &FixedResponse{
 				StatusCode: 200, ContentType: "text/plain", MessageBody: "pong"}},
 		},
 		{
 			Priority:   40,
-			Conditions: []Condition{{Field: "path_pattern", Values: []string{"/shop/*"}}},
-			Action: Action{Type: "forward",
+			Conditions: []Condition{{Field: PathPattern, Values: []string{"/shop/*"}}},
+			Action: Action{Type: ActionForward,
 				TargetGroups:    []WeightedGroup{{Name: "blue", Weight: 90}, {Name: "green", Weight: 10}},
 				GroupStickiness: GroupStickiness{Enabled: true, Duration: time.Hour}},
 		},
@@ -139,7 +123,7 @@ func TestParseRulesExample(t *testing.T) {
 	if !reflect.DeepEqual(l.Rules, want) {
 		t.Errorf("Rules:\ngot  %+v\nwant %+v", l.Rules, want)
 	}
-	if want := (Action{Type: "forward", TargetGroup: "web"}); !reflect.DeepEqual(l.DefaultAction, want) {
+	if want := (Action{Type: ActionForward, TargetGroup: "web"}); !reflect.DeepEqual(l.DefaultAction, want) {
 		t.Errorf("DefaultAction: got %+v, want %+v", l.DefaultAction, want)
 	}
 }
@@ -150,10 +134,10 @@ func TestParseRule10OverTheLimit(t *testing.T) {
 }
 
 func TestParseActionDefaults(t *testing.T) {
-	cfg := clearLines(mustParse(t, rulesBase+
+	cfg := mustParse(t, rulesBase+
 		rule(`[{path_pattern: ["/a"]}]`, `{type: redirect, redirect: {protocol: HTTPS, status_code: HTTP_302}}`)+
 		rule2(`[{path_pattern: ["/b"]}]`, `{type: fixed-response, fixed_response: {status_code: 503}}`)+
-		rule3(`[{path_pattern: ["/c"]}]`, `{type: forward, forward: {target_groups: [{name: blue}], stickiness: {enabled: false}}}`), ""))
+		rule3(`[{path_pattern: ["/c"]}]`, `{type: forward, forward: {target_groups: [{name: blue}], stickiness: {enabled: false}}}`), "")
 	rules := cfg.Listeners[0].Rules
 	for _, c := range []struct {
 		name      string
@@ -165,7 +149,7 @@ func TestParseActionDefaults(t *testing.T) {
 		// A YAML number for the status code; text/plain when no type is set.
 		{"fixed response", rules[1].Action.FixedResponse, &FixedResponse{StatusCode: 503, ContentType: "text/plain"}},
 		// One weighted group also sets TargetGroup; the weight defaults to 1.
-		{"one weighted group", rules[2].Action, Action{Type: "forward", TargetGroup: "blue",
+		{"one weighted group", rules[2].Action, Action{Type: ActionForward, TargetGroup: "blue",
 			TargetGroups: []WeightedGroup{{Name: "blue", Weight: 1}}}},
 	} {
 		if !reflect.DeepEqual(c.got, c.want) {
@@ -182,15 +166,15 @@ func TestParseDefaultActionTypes(t *testing.T) {
 		want   Action
 	}{
 		{`{type: redirect, redirect: {protocol: HTTPS, port: "443", status_code: HTTP_301}}`,
-			Action{Type: "redirect", Redirect: &Redirect{Protocol: "HTTPS", Host: "#{host}", Port: "443",
+			Action{Type: ActionRedirect, Redirect: &Redirect{Protocol: "HTTPS", Host: "#{host}", Port: "443",
 				Path: "/#{path}", Query: "#{query}", StatusCode: 301}}},
 		{`{type: fixed-response, fixed_response: {status_code: "404", content_type: application/json, message_body: "{}"}}`,
-			Action{Type: "fixed-response", FixedResponse: &FixedResponse{StatusCode: 404, ContentType: "application/json", MessageBody: "{}"}}},
+			Action{Type: ActionFixedResponse, FixedResponse: &FixedResponse{StatusCode: 404, ContentType: "application/json", MessageBody: "{}"}}},
 		{`{type: forward, forward: {target_groups: [{name: blue, weight: 0}, {name: red, weight: 5}]}}`,
-			Action{Type: "forward", TargetGroups: []WeightedGroup{{Name: "blue", Weight: 0}, {Name: "red", Weight: 5}}}},
+			Action{Type: ActionForward, TargetGroups: []WeightedGroup{{Name: "blue", Weight: 0}, {Name: "red", Weight: 5}}}},
 	} {
 		data := strings.Replace(rulesBase, defaultAction, "    default_action: "+c.action+"\n", 1)
-		cfg := clearLines(mustParse(t, data, ""))
+		cfg := mustParse(t, data, "")
 		if got := cfg.Listeners[0].DefaultAction; !reflect.DeepEqual(got, c.want) {
 			t.Errorf("%s:\ngot  %+v\nwant %+v", c.action, got, c.want)
 		}
@@ -637,34 +621,36 @@ func TestParseManyRuleProblems(t *testing.T) {
 }
 
 // TestWeightedAppCookie checks that a group with app_cookie stickiness is
-// refused in a forward to several groups. The attribute itself is not
-// supported yet, so the check runs on a config changed after parsing.
+// refused in a forward to several groups. The check runs on a config changed
+// after parsing, as one the admin API changes.
 func TestWeightedAppCookie(t *testing.T) {
 	data := rulesBase + rule(`[{path_pattern: ["/a"]}]`,
 		`{type: forward, forward: {target_groups: [{name: blue}, {name: red}], stickiness: {enabled: true, duration_seconds: 60}}}`) +
 		rule2(`[{path_pattern: ["/b"]}]`, `{type: forward, forward: {target_groups: [{name: blue}]}}`)
 	cfg := mustParse(t, data, "latch.yaml")
 	blue := cfg.TargetGroup("blue")
-	blue.Stickiness.Enabled, blue.Stickiness.Type = true, "app_cookie"
+	// With its cookie's name, as Validate requires of app_cookie stickiness.
+	blue.Stickiness.Enabled, blue.Stickiness.Type, blue.Stickiness.AppCookie = true, AppCookie, "SESSIONID"
 
-	var doc yaml.Node
-	if err := yaml.NewDecoder(bytes.NewReader([]byte(data))).Decode(&doc); err != nil {
-		t.Fatal(err)
+	// Validate's problems, placed on the file's lines as Parse places them.
+	check := func() Problems {
+		d := newDecoder("latch.yaml")
+		if d.decode([]byte(data)) == nil {
+			t.Fatalf("decode failed: %v", d.probs)
+		}
+		d.merge(cfg.validate())
+		return d.probs
 	}
-	d := &decoder{file: "latch.yaml"}
-	d.crossCheck(cfg, d.mapping(doc.Content[0], "", "listeners", "target_groups", "state_dir", "cookie_keys"))
 	want := Problems{{File: "latch.yaml", Line: 17, Path: "listeners[0].rules[0].action.forward.target_groups[0].name",
 		Msg: `target group "blue" has app_cookie stickiness, which ALB does not allow in a forward to several target groups`}}
-	if !reflect.DeepEqual(d.probs, want) {
-		t.Errorf("got %v\nwant %v", d.probs, want)
+	if got := check(); !reflect.DeepEqual(got, want) {
+		t.Errorf("got %v\nwant %v", got, want)
 	}
 
 	// With app_cookie off, the same groups pass.
 	blue.Stickiness.Enabled = false
-	d = &decoder{file: "latch.yaml"}
-	d.crossCheck(cfg, d.mapping(doc.Content[0], "", "listeners", "target_groups", "state_dir", "cookie_keys"))
-	if len(d.probs) != 0 {
-		t.Errorf("app_cookie with stickiness disabled: got %v, want no problem", d.probs)
+	if got := check(); len(got) != 0 {
+		t.Errorf("app_cookie with stickiness disabled: got %v, want no problem", got)
 	}
 }
 
@@ -718,20 +704,20 @@ func FuzzParseRules(f *testing.F) {
 func checkAction(t *testing.T, a Action) {
 	t.Helper()
 	switch a.Type {
-	case "forward":
+	case ActionForward:
 		if a.TargetGroup == "" && len(a.TargetGroups) < 2 || len(a.TargetGroups) > maxGroups {
 			t.Fatalf("forward accepted with %+v", a)
 		}
-	case "redirect":
+	case ActionRedirect:
 		r := a.Redirect
 		if r == nil || r.StatusCode != 301 && r.StatusCode != 302 || !strings.HasPrefix(r.Path, "/") {
 			t.Fatalf("redirect accepted with %+v", r)
 		}
-	case "fixed-response":
+	case ActionFixedResponse:
 		if fr := a.FixedResponse; fr == nil || fr.StatusCode < 200 || fr.StatusCode > 599 || fr.ContentType == "" {
 			t.Fatalf("fixed response accepted with %+v", fr)
 		}
 	default:
-		t.Fatalf("action type %q accepted", a.Type)
+		t.Fatalf("action type %v accepted", a.Type)
 	}
 }

@@ -70,7 +70,7 @@ func TestParseHTTPS(t *testing.T) {
 		{CertFile: filepath.Join(abs, "good.crt"), KeyFile: filepath.Join(abs, "good.key")},
 		{CertFile: filepath.Join(abs, "wild.crt"), KeyFile: filepath.Join(abs, "wild.key")},
 	}
-	if l.Protocol != "HTTPS" || !reflect.DeepEqual(l.Certificates, want) {
+	if l.Protocol != HTTPS || !reflect.DeepEqual(l.Certificates, want) {
 		t.Errorf("got protocol %s, certificates %+v;\nwant HTTPS, %+v", l.Protocol, l.Certificates, want)
 	}
 	if l.SSLPolicy != "ELBSecurityPolicy-TLS13-1-3-2021-06" || l.HTTP2 {
