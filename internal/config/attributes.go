@@ -209,8 +209,11 @@ var groupAttributes = []attribute[TargetGroup]{
 		func(g *TargetGroup) *time.Duration { return &g.DeregistrationDelay }),
 	{key: "target_group_health.unhealthy_state_routing.minimum_healthy_targets.count", def: "1",
 		get: func(g *TargetGroup) string { return strconv.Itoa(g.MinHealthyCount) },
-		set: func(g *TargetGroup, v string) (err error) {
-			g.MinHealthyCount, err = parseInt(v)
+		set: func(g *TargetGroup, v string) error {
+			n, err := parseInt(v)
+			if err == nil {
+				g.MinHealthyCount = n
+			}
 			return err
 		},
 		check: func(g *TargetGroup) string { return checkRange(g.MinHealthyCount, 1, math.MaxInt32, "") }},
