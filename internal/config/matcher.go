@@ -7,7 +7,8 @@ import (
 )
 
 // Matcher is a health check's success codes, ALB's Matcher.HttpCode:
-// "200", "200,202" or "200-299".
+// "200", "200,202" or "200-299". An empty Matcher matches nothing, and
+// Validate refuses it.
 type Matcher []CodeRange
 
 // CodeRange is an inclusive range of HTTP status codes.

@@ -41,14 +41,16 @@ type Condition struct {
 }
 
 // QueryPair is one query_string pattern. Key and Value take the wildcards
-// * and ?; \* and \? stand for the characters themselves, \\ for \.
+// * and ?; \* and \? stand for the characters themselves, \\ for \. The
+// zero value is not valid: Value is required.
 type QueryPair struct {
 	Key, Value string
 	HasKey     bool // without a key, Value may match any parameter's value
 }
 
 // WeightedGroup is one target group of a weighted forward. A group's share
-// of new clients is its weight over the sum of the weights.
+// of new clients is its weight over the sum of the weights. The zero value
+// is not valid: it names no group.
 type WeightedGroup struct {
 	Name   string
 	Weight int // 0-999 (0: no new clients); a file's default is 1

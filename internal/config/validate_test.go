@@ -472,3 +472,9 @@ func (f *fuzzConfig) config() *Config {
 	})
 	return c
 }
+
+// TestDrainNotInFile checks that a file cannot drain a target: Drain is the
+// admin API's.
+func TestDrainNotInFile(t *testing.T) {
+	checkExact(t, minimal+"        drain: true\n", []wantProblem{{11, "target_groups[0].targets[0].drain", "unknown key"}})
+}
