@@ -31,8 +31,106 @@ func TestKeyOf(t *testing.T) {
 		if got := KeyOf([]byte(c.in)); got != c.want {
 			t.Errorf("KeyOf(%q): got %#x, want %#x", c.in, got, c.want)
 		}
-		if got := xxh64(c.in, 0); got != c.want {
-			t.Errorf("xxh64(string %q): got %#x, want %#x", c.in, got, c.want)
+		if got := hashID(c.in, 0); got != c.want {
+			t.Errorf("hashID(%q, 0): got %#x, want %#x", c.in, got, c.want)
+		}
+	}
+}
+
+// TestHashPinned pins KeyOf, KeyOfAddr and the seeded hashes of target IDs
+// (Maglev's permutations: seeds 1 and 2) to the values of the XXH64 latch
+// carried before it used github.com/cespare/xxhash/v2: a key of every
+// length up to 40 bytes (each tail path: 1-, 4- and 8-byte, and a 32-byte
+// stripe), target IDs, and client addresses in their 16-byte form. A change
+// here moves clients between targets.
+func TestHashPinned(t *testing.T) {
+	for _, c := range []struct {
+		in                string
+		key, seed1, seed2 uint64
+	}{
+		{"", 0xef46db3751d8e999, 0xd5afba1336a3be4b, 0x5a68f3b1643c966f},
+		{"C", 0x13fc4b62f74907d4, 0xbb9cff53b7445da8, 0x0157fd2793ba9753},
+		{"Ca", 0x4f09e1e6adb35342, 0xa62172f6c1fdf971, 0xd279fcacf2ec80c2},
+		{"Cal", 0x64b783f4c3f182a5, 0x7f6bd307e1f6135c, 0x31c1817b8aa348ed},
+		{"Call", 0x714afec372c31f26, 0x821b8caa6255365f, 0x08fa85a0aa8c8b74},
+		{"Call ", 0xaf6e6af1be40b218, 0x3a178ebc48c15139, 0xdf5ca70a83889efd},
+		{"Call m", 0x777a06d5ad2b1934, 0xed112860e0d25547, 0x4438f4c60178572e},
+		{"Call me", 0xd360cf6efa3e0ef9, 0x437ce754cec5c925, 0x7086fe5df0daf435},
+		{"Call me ", 0x61b25793fa1f1b73, 0xfd067ef560f1da1f, 0xf0949737233c127d},
+		{"Call me I", 0xf04cd7abdbca65eb, 0xeade0e0595d2c902, 0x684025b3b5e87023},
+		{"Call me Is", 0xf2c0fcd1ec9d11d0, 0x3634d9787434dcad, 0xc8bb0c22d2a1e0d3},
+		{"Call me Ish", 0xdc8bab9dd6947eae, 0x918d7fdb3e22725c, 0x5e71580b121c8228},
+		{"Call me Ishm", 0xa613063ccea0efd7, 0xc8237e0c09f3b13e, 0xaeb66bf768341b1f},
+		{"Call me Ishma", 0xe70a414a164605b9, 0xe354e20039e79743, 0xdb3b410de8a6a464},
+		{"Call me Ishmae", 0x08eeca210c147ab7, 0x15cd70132805ad73, 0xc7a95c1af5f2404b},
+		{"Call me Ishmael", 0x1654d079acb28108, 0xadfc5179a5e29904, 0x3207d77f1f71b01f},
+		{"Call me Ishmael.", 0x6d04390fc9d61a90, 0xbc70a11a9d107695, 0xa25abe124fe1de7d},
+		{"Call me Ishmael. ", 0x99bfdc6fcddffd25, 0xcb373b014ff1c132, 0x2e6cedb19de2c74f},
+		{"Call me Ishmael. S", 0xed20b435389031e3, 0xaf5140b8be74e425, 0x27acdef6b507a15d},
+		{"Call me Ishmael. So", 0xdbc024680988e5f9, 0x9003ea7ae9d3bc09, 0x05e07bdda1c67d2c},
+		{"Call me Ishmael. Som", 0x27b977cac7f6dce1, 0xcf88f05960664b8d, 0x00a1ccfc0562ee81},
+		{"Call me Ishmael. Some", 0x47e7a1083b056392, 0x54f98631aeafee7c, 0x83ded77a369e7068},
+		{"Call me Ishmael. Some ", 0x6da9681a4fd22e49, 0xf3fca3c56a935bdb, 0x5dd2864cff3c3cd4},
+		{"Call me Ishmael. Some y", 0x34bbbc4f69e6aa9c, 0x88997dc4a5058373, 0xbcdbfa585bcbf858},
+		{"Call me Ishmael. Some ye", 0xeb89ea1384fe2b63, 0xf42a9b4e45b34463, 0x6bdeb63b18d40902},
+		{"Call me Ishmael. Some yea", 0x358b30fa1e781308, 0x78b3b79638281e97, 0x7a49fc25dfc9d8e2},
+		{"Call me Ishmael. Some year", 0x41c6e0a2a8e393ff, 0x134b2daa2d1ee7ea, 0x637aeaaba1642aa7},
+		{"Call me Ishmael. Some years", 0x698affbc630f6483, 0x9b4b04ebcaf9705e, 0xa5742bf498cd0e64},
+		{"Call me Ishmael. Some years ", 0xe1f1d0d7e9ddcb83, 0x7f6dcbd17e47c194, 0xf0c781ba9cfe8732},
+		{"Call me Ishmael. Some years a", 0x2d8e6f9bc62a685a, 0x6573be66a96893f5, 0xf340eb815adbb55b},
+		{"Call me Ishmael. Some years ag", 0x6378411258f0552f, 0x82e5065ef691ffd3, 0x26ee67f3d3349076},
+		{"Call me Ishmael. Some years ago", 0xa437e222793a0549, 0xbc376795beaf6e4c, 0x4dc23837fa2e2699},
+		{"Call me Ishmael. Some years ago-", 0xce0d12f5fe4d4fb9, 0xc599a68bb710ade5, 0x358e3faad9a3aebe},
+		{"Call me Ishmael. Some years ago--", 0xb674223397590005, 0x227a5497bc60f2ff, 0xe8f003d8e0970666},
+		{"Call me Ishmael. Some years ago--n", 0x9cfb6ecfc87fd953, 0xa713ea9037294a4e, 0xd38e997956f87bb8},
+		{"Call me Ishmael. Some years ago--ne", 0x88e3ee58ecf72413, 0x138b04f4f1109b15, 0x6867dbe389f5ed95},
+		{"Call me Ishmael. Some years ago--nev", 0xf2fa3e470d600575, 0xba5649d2cc11239b, 0x4abd137052ec4c88},
+		{"Call me Ishmael. Some years ago--neve", 0x751e34e18c5bb4cf, 0xad425e156945820e, 0x1544f0c3c9f2d5cd},
+		{"Call me Ishmael. Some years ago--never", 0xef38d34eb7ba812a, 0xbf60b0b9fee35f46, 0x30ccee5fd3f02e46},
+		{"Call me Ishmael. Some years ago--never ", 0x49eb5329bdb14ec7, 0xa10b5cfaad18f9e7, 0x53650a73606d3b36},
+		{"Call me Ishmael. Some years ago--never m", 0x0960f1368e3d18ce, 0x4c398770f0012adc, 0x2b58541c3b145a86},
+		{"10.1.0.1:8080", 0x0c3ea6e53c760385, 0x0baf96014c0f807d, 0x7884902e8438aea3},
+		{"[2001:db8::1]:443", 0xf75f72bb0be4ee5e, 0x70d609cd1d041672, 0xba4fba41312b38e2},
+		{"backend-7.eu-west-1.compute.internal:8443", 0x8f18ad40fd549627, 0x834baa22372ad3b5, 0x4b22dc35e3b46574},
+	} {
+		if got := KeyOf([]byte(c.in)); got != c.key {
+			t.Errorf("KeyOf(%q): got %#x, want %#x", c.in, got, c.key)
+		}
+		if got := hashID(c.in, 1); got != c.seed1 {
+			t.Errorf("hashID(%q, 1): got %#x, want %#x", c.in, got, c.seed1)
+		}
+		if got := hashID(c.in, 2); got != c.seed2 {
+			t.Errorf("hashID(%q, 2): got %#x, want %#x", c.in, got, c.seed2)
+		}
+	}
+	for _, c := range []struct {
+		addr              string
+		key, seed1, seed2 uint64
+	}{
+		{"0.0.0.0", 0x87776d87f704d188, 0x2586d1012712729c, 0x895078d6aad14ea3},
+		{"192.0.2.1", 0xde3cbbe5a2240bf0, 0x6b21cfb43d984e03, 0x43229d2352fb0022},
+		{"::ffff:192.0.2.1", 0xde3cbbe5a2240bf0, 0x6b21cfb43d984e03, 0x43229d2352fb0022},
+		{"10.1.0.1", 0x1d1b9c64dbdb4dc6, 0x4a913cfaefe517ba, 0x10f0b8a131ff7976},
+		{"255.255.255.255", 0xd2b449471d99272d, 0x0e7752f99fa9d09e, 0x1718d3f07f32f92b},
+		{"::", 0xaf09f71516247c32, 0xf5a590185dc0e90c, 0x66dc0701cbbd4f2f},
+		{"::1", 0xf1dd97d1b9d614c7, 0x6d3a40b86ac14eb2, 0xda7e2c7af511c918},
+		{"2001:db8::1", 0x97f11e0685f67ae8, 0x745491ef31c8347e, 0xe3cf4d0dc80f31ec},
+		{"fe80::1ff:fe23:4567:890a", 0x792c96dc1a867467, 0x802b2f6a24f0e0bd, 0xe2de963292e2abbd},
+		{"ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", 0xa721445d6a57c444, 0xb3e95c50c6465085, 0x30a719301e775a6c},
+	} {
+		a := netip.MustParseAddr(c.addr)
+		b := a.Unmap().As16()
+		if got := KeyOfAddr(a); got != c.key {
+			t.Errorf("KeyOfAddr(%s): got %#x, want %#x", a, got, c.key)
+		}
+		if got := KeyOf(b[:]); got != c.key {
+			t.Errorf("KeyOf(%s as 16 bytes): got %#x, want %#x", a, got, c.key)
+		}
+		if got := hashID(string(b[:]), 1); got != c.seed1 {
+			t.Errorf("hashID(%s as 16 bytes, 1): got %#x, want %#x", a, got, c.seed1)
+		}
+		if got := hashID(string(b[:]), 2); got != c.seed2 {
+			t.Errorf("hashID(%s as 16 bytes, 2): got %#x, want %#x", a, got, c.seed2)
 		}
 	}
 }
@@ -556,7 +654,8 @@ func TestHashDoesNotAllocate(t *testing.T) {
 	}
 	bounded := NewHash(ts, 1.25, load)
 	free := NewHash(ts, 0, nil)
-	ip := netip.MustParseAddr("2001:db8::1").As16()
+	addr := netip.MustParseAddr("2001:db8::1")
+	ip := addr.As16()
 	cookie := []byte("0123456789abcdef0123456789abcdef01234567")
 	var k uint64
 	for name, f := range map[string]func(){
@@ -566,6 +665,7 @@ func TestHashDoesNotAllocate(t *testing.T) {
 		"Begin and Done":    func() { bounded.Begin(ts[5]); bounded.Done(ts[5]) },
 		"KeyOf IP":          func() { KeyOf(ip[:]) },
 		"KeyOf cookie":      func() { KeyOf(cookie) },
+		"KeyOfAddr":         func() { KeyOfAddr(addr) },
 	} {
 		if allocs := testing.AllocsPerRun(1000, f); allocs != 0 {
 			t.Errorf("%s: got %v allocations, want 0", name, allocs)
