@@ -104,7 +104,7 @@ func TestServeInvalidLogLevelExits2(t *testing.T) {
 // up, nor change its exit code.
 func TestSIGTERMShutdownTimeoutExits0(t *testing.T) {
 	dir := t.TempDir()
-	slow := backend(t, "slow", 8*time.Second)
+	slow, arrived := slowBackend(t, "slow", 8*time.Second)
 	addr := freeAddr(t)
 	cfgPath := filepath.Join(dir, "latch.yaml")
 	if err := os.WriteFile(cfgPath, []byte(configYAML(addr, []string{slow}, dir)), 0o644); err != nil {
@@ -122,7 +122,7 @@ func TestSIGTERMShutdownTimeoutExits0(t *testing.T) {
 		}
 		done <- err
 	}()
-	time.Sleep(300 * time.Millisecond) // the request is at the target
+	waitArrival(t, arrived)
 	start := time.Now()
 	p.cmd.Process.Signal(syscall.SIGTERM)
 	code := p.wait(t)

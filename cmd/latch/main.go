@@ -17,7 +17,7 @@ import (
 
 	"github.com/latch-lb/latch/internal/config"
 	"github.com/latch-lb/latch/internal/demo"
-	"github.com/latch-lb/latch/internal/lb"
+	"github.com/latch-lb/latch/internal/server"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -109,7 +109,15 @@ func serve(args []string, stderr io.Writer) int {
 		return 2
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lvl}))
-	lb.TuneRuntime(log)
+	server.TuneRuntime(log)
+	// LATCH_DATA_PATH=goroutines serves every connection with a goroutine
+	// of its own instead of the event loops: a diagnostic switch, to
+	// compare the two data paths on one binary.
+	dataPath, err := server.ParseDataPath(os.Getenv("LATCH_DATA_PATH"))
+	if err != nil {
+		fmt.Fprintf(stderr, "latch serve: LATCH_DATA_PATH: %v\n", err)
+		return 2
+	}
 
 	cfg, err := config.Load(*path)
 	if err != nil {
@@ -121,8 +129,12 @@ func serve(args []string, stderr io.Writer) int {
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	defer signal.Stop(sigs)
 
-	b := lb.New(log)
-	if err := b.Apply(cfg); err != nil {
+	b, err := server.New(server.Options{Log: log, DataPath: dataPath})
+	if err != nil {
+		log.Error("cannot start", "err", err)
+		return 1
+	}
+	if err := b.Apply(context.Background(), cfg); err != nil {
 		log.Error("cannot start", "err", err)
 		b.Shutdown(context.Background())
 		return 1
@@ -147,7 +159,7 @@ func serve(args []string, stderr io.Writer) int {
 
 // reload validates the config file and applies it; on any problem the
 // running config stays and every problem is logged.
-func reload(b *lb.LB, path string, log *slog.Logger) {
+func reload(b *server.Server, path string, log *slog.Logger) {
 	cfg, err := config.Load(path)
 	if err != nil {
 		var probs config.Problems
@@ -160,7 +172,7 @@ func reload(b *lb.LB, path string, log *slog.Logger) {
 		}
 		return
 	}
-	if err := b.Apply(cfg); err != nil {
+	if err := b.Apply(context.Background(), cfg); err != nil {
 		log.Error("reload failed; keeping the running config", "err", err)
 		return
 	}
@@ -177,7 +189,12 @@ func runDemo(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	if err := demo.Run(ctx, demo.Options{Addr: *addr, Sticky: *sticky, Out: stdout, Log: log}); err != nil {
+	dataPath, err := server.ParseDataPath(os.Getenv("LATCH_DATA_PATH"))
+	if err != nil {
+		fmt.Fprintf(stderr, "latch demo: LATCH_DATA_PATH: %v\n", err)
+		return 2
+	}
+	if err := demo.Run(ctx, demo.Options{Addr: *addr, Sticky: *sticky, Out: stdout, Log: log, DataPath: dataPath}); err != nil {
 		fmt.Fprintln(stderr, "latch demo:", err)
 		return 1
 	}

@@ -136,21 +136,43 @@ state_dir: %s
 	return b.String()
 }
 
-// backend is an in-process target that answers with its name.
+// backend is an in-process target that answers with its name, after delay.
 func backend(t *testing.T, name string, delay time.Duration) string {
+	addr, _ := slowBackend(t, name, delay)
+	return addr
+}
+
+// slowBackend is backend, and tells on arrived when a request (not a
+// health check) has come.
+func slowBackend(t *testing.T, name string, delay time.Duration) (addr string, arrived <-chan struct{}) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
+	came := make(chan struct{}, 16)
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != "/healthz" {
-			time.Sleep(delay)
+			select {
+			case came <- struct{}{}:
+			default:
+			}
+			time.Sleep(delay) // a slow target
 		}
 		io.WriteString(w, name)
 	})}
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close() })
-	return ln.Addr().String()
+	return ln.Addr().String(), came
+}
+
+// waitArrival waits until a request reaches a slow backend.
+func waitArrival(t *testing.T, arrived <-chan struct{}) {
+	t.Helper()
+	select {
+	case <-arrived:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no request reached the target within 10 s")
+	}
 }
 
 // freeAddr returns a loopback address that was free a moment ago.
@@ -171,15 +193,32 @@ type latchProcess struct {
 	done chan error
 }
 
+// syncBuffer keeps what a process logs, and wakes those waiting for a line
+// (waitLog).
 type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
+	mu    sync.Mutex
+	b     bytes.Buffer
+	wrote chan struct{} // closed and replaced at every write
 }
 
 func (s *syncBuffer) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.wrote != nil {
+		close(s.wrote)
+		s.wrote = nil
+	}
 	return s.b.Write(p)
+}
+
+// changed returns a channel closed at the next write.
+func (s *syncBuffer) changed() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.wrote == nil {
+		s.wrote = make(chan struct{})
+	}
+	return s.wrote
 }
 
 func (s *syncBuffer) String() string {
@@ -188,8 +227,29 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
+// waitLog waits until latch has logged n lines holding what (in all), and
+// fails t if it has not within 10 s or if it exited.
+func (p *latchProcess) waitLog(t *testing.T, what string, n int) {
+	t.Helper()
+	timeout := time.After(10 * time.Second)
+	for {
+		changed := p.logs.changed()
+		if strings.Count(p.logs.String(), what) >= n {
+			return
+		}
+		select {
+		case <-changed:
+		case err := <-p.done:
+			p.done <- err
+			t.Fatalf("latch exited (%v) before logging %q %d times:\n%s", err, what, n, p.logs.String())
+		case <-timeout:
+			t.Fatalf("latch did not log %q %d times within 10 s:\n%s", what, n, p.logs.String())
+		}
+	}
+}
+
 // startLatch runs latch serve on the config, with more flags if given, and
-// returns once it listens on addr.
+// returns once it has started (it logs so once it listens on addr).
 func startLatch(t *testing.T, configPath, addr string, flags ...string) *latchProcess {
 	t.Helper()
 	args := append([]string{"serve", "-config", configPath}, flags...)
@@ -205,17 +265,11 @@ func startLatch(t *testing.T, configPath, addr string, flags ...string) *latchPr
 			t.Logf("latch logs:\n%s", p.logs.String())
 		}
 	})
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if c, err := net.Dial("tcp", addr); err == nil {
-			c.Close()
-			return p
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("latch did not listen on %s:\n%s", addr, p.logs.String())
-		}
-		time.Sleep(20 * time.Millisecond)
+	p.waitLog(t, "latch started", 1)
+	if !strings.Contains(p.logs.String(), "address="+addr) {
+		t.Fatalf("latch did not listen on %s:\n%s", addr, p.logs.String())
 	}
+	return p
 }
 
 func (p *latchProcess) wait(t *testing.T) int {
@@ -243,6 +297,19 @@ func TestSIGHUPReloadUnderLoadDropsNothing(t *testing.T) {
 
 	var ok, failed atomic.Int64
 	var firstErr atomic.Value
+	servedOne := make(chan struct{}, 1) // a request succeeded
+	// progress waits until the clients have had n more requests answered.
+	progress := func(n int64) {
+		t.Helper()
+		want := ok.Load() + n
+		for timeout := time.After(10 * time.Second); ok.Load() < want; {
+			select {
+			case <-servedOne:
+			case <-timeout:
+				t.Fatalf("the clients got %d more requests answered in 10 s, want %d", ok.Load()-want+n, n)
+			}
+		}
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	for range 6 {
@@ -267,20 +334,28 @@ func TestSIGHUPReloadUnderLoadDropsNothing(t *testing.T) {
 					continue
 				}
 				ok.Add(1)
+				select {
+				case servedOne <- struct{}{}:
+				default:
+				}
 			}
 		}()
 	}
+	// Each reload is applied, and the clients get requests answered,
+	// before the next file is written.
 	steps := [][]string{{a, b, c}, {b, c}, {a, c}, {a, b, c}, {c}, {a, b}}
-	for _, targets := range steps {
-		time.Sleep(60 * time.Millisecond)
+	for i, targets := range steps {
+		progress(40)
 		write(targets...)
 		p.cmd.Process.Signal(syscall.SIGHUP)
+		p.waitLog(t, "config reloaded", i+1)
 	}
 	// A broken config on SIGHUP: rejected, logged, and the old one keeps serving.
-	time.Sleep(60 * time.Millisecond)
+	progress(40)
 	os.WriteFile(cfgPath, []byte("listeners: []\ntarget_groups:\n  - name: web\n    targetz: []\n"), 0o644)
 	p.cmd.Process.Signal(syscall.SIGHUP)
-	time.Sleep(150 * time.Millisecond)
+	p.waitLog(t, "reload rejected", 1)
+	progress(40)
 	cancel()
 	wg.Wait()
 
@@ -307,7 +382,7 @@ func TestSIGHUPReloadUnderLoadDropsNothing(t *testing.T) {
 
 func TestSIGTERMFinishesRequestsAndExits0(t *testing.T) {
 	dir := t.TempDir()
-	slow := backend(t, "slow", 500*time.Millisecond)
+	slow, arrived := slowBackend(t, "slow", 500*time.Millisecond)
 	addr := freeAddr(t)
 	cfgPath := filepath.Join(dir, "latch.yaml")
 	os.WriteFile(cfgPath, []byte(configYAML(addr, []string{slow}, dir)), 0o644)
@@ -328,7 +403,7 @@ func TestSIGTERMFinishesRequestsAndExits0(t *testing.T) {
 		resp.Body.Close()
 		done <- res{string(b), err}
 	}()
-	time.Sleep(150 * time.Millisecond) // the request is at the target
+	waitArrival(t, arrived)
 	p.cmd.Process.Signal(syscall.SIGTERM)
 	r := <-done
 	if r.err != nil || r.body != "slow" {
@@ -351,15 +426,16 @@ func TestRestartKeepsSessions(t *testing.T) {
 
 	p := startLatch(t, cfgPath, addr)
 	// New sessions go to a target once its first check passed (the first
-	// probe is jittered): ask until each target has one, within 5 s.
+	// probe is jittered): once all three have, round robin gives each one
+	// within a few requests.
+	p.waitLog(t, "to=healthy", 3)
 	sessions := map[string]string{} // backend -> cookie
-	for deadline := time.Now().Add(5 * time.Second); len(sessions) < 3 && time.Now().Before(deadline); {
+	for range 30 {
 		body, cookie := fetch(t, p.url, "")
 		sessions[body] = cookie
-		time.Sleep(10 * time.Millisecond)
 	}
 	if len(sessions) != 3 {
-		t.Fatalf("requests over 5 s reached %d targets, want 3: %v", len(sessions), sessions)
+		t.Fatalf("30 requests reached %d targets, want 3: %v", len(sessions), sessions)
 	}
 	for backend, cookie := range sessions {
 		if cookie == "" {

@@ -15,26 +15,25 @@ package balance
 
 import (
 	"container/heap"
-	"fmt"
 	"math/rand/v2"
 	"sort"
 	"sync/atomic"
 
+	"github.com/latch-lb/latch/internal/config"
 	"github.com/latch-lb/latch/internal/target"
 )
 
-// New returns the picker for the named algorithm over targets, which must
-// not be empty.
-func New(algorithm string, targets []*target.Target) target.Picker {
+// New returns the picker of algorithm over targets, which must not be
+// empty. An algorithm out of range (config.Validate refuses them) is round
+// robin, ALB's default.
+func New(algorithm config.Algorithm, targets []*target.Target) target.Picker {
 	switch algorithm {
-	case "round_robin", "":
-		return NewRoundRobin(targets)
-	case "least_outstanding_requests":
+	case config.LeastOutstandingRequests:
 		return &LeastOutstanding{targets: targets}
-	case "weighted_random":
+	case config.WeightedRandom:
 		return NewWeightedRandom(targets)
 	}
-	panic(fmt.Sprintf("balance: unknown algorithm %q", algorithm))
+	return NewRoundRobin(targets)
 }
 
 var (

@@ -14,7 +14,7 @@ import (
 	"github.com/latch-lb/latch/internal/target"
 )
 
-var algorithms = []string{"round_robin", "least_outstanding_requests", "weighted_random"}
+var algorithms = []config.Algorithm{config.RoundRobin, config.LeastOutstandingRequests, config.WeightedRandom}
 
 func newTargets(weights ...int) []*target.Target {
 	ts := make([]*target.Target, len(weights))
@@ -83,24 +83,18 @@ func checkShare(t *testing.T, what string, got, n int, p float64) {
 func TestNew(t *testing.T) {
 	ts := newTargets(1, 2)
 	for _, c := range []struct {
-		alg  string
+		alg  config.Algorithm
 		want string
 	}{
-		{"round_robin", "*balance.RoundRobin"},
-		{"", "*balance.RoundRobin"},
-		{"least_outstanding_requests", "*balance.LeastOutstanding"},
-		{"weighted_random", "*balance.WeightedRandom"},
+		{config.RoundRobin, "*balance.RoundRobin"},
+		{config.Algorithm(9), "*balance.RoundRobin"}, // out of range: ALB's default
+		{config.LeastOutstandingRequests, "*balance.LeastOutstanding"},
+		{config.WeightedRandom, "*balance.WeightedRandom"},
 	} {
 		if got := fmt.Sprintf("%T", New(c.alg, ts)); got != c.want {
-			t.Errorf("New(%q): got %s, want %s", c.alg, got, c.want)
+			t.Errorf("New(%v): got %s, want %s", c.alg, got, c.want)
 		}
 	}
-	defer func() {
-		if r := recover(); r == nil {
-			t.Errorf("New(\"random\"): got no panic, want one")
-		}
-	}()
-	New("random", ts)
 }
 
 func TestRoundRobinEqualWeights(t *testing.T) {
@@ -222,7 +216,7 @@ func TestRoundRobinInterleaves(t *testing.T) {
 			maxRun = max(maxRun, run)
 		}
 		if tg != ts[2] && run > 1 {
-			t.Errorf("target %s (weight %d) picked %d times in a row", tg.ID, tg.Weight, run)
+			t.Errorf("target %s (weight %d) picked %d times in a row", tg.ID, tg.Weight(), run)
 		}
 	}
 	if maxRun > 2 {
@@ -314,7 +308,7 @@ func TestExclude(t *testing.T) {
 				}
 			})
 		}
-		t.Run(alg+"/only target", func(t *testing.T) {
+		t.Run(alg.String()+"/only target", func(t *testing.T) {
 			ts := newTargets(3)
 			p := New(alg, ts)
 			for range 10 {
@@ -350,7 +344,7 @@ func TestLeastOutstandingExact(t *testing.T) {
 	for _, n := range []int{2, 6, exactScan} {
 		t.Run(fmt.Sprintf("n=%d", n), func(t *testing.T) {
 			ts := newTargets(equalWeights(n, 1)...)
-			lo := New("least_outstanding_requests", ts)
+			lo := New(config.LeastOutstandingRequests, ts)
 			// Loads n+3, n+2, ... with the least in the middle.
 			least, second := n/2, (n/2+1)%n
 			for i, tg := range ts {
@@ -393,7 +387,7 @@ func TestLeastOutstandingTies(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			ts := newTargets(equalWeights(len(c.loads), 1)...)
 			setLoads(ts, c.loads...)
-			counts := pickCounts(t, New("least_outstanding_requests", ts), ts, nil, picks)
+			counts := pickCounts(t, New(config.LeastOutstandingRequests, ts), ts, nil, picks)
 			for i, cnt := range counts {
 				if !slices.Contains(c.tied, i) {
 					if cnt != 0 {
@@ -412,7 +406,7 @@ func TestLeastOutstandingTies(t *testing.T) {
 func TestLeastOutstandingTwoChoices(t *testing.T) {
 	const n, picks = 32, 64000
 	ts := newTargets(equalWeights(n, 1)...)
-	lo := New("least_outstanding_requests", ts)
+	lo := New(config.LeastOutstandingRequests, ts)
 
 	// The single busiest target loses every comparison.
 	setLoads(ts, 1000)
@@ -564,7 +558,7 @@ func TestPickDoesNotAllocate(t *testing.T) {
 func BenchmarkPick(b *testing.B) {
 	for _, alg := range algorithms {
 		variants := []string{"equal", "unequal"}
-		if alg == "least_outstanding_requests" {
+		if alg == config.LeastOutstandingRequests {
 			variants = variants[:1] // it ignores weights
 		}
 		for _, weights := range variants {
@@ -593,7 +587,7 @@ func BenchmarkPick(b *testing.B) {
 // counter) when every core picks at once.
 func BenchmarkPickParallel(b *testing.B) {
 	for _, alg := range algorithms {
-		b.Run(alg, func(b *testing.B) {
+		b.Run(alg.String(), func(b *testing.B) {
 			ts := newTargets(mixedWeights(1000)...)
 			p := New(alg, ts)
 			b.ReportAllocs()
@@ -640,13 +634,13 @@ func rampingTargets(tb testing.TB, n int) []*target.Target {
 		cts[i] = config.Target{ID: fmt.Sprintf("10.1.%d.%d:80", i/256, i%256), Weight: w}
 	}
 	gen := func(string) uint64 { return 1 }
-	g.Update(cts[:n/2], s, gen) // registered into an empty group: no slow start
-	g.Update(cts, s, gen)       // in service at once, and in slow start
+	g.Reconcile(cts[:n/2], s, gen) // registered into an empty group: no slow start
+	g.Reconcile(cts, s, gen)       // in service at once, and in slow start
 	ts := g.View().Routable
 	for _, tg := range ts[n/2:] {
 		// Exactly, on a frozen clock (synctest); within the time the
 		// registration took, on a real one.
-		want := max(1, int(math.Round(float64(tg.Weight*target.WeightUnit)/40)))
+		want := max(1, int(math.Round(float64(tg.Weight()*target.WeightUnit)/40)))
 		if got := tg.EffectiveWeight(); got < want || got > want+1+want/50 {
 			tb.Fatalf("%s: effective weight %d, want %d", tg.ID, got, want)
 		}
@@ -680,7 +674,7 @@ func TestEffectiveWeights(t *testing.T) {
 		}
 		for i, got := range pickCounts(t, rr, ts, nil, 2*len(rr.seq)) {
 			if want := 2 * ws[i] / g; got != want {
-				t.Errorf("round robin, target %d (weight %d, effective %d): got %d picks, want %d", i, ts[i].Weight, ws[i], got, want)
+				t.Errorf("round robin, target %d (weight %d, effective %d): got %d picks, want %d", i, ts[i].Weight(), ws[i], got, want)
 			}
 		}
 		checkSpread(t, rr.seq, ws, g)
@@ -750,7 +744,7 @@ func TestRampingSequenceBounded(t *testing.T) {
 // BenchmarkPickEffective picks over targets half of which ramp (fractional
 // effective weights).
 func BenchmarkPickEffective(b *testing.B) {
-	for _, alg := range []string{"round_robin", "weighted_random"} {
+	for _, alg := range []config.Algorithm{config.RoundRobin, config.WeightedRandom} {
 		for _, n := range []int{10, 1000} {
 			b.Run(fmt.Sprintf("%s/n=%d", alg, n), func(b *testing.B) {
 				p := New(alg, rampingTargets(b, n))
@@ -766,7 +760,7 @@ func BenchmarkPickEffective(b *testing.B) {
 // BenchmarkNewPickerRamping is the cost of the view rebuild a ramp step
 // makes (once per step, every duration/20 or 1 s at least).
 func BenchmarkNewPickerRamping(b *testing.B) {
-	for _, alg := range []string{"round_robin", "weighted_random"} {
+	for _, alg := range []config.Algorithm{config.RoundRobin, config.WeightedRandom} {
 		for _, n := range []int{10, 1000} {
 			b.Run(fmt.Sprintf("%s/n=%d", alg, n), func(b *testing.B) {
 				ts := rampingTargets(b, n)

@@ -187,7 +187,7 @@ func NewHash(targets []*target.Target, balanceFactor float64, load *Load) *Hash 
 	weights := make([]uint64, n)
 	var total uint64
 	for i, t := range targets {
-		weights[i] = uint64(max(t.Weight, 1))
+		weights[i] = uint64(t.Weight())
 		total += weights[i]
 	}
 	if balanceFactor != 0 {

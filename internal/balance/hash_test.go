@@ -204,7 +204,7 @@ func TestHashGoldenTables(t *testing.T) {
 	} {
 		ts := make([]*target.Target, c.n)
 		for i := range ts {
-			ts[i] = &target.Target{ID: fmt.Sprintf("10.3.%d.%d:8443", i/256, i%256), Weight: i%7 + 1}
+			ts[i] = target.New(fmt.Sprintf("10.3.%d.%d:8443", i/256, i%256), i%7+1, 0, false)
 		}
 		h := NewHash(ts, 0, nil)
 		var sum uint64
@@ -326,7 +326,7 @@ func TestHashWeights(t *testing.T) {
 		counts[h.PickKey(k, nil)]++
 	}
 	for _, tg := range ts {
-		checkShare(t, fmt.Sprintf("target %s (weight %d)", tg.ID, tg.Weight), counts[tg], len(keys), float64(tg.Weight)/8)
+		checkShare(t, fmt.Sprintf("target %s (weight %d)", tg.ID, tg.Weight()), counts[tg], len(keys), float64(tg.Weight())/8)
 	}
 	if r := float64(counts[ts[1]]+counts[ts[3]]) / float64(counts[ts[0]]+counts[ts[2]]); math.Abs(r-3) > 0.1 {
 		t.Errorf("weight 3 to weight 1 keys: got ratio %.3f, want 3 ± 0.1", r)
@@ -482,7 +482,7 @@ func TestHashBoundedLoad(t *testing.T) {
 				}
 				// bound is ⌈5/4 · w/W · (T+1)⌉ in integers.
 				bound := func(tg *target.Target, total int64) int64 {
-					num := 5 * int64(tg.Weight) * (total + 1)
+					num := 5 * int64(tg.Weight()) * (total + 1)
 					den := 4 * totalWeight
 					return (num + den - 1) / den
 				}
@@ -510,7 +510,7 @@ func TestHashBoundedLoad(t *testing.T) {
 					after, b := got.Inflight.Load()+1, bound(got, total)
 					if after > b {
 						t.Fatalf("pick %d: %s (weight %d) would hold %d requests, over its bound %d (%d in flight in all)",
-							picks, got.ID, got.Weight, after, b, total)
+							picks, got.ID, got.Weight(), after, b, total)
 					}
 					if own.Inflight.Load()+1 <= bound(own, total) {
 						homeWithin++
@@ -526,7 +526,7 @@ func TestHashBoundedLoad(t *testing.T) {
 						if got == own {
 							steadyHome++
 						}
-						mean := float64(total+1) * float64(got.Weight) / float64(totalWeight)
+						mean := float64(total+1) * float64(got.Weight()) / float64(totalWeight)
 						worst = max(worst, float64(after)/mean)
 					}
 					h.Begin(got)
@@ -623,7 +623,7 @@ func TestHashManyTargets(t *testing.T) {
 	}
 	ts := make([]*target.Target, 70_000)
 	for i := range ts {
-		ts[i] = &target.Target{ID: fmt.Sprintf("10.%d.%d.%d:80", i>>16, i>>8&0xff, i&0xff), Weight: 1 + i%3}
+		ts[i] = target.New(fmt.Sprintf("10.%d.%d.%d:80", i>>16, i>>8&0xff, i&0xff), 1+i%3, 0, false)
 	}
 	h := NewHash(ts, 1.25, new(Load))
 	if h.table32 == nil || h.table16 != nil {
@@ -706,8 +706,8 @@ func BenchmarkPickKey(b *testing.B) {
 					if mode == "at bound" {
 						l = int64(i % 13)
 					}
-					tg.Inflight.Store(l * int64(tg.Weight))
-					load.n.Add(l * int64(tg.Weight))
+					tg.Inflight.Store(l * int64(tg.Weight()))
+					load.n.Add(l * int64(tg.Weight()))
 				}
 				h := NewHash(ts, 1.25, load)
 				if mode == "unbounded" {

@@ -256,7 +256,7 @@ func Parse(data []byte, file string) (*Config, error) {
 	d := newDecoder(file)
 	cfg := d.decode(data)
 	if cfg != nil {
-		d.merge(cfg.validate())
+		d.merge(cfg.validate(true))
 	}
 	if len(d.probs) > 0 {
 		d.sort()

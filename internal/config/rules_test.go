@@ -638,7 +638,7 @@ func TestWeightedAppCookie(t *testing.T) {
 		if d.decode([]byte(data)) == nil {
 			t.Fatalf("decode failed: %v", d.probs)
 		}
-		d.merge(cfg.validate())
+		d.merge(cfg.validate(true))
 		return d.probs
 	}
 	want := Problems{{File: "latch.yaml", Line: 17, Path: "listeners[0].rules[0].action.forward.target_groups[0].name",

@@ -61,7 +61,7 @@ func (v *validator) listenerTLS(l *Listener, path string) {
 		if c.KeyFile == "" {
 			v.add(ipath+".key_file", "must not be empty")
 		}
-		if c.CertFile == "" || c.KeyFile == "" {
+		if c.CertFile == "" || c.KeyFile == "" || !v.files {
 			continue
 		}
 		if _, err := tlsconf.LoadCertificate(c.CertFile, c.KeyFile, now); err != nil {

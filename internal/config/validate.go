@@ -18,8 +18,15 @@ import (
 // file's terms (listeners[0].rules[2].conditions[0].host_header[1]) and no
 // File or Line, or nil when the config is valid. Validate reads the
 // certificate files; it changes nothing and never panics.
-func (c *Config) Validate() error {
-	ps := c.validate()
+func (c *Config) Validate() error { return problems(c.validate(true)) }
+
+// ValidateExceptFiles is Validate without reading the certificate files:
+// whoever loads them (the server, which reads them again whenever it
+// applies a config, so that renewed files serve) reports what is wrong
+// with them then, and no file is read twice.
+func (c *Config) ValidateExceptFiles() error { return problems(c.validate(false)) }
+
+func problems(ps []problem) error {
 	if len(ps) == 0 {
 		return nil
 	}
@@ -48,13 +55,14 @@ type problem struct {
 
 type validator struct {
 	cfg   *Config
+	files bool     // read the certificate files
 	names []string // the target groups' names, in order, for "did you mean"
 	deps  []string // what every problem added now depends on
 	probs []problem
 }
 
-func (c *Config) validate() []problem {
-	v := &validator{cfg: c}
+func (c *Config) validate(files bool) []problem {
+	v := &validator{cfg: c, files: files}
 	for _, g := range c.TargetGroups {
 		if g.Name != "" && !slices.Contains(v.names, g.Name) {
 			v.names = append(v.names, g.Name)

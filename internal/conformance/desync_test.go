@@ -17,7 +17,8 @@ import (
 
 	"github.com/latch-lb/latch/internal/config"
 	"github.com/latch-lb/latch/internal/desync"
-	"github.com/latch-lb/latch/internal/lb"
+	"github.com/latch-lb/latch/internal/proxy/proxytest"
+	"github.com/latch-lb/latch/internal/server"
 )
 
 // Desync mitigation on a raw socket: every request of ALB's own corpus and
@@ -417,7 +418,8 @@ func wireFor(c corpusCase) (raw []byte, r desyncRequest, tier, reason, note stri
 // latch with a desync mitigation mode
 
 type desyncLatch struct {
-	b      *lb.LB
+	b      *server.Server
+	obs    *proxytest.Counter
 	addr   string
 	mode   string
 	target *recTarget
@@ -448,8 +450,8 @@ state_dir: %s
 	if err != nil {
 		t.Fatalf("config:\n%s\n%v", y, err)
 	}
-	b := runLatch(t, cfg, 2*time.Second)
-	return &desyncLatch{b: b, addr: b.Addr("public"), mode: mode, target: rt}
+	b, obs := runLatch(t, cfg, 2*time.Second)
+	return &desyncLatch{b: b, obs: obs, addr: b.Addr("public"), mode: mode, target: rt}
 }
 
 // shutdown stops latch before the test ends (runLatch stops it again,
@@ -458,10 +460,9 @@ func (d *desyncLatch) shutdown() { shutdownLatch(d.b, 2*time.Second) }
 
 // counters returns the listener's classification counters.
 func (d *desyncLatch) counters() (classified, blocked [32]uint64) {
-	h := d.b.Listener("public")
 	for i := range classified {
-		classified[i] = h.Classified[i].Load()
-		blocked[i] = h.Blocked[i].Load()
+		classified[i] = d.obs.Classified[i].Load()
+		blocked[i] = d.obs.Blocked[i].Load()
 	}
 	return
 }

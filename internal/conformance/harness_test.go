@@ -22,8 +22,9 @@ import (
 	"time"
 
 	"github.com/latch-lb/latch/internal/config"
-	"github.com/latch-lb/latch/internal/lb"
-	"github.com/latch-lb/latch/internal/proxy"
+	"github.com/latch-lb/latch/internal/leaktest"
+	"github.com/latch-lb/latch/internal/proxy/proxytest"
+	"github.com/latch-lb/latch/internal/server"
 )
 
 // waitLimit bounds every wait in the suite: a read from a socket, a message
@@ -36,9 +37,9 @@ const waitLimit = 10 * time.Second
 // latch is a running latch with one HTTP listener forwarding to one target
 // group with lb_cookie stickiness and health checks off.
 type latch struct {
-	addr string         // the listener's bound host:port
-	port string         // the listener's port, as X-Forwarded-Port should carry it
-	h    *proxy.Handler // the listener's handler
+	addr string             // the listener's bound host:port
+	port string             // the listener's port, as X-Forwarded-Port should carry it
+	obs  *proxytest.Counter // what its data path saw
 }
 
 // startLatch runs latch in front of targets (host:port each) and stops it
@@ -68,37 +69,61 @@ state_dir: %s
 	if err != nil {
 		t.Fatalf("config:\n%s\n%v", y.String(), err)
 	}
-	b := runLatch(t, cfg, 2*time.Second)
+	b, obs := runLatch(t, cfg, 2*time.Second)
 	addr := b.Addr("public")
 	_, port, err := net.SplitHostPort(addr)
 	if err != nil {
 		t.Fatalf("listener address %q: %v", addr, err)
 	}
-	return &latch{addr: addr, port: port, h: b.Listener("public")}
+	return &latch{addr: addr, port: port, obs: obs}
 }
 
 func (l *latch) url(path string) string { return "http://" + l.addr + path }
 
+// dataPath is the data path of the latches the tests start: TestMain runs
+// every test on each.
+var dataPath = server.Loops
+
+// TestMain runs the suite twice in this one process: first with latch's
+// plain-HTTP connections on event loops, then with a goroutine per
+// connection (the path of HTTPS listeners, of connections a loop handed
+// off, and of systems without epoll).
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if code == 0 {
+		fmt.Println("=== the same suite with a goroutine per connection (data path goroutines)")
+		dataPath = server.Goroutines
+		code = m.Run()
+	}
+	os.Exit(code)
+}
+
 // runLatch runs latch on cfg, logging to stderr if LATCH_CONFORMANCE_LOG
-// is set, and shuts it down when the test ends, giving it grace: with
-// every client gone, nothing should be in flight, and a failed test need
-// not wait long for latch to give up on its requests.
-func runLatch(t *testing.T, cfg *config.Config, grace time.Duration) *lb.LB {
+// is set, with a counting observer, and shuts it down when the test ends,
+// giving it grace: with every client gone, nothing should be in flight,
+// and a failed test need not wait long for latch to give up on its
+// requests. No goroutine of latch's may outlive the shutdown.
+func runLatch(t *testing.T, cfg *config.Config, grace time.Duration) (*server.Server, *proxytest.Counter) {
 	t.Helper()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if os.Getenv("LATCH_CONFORMANCE_LOG") != "" {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	b := lb.New(log)
-	if err := b.Apply(cfg); err != nil {
+	leaktest.Check(t)
+	obs := &proxytest.Counter{}
+	b, err := server.New(server.Options{Log: log, DataPath: dataPath, Observer: obs})
+	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { shutdownLatch(b, grace) })
-	return b
+	if err := b.Apply(t.Context(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	return b, obs
 }
 
 // shutdownLatch stops b, waiting at most grace for its connections.
-func shutdownLatch(b *lb.LB, grace time.Duration) {
+func shutdownLatch(b *server.Server, grace time.Duration) {
 	ctx, cancel := context.WithTimeout(context.Background(), grace)
 	defer cancel()
 	b.Shutdown(ctx)

@@ -20,7 +20,7 @@ import (
 	"time"
 
 	"github.com/latch-lb/latch/internal/config"
-	"github.com/latch-lb/latch/internal/lb"
+	"github.com/latch-lb/latch/internal/server"
 	"github.com/latch-lb/latch/internal/sticky"
 	"github.com/latch-lb/latch/internal/tlsconf/tlstest"
 )
@@ -57,7 +57,7 @@ type h2Options struct {
 // checks off, no deregistration delay unless groupAttrs set one).
 type h2Latch struct {
 	mode     h2Mode
-	b        *lb.LB
+	b        *server.Server
 	addr     string // host:port
 	port     string
 	ca       *tlstest.CA // TLS only
@@ -73,7 +73,7 @@ func startH2Latch(t *testing.T, mode h2Mode, o h2Options) *h2Latch {
 		l.certDir = t.TempDir()
 		l.ca.Issue(t, tlstest.Options{DNSNames: []string{h2ServerName}}).Write(t, l.certDir, "front")
 	}
-	l.b = runLatch(t, l.config(t, o), 3*time.Second)
+	l.b, _ = runLatch(t, l.config(t, o), 3*time.Second)
 	l.addr = l.b.Addr("public")
 	var err error
 	if _, l.port, err = net.SplitHostPort(l.addr); err != nil {
@@ -145,7 +145,7 @@ func writeAttrs(y *strings.Builder, indent string, attrs map[string]string) {
 // reload applies a new configuration to the running latch, as SIGHUP does.
 func (l *h2Latch) reload(t *testing.T, o h2Options) {
 	t.Helper()
-	if err := l.b.Apply(l.config(t, o)); err != nil {
+	if err := l.b.Apply(t.Context(), l.config(t, o)); err != nil {
 		t.Fatalf("reload: %v", err)
 	}
 }

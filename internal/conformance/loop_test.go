@@ -10,10 +10,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/latch-lb/latch/internal/evloop/evlooptest"
+	"github.com/latch-lb/latch/internal/evloop"
+	"github.com/latch-lb/latch/internal/server"
 )
 
-// The event-loop data path (internal/proxy/loop.go) keeps the common
+// The event-loop data path (internal/proxy/conn_loop.go) keeps the common
 // exchange on the loop and hands a connection to a goroutine at the step
 // where it would have to wait. Every test in this suite runs on it; these
 // check that it keeps what it should, hands off what it must, that the
@@ -23,7 +24,7 @@ import (
 
 func loopsOn(t *testing.T) {
 	t.Helper()
-	if !evlooptest.On() {
+	if dataPath != server.Loops || !evloop.Supported {
 		t.Skip("event loops are off in this run")
 	}
 }
@@ -101,10 +102,10 @@ func TestLoopKeepsPlainExchanges(t *testing.T) {
 			t.Fatalf("pipelined GET %d: got\n%s", i+1, r)
 		}
 	}
-	if n := l.h.OnLoop.Load(); n != 1 {
+	if n := l.obs.OnLoop.Load(); n != 1 {
 		t.Errorf("%d connections on an event loop, want 1", n)
 	}
-	if n := l.h.HandedOff.Load(); n != 0 {
+	if n := l.obs.HandedOff.Load(); n != 0 {
 		t.Errorf("%d connections handed to a goroutine, want none", n)
 	}
 	if n := target.conns.Load(); n != 1 {
@@ -171,7 +172,7 @@ func TestLoopHandsOff(t *testing.T) {
 			if err := want(c.response("GET"), 200, "0"); err != nil {
 				t.Fatalf("the request after the handoff: %v", err)
 			}
-			if n := l.h.HandedOff.Load(); n != 1 {
+			if n := l.obs.HandedOff.Load(); n != 1 {
 				t.Errorf("%d connections handed to a goroutine, want 1", n)
 			}
 		})
@@ -188,7 +189,7 @@ func TestLoopHandsOff(t *testing.T) {
 		if line, err := c.br.ReadString('\n'); err != nil || line != "ping\n" {
 			t.Fatalf("through the tunnel: got %q, %v; want the target's echo", line, err)
 		}
-		if n := l.h.HandedOff.Load(); n != 1 {
+		if n := l.obs.HandedOff.Load(); n != 1 {
 			t.Errorf("%d connections handed to a goroutine, want 1", n)
 		}
 	})
@@ -240,17 +241,13 @@ func TestLoopSpreadsConnections(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if n := l.h.OnLoop.Load(); n != conns {
+	if n := l.obs.OnLoop.Load(); n != conns {
 		t.Errorf("%d connections on event loops, want %d", n, conns)
 	}
-	if n := l.h.HandedOff.Load(); n != 0 {
+	if n := l.obs.HandedOff.Load(); n != 0 {
 		t.Errorf("%d connections handed to a goroutine, want none", n)
 	}
 }
-
-// TestGoroutinePath runs this whole suite again with the event loops off
-// (LATCH_DATA_PATH=goroutines), in a child process of this test binary.
-func TestGoroutinePath(t *testing.T) { evlooptest.RunWithoutLoops(t) }
 
 // dialPlain opens a client connection with the suite's deadline, for use
 // outside the test's goroutine.

@@ -19,7 +19,7 @@ import (
 	"time"
 
 	"github.com/latch-lb/latch/internal/config"
-	"github.com/latch-lb/latch/internal/lb"
+	"github.com/latch-lb/latch/internal/server"
 	"github.com/latch-lb/latch/internal/target"
 )
 
@@ -31,6 +31,8 @@ type Options struct {
 	Log    *slog.Logger
 	// Ready, if set, receives latch's URL once everything is serving.
 	Ready func(url string)
+	// DataPath is latch's data path (event loops by default).
+	DataPath server.DataPath
 }
 
 // Instances is how many app instances the demo runs.
@@ -51,7 +53,7 @@ func Run(ctx context.Context, o Options) error {
 	defer idp.Close()
 	idpURL := "http://" + idp.Addr
 
-	var apps []*server
+	var apps []*httpServer
 	defer func() {
 		for _, a := range apps {
 			a.Close()
@@ -97,8 +99,8 @@ state_dir: %s
 	if err != nil {
 		return fmt.Errorf("demo config: %w", err)
 	}
-	b := lb.New(o.Log)
-	if err := b.Apply(cfg); err != nil {
+	b, err := server.New(server.Options{Log: o.Log, DataPath: o.DataPath})
+	if err != nil {
 		return err
 	}
 	defer func() {
@@ -106,14 +108,24 @@ state_dir: %s
 		defer cancel()
 		b.Shutdown(ctx)
 	}()
+	events := b.Subscribe(64)
+	defer events.Close()
+	if err := b.Apply(ctx, cfg); err != nil {
+		return err
+	}
 
 	// Announce the URL once every instance has passed a health check, so
 	// that the first logins already spread over all three.
-	for deadline := time.Now().Add(10 * time.Second); !allHealthy(b) && time.Now().Before(deadline); {
+	timeout := time.After(10 * time.Second)
+wait:
+	for !allHealthy(b) {
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-time.After(20 * time.Millisecond):
+		case <-events.C:
+		case <-timeout:
+			o.Log.Warn("not every app instance is healthy after 10 s; serving anyway")
+			break wait
 		}
 	}
 	u := "http://" + b.Addr("demo") + "/"
@@ -126,28 +138,31 @@ state_dir: %s
 	return nil
 }
 
-func allHealthy(b *lb.LB) bool {
-	hs := b.Health("app")
-	for _, h := range hs {
-		if h.State != target.Healthy {
+func allHealthy(b *server.Server) bool {
+	g := b.Snapshot().Group("app")
+	if g == nil || len(g.Targets) != Instances {
+		return false
+	}
+	for _, t := range g.Targets {
+		if t.State != target.Healthy {
 			return false
 		}
 	}
-	return len(hs) == Instances
+	return true
 }
 
-// server is an http.Server bound to a free loopback port.
-type server struct {
+// httpServer is an http.Server bound to a free loopback port.
+type httpServer struct {
 	*http.Server
 	Addr string
 }
 
-func serve(h http.Handler) (*server, error) {
+func serve(h http.Handler) (*httpServer, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
 	}
-	s := &server{Server: &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}, Addr: ln.Addr().String()}
+	s := &httpServer{Server: &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}, Addr: ln.Addr().String()}
 	go s.Serve(ln)
 	return s, nil
 }

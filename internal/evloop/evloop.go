@@ -12,15 +12,7 @@
 // goroutines hand it work with Post.
 package evloop
 
-import (
-	"os"
-	"time"
-)
-
-// Enabled reports whether latch serves plain-HTTP connections on event
-// loops: where Supported, unless LATCH_DATA_PATH=goroutines turns them
-// off (a diagnostic switch, to compare the two data paths on one binary).
-func Enabled() bool { return Supported && os.Getenv("LATCH_DATA_PATH") != "goroutines" }
+import "time"
 
 // A File is a socket registered with a loop.
 type File interface {

@@ -124,20 +124,23 @@ func expect(t *testing.T, r recorder, want uint32, what string) {
 // stops it.
 func TestTick(t *testing.T) {
 	var ticks atomic.Int64
-	l := startLoop(t, func(time.Time) { ticks.Add(1) })
+	fifth := make(chan struct{})
+	l := startLoop(t, func(time.Time) {
+		if ticks.Add(1) == 5 {
+			close(fifth)
+		}
+	})
 	l.Post(func() { l.SetTick(10 * time.Millisecond) })
-	deadline := time.Now().Add(waitLimit)
-	for ticks.Load() < 5 && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
-	}
-	if n := ticks.Load(); n < 5 {
-		t.Fatalf("%d ticks in %v at a 10ms interval", n, waitLimit)
+	select {
+	case <-fifth:
+	case <-time.After(waitLimit):
+		t.Fatalf("%d ticks in %v at a 10ms interval", ticks.Load(), waitLimit)
 	}
 	stopped := make(chan struct{})
 	l.Post(func() { l.SetTick(0); close(stopped) })
 	<-stopped
 	n := ticks.Load()
-	time.Sleep(50 * time.Millisecond)
+	time.Sleep(50 * time.Millisecond) // five intervals in which nothing may happen
 	if m := ticks.Load(); m != n {
 		t.Errorf("%d ticks after SetTick(0)", m-n)
 	}

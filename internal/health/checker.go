@@ -1,4 +1,4 @@
-// Package health runs a target group's active health checks.
+// Package health probes targets for their groups' active health checks.
 package health
 
 import (
@@ -17,25 +17,29 @@ import (
 	"github.com/latch-lb/latch/internal/target"
 )
 
-// Checker probes every registered target of one group, each on its own
-// schedule, and feeds the results to the group's state machine.
+// Checker probes the targets of one group, each on its own schedule, and
+// reports the results to the group's state machine. It is the group's
+// target.Checker: the group starts a target's probes when it registers it
+// and stops them when it deregisters it.
 type Checker struct {
-	group  *target.Group
 	spec   config.HealthCheck
 	client *http.Client
 
 	mu     sync.Mutex
 	probes map[*target.Target]context.CancelFunc
+	closed bool
 	wg     sync.WaitGroup
 }
+
+var _ target.Checker = (*Checker)(nil)
 
 // maxBody caps how much of a probe's response body is read.
 const maxBody = 64 << 10
 
-// NewChecker returns a checker for g; it probes nothing until Sync. With
-// http2, probes speak cleartext HTTP/2 with prior knowledge, as the
+// NewChecker returns a checker for spec; it probes nothing until Start.
+// With http2, probes speak cleartext HTTP/2 with prior knowledge, as the
 // group's requests do (protocol_version HTTP2).
-func NewChecker(g *target.Group, spec config.HealthCheck, http2 bool) *Checker {
+func NewChecker(spec config.HealthCheck, http2 bool) *Checker {
 	tr := &http.Transport{
 		// As ALB does, and so that a probe measures a fresh connection.
 		DisableKeepAlives:      true,
@@ -53,7 +57,6 @@ func NewChecker(g *target.Group, spec config.HealthCheck, http2 bool) *Checker {
 		spec.UserAgent = config.DefaultHealthCheckUserAgent
 	}
 	return &Checker{
-		group:  g,
 		spec:   spec,
 		client: &http.Client{Transport: tr, CheckRedirect: noRedirects},
 		probes: map[*target.Target]context.CancelFunc{},
@@ -62,33 +65,35 @@ func NewChecker(g *target.Group, spec config.HealthCheck, http2 bool) *Checker {
 
 func noRedirects(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 
-// Sync starts probing targets not yet probed and stops probing those no
-// longer listed.
-func (c *Checker) Sync(targets []*target.Target) {
+// Start begins probing t, reporting every result to report. Starting a
+// target already probed does nothing.
+func (c *Checker) Start(t *target.Target, report func(*target.Target, target.Result)) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	keep := make(map[*target.Target]bool, len(targets))
-	for _, t := range targets {
-		keep[t] = true
-		if _, ok := c.probes[t]; ok {
-			continue
-		}
-		ctx, cancel := context.WithCancel(context.Background())
-		c.probes[t] = cancel
-		c.wg.Add(1)
-		go c.run(ctx, t)
+	if _, ok := c.probes[t]; ok || c.closed {
+		return
 	}
-	for t, cancel := range c.probes {
-		if !keep[t] {
-			cancel()
-			delete(c.probes, t)
-		}
+	ctx, cancel := context.WithCancel(context.Background())
+	c.probes[t] = cancel
+	c.wg.Add(1)
+	go c.run(ctx, t, report)
+}
+
+// Stop stops probing t. It does not wait for a probe in progress, whose
+// result is dropped.
+func (c *Checker) Stop(t *target.Target) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if cancel, ok := c.probes[t]; ok {
+		cancel()
+		delete(c.probes, t)
 	}
 }
 
-// Stop stops every probe and waits for them to end.
-func (c *Checker) Stop() {
+// Close stops every probe and waits for them to end.
+func (c *Checker) Close() {
 	c.mu.Lock()
+	c.closed = true
 	for t, cancel := range c.probes {
 		cancel()
 		delete(c.probes, t)
@@ -100,7 +105,7 @@ func (c *Checker) Stop() {
 
 // run probes t every interval. The first probe comes after a random part of
 // the interval, so that targets registered together are not probed in step.
-func (c *Checker) run(ctx context.Context, t *target.Target) {
+func (c *Checker) run(ctx context.Context, t *target.Target, report func(*target.Target, target.Result)) {
 	defer c.wg.Done()
 	timer := time.NewTimer(rand.N(c.spec.Interval))
 	defer timer.Stop()
@@ -116,7 +121,7 @@ func (c *Checker) run(ctx context.Context, t *target.Target) {
 		if ctx.Err() != nil {
 			return
 		}
-		c.group.Observe(t, r)
+		report(t, r)
 	}
 }
 

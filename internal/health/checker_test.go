@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"runtime"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -21,7 +20,7 @@ import (
 
 func testSpec() config.HealthCheck {
 	return config.HealthCheck{
-		Enabled: true, Protocol: "HTTP", Path: "/healthz",
+		Enabled: true, Protocol: config.HTTP, Path: "/healthz",
 		Interval: 100 * time.Millisecond, Timeout: 50 * time.Millisecond,
 		HealthyThreshold: 2, UnhealthyThreshold: 2,
 		Matcher:   matcher("200-399"),
@@ -143,7 +142,7 @@ func newGroup(t *testing.T, spec config.HealthCheck, addrs ...string) (*target.G
 	t.Cleanup(g.Close)
 	var next atomic.Uint64
 	gen := func(string) uint64 { return next.Add(1) }
-	g.Update(targets(addrs...), s, gen)
+	g.Reconcile(targets(addrs...), s, gen)
 	return g, s, gen
 }
 
@@ -155,29 +154,35 @@ func targets(addrs ...string) []config.Target {
 	return out
 }
 
-// startChecker returns a checker probing g's targets, stopped at cleanup
-// (before the servers close).
-func startChecker(t *testing.T, g *target.Group, spec config.HealthCheck) *Checker {
+// startChecker makes a checker for spec the one g runs (in *s, so that
+// later Reconciles keep it), which starts probing g's targets; it is
+// stopped at cleanup (before the servers close).
+func startChecker(t *testing.T, g *target.Group, s *target.Settings, spec config.HealthCheck) *Checker {
 	t.Helper()
-	c := NewChecker(g, spec, false)
+	c := NewChecker(spec, false)
 	t.Cleanup(func() { stop(t, c) })
-	c.Sync(g.View().Targets)
+	s.Checker = c
+	var regs []config.Target
+	for _, tg := range g.View().Targets {
+		regs = append(regs, config.Target{ID: tg.ID, Weight: tg.Weight()})
+	}
+	g.Reconcile(regs, *s, nil)
 	return c
 }
 
-// stop stops c, failing the test rather than hanging if Stop does not
+// stop closes c, failing the test rather than hanging if Close does not
 // return within 5 s.
 func stop(t *testing.T, c *Checker) {
 	t.Helper()
 	stopped := make(chan struct{})
 	go func() {
-		c.Stop()
+		c.Close()
 		close(stopped)
 	}()
 	select {
 	case <-stopped:
 	case <-time.After(5 * time.Second):
-		t.Errorf("Stop did not return within 5 s")
+		t.Errorf("Close did not return within 5 s")
 	}
 }
 
@@ -225,7 +230,7 @@ func TestProbeStatus(t *testing.T) {
 			})
 			spec := testSpec()
 			spec.Matcher = tc.matcher
-			r := probe(t, NewChecker(nil, spec, false), srv.addr)
+			r := probe(t, NewChecker(spec, false), srv.addr)
 			want := target.Result{OK: true}
 			if !tc.wantOK {
 				want = target.Result{Reason: target.ReasonResponseCodeMismatch, Description: tc.wantDesc}
@@ -252,7 +257,7 @@ func TestProbeLargeBody(t *testing.T) {
 			}
 		}
 	})
-	if r := probe(t, NewChecker(nil, testSpec(), false), srv.addr); r != (target.Result{OK: true}) {
+	if r := probe(t, NewChecker(testSpec(), false), srv.addr); r != (target.Result{OK: true}) {
 		t.Errorf("got %+v, want OK", r)
 	}
 }
@@ -273,7 +278,7 @@ func TestProbeTimeout(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			srv := newServer(t, tc.handler)
-			r := probe(t, NewChecker(nil, testSpec(), false), srv.addr)
+			r := probe(t, NewChecker(testSpec(), false), srv.addr)
 			want := target.Result{Reason: target.ReasonTimeout, Description: "Request timed out"}
 			if r != want {
 				t.Errorf("got %+v, want %+v", r, want)
@@ -284,7 +289,7 @@ func TestProbeTimeout(t *testing.T) {
 
 func TestProbeConnectionRefused(t *testing.T) {
 	addr := closedAddr(t)
-	r := probe(t, NewChecker(nil, testSpec(), false), addr)
+	r := probe(t, NewChecker(testSpec(), false), addr)
 	if r.OK || r.Reason != target.ReasonFailedHealthChecks {
 		t.Errorf("got OK %v reason %q, want a failure with %q", r.OK, r.Reason, target.ReasonFailedHealthChecks)
 	}
@@ -300,7 +305,7 @@ func TestProbeCanceled(t *testing.T) {
 	srv := newServer(t, status(200))
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if r := NewChecker(nil, testSpec(), false).Probe(ctx, srv.addr); r.OK {
+	if r := NewChecker(testSpec(), false).Probe(ctx, srv.addr); r.OK {
 		t.Errorf("probe with a canceled context: got %+v, want a failure", r)
 	}
 }
@@ -328,7 +333,7 @@ func TestProbeRequest(t *testing.T) {
 			})
 			spec := testSpec()
 			spec.UserAgent, spec.Path = tc.userAgent, tc.path
-			if r := probe(t, NewChecker(nil, spec, false), srv.addr); !r.OK {
+			if r := probe(t, NewChecker(spec, false), srv.addr); !r.OK {
 				t.Fatalf("probe failed: %+v", r)
 			}
 			r := <-got
@@ -368,7 +373,7 @@ func TestProbeNewConnectionEach(t *testing.T) {
 	srv.Start()
 	t.Cleanup(srv.Close)
 
-	c := NewChecker(nil, testSpec(), false)
+	c := NewChecker(testSpec(), false)
 	const probes = 5
 	for i := range probes {
 		if r := probe(t, c, srv.Listener.Addr().String()); !r.OK {
@@ -388,7 +393,7 @@ func TestProbeCustomPort(t *testing.T) {
 
 	spec := testSpec()
 	spec.Port, _ = strconv.Atoi(port)
-	if r := probe(t, NewChecker(nil, spec, false), traffic.addr); r != (target.Result{OK: true}) {
+	if r := probe(t, NewChecker(spec, false), traffic.addr); r != (target.Result{OK: true}) {
 		t.Errorf("got %+v, want OK from the health check port", r)
 	}
 	if n := traffic.requests.Load(); n != 0 {
@@ -429,9 +434,9 @@ func TestCheckerStateMachine(t *testing.T) {
 	// allows) so that a loaded machine cannot turn a late 200 into a timeout.
 	spec.Timeout = 2 * time.Second
 	spec.HealthyThreshold, spec.UnhealthyThreshold = 3, 2
-	g, _, _ := newGroup(t, spec, srv.addr)
+	g, s, _ := newGroup(t, spec, srv.addr)
 	tg.Store(lookup(t, g, srv.addr))
-	startChecker(t, g, spec)
+	startChecker(t, g, &s, spec)
 
 	want := []target.State{
 		target.Initial,   // before any probe
@@ -468,8 +473,8 @@ func TestCheckerFailureReasons(t *testing.T) {
 	refused := closedAddr(t)
 
 	spec := testSpec() // interval 100 ms, timeout 50 ms, thresholds 2
-	g, _, _ := newGroup(t, spec, slow.addr, failing.addr, refused)
-	startChecker(t, g, spec)
+	g, s, _ := newGroup(t, spec, slow.addr, failing.addr, refused)
+	startChecker(t, g, &s, spec)
 
 	tests := []struct {
 		addr       string
@@ -502,15 +507,14 @@ func TestCheckerSyncStopsRemovedTargets(t *testing.T) {
 	spec := testSpec()
 	spec.Interval, spec.Timeout = 50*time.Millisecond, 2*time.Second
 	g, s, gen := newGroup(t, spec, a.addr, b.addr)
-	c := startChecker(t, g, spec)
+	startChecker(t, g, &s, spec)
 	oldA := lookup(t, g, a.addr)
 
 	if !waitFor(t, 5*time.Second, func() bool { return a.requests.Load() >= 2 && b.requests.Load() >= 2 }) {
 		t.Fatalf("got %d and %d probes in 5 s, want at least 2 each", a.requests.Load(), b.requests.Load())
 	}
 
-	g.Update(targets(b.addr), s, gen)
-	c.Sync(g.View().Targets)
+	g.Reconcile(targets(b.addr), s, gen) // the group stops a's probes
 	// b's probes measure time. A probe of a already under way may still
 	// land during the first two of them; none may start after.
 	waitB := func(n int64) {
@@ -524,19 +528,18 @@ func TestCheckerSyncStopsRemovedTargets(t *testing.T) {
 	settled := a.requests.Load()
 	waitB(5)
 	if got := a.requests.Load(); got != settled {
-		t.Errorf("a got %d more probes after Sync removed it, want none", got-settled)
+		t.Errorf("a got %d more probes after its deregistration, want none", got-settled)
 	}
 	if h := oldA.Health(); h.State != target.Draining && h.State != target.Unused {
 		t.Errorf("removed a: got %v, want draining or unused", h.State)
 	}
 
 	// Registered again: a new target, probed from initial.
-	g.Update(targets(a.addr, b.addr), s, gen)
+	g.Reconcile(targets(a.addr, b.addr), s, gen)
 	newA := lookup(t, g, a.addr)
 	if newA == oldA {
 		t.Fatalf("re-registered a is the old *Target")
 	}
-	c.Sync(g.View().Targets)
 	if !waitFor(t, 5*time.Second, func() bool { return newA.Health().State == target.Healthy }) {
 		t.Errorf("re-registered a: still %v after 5 s, want healthy", newA.Health().State)
 	}
@@ -545,19 +548,21 @@ func TestCheckerSyncStopsRemovedTargets(t *testing.T) {
 	}
 }
 
-// TestCheckerSyncIdempotent checks that syncing the same targets again
+// TestCheckerStartIdempotent checks that starting a target already probed
 // starts no second probe loop: with a server that never answers, each loop
 // holds exactly one request open.
-func TestCheckerSyncIdempotent(t *testing.T) {
+func TestCheckerStartIdempotent(t *testing.T) {
 	stuck := newServer(t, hang)
 	clock := newServer(t, status(200))
 	spec := testSpec()
 	spec.Interval, spec.Timeout = 50*time.Millisecond, time.Minute
-	g, _, _ := newGroup(t, spec, stuck.addr, clock.addr)
-	c := startChecker(t, g, spec)
-	c.Sync(g.View().Targets)
-	c.Sync(slices.Clone(g.View().Targets))
-	c.Sync(g.View().Targets)
+	g, s, _ := newGroup(t, spec, stuck.addr, clock.addr)
+	c := startChecker(t, g, &s, spec)
+	for range 3 {
+		for _, tg := range g.View().Targets {
+			c.Start(tg, g.Observe)
+		}
+	}
 
 	// Every loop's first probe comes within one interval; wait for several.
 	if !waitFor(t, 5*time.Second, func() bool { return clock.requests.Load() >= 6 && stuck.inflight.Load() >= 1 }) {
@@ -576,9 +581,8 @@ func TestCheckerStop(t *testing.T) {
 
 	spec := testSpec()
 	spec.Interval, spec.Timeout = 50*time.Millisecond, time.Minute
-	g, _, _ := newGroup(t, spec, stuck.addr, a.addr, b.addr)
-	c := NewChecker(g, spec, false)
-	c.Sync(g.View().Targets)
+	g, s, _ := newGroup(t, spec, stuck.addr, a.addr, b.addr)
+	c := startChecker(t, g, &s, spec)
 	if !waitFor(t, 5*time.Second, func() bool {
 		return stuck.inflight.Load() == 1 && a.requests.Load() >= 2 && b.requests.Load() >= 2
 	}) {
@@ -590,7 +594,7 @@ func TestCheckerStop(t *testing.T) {
 	if t.Failed() {
 		t.FailNow()
 	}
-	stop(t, c) // a second Stop is harmless
+	stop(t, c) // a second Close is harmless
 
 	// The probe in flight was cut: the server sees its client go away.
 	if !waitFor(t, 5*time.Second, func() bool { return stuck.inflight.Load() == 0 }) {
@@ -625,8 +629,8 @@ func TestCheckerJitter(t *testing.T) {
 	}
 	spec := testSpec()
 	spec.Interval, spec.Timeout = time.Second, 500*time.Millisecond
-	g, _, _ := newGroup(t, spec, addrs...)
-	startChecker(t, g, spec)
+	g, s, _ := newGroup(t, spec, addrs...)
+	startChecker(t, g, &s, spec)
 
 	if !waitFor(t, 5*time.Second, func() bool { mu.Lock(); defer mu.Unlock(); return len(first) == n }) {
 		t.Fatalf("only %d of %d targets probed in 5 s", len(first), n)

@@ -1,17 +1,13 @@
 package proxy
 
 import (
-	"bytes"
 	"math/rand/v2"
 	"net/http"
-	"net/netip"
 	"sort"
 	"strconv"
 	"time"
 
 	"github.com/latch-lb/latch/internal/config"
-	"github.com/latch-lb/latch/internal/h1"
-	"github.com/latch-lb/latch/internal/route"
 	"github.com/latch-lb/latch/internal/sticky"
 	"github.com/latch-lb/latch/internal/target"
 )
@@ -35,18 +31,19 @@ type Action struct {
 	Redirect *config.Redirect
 	Fixed    *config.FixedResponse
 
-	cum  []int  // running sums of the backends' weights, for a weighted pick
-	body string // a redirect's body
+	cum         []int  // running sums of the backends' weights, for a weighted pick
+	body        []byte // a redirect's body
+	contentType []byte // a fixed response's Content-Type
 }
 
 // NewRedirect returns a redirect action.
 func NewRedirect(r *config.Redirect) *Action {
-	return &Action{Kind: Redirect, Redirect: r, body: redirectBody(r.StatusCode)}
+	return &Action{Kind: Redirect, Redirect: r, body: []byte(redirectBody(r.StatusCode))}
 }
 
 // NewFixedResponse returns a fixed-response action.
 func NewFixedResponse(f *config.FixedResponse) *Action {
-	return &Action{Kind: FixedResponse, Fixed: f}
+	return &Action{Kind: FixedResponse, Fixed: f, contentType: []byte(f.ContentType)}
 }
 
 // Backend is a target group as a forward action reaches it.
@@ -144,71 +141,8 @@ func (a *Action) pick(ok func(*Backend) bool) *Backend {
 	return nil
 }
 
-// input fills x.in, what the rules look at, from the request head.
-func (x *exchange) input() *route.Input {
-	req, in := &x.req, &x.in
-	in.Host, in.Method, in.Fields, in.Source = req.Host, req.Method, req.Fields, x.src
-	t := originTarget(req)
-	if i := bytes.IndexByte(t, '#'); i >= 0 {
-		t = t[:i]
-	}
-	in.Path, in.Query = t, nil
-	if i := bytes.IndexByte(t, '?'); i >= 0 {
-		in.Path, in.Query = t[:i], t[i+1:]
-	}
-	if len(in.Path) == 0 {
-		in.Path = slash
-	}
-	return in
-}
-
-var slash = []byte("/")
-
-// originTarget is the request target without an absolute form's
-// "scheme://authority" (which may leave it empty, or starting with '?').
-func originTarget(req *h1.Request) []byte {
-	t := req.Target
-	if !req.HostFromTarget {
-		return t
-	}
-	t = t[bytes.Index(t, schemeSep)+3:]
-	if j := bytes.IndexAny(t, "/?#"); j >= 0 {
-		return t[j:]
-	}
-	return t[len(t):]
-}
-
-var schemeSep = []byte("://")
-
 // redirectBody is what ALB sends with a redirect.
 func redirectBody(status int) string {
 	t := strconv.Itoa(status) + " " + http.StatusText(status)
 	return "<html>\r\n<head><title>" + t + "</title></head>\r\n<body>\r\n<center><h1>" + t + "</h1></center>\r\n</body>\r\n</html>\r\n"
-}
-
-// answer serves a redirect or fixed-response action.
-func (x *exchange) answer(rt *Route, a *Action) bool {
-	keep := x.mayKeep(x.body.Done())
-	x.cl.touch(x.h.now().UnixNano(), rt.IdleTimeout)
-	if a.Kind == Redirect {
-		loc := route.AppendLocation(x.buf[:0], a.Redirect, x.input(), x.h.proto, x.h.port)
-		x.cl.writeReply(a.Redirect.StatusCode, "text/html", loc, a.body, keep)
-		x.buf = loc[:0]
-		return keep
-	}
-	f := a.Fixed
-	x.cl.writeReply(f.StatusCode, f.ContentType, nil, f.MessageBody, keep)
-	return keep
-}
-
-// peerAddr is what an exchange keeps of its client's address s
-// (host:port): the address as X-Forwarded-For carries it (an IPv4-mapped
-// IPv6 address as IPv4), and as rules and source-IP affinity see it.
-func peerAddr(s string) ([]byte, netip.Addr) {
-	ap, err := netip.ParseAddrPort(s)
-	if err != nil {
-		return []byte(s), netip.Addr{}
-	}
-	a := ap.Addr().Unmap()
-	return a.AppendTo(nil), a
 }

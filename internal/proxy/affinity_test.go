@@ -14,7 +14,7 @@ import (
 )
 
 // group returns a group of n routable targets (health checks off).
-func group(t testing.TB, n int, alg string) *target.Group {
+func group(t testing.TB, n int, alg config.Algorithm) *target.Group {
 	var ts []config.Target
 	for i := range n {
 		ts = append(ts, config.Target{ID: fmt.Sprintf("10.0.0.%d:80", i), Weight: 1})
@@ -22,7 +22,7 @@ func group(t testing.TB, n int, alg string) *target.Group {
 	s := target.Settings{MinHealthyCount: 1, NewPicker: func(ts []*target.Target) target.Picker { return balance.New(alg, ts) }}
 	g := target.NewGroup("web", s, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	gen := uint64(0)
-	g.Update(ts, s, func(string) uint64 { gen++; return gen })
+	g.Reconcile(ts, s, func(string) uint64 { gen++; return gen })
 	t.Cleanup(g.Close)
 	return g
 }
@@ -36,7 +36,7 @@ func group(t testing.TB, n int, alg string) *target.Group {
 func TestBoundedPickNeverExceedsTheBound(t *testing.T) {
 	// run makes 5000 picks with the factor (none if 0) and returns what
 	// the stuck target holds at the end.
-	run := func(t *testing.T, alg string, factor float64) int64 {
+	run := func(t *testing.T, alg config.Algorithm, factor float64) int64 {
 		g := group(t, 10, alg)
 		view := g.View()
 		stuck := view.Routable[0]
@@ -57,9 +57,9 @@ func TestBoundedPickNeverExceedsTheBound(t *testing.T) {
 		}
 		return stuck.Inflight.Load()
 	}
-	for _, alg := range []string{"round_robin", "least_outstanding_requests", "weighted_random"} {
-		t.Run(alg, func(t *testing.T) {
-			if alg != "least_outstanding_requests" { // which avoids the stuck target by itself
+	for _, alg := range []config.Algorithm{config.RoundRobin, config.LeastOutstandingRequests, config.WeightedRandom} {
+		t.Run(alg.String(), func(t *testing.T) {
+			if alg != config.LeastOutstandingRequests { // which avoids the stuck target by itself
 				if got := run(t, alg, 0); got < 300 {
 					t.Fatalf("without a factor the stuck target holds only %d; the test needs the algorithm to pile about 500 on it", got)
 				}
@@ -74,7 +74,7 @@ func TestBoundedPickNeverExceedsTheBound(t *testing.T) {
 }
 
 func TestBoundedPickWithoutFactorFollowsTheAlgorithm(t *testing.T) {
-	g := group(t, 3, "round_robin")
+	g := group(t, 3, config.RoundRobin)
 	view := g.View()
 	view.Routable[0].Inflight.Store(1000)
 	seen := map[*target.Target]int{}
@@ -93,12 +93,12 @@ func TestRebalanceOnlyToJoinedTargetsAfterIdle(t *testing.T) {
 	for i := range 4 {
 		ts = append(ts, config.Target{ID: fmt.Sprintf("10.0.0.%d:80", i), Weight: 1})
 	}
-	s := target.Settings{MinHealthyCount: 1, NewPicker: func(ts []*target.Target) target.Picker { return balance.New("round_robin", ts) }}
+	s := target.Settings{MinHealthyCount: 1, NewPicker: func(ts []*target.Target) target.Picker { return balance.New(config.RoundRobin, ts) }}
 	g := target.NewGroup("web", s, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	t.Cleanup(g.Close)
 	gen := uint64(0)
 	next := func(string) uint64 { gen++; return gen }
-	g.Update(ts[:1], s, next)
+	g.Reconcile(ts[:1], s, next)
 	view := g.View()
 	old := view.Routable[0]
 	now := time.Now()
@@ -106,7 +106,7 @@ func TestRebalanceOnlyToJoinedTargetsAfterIdle(t *testing.T) {
 	if u := rebalance(view, old, before, time.Second, now); u != nil {
 		t.Errorf("a session moved within a group of its founding target alone")
 	}
-	g.Update(ts, s, next)
+	g.Reconcile(ts, s, next)
 	view = g.View()
 	if u := rebalance(view, old, before, 0, now); u != nil {
 		t.Errorf("rebalance off moved a session")
@@ -143,7 +143,7 @@ func TestRebalanceOnlyToJoinedTargetsAfterIdle(t *testing.T) {
 func BenchmarkBoundedPick(b *testing.B) {
 	for _, n := range []int{10, 1000, 10000} {
 		b.Run(fmt.Sprintf("n=%d", n), func(b *testing.B) {
-			g := group(b, n, "round_robin")
+			g := group(b, n, config.RoundRobin)
 			view := g.View()
 			for i, t := range view.Routable {
 				t.Inflight.Store(int64(i % 7))

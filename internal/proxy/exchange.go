@@ -5,8 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/netip"
+	"os"
+	"syscall"
 	"time"
 
 	"github.com/latch-lb/latch/internal/balance"
@@ -17,96 +20,219 @@ import (
 	"github.com/latch-lb/latch/internal/upstream"
 )
 
-// client is the side of an exchange a request came from and its answer
-// goes to: an HTTP/1.1 connection, or an HTTP/2 stream.
-type client interface {
-	// touch makes sure the client's deadline leaves idle from now.
-	touch(now int64, idle time.Duration)
-	// bodyAtHand reports whether request body bytes can be read without
-	// waiting; when none can, what was sent on is flushed first.
-	bodyAtHand() bool
-	// continue100 tells a client that sent Expect: 100-continue to send
-	// its body.
-	continue100() error
-	// writeError answers with latch's own error.
-	writeError(status int, cause string, keep bool)
-	// writeReply answers with a redirect or a fixed response.
-	writeReply(status int, contentType string, location []byte, body string, keep bool)
-	// respond relays the response whose head is in x.resp, and gives uc
-	// back to its pool (or closes it).
-	respond(x *exchange, rt *Route, t *target.Target, uc *upstream.Conn, issued int64) (keep bool, err error)
-	// tunnel relays a switched protocol (101) both ways until it ends.
-	tunnel(x *exchange, rt *Route, t *target.Target, uc *upstream.Conn, issued int64)
-	// watch cuts uc short if the client goes away while the exchange waits
-	// on the target; stop ends the watch.
-	watch(uc *upstream.Conn) (stop func() bool)
-	// watchContext calls cancel if the client goes away (HTTP/2 targets).
-	watchContext(cancel func()) (stop func() bool)
-	// respondHTTP relays an HTTP/2 target's response; bodyDone says
-	// whether the request body was all read when it began.
-	respondHTTP(x *exchange, rt *Route, t *target.Target, resp *http.Response, issued int64, bodyDone bool) (keep bool, err error)
-	// gone reports whether the client is known to have gone away (an
-	// HTTP/2 stream reset; an HTTP/1.1 client is noticed when written to).
-	gone() bool
-	// interruptRead makes a read of the request body that waits on the
-	// client return at once.
-	interruptRead()
-}
-
-// bodySource is a request body as the client sends it: an h1.Body, or an
-// HTTP/2 stream's DATA frames.
-type bodySource interface {
-	Next() ([]byte, error)
-	Done() bool
-	Trailers() []h1.Field
-}
-
 // exchange is one request on its way through latch, whatever protocol it
-// came in on: its head (always in HTTP/1.1 form, as it goes to the
-// target), the session it belongs to, and the target's response.
+// came in on and whichever data path serves it: its head (always in
+// HTTP/1.1 form, as it goes to the target), the session it belongs to, the
+// target and connection it went to, and the answer for the client.
+//
+// Both data paths run the same steps, written once here: begin (rules,
+// latch's own answers, the pick), use (a connection to the target, counted
+// in flight), connectFailed (the one retry elsewhere), stale (the replay
+// of a request a dead pooled connection lost), fail (latch's error) and
+// end. The goroutine path calls them in a row (serve); an event loop calls
+// them as its sockets get ready (conn_loop.go).
 type exchange struct {
-	h    *Handler
-	cl   client
-	req  h1.Request
+	h   *Handler
+	rt  *Route // the listener's route this request is served by
+	req h1.Request
+	// body is the request body as the client sends it.
 	body bodySource
-	resp h1.Response
-	// rbody reads the response body.
-	rbody h1.Body
-	sess  sticky.Session
-	moved string // the session's old target, for MovedHeader
-	ip    []byte // the client's address, for X-Forwarded-For
-	xff   []byte // scratch: the X-Forwarded-For value
-	// ipPort is the client's address and port ("[ipv6]:port" for IPv6).
-	ipPort []byte
-	rt     *Route // the listener's route this request is served by
+	// ctx is done when the client goes away (an HTTP/2 stream's reset);
+	// nil for an HTTP/1.1 client, noticed only when written to.
+	ctx context.Context
 	// closeAfter closes both connections after this exchange (an
 	// ambiguous request: nothing smuggled behind it may be read).
 	closeAfter bool
-	// burst, when set, pins the first requests of a connection that carry
-	// no session to one target (HTTP/2's first-burst affinity).
-	burst *burst
-	buf   []byte // scratch: cookie values, redirect locations
+	rec        Record // what the Observer sees
+	now        time.Time
 
-	src netip.Addr  // the client's address, for source_ip rules
-	in  route.Input // what the rules look at
-	act *Action     // the matched rule's action
-	be  *Backend    // the target group the request goes to
-	// groupName and groupIssued are the weighted forward's group session
-	// (AWSALBTG): the group's name, and when the session first picked it.
+	// The client's address: for X-Forwarded-For (ip; ipPort is
+	// "[ipv6]:port" for IPv6), and for source_ip rules and affinity (src).
+	ip, ipPort []byte
+	src        netip.Addr
+	xff        []byte // scratch: the X-Forwarded-For value
+	buf        []byte // scratch: cookie values, redirect locations
+	in         route.Input
+	act        *Action  // the matched rule's action
+	be         *Backend // the target group the request goes to
+
+	// The pick (pick.go). burst, when set, pins the first requests of a
+	// connection that carry no session to one target (HTTP/2's first-burst
+	// affinity). groupName and groupIssued are a weighted forward's group
+	// session (AWSALBTG). The target t, when its session first picked it
+	// (issued; 0: now), whether the request came with a live session
+	// (firstStuck), the session's old target (moved) and the view t was
+	// picked from.
+	burst       *burst
+	sess        sticky.Session
 	groupName   string
 	groupIssued int64
-	// key is the request's hash-affinity key, when keyed.
-	key   uint64
-	keyed bool
-	// The forward's target, when its session first picked it (0: now),
-	// whether the request came with a live session, and the group's view
-	// the target was picked from.
-	t          *target.Target
-	issued     int64
-	firstStuck bool
-	view       *target.View
-	// unwatch ends the client's watch on the target connection.
+	key         uint64
+	keyed       bool
+	t           *target.Target
+	issued      int64
+	firstStuck  bool
+	moved       string
+	view        *target.View
+
+	// Forwarding. uc is the HTTP/1.1 target connection the exchange holds
+	// (nil when none); held the target counted in flight for it (hp the
+	// picker whose Begin counted it); retried says the one retry was
+	// used; unwatch ends the client's watch on uc.
+	uc      *upstream.Conn
+	held    *target.Target
+	hp      *balance.Hash
+	retried bool
 	unwatch func() bool
+	resp    h1.Response // an HTTP/1.1 target's response head
+	rbody   h1.Body     // its body
+	h2      *h2Exchange // an HTTP/2 target's side, while it lasts
+	// failure is why latch answered in the target's place, for End's log.
+	failure error
+
+	out   response // the answer for the client
+	fbody h1Body   // out's body reader, for an HTTP/1.1 target
+}
+
+// bodySource is a request body as the client sends it: an HTTP/1.1
+// connection's, or an HTTP/2 stream's DATA frames.
+type bodySource interface {
+	// Next returns the next part of the body; io.EOF after the last. It
+	// may wait for the client.
+	Next() ([]byte, error)
+	Done() bool
+	Trailers() []h1.Field
+	// AtHand reports whether Next can return without waiting: when it
+	// cannot, what was sent on is flushed first, and Touch called.
+	AtHand() bool
+	// Touch tells the client side that the exchange waits for more of the
+	// body from now: an HTTP/1.1 connection moves its deadline on.
+	Touch(now int64)
+	// Continue tells a client that sent Expect: 100-continue to send its
+	// body, now that the target is connected, unless it did already.
+	Continue() error
+	// Interrupt makes a Next waiting on the client return at once.
+	Interrupt()
+}
+
+// maxForwardedFor is ALB's limit on X-Forwarded-For addresses (463 beyond).
+const maxForwardedFor = 30
+
+// start readies the exchange for the request just read and tells the
+// observer.
+func (x *exchange) start(rt *Route) {
+	x.rt = rt
+	x.now = time.Now()
+	x.rec = Record{Listener: x.h.name, Start: x.now, HTTP2: x.ctx != nil, Minor: x.req.Minor, Method: x.req.Method,
+		Classified: x.rec.Classified, Desync: x.rec.Desync}
+	x.t, x.held, x.hp, x.uc, x.failure, x.retried, x.moved = nil, nil, nil, nil, nil, false, ""
+	x.h.obs.Begin(&x.rec)
+}
+
+// begin does what comes before forwarding: it refuses what latch does not
+// forward, matches the rules, makes latch's own answer (a redirect, a
+// fixed response, an error) in x.out, or picks the target of a forward
+// (x.t). It reports whether to forward.
+func (x *exchange) begin(rt *Route) bool {
+	x.start(rt)
+	req := &x.req
+	switch {
+	case req.ExpectOther:
+		return x.refuse(http.StatusExpectationFailed, "unsupported Expect")
+	case string(req.Method) == "TRACE":
+		return x.refuse(http.StatusMethodNotAllowed, "TRACE is not allowed")
+	case string(req.Method) == "CONNECT":
+		return x.refuse(http.StatusMethodNotAllowed, "CONNECT is not supported")
+	case req.XFFCount > maxForwardedFor:
+		return x.refuse(463, "X-Forwarded-For holds more than 30 addresses")
+	}
+	a := rt.Actions[len(rt.Actions)-1]
+	if !rt.Rules.Empty() {
+		rule := rt.Rules.Match(x.input())
+		a, x.rec.Rule = rt.Actions[rule.Index], rule.Priority
+	}
+	if a.Kind != Forward {
+		x.answer(a)
+		return false
+	}
+	x.act = a
+	x.be = x.backend(a, x.now)
+	be := x.be
+	x.rec.Group = be.Group.Name
+	x.view = be.Group.View()
+	if len(x.view.Targets) == 0 || x.view.Picker == nil {
+		return x.refuse(http.StatusServiceUnavailable, fmt.Sprintf("target group %q has no registered targets", be.Group.Name))
+	}
+	x.keyed = false
+	x.t, x.issued, x.firstStuck = x.pick(x.view, x.now)
+	x.rec.Target = x.t
+	return true
+}
+
+// serve answers the request in x.req on a goroutine, writing with w, and
+// reports whether the client's connection may carry another request.
+func (x *exchange) serve(rt *Route, w writer) bool {
+	if x.begin(rt) {
+		x.roundTrip()
+	}
+	return x.respond(w)
+}
+
+// writer writes an answer to the client: an HTTP/1.1 connection, or an
+// HTTP/2 stream.
+type writer interface {
+	// write writes x.out, and reports whether the client's connection may
+	// carry another request; err is errCut (the target failed
+	// mid-response) or errClientGone when the answer could not be
+	// written in full.
+	write(x *exchange) (keep bool, err error)
+}
+
+// respond writes x.out with w and ends the exchange.
+func (x *exchange) respond(w writer) bool {
+	keep, err := w.write(x)
+	return x.end(keep, err)
+}
+
+// roundTrip forwards the request to x.t, over HTTP/1.1 or HTTP/2, and
+// leaves the target's response in x.out, or latch's error.
+func (x *exchange) roundTrip() {
+	if x.be.H2 != nil {
+		x.roundTripH2()
+		return
+	}
+	x.roundTripH1()
+}
+
+// use makes uc, a connection to x.t, the exchange's, and counts the
+// request in flight to x.t (once, whatever connections it takes).
+func (x *exchange) use(uc *upstream.Conn) {
+	x.uc = uc
+	x.hold()
+	if x.ctx != nil {
+		// An HTTP/2 client that resets the stream cuts the wait on the
+		// target connection short.
+		x.unwatch = context.AfterFunc(x.ctx, func() { uc.Conn.SetDeadline(aLongTimeAgo) })
+	}
+}
+
+// hold counts the request in flight to x.t. The hash picker's Begin and
+// Done also keep the group's total in flight, which its bounded load
+// needs; on a nil Hash they are just the target's count.
+func (x *exchange) hold() {
+	if x.held == nil {
+		x.hp, _ = x.view.Picker.(*balance.Hash)
+		x.hp.Begin(x.t)
+		x.held = x.t
+	}
+}
+
+// release ends what hold counted.
+func (x *exchange) release() {
+	if x.held != nil {
+		x.hp.Done(x.held)
+		x.held = nil
+	}
 }
 
 // stopWatch ends the client's watch on the target connection, if any. It
@@ -121,70 +247,23 @@ func (x *exchange) stopWatch() bool {
 	return stopped
 }
 
-// maxForwardedFor is ALB's limit on X-Forwarded-For addresses (463 beyond).
-const maxForwardedFor = 30
-
-// serve answers the request in x.req, whose body x.body reads, and
-// reports whether the client's connection may carry another.
-func (x *exchange) serve(rt *Route) bool {
-	if forward, keep := x.begin(rt); !forward {
-		return keep
+// dropConn closes the target connection the exchange holds.
+func (x *exchange) dropConn() {
+	if x.uc != nil {
+		x.stopWatch()
+		x.uc.Close()
+		x.uc = nil
 	}
-	return x.serveForward(rt)
 }
 
-// begin does what comes before forwarding: it refuses what latch does not
-// forward, matches the rules, answers redirects and fixed responses, and
-// picks the target (x.t) of a forward. forward reports whether to forward
-// the request; when not, keep says whether the connection may go on.
-func (x *exchange) begin(rt *Route) (forward, keep bool) {
-	req := &x.req
-	x.rt = rt
-	switch {
-	case req.ExpectOther:
-		return false, x.refuse(http.StatusExpectationFailed, "unsupported Expect")
-	case string(req.Method) == "TRACE":
-		return false, x.refuse(http.StatusMethodNotAllowed, "TRACE is not allowed")
-	case string(req.Method) == "CONNECT":
-		return false, x.refuse(http.StatusMethodNotAllowed, "CONNECT is not supported")
-	case req.XFFCount > maxForwardedFor:
-		return false, x.refuse(463, "X-Forwarded-For holds more than 30 addresses")
-	}
-	a := rt.Actions[len(rt.Actions)-1]
-	if !rt.Rules.Empty() {
-		a = rt.Actions[rt.Rules.Match(x.input()).Index]
-	}
-	if a.Kind != Forward {
-		return false, x.answer(rt, a)
-	}
-	now := x.h.now()
-	x.act = a
-	x.be = x.backend(a, now)
-	be := x.be
-	x.view = be.Group.View()
-	if len(x.view.Targets) == 0 || x.view.Picker == nil {
-		return false, x.refuse(http.StatusServiceUnavailable, fmt.Sprintf("target group %q has no registered targets", be.Group.Name))
-	}
-	x.keyed = false
-	x.t, x.issued, x.firstStuck = x.pick(x.view, now)
-	return true, false
-}
-
-// serveForward forwards the request to x.t, and once more elsewhere if
-// that target refuses the connection.
-func (x *exchange) serveForward(rt *Route) bool {
-	keep, err := x.forward(rt, x.t, x.issued)
-	if isDialFailure(err) && x.retarget(err) {
-		keep, err = x.forward(rt, x.t, x.issued)
-	}
-	return x.finish(rt, x.t, keep, err)
-}
-
-// retarget deals with a connect failure to x.t (err): the request never
-// reached it, so the failure counts against it, and the request goes once
-// more elsewhere, re-sticking the session there. It reports whether there
-// is another target to try, now in x.t.
-func (x *exchange) retarget(err error) bool {
+// connectFailed deals with a failure to connect to x.t (err; a dial
+// error, or its pool closed): the request never reached it, so the
+// failure counts against it, and the request may go once more elsewhere,
+// re-sticking the session there. It reports whether to try again, on the
+// target now in x.t.
+func (x *exchange) connectFailed(err error) bool {
+	x.dropConn()
+	x.release()
 	t, be := x.t, x.be
 	var de *upstream.DialError
 	if errors.As(err, &de) {
@@ -192,119 +271,202 @@ func (x *exchange) retarget(err error) bool {
 		be.Group.Observe(t, target.Result{Reason: target.ReasonFailedHealthChecks,
 			Description: "connect failed on a request: " + de.Err.Error()})
 	}
+	if x.retried {
+		return false
+	}
 	alt := x.alternative(x.view, t)
 	if alt == nil || alt == t {
 		return false
 	}
+	x.retried, x.rec.Retried = true, true
 	if x.firstStuck {
 		x.moved = t.ID
+		x.rec.Sticky, x.rec.StickyReason, x.rec.MovedFrom = sticky.Moved, sticky.TargetConnectFailed, t.ID
 	}
 	x.issued = 0
 	if x.burst != nil && be.Sticky != nil {
-		x.issued = x.burst.repin(be, t, alt, x.h.now())
+		x.issued = x.burst.repin(be, t, alt, time.Now())
 	}
-	x.t = alt
+	x.t, x.rec.Target = alt, alt
 	return true
 }
 
-// finish ends an exchange forwarded to t: when it failed (err), it counts
-// the failure and answers the client if it still can. It reports whether
-// the client's connection may carry another request.
-func (x *exchange) finish(rt *Route, t *target.Target, keep bool, err error) bool {
-	if err == nil {
-		return keep
+// stale reports whether a response that failed to come (started, err) on
+// x.uc means the target closed the pooled connection while it was idle,
+// before the request reached it, so that it may be sent again on a new
+// one: nothing of a response came, the connection was reused, and the
+// request is safe to send twice (replayable).
+func (x *exchange) stale(started bool, err error) bool {
+	return !started && x.uc.Reused && isEOF(err) && x.replayable()
+}
+
+// replayable reports whether the request may be sent again after a pooled
+// connection turned out dead: it has no body (already consumed) and an
+// idempotent method, or an Idempotency-Key, as net/http's Transport rules.
+func (x *exchange) replayable() bool {
+	if x.req.Framing != h1.NoBody {
+		return false
 	}
+	switch string(x.req.Method) {
+	case "GET", "HEAD", "OPTIONS", "PUT", "DELETE":
+		return true
+	}
+	for _, f := range x.req.Fields {
+		if h1.EqualFold(f.Name, []byte("Idempotency-Key")) || h1.EqualFold(f.Name, []byte("X-Idempotency-Key")) {
+			return true
+		}
+	}
+	return false
+}
+
+// fail makes x.out latch's answer to a request the target could not answer
+// (err, before any of the response was written), and counts the failure
+// against the target where the request reached it.
+func (x *exchange) fail(err error) {
+	x.dropConn()
+	t := x.t
 	if t.Health().State == target.Unused {
 		err = errDeregistered
 	}
-	if x.cl.gone() {
+	if x.gone() {
 		// An HTTP/2 client's reset ends the exchange as a timeout would:
 		// it is neither the target's failure nor anyone's to answer.
 		err = errClientGone
 	}
-	if !isDialFailure(err) && !errors.Is(err, errClientGone) {
+	x.failure = err
+	if errors.Is(err, errClientGone) {
+		x.out.reset()
+		x.rec.Cause = err.Error()
+		return
+	}
+	status, cause := statusFor(err, x.be.ConnectTimeout, x.rt.IdleTimeout)
+	if !isDialFailure(err) {
 		// The request reached the target, which failed it: an error for
 		// anomaly detection, as the status latch answers with.
-		status, _ := statusFor(err, x.be.ConnectTimeout, rt.IdleTimeout)
 		t.Record(status)
 	}
-	return x.failTarget(rt, t, err)
+	if status == http.StatusBadRequest {
+		// The client's body was malformed: nothing more can be read.
+		x.answerError(status, cause, false)
+		return
+	}
+	x.refuse(status, cause)
 }
 
-// pick chooses the request's target: the one its session names, if that
-// may still serve it, or else the algorithm's choice. issued is when the
-// session first picked the target (0: now), and stuck says whether the
-// request carried a live session.
-func (x *exchange) pick(view *target.View, now time.Time) (t *target.Target, issued int64, stuck bool) {
-	x.moved = ""
-	if k := x.be.Key; k != nil {
-		if h, ok := view.Picker.(*balance.Hash); ok {
-			if key, ok := x.hashKey(k); ok {
-				x.key, x.keyed = key, true
-				return h.PickKey(key, nil), 0, false
-			}
+// gone reports whether the client is known to have gone away (an HTTP/2
+// stream reset; an HTTP/1.1 client is noticed when written to).
+func (x *exchange) gone() bool { return x.ctx != nil && x.ctx.Err() != nil }
+
+// end ends an exchange whose answer was written (keep, err: what the
+// writer said): the target connection goes back to its pool when the
+// response was relayed whole, the request's count in flight ends, and the
+// observer sees the outcome. It reports whether the client's connection
+// may carry another request.
+func (x *exchange) end(keep bool, err error) bool {
+	if x.uc != nil {
+		if err == nil {
+			x.putOrClose()
+		} else {
+			x.dropConn()
 		}
 	}
+	if x.h2 != nil {
+		x.h2.close()
+		x.h2 = nil
+	}
+	x.release()
+	rec := &x.rec
+	if err != nil && x.failure == nil {
+		x.failure = err
+		rec.Cause = err.Error()
+	}
+	rec.Status = x.out.status
+	rec.Duration = time.Since(x.now)
+	x.h.obs.End(rec)
+	if x.failure != nil && !errors.Is(x.failure, errClientGone) {
+		x.logFailure()
+	}
+	return keep && err == nil
+}
+
+// logFailure logs a failed request, at most one line a second: the
+// observer counts them all.
+func (x *exchange) logFailure() {
+	ok, suppressed := x.h.failures.allow(x.now.UnixNano())
+	if !ok {
+		return
+	}
+	target := ""
+	if x.t != nil {
+		target = x.t.ID
+	}
+	x.h.log.Warn("request failed", "group", x.rec.Group, "target", target, "status", x.rec.Status, "err", x.failure,
+		"suppressed", suppressed)
+}
+
+// putOrClose gives the target connection back to its pool, unless the
+// target closes it, or the request was ambiguous: then nothing smuggled
+// behind it may be read from the connection.
+func (x *exchange) putOrClose() {
+	uc := x.uc
+	x.uc = nil
+	// A client going away from now on must not touch a pooled connection;
+	// one whose watch has fired already is not pooled.
+	if !x.stopWatch() || x.resp.Close || x.closeAfter || x.req.BothTEAndCL {
+		uc.Close()
+	} else {
+		uc.Release(time.Now().UnixNano())
+	}
+}
+
+// mayKeep reports whether the client's connection may carry another
+// request after this one's answer: the client wants it kept, its body was
+// read (bodyDone), nothing in it asks for a close (both Transfer-Encoding
+// and Content-Length; desync mitigation's close), and latch is not
+// shutting down.
+func (x *exchange) mayKeep(bodyDone bool) bool {
+	return x.req.KeepAlive && !x.req.BothTEAndCL && !x.closeAfter && bodyDone && !x.h.closing.Load()
+}
+
+// writeSticky writes the response fields that pin the session to x.t (its
+// group's cookie or header), and to its target group in a weighted
+// forward with group stickiness, to sink: on every response, so that
+// durations slide, as ALB's.
+func (x *exchange) writeSticky(sink sticky.FieldSink) {
+	r := sticky.Response{TLS: x.h.proto == "https", Now: x.now, Stuck: x.firstStuck || x.moved != ""}
 	if p := x.be.Sticky; p != nil {
-		var miss sticky.Miss
-		x.sess, miss = p.ReadFields(&x.req, now)
-		if miss == sticky.Hit {
-			t, ok := view.Lookup(x.sess.Target)
-			switch {
-			case t == nil || t.Generation != x.sess.Generation:
-				x.moved = x.sess.Target
-			case !ok:
-				x.moved = x.sess.Target
-			default:
-				if u := rebalance(view, t, x.sess.LastSeen, x.be.RebalanceIdle, now); u != nil {
-					// Idle long enough, with a new target to relieve this one.
-					x.moved = t.ID
-					return u, 0, true
-				}
-				return t, x.sess.Issued, true
-			}
+		if p.Kind == sticky.AppCookie {
+			r.AppCookieSet = x.setsCookie(p.AppCookie)
+			r.SameSiteNone = sticky.NeedsSameSiteNone(x.field(userAgent))
 		}
-		if x.burst != nil {
-			// No live session: the connection's first-burst target.
-			t, issued := x.burst.pick(x.be, view, now)
-			return t, issued, false
-		}
-		return boundedPick(view, x.be.BalanceFactor), 0, false
+		x.buf = p.WriteFields(sink, x.buf, x.t.ID, x.t.Generation, x.issued, &r)
 	}
-	return view.Picker.Pick(nil), 0, false
+	if x.groupName != "" {
+		r.Stuck = true
+		x.buf = x.act.Groups.WriteFields(sink, x.buf, x.groupName, 0, x.groupIssued, &r)
+	}
 }
 
-// alternative picks another target after t refused a connection: the
-// key's next choice under hash affinity, the algorithm's otherwise.
-func (x *exchange) alternative(view *target.View, t *target.Target) *target.Target {
-	if h, ok := view.Picker.(*balance.Hash); ok && x.keyed {
-		return h.PickKey(x.key, t)
+var userAgent = []byte("User-Agent")
+
+// field returns the value of the request's first field of that name.
+func (x *exchange) field(name []byte) []byte {
+	for _, f := range x.req.Fields {
+		if len(f.Name) == len(name) && h1.EqualFold(f.Name, name) {
+			return f.Value
+		}
 	}
-	return view.Picker.Pick(t)
+	return nil
 }
 
-// forward sends the request to t and relays the response.
-func (x *exchange) forward(rt *Route, t *target.Target, issued int64) (bool, error) {
-	// The hash picker's Begin and Done also keep the group's total in
-	// flight, which its bounded load needs; on a nil Hash they are just
-	// the target's count.
-	h, _ := x.view.Picker.(*balance.Hash)
-	if x.be.H2 != nil {
-		h.Begin(t)
-		defer h.Done(t)
-		return x.roundTripH2(rt, t, issued)
+// setsCookie reports whether the target's response sets the named cookie.
+func (x *exchange) setsCookie(name string) bool {
+	for i, f := range x.out.fields {
+		if x.out.kinds[i] == h1.KindSetCookie && sticky.SetsCookie(f.Value, name) {
+			return true
+		}
 	}
-	uc, err := t.Conns.Get(context.Background(), x.be.ConnectTimeout, x.h.now().UnixNano())
-	if err != nil {
-		return false, err
-	}
-	h.Begin(t)
-	defer h.Done(t)
-	// The watch ends before uc goes back to its pool (putOrClose), or
-	// here if it never does.
-	x.unwatch = x.cl.watch(uc)
-	defer x.stopWatch()
-	return x.roundTrip(rt, t, uc, issued)
+	return false
 }
 
 // isDialFailure reports whether err means no byte reached the target.
@@ -316,50 +478,16 @@ func isDialFailure(err error) bool {
 	return errors.As(err, &de) || errors.Is(err, upstream.ErrClosed)
 }
 
-var errDeregistered = errors.New("the target was deregistered and its deregistration delay elapsed")
-
-// mayKeep reports whether the client's connection may carry another
-// request after this one's answer: the client wants it kept, its body was
-// read (bodyDone), nothing in it asks for a close (both Transfer-Encoding
-// and Content-Length; desync mitigation's close), and latch is not
-// shutting down.
-func (x *exchange) mayKeep(bodyDone bool) bool {
-	return x.req.KeepAlive && !x.req.BothTEAndCL && !x.closeAfter && bodyDone && !x.h.closing.Load()
-}
-
-// refuse answers a request latch does not forward. The connection stays
-// open only if the request's body, if any, has been read.
-func (x *exchange) refuse(status int, cause string) bool {
-	keep := x.mayKeep(x.body.Done())
-	x.cl.touch(x.h.now().UnixNano(), x.h.route.Load().IdleTimeout)
-	x.cl.writeError(status, cause, keep)
-	return keep
-}
-
-// failTarget answers a request that the target could not answer, unless
-// the response had already begun (then the connection is cut: see
-// errCut).
-func (x *exchange) failTarget(rt *Route, t *target.Target, err error) bool {
-	if errors.Is(err, errCut) || errors.Is(err, errClientGone) {
-		return false
-	}
-	status, cause := statusFor(err, x.be.ConnectTimeout, rt.IdleTimeout)
-	x.h.log.Warn("request failed", "group", x.be.Group.Name, "target", t.ID, "status", status, "err", err)
-	if status == http.StatusBadRequest {
-		x.cl.writeError(status, cause, false)
-		return false
-	}
-	return x.refuse(status, cause)
-}
-
-// errCut reports a response that failed after its head was sent: nothing
-// is left to do but cut the client's connection, as the target did.
-var errCut = errors.New("the response was cut short")
-
-// errClientGone reports a client that went away mid-exchange.
-var errClientGone = errors.New("the client closed the connection")
-
-var errUnrequestedSwitch = errors.New("the target switched protocols unasked")
+var (
+	errDeregistered = errors.New("the target was deregistered and its deregistration delay elapsed")
+	// errCut reports a response that failed after its head was sent:
+	// nothing is left to do but cut the client's connection, as the
+	// target did.
+	errCut = errors.New("the response was cut short")
+	// errClientGone reports a client that went away mid-exchange.
+	errClientGone        = errors.New("the client closed the connection")
+	errUnrequestedSwitch = errors.New("the target switched protocols unasked")
+)
 
 // statusFor maps a forwarding failure to ALB's status and a short cause,
 // naming no target address: clients must not learn them.
@@ -386,203 +514,16 @@ func statusFor(err error, connect, idle time.Duration) (int, string) {
 	return http.StatusBadGateway, "the target closed the connection"
 }
 
-// roundTrip sends the request on uc and relays the response. It returns
-// an error only while the client can still be told (nothing of the
-// response written), or errCut/errClientGone.
-func (x *exchange) roundTrip(rt *Route, t *target.Target, uc *upstream.Conn, issued int64) (bool, error) {
-	if err := x.sendRequest(rt, t, uc); err != nil {
-		return false, err
-	}
-	return x.readResponse(rt, t, uc, issued)
+// aLongTimeAgo is a deadline in the past, to unblock reads and writes at once.
+var aLongTimeAgo = time.Unix(1, 0)
+
+// isTimeout reports whether err is a deadline that passed.
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.Is(err, os.ErrDeadlineExceeded) || errors.As(err, &ne) && ne.Timeout()
 }
 
-// sendRequest writes the request, its body included, on uc; on an error,
-// uc is closed.
-func (x *exchange) sendRequest(rt *Route, t *target.Target, uc *upstream.Conn) error {
-	req := &x.req
-	idle := rt.IdleTimeout
-	now := x.h.now().UnixNano()
-	uc.SetIdleDeadline(now, idle)
-	x.writeHead(uc.W, t)
-	if req.Framing != h1.NoBody {
-		if req.Expect100 && !x.cl.bodyAtHand() {
-			// latch answers the expectation itself, once the target is
-			// connected, and does not forward it: a target that ignores
-			// Expect would otherwise leave the client waiting.
-			x.cl.touch(now, idle)
-			if err := x.cl.continue100(); err != nil {
-				uc.Close()
-				return errClientGone
-			}
-		}
-		if err := x.sendBody(uc, idle); err != nil {
-			uc.Close()
-			return err
-		}
-	}
-	// A reused connection that fails here is dealt with when reading the
-	// response, where the missing response tells a stale connection.
-	if err := uc.W.Flush(); err != nil && !uc.Reused {
-		uc.Close()
-		return err
-	}
-	return nil
-}
-
-// readResponse reads the target's response to the request sent on uc, and
-// relays it.
-func (x *exchange) readResponse(rt *Route, t *target.Target, uc *upstream.Conn, issued int64) (bool, error) {
-	head := string(x.req.Method) == "HEAD"
-	for {
-		started, err := uc.R.ReadResponse(&x.resp, head)
-		if err != nil && !started && uc.Reused && isEOF(err) && x.replayable() {
-			// The target closed this pooled connection while it was idle;
-			// the request never reached it. Send it again on a new one.
-			uc.Close()
-			if uc, err = t.Conns.Dial(context.Background(), x.be.ConnectTimeout); err != nil {
-				return false, err // a dial error: the caller may try another target
-			}
-			if x.unwatch != nil {
-				// The client's watch moves to the new connection.
-				x.stopWatch()
-				x.unwatch = x.cl.watch(uc)
-			}
-			uc.SetIdleDeadline(x.h.now().UnixNano(), rt.IdleTimeout)
-			x.writeHead(uc.W, t)
-			if err := uc.W.Flush(); err != nil {
-				uc.Close()
-				return false, err
-			}
-			continue
-		}
-		if err != nil {
-			uc.Close()
-			return false, err
-		}
-		if done, keep, err := x.gotResponse(rt, t, uc, issued); done {
-			return keep, err
-		}
-	}
-}
-
-// gotResponse acts on the response head just read into x.resp: done is
-// false for an interim response, which another head follows.
-func (x *exchange) gotResponse(rt *Route, t *target.Target, uc *upstream.Conn, issued int64) (done, keep bool, err error) {
-	if x.resp.Status >= 200 {
-		t.Record(x.resp.Status)
-	}
-	if x.resp.Status >= 100 && x.resp.Status < 200 {
-		if x.resp.Status == http.StatusSwitchingProtocols {
-			if !x.req.Upgrade {
-				uc.Close()
-				return true, false, errUnrequestedSwitch
-			}
-			x.cl.tunnel(x, rt, t, uc, issued)
-			return true, false, nil
-		}
-		// Other interim responses (100 Continue, 103 Early Hints) are
-		// not forwarded: latch answered Expect itself.
-		return false, false, nil
-	}
-	keep, err = x.cl.respond(x, rt, t, uc, issued)
-	return true, keep, err
-}
-
-// replayable reports whether the request may be sent again after a pooled
-// connection turned out dead: it has no body (already consumed) and an
-// idempotent method, or an Idempotency-Key, as net/http's Transport rules.
-func (x *exchange) replayable() bool {
-	if x.req.Framing != h1.NoBody {
-		return false
-	}
-	switch string(x.req.Method) {
-	case "GET", "HEAD", "OPTIONS", "PUT", "DELETE":
-		return true
-	}
-	for _, f := range x.req.Fields {
-		if h1.EqualFold(f.Name, []byte("Idempotency-Key")) || h1.EqualFold(f.Name, []byte("X-Idempotency-Key")) {
-			return true
-		}
-	}
-	return false
-}
-
-// sendBody streams the request body to the target. Whatever has arrived is
-// sent on whenever the client pauses, so an upload streams instead of
-// waiting in latch's buffer.
-func (x *exchange) sendBody(uc *upstream.Conn, idle time.Duration) error {
-	chunked := x.req.Framing == h1.Chunked
-	for {
-		if !x.cl.bodyAtHand() && !x.body.Done() {
-			if err := uc.W.Flush(); err != nil {
-				return err
-			}
-			now := x.h.now().UnixNano()
-			x.cl.touch(now, idle)
-			uc.SetIdleDeadline(now, idle)
-		}
-		p, err := x.body.Next()
-		if len(p) > 0 {
-			if chunked {
-				uc.W.WriteChunk(p)
-			} else {
-				uc.W.Write(p)
-			}
-		}
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			if _, ok := h1.IsError(err); ok {
-				return err
-			}
-			return h1.ErrBodyTooShort
-		}
-	}
-	if chunked {
-		uc.W.WriteLastChunk(x.body.Trailers())
-	}
-	return uc.W.Err()
-}
-
-// appendCookies appends the response fields that pin the session to t (its
-// group's cookie or header), and to its target group in a weighted forward
-// with group stickiness: on every response, so that durations slide, as
-// ALB's.
-func (x *exchange) appendCookies(dst []byte, t *target.Target, issued int64) []byte {
-	r := sticky.Response{TLS: x.h.proto == "https", Now: x.h.now(), Stuck: x.firstStuck || x.moved != ""}
-	if p := x.be.Sticky; p != nil {
-		if p.Kind == sticky.AppCookie {
-			r.AppCookieSet = x.setsCookie(p.AppCookie)
-			r.SameSiteNone = sticky.NeedsSameSiteNone(x.field(userAgent))
-		}
-		dst = p.AppendFields(dst, t.ID, t.Generation, issued, &r)
-	}
-	if x.groupName != "" {
-		r.Stuck = true
-		dst = x.act.Groups.AppendFields(dst, x.groupName, 0, x.groupIssued, &r)
-	}
-	return dst
-}
-
-var userAgent = []byte("User-Agent")
-
-// field returns the value of the request's first field of that name.
-func (x *exchange) field(name []byte) []byte {
-	for _, f := range x.req.Fields {
-		if len(f.Name) == len(name) && h1.EqualFold(f.Name, name) {
-			return f.Value
-		}
-	}
-	return nil
-}
-
-// setsCookie reports whether the target's response sets the named cookie.
-func (x *exchange) setsCookie(name string) bool {
-	for i, f := range x.resp.Fields {
-		if x.resp.Kinds[i] == h1.KindSetCookie && sticky.SetsCookie(f.Value, name) {
-			return true
-		}
-	}
-	return false
+// isEOF reports whether err means the peer closed the connection.
+func isEOF(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
 }

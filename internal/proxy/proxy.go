@@ -1,15 +1,27 @@
 // Package proxy is latch's data path: it serves a listener's client
-// connections and forwards their requests to a target group, applying
-// stickiness, retries and ALB's error semantics.
+// connections and forwards their requests to target groups, applying
+// rules, stickiness, retries and ALB's error semantics.
+//
+// Where a request goes through it, by file:
+//
+//	conn.go, conn_goroutine.go, conn_loop.go  an HTTP/1.1 client connection: read, admit (desync)
+//	client_h2.go                              an HTTP/2 client connection's streams
+//	exchange.go                               one request's life: begin, forward, fail, end
+//	action.go, input.go                       rules' actions, and what rules look at
+//	pick.go                                   the target: sessions, hash keys, bounded load, first burst
+//	request.go                                the request head a target gets
+//	target_h1.go, target_h2.go                a target's side, over HTTP/1.1 or HTTP/2
+//	response.go                               a response in one form, whoever answered
+//	write_h1.go (and client_h2.go)            the response written to the client
+//	observer.go                               what metrics and access logs see
 //
 // HTTP/1.1 is served by latch's own code rather than net/http's server,
-// reading heads in place and allocating nothing per plain HTTP/1.1
-// request (BenchmarkProxy; HTTPS and HTTP/2 cost more), in one of two
-// ways that run the same steps: on an event loop (loop.go, Linux, plain
-// HTTP), which waits on epoll for its connections and never blocks; or by
-// a goroutine per client connection, which forwards on a pooled target
-// connection in the same goroutine (HTTPS, connections a loop handed on,
-// other systems). DESIGN-perf.md has the measurements behind both.
+// reading heads in place and allocating nothing per plain HTTP/1.1 request
+// (BenchmarkProxy), in one of two ways that run the same exchange: on an
+// event loop (conn_loop.go, Linux, plain HTTP), which waits on epoll for its
+// connections and never blocks; or by a goroutine per client connection
+// (conn_goroutine.go: HTTPS, connections a loop handed on, systems without
+// epoll). DESIGN-perf.md has the measurements behind both.
 package proxy
 
 import (
@@ -20,6 +32,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/latch-lb/latch/internal/config"
 	"github.com/latch-lb/latch/internal/desync"
 	"github.com/latch-lb/latch/internal/route"
 )
@@ -51,7 +64,7 @@ type Route struct {
 	H2C bool
 	// XFF is ALB's routing.http.xff_header_processing.mode, and
 	// XFFClientPort its routing.http.xff_client_port.enabled.
-	XFF           XFFMode
+	XFF           config.XFFMode
 	XFFClientPort bool
 	// TraceHeader is the request-tracing header latch adds or extends, as
 	// ALB's X-Amzn-Trace-Id; "" for none.
@@ -64,45 +77,62 @@ type Route struct {
 	traceName []byte // TraceHeader, as written into requests
 }
 
-// XFFMode is how X-Forwarded-For reaches the target.
-type XFFMode uint8
-
-const (
-	XFFAppend   XFFMode = iota // the client's addresses, then the client
-	XFFPreserve                // the client's addresses, as sent
-	XFFRemove                  // none
-)
+// Options configure a Handler.
+type Options struct {
+	// Listener is the listener's name, for logs and the Observer.
+	Listener string
+	// Proto is the listener's protocol as X-Forwarded-Proto carries it:
+	// "http" or "https".
+	Proto string
+	// Port is the listener's port, for X-Forwarded-Port.
+	Port string
+	Log  *slog.Logger
+	// Loops, when set, serve the listener's plain-HTTP connections;
+	// without, each connection has a goroutine of its own.
+	Loops *Loops
+	// Observer sees every request; nil: none.
+	Observer Observer
+}
 
 // Handler serves one listener's connections.
 type Handler struct {
 	route atomic.Pointer[Route]
+	name  string
 	proto string // X-Forwarded-Proto: "http" or "https"
 	port  string // X-Forwarded-Port
 	// The same, as written into requests.
 	protoBytes, portBytes []byte
 	log                   *slog.Logger
-	now                   func() time.Time
-
-	// Classified counts requests by desync classification reason, and
-	// Blocked those of them that desync mitigation refused.
-	Classified, Blocked [32]atomic.Uint64
-	// OnLoop counts the client connections served on an event loop, and
-	// HandedOff those of them a loop handed to a goroutine (loop.go).
-	OnLoop, HandedOff atomic.Uint64
+	loops                 *Loops
+	obs                   Observer
+	failures              logLimiter // for failed requests' warnings
 
 	mu       sync.Mutex // guards conns and h2s; taken when a connection opens or closes
-	conns    map[*clientConn]struct{}
+	conns    map[conn]struct{}
 	h2s      []*h2server
 	closing  atomic.Bool
 	stopping chan struct{} // closed by Shutdown
 	done     sync.WaitGroup
 }
 
-// NewHandler returns a handler for a listener of the given protocol
-// ("http" or "https") on port.
-func NewHandler(proto, port string, log *slog.Logger) *Handler {
-	return &Handler{proto: proto, port: port, protoBytes: []byte(proto), portBytes: []byte(port),
-		log: log, now: time.Now, conns: map[*clientConn]struct{}{}, stopping: make(chan struct{})}
+// conn is a client connection as Shutdown sees it, on whichever data path.
+type conn interface {
+	// wakeIfIdle makes a connection waiting for a request give up the
+	// wait, so that it sees the handler shutting down.
+	wakeIfIdle()
+	// cut closes the connection at once, whatever it is doing.
+	cut()
+}
+
+// NewHandler returns the handler of a listener.
+func NewHandler(o Options) *Handler {
+	h := &Handler{name: o.Listener, proto: o.Proto, port: o.Port, protoBytes: []byte(o.Proto), portBytes: []byte(o.Port),
+		log: o.Log, loops: o.Loops, obs: o.Observer, conns: map[conn]struct{}{}, stopping: make(chan struct{})}
+	if h.obs == nil {
+		h.obs = noObserver{}
+	}
+	h.failures.every = time.Second
+	return h
 }
 
 // SetRoute swaps the handler's route. Requests in flight finish on the old one.
@@ -111,33 +141,50 @@ func (h *Handler) SetRoute(r *Route) {
 	h.route.Store(r)
 }
 
-// SetPort sets the X-Forwarded-Port value, before the listener serves.
-func (h *Handler) SetPort(port string) { h.port, h.portBytes = port, []byte(port) }
-
 // ServeConn serves one client connection until it closes. It returns at
 // once, after giving the connection to an event loop or starting its
 // goroutine, or refuses the connection when the handler is shutting down.
 func (h *Handler) ServeConn(nc net.Conn) {
-	if useLoops && h.serveOnLoop(nc) {
+	if h.loops != nil && h.serveOnLoop(nc) {
 		return
 	}
-	c := newClientConn(h, nc)
-	h.mu.Lock()
-	if h.closing.Load() {
-		h.mu.Unlock()
+	c := newGoConn(h, nc)
+	if !h.track(c) {
 		nc.Close()
 		return
 	}
-	h.conns[c] = struct{}{}
-	h.done.Add(1)
-	h.mu.Unlock()
+	h.obs.Conn(ConnEvent{Kind: ConnOpened, Listener: h.name})
 	go c.serve()
 }
 
-func (h *Handler) forget(c *clientConn) {
+// track adds a new connection to the handler's, unless it is shutting
+// down.
+func (h *Handler) track(c conn) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closing.Load() {
+		return false
+	}
+	h.conns[c] = struct{}{}
+	h.done.Add(1)
+	return true
+}
+
+// replace puts next in old's place among the handler's connections (a
+// connection that moved from a loop to a goroutine).
+func (h *Handler) replace(old, next conn) {
+	h.mu.Lock()
+	delete(h.conns, old)
+	h.conns[next] = struct{}{}
+	h.mu.Unlock()
+}
+
+// forget removes a connection that has closed.
+func (h *Handler) forget(c conn) {
 	h.mu.Lock()
 	delete(h.conns, c)
 	h.mu.Unlock()
+	h.obs.Conn(ConnEvent{Kind: ConnClosed, Listener: h.name})
 	h.done.Done()
 }
 
@@ -146,8 +193,9 @@ func (h *Handler) forget(c *clientConn) {
 // until ctx is done; then it cuts the rest and returns ctx's error.
 func (h *Handler) Shutdown(ctx context.Context) error {
 	h.mu.Lock()
-	h.closing.Store(true)
-	close(h.stopping)
+	if !h.closing.Swap(true) {
+		close(h.stopping)
+	}
 	for c := range h.conns {
 		c.wakeIfIdle()
 	}
@@ -159,9 +207,7 @@ func (h *Handler) Shutdown(ctx context.Context) error {
 		h2wg.Add(1)
 		go func() {
 			defer h2wg.Done()
-			if s.srv.Shutdown(ctx) != nil {
-				s.srv.Close()
-			}
+			s.shutdown(ctx)
 		}()
 	}
 	defer h2wg.Wait()
@@ -194,4 +240,24 @@ func (h *Handler) Shutdown(ctx context.Context) error {
 			return ctx.Err()
 		}
 	}
+}
+
+// logLimiter lets through at most one line per every, counting the lines
+// it holds back, so that an outage does not flood the log with a warning
+// per failed request.
+type logLimiter struct {
+	every      time.Duration
+	next       atomic.Int64 // unix nanoseconds before which lines are held back
+	suppressed atomic.Int64
+}
+
+// allow reports whether a line may be logged at now, and how many were
+// held back since the last one allowed.
+func (l *logLimiter) allow(now int64) (ok bool, suppressed int64) {
+	next := l.next.Load()
+	if now < next || !l.next.CompareAndSwap(next, now+int64(l.every)) {
+		l.suppressed.Add(1)
+		return false, 0
+	}
+	return true, l.suppressed.Swap(0)
 }

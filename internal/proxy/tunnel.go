@@ -7,48 +7,50 @@ import (
 	"time"
 
 	"github.com/latch-lb/latch/internal/h1"
-	"github.com/latch-lb/latch/internal/target"
-	"github.com/latch-lb/latch/internal/upstream"
 )
 
-// tunnel relays a connection the target switched to another protocol (a
-// WebSocket, say) in both directions until either side closes it or it
-// stays silent for the idle timeout. The switch response goes through
-// stickiness like any other, so a client that polls first and upgrades
-// later stays on one target.
-func (c *clientConn) tunnel(x *exchange, rt *Route, t *target.Target, uc *upstream.Conn, issued int64) {
-	resp, w := &x.resp, c.wr
-	c.touch(c.h.now().UnixNano(), rt.IdleTimeout)
+// tunnel writes x.out, the target's switch of protocols (101), then relays
+// the connection the target switched to another protocol (a WebSocket,
+// say) in both directions until either side closes it or it stays silent
+// for the idle timeout. The switch response goes through stickiness like
+// any other, so a client that polls first and upgrades later stays on one
+// target.
+func (c *goConn) tunnel(x *exchange) {
+	r, w, uc := &x.out, c.wr, x.uc
+	x.uc = nil // the tunnel's now: it closes it
+	x.stopWatch()
+	idle := x.rt.IdleTimeout
+	c.touch(time.Now().UnixNano(), idle)
 	w.WriteString("HTTP/1.1 101 ")
-	if len(resp.Reason) > 0 {
-		w.Write(resp.Reason)
+	if len(r.reason) > 0 {
+		w.Write(r.reason)
 	} else {
 		w.WriteString("Switching Protocols")
 	}
 	w.WriteString("\r\n")
-	for i, f := range resp.Fields {
+	for i, f := range r.fields {
 		// Upgrade stays; Connection is latch's own, below.
-		if k := resp.Kinds[i]; k != h1.KindUpgrade && k.HopByHop() {
+		if k := r.kinds[i]; k != h1.KindUpgrade && k.HopByHop() {
 			continue
 		}
 		w.WriteField(f.Name, f.Value)
 	}
-	c.writeStickyCookies(t, issued)
+	x.writeSticky(w)
 	w.WriteString("Connection: Upgrade\r\n\r\n")
 	if err := w.Flush(); err != nil {
 		uc.Close()
 		return
 	}
 	// Bytes either side sent right behind its head are already buffered.
-	tn := &tunnelState{idle: rt.IdleTimeout}
+	tn := &tunnelState{idle: idle}
 	tn.active.Store(time.Now().UnixNano())
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		tn.pipe(uc.Conn, c.nc, c.rd)
+		x.rec.BytesIn += tn.pipe(uc.Conn, c.nc, c.rd)
 	}()
-	tn.pipe(c.nc, uc.Conn, uc.R)
+	x.rec.BytesOut += tn.pipe(c.nc, uc.Conn, uc.R)
 	wg.Wait()
 	uc.Close()
 }
@@ -63,7 +65,7 @@ type tunnelState struct {
 // pipe copies from src (first what rd has buffered) to dst until src ends
 // or the tunnel idles out, then half-closes dst so that the other
 // direction can end in its own time.
-func (tn *tunnelState) pipe(dst, src net.Conn, rd *h1.Reader) {
+func (tn *tunnelState) pipe(dst, src net.Conn, rd *h1.Reader) (copied int64) {
 	defer func() {
 		if cw, ok := dst.(interface{ CloseWrite() error }); ok {
 			cw.CloseWrite()
@@ -76,8 +78,9 @@ func (tn *tunnelState) pipe(dst, src net.Conn, rd *h1.Reader) {
 		dst.SetWriteDeadline(time.Now().Add(tn.idle))
 		if _, err := dst.Write(buf[:n]); err != nil {
 			src.Close()
-			return
+			return copied
 		}
+		copied += int64(n)
 	}
 	for {
 		src.SetReadDeadline(time.Unix(0, tn.active.Load()).Add(tn.idle))
@@ -88,8 +91,9 @@ func (tn *tunnelState) pipe(dst, src net.Conn, rd *h1.Reader) {
 			dst.SetWriteDeadline(now.Add(tn.idle))
 			if _, werr := dst.Write(buf[:n]); werr != nil {
 				src.Close()
-				return
+				return copied
 			}
+			copied += int64(n)
 			continue
 		}
 		if isTimeout(err) && time.Since(time.Unix(0, tn.active.Load())) < tn.idle {
@@ -99,6 +103,6 @@ func (tn *tunnelState) pipe(dst, src net.Conn, rd *h1.Reader) {
 			src.Close()
 			dst.Close()
 		}
-		return
+		return copied
 	}
 }

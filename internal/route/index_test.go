@@ -25,21 +25,21 @@ func refRule(r *config.Rule, in *Input) bool {
 
 func refCond(c *config.Condition, in *Input) bool {
 	switch c.Field {
-	case "host_header":
+	case config.HostHeader:
 		host := refHost(string(in.Host))
 		return slices.ContainsFunc(c.Values, func(v string) bool { return refMatch(v, host, true, false) })
-	case "path_pattern":
+	case config.PathPattern:
 		return slices.ContainsFunc(c.Values, func(v string) bool { return refMatch(v, string(in.Path), false, false) })
-	case "http_header":
+	case config.HTTPHeader:
 		for _, f := range in.Fields {
 			if asciiLower(string(f.Name)) == asciiLower(c.Name) &&
 				slices.ContainsFunc(c.Values, func(v string) bool { return refMatch(v, string(f.Value), true, false) }) {
 				return true
 			}
 		}
-	case "http_request_method":
+	case config.HTTPRequestMethod:
 		return slices.Contains(c.Values, string(in.Method))
-	case "query_string":
+	case config.QueryString:
 		for _, param := range strings.Split(string(in.Query), "&") {
 			if param == "" {
 				continue
@@ -51,7 +51,7 @@ func refCond(c *config.Condition, in *Input) bool {
 				}
 			}
 		}
-	case "source_ip":
+	case config.CondSourceIP:
 		return slices.ContainsFunc(c.CIDRs, func(p netip.Prefix) bool { return p.Contains(in.Source.Unmap()) })
 	}
 	return false
@@ -120,23 +120,23 @@ func randomRules(r *rand.Rand, n int) []config.Rule {
 	rules := make([]config.Rule, n)
 	for i := range rules {
 		rule := config.Rule{Priority: prios[i] + 1}
-		used := map[string]bool{}
+		used := map[config.ConditionField]bool{}
 		for k := 1 + r.IntN(3); k > 0; k-- {
 			var c config.Condition
 			// Host and path twice as often as the others: they are indexed.
 			switch kind := r.IntN(8); {
-			case kind < 2 && !used["host_header"]:
-				c = config.Condition{Field: "host_header", Values: pick(r, poolHosts, 3)}
-			case kind < 4 && !used["path_pattern"]:
-				c = config.Condition{Field: "path_pattern", Values: pick(r, poolPaths, 3)}
+			case kind < 2 && !used[config.HostHeader]:
+				c = config.Condition{Field: config.HostHeader, Values: pick(r, poolHosts, 3)}
+			case kind < 4 && !used[config.PathPattern]:
+				c = config.Condition{Field: config.PathPattern, Values: pick(r, poolPaths, 3)}
 			case kind == 4:
-				c = config.Condition{Field: "http_header", Name: poolHeaderNames[r.IntN(2)], Values: pick(r, poolHeaderValues, 2)}
-			case kind == 5 && !used["http_request_method"]:
-				c = config.Condition{Field: "http_request_method", Values: pick(r, poolMethods, 2)}
+				c = config.Condition{Field: config.HTTPHeader, Name: poolHeaderNames[r.IntN(2)], Values: pick(r, poolHeaderValues, 2)}
+			case kind == 5 && !used[config.HTTPRequestMethod]:
+				c = config.Condition{Field: config.HTTPRequestMethod, Values: pick(r, poolMethods, 2)}
 			case kind == 6:
-				c = config.Condition{Field: "query_string", Pairs: pick(r, poolPairs, 2)}
-			case kind == 7 && !used["source_ip"]:
-				c = config.Condition{Field: "source_ip", CIDRs: pick(r, poolCIDRs, 2)}
+				c = config.Condition{Field: config.QueryString, Pairs: pick(r, poolPairs, 2)}
+			case kind == 7 && !used[config.CondSourceIP]:
+				c = config.Condition{Field: config.CondSourceIP, CIDRs: pick(r, poolCIDRs, 2)}
 			default:
 				continue
 			}
@@ -144,7 +144,7 @@ func randomRules(r *rand.Rand, n int) []config.Rule {
 			rule.Conditions = append(rule.Conditions, c)
 		}
 		if len(rule.Conditions) == 0 {
-			rule.Conditions = []config.Condition{{Field: "path_pattern", Values: pick(r, poolPaths, 2)}}
+			rule.Conditions = []config.Condition{{Field: config.PathPattern, Values: pick(r, poolPaths, 2)}}
 		}
 		rules[i] = rule
 	}

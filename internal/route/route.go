@@ -93,13 +93,13 @@ const (
 	fieldQuery
 )
 
-var fields = map[string]field{
-	"http_request_method": fieldMethod,
-	"host_header":         fieldHost,
-	"path_pattern":        fieldPath,
-	"source_ip":           fieldSource,
-	"http_header":         fieldHeader,
-	"query_string":        fieldQuery,
+var fields = map[config.ConditionField]field{
+	config.HTTPRequestMethod: fieldMethod,
+	config.HostHeader:        fieldHost,
+	config.PathPattern:       fieldPath,
+	config.CondSourceIP:      fieldSource,
+	config.HTTPHeader:        fieldHeader,
+	config.QueryString:       fieldQuery,
 }
 
 type cond struct {
@@ -148,7 +148,7 @@ func Compile(rules []config.Rule) (*Table, error) {
 func compileCond(c config.Condition) (cond, error) {
 	f, ok := fields[c.Field]
 	if !ok {
-		return cond{}, fmt.Errorf("unknown condition %q", c.Field)
+		return cond{}, fmt.Errorf("unknown condition %v", c.Field)
 	}
 	cc := cond{field: f}
 	var err error

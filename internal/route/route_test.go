@@ -15,18 +15,21 @@ import (
 // "source_ip 10.0.0.0/8". Values hold no spaces.
 func cnd(s string) config.Condition {
 	f := strings.Fields(s)
-	c := config.Condition{Field: f[0]}
+	var c config.Condition
+	if err := c.Field.UnmarshalText([]byte(f[0])); err != nil {
+		panic(err)
+	}
 	vals := f[1:]
 	switch c.Field {
-	case "http_header":
+	case config.HTTPHeader:
 		c.Name, vals = vals[0], vals[1:]
 		c.Values = vals
-	case "query_string":
+	case config.QueryString:
 		for _, v := range vals {
 			k, val, _ := strings.Cut(v, "=")
 			c.Pairs = append(c.Pairs, config.QueryPair{Key: k, Value: val, HasKey: k != ""})
 		}
-	case "source_ip":
+	case config.CondSourceIP:
 		for _, v := range vals {
 			c.CIDRs = append(c.CIDRs, netip.MustParsePrefix(v))
 		}
@@ -414,7 +417,7 @@ func TestCompileErrors(t *testing.T) {
 	}{
 		// What config.Parse refuses (priorities, empty conditions, values
 		// and names, invalid CIDRs) is its tests' business.
-		{"unknown field", []config.Rule{{Priority: 1, Conditions: []config.Condition{{Field: "cookie", Values: []string{"a"}}}}}, `route: rule 1: unknown condition "cookie"`},
+		{"unknown field", []config.Rule{{Priority: 1, Conditions: []config.Condition{{Field: config.ConditionField(99), Values: []string{"a"}}}}}, `route: rule 1: unknown condition ConditionField(99)`},
 		{"control character", []config.Rule{rl(2, "path_pattern /a\x01")}, `route: rule 2: "/a\x01" holds the control character '\x01'`},
 		{"bad escape", []config.Rule{rl(2, `query_string k=a\b`)}, `route: rule 2: "a\\b": \ escapes only *, ? and \`},
 		{"long host", []config.Rule{rl(3, "host_header "+strings.Repeat("a", maxHost+1))}, fmt.Sprintf("route: rule 3: host %q is longer than %d characters", strings.Repeat("a", maxHost+1), maxHost)},
@@ -524,7 +527,7 @@ target_groups:
 		}
 	}
 	r := tab.Match(req("GET www.example.com:8080/old/a/b?c=1"))
-	if got, want := string(AppendLocation(nil, action(r).Redirect, req("GET www.example.com:8080/old/a/b?c=1"), l.Protocol, "8080")),
+	if got, want := string(AppendLocation(nil, action(r).Redirect, req("GET www.example.com:8080/old/a/b?c=1"), l.Protocol.String(), "8080")),
 		"https://www.example.com:443/new/old/a/b?c=1"; got != want {
 		t.Errorf("Location: got %s, want %s", got, want)
 	}

@@ -51,9 +51,10 @@ type Policy struct {
 	// AppCookie is app_cookie's application cookie: stickiness starts when
 	// a target sets it, and holds while requests carry it.
 	AppCookie string
-	duration  int64 // the idle timeout, seconds
-	absolute  int64 // the absolute timeout, seconds; 0: none
-	session   bool  // session cookies: no Expires
+	name      []byte // Name, for the header kind's field
+	duration  int64  // the idle timeout, seconds
+	absolute  int64  // the absolute timeout, seconds; 0: none
+	session   bool   // session cookies: no Expires
 	group     uint64
 	keys      *Keyring
 	// Everything after "Expires=<date>" (or the value, for a session
@@ -106,22 +107,22 @@ func NewPolicy(group string, s config.Stickiness, keys *Keyring) *Policy {
 	c := s.Cookie
 	p := &Policy{
 		Name:     c.Name,
-		duration: int64(s.Duration / time.Second),
+		duration: int64(s.IdleTimeout() / time.Second),
 		absolute: int64(s.AbsoluteTimeout / time.Second),
 		session:  c.Session,
 		group:    GroupTag(group),
 		keys:     keys,
 	}
 	switch s.Type {
-	case "lb_cookie", "":
-	case "app_cookie":
+	case config.LBCookie:
+	case config.AppCookie:
 		// ALB's generated cookie has a fixed name, Path=/ and no other
 		// attribute but SameSite=None; Secure for the browsers that need it.
 		p.Kind, p.AppCookie = AppCookie, s.AppCookie
 		p.Name, c = "", config.Cookie{Path: "/"}
 		p.session = false
-	case "header":
-		p.Kind, p.Name = Header, s.Header
+	case config.Header:
+		p.Kind, p.Name, p.name = Header, s.Header, []byte(s.Header)
 	default:
 		return nil
 	}
@@ -136,8 +137,8 @@ func NewPolicy(group string, s config.Stickiness, keys *Keyring) *Policy {
 		common.WriteString("; HttpOnly")
 	}
 	p.attrs = common.String()
-	if c.SameSite != "" {
-		p.attrs += "; SameSite=" + c.SameSite
+	if c.SameSite != config.SameSiteUnset {
+		p.attrs += "; SameSite=" + c.SameSite.String()
 	}
 	if c.Secure {
 		p.attrs += "; Secure"
@@ -384,44 +385,52 @@ type Response struct {
 	SameSiteNone bool
 }
 
-// AppendFields appends the response header fields ("Name: value\r\n")
-// that pin the session to target (generation gen), first picked at issued
-// (0: now): AWSALB and AWSALBCORS on every response; AWSALBAPP-0..3 (the
-// value, or _remove_) for app_cookie; the header for the header kind.
-func (p *Policy) AppendFields(dst []byte, target string, gen uint64, issued int64, r *Response) []byte {
+// FieldSink takes the header fields a policy issues: an h1.Writer writes
+// them on the wire, an HTTP/2 response adds them to its header.
+type FieldSink interface {
+	WriteField(name, value []byte)
+}
+
+var setCookie = []byte("Set-Cookie")
+
+// WriteFields writes to sink the response header fields that pin the
+// session to target (generation gen), first picked at issued (0: now):
+// AWSALB and AWSALBCORS on every response; AWSALBAPP-0..3 (the value, or
+// _remove_) for app_cookie; the header for the header kind. buf is scratch
+// space, returned grown for the next call, so that a caller that keeps it
+// allocates nothing; sink must copy what it keeps.
+func (p *Policy) WriteFields(sink FieldSink, buf []byte, target string, gen uint64, issued int64, r *Response) []byte {
+	buf = buf[:0]
 	if p.Kind == AppCookie && !r.Stuck && !r.AppCookieSet {
 		// No session, none starting: ALB clears the shards.
 		for _, n := range appShardNames {
-			dst = p.appShard(dst, n, removed, r)
+			buf = p.appShard(buf[:0], n, removed, r)
+			sink.WriteField(setCookie, buf)
 		}
-		return dst
+		return buf
 	}
-	start := len(dst)
-	dst = p.appendValue(dst, target, gen, issued, r.Now)
-	v := len(dst)
+	buf = p.appendValue(buf, target, gen, issued, r.Now)
+	v := len(buf)
 	switch p.Kind {
 	case Header:
-		dst = append(dst, p.Name...)
-		dst = append(dst, ": "...)
-		dst = append(dst, dst[start:v]...)
-		dst = append(dst, "\r\n"...)
+		sink.WriteField(p.name, buf[:v])
 	case AppCookie:
-		for i, shard := range splitShards(dst[start:v]) {
-			dst = p.appShard(dst, appShardNames[i], shard, r)
+		for i, shard := range splitShards(buf[:v]) {
+			start := len(buf)
+			buf = p.appShard(buf, appShardNames[i], shard, r)
+			sink.WriteField(setCookie, buf[start:])
 		}
 	default:
-		dst = append(dst, "Set-Cookie: "...)
-		dst = p.appendSetCookie(dst, false, dst[start:v], r.TLS, r.Now)
-		dst = append(dst, "\r\n"...)
+		start := len(buf)
+		buf = p.appendSetCookie(buf, false, buf[:v], r.TLS, r.Now)
+		sink.WriteField(setCookie, buf[start:])
 		if p.CORSName != "" {
-			dst = append(dst, "Set-Cookie: "...)
-			dst = p.appendSetCookie(dst, true, dst[start:v], r.TLS, r.Now)
-			dst = append(dst, "\r\n"...)
+			start = len(buf)
+			buf = p.appendSetCookie(buf, true, buf[:v], r.TLS, r.Now)
+			sink.WriteField(setCookie, buf[start:])
 		}
 	}
-	// Drop the bare value from the front.
-	n := copy(dst[start:], dst[v:])
-	return dst[:start+n]
+	return buf
 }
 
 // splitShards splits an AWSALBAPP value into ALB's 4 KiB shards; the
@@ -440,21 +449,18 @@ func splitShards(value []byte) [appShards][]byte {
 	return shards
 }
 
-// appShard appends one AWSALBAPP shard's Set-Cookie field. As ALB's, it
+// appShard appends one AWSALBAPP shard's Set-Cookie value. As ALB's, it
 // carries SameSite=None; Secure only for browsers that need it.
 func (p *Policy) appShard(dst []byte, name string, value []byte, r *Response) []byte {
-	dst = append(dst, "Set-Cookie: "...)
 	dst = append(dst, name...)
 	dst = append(dst, '=')
 	dst = append(dst, value...)
 	dst = append(dst, "; Expires="...)
 	dst = append(dst, expires(r.Now)...)
 	if r.SameSiteNone {
-		dst = append(dst, p.corsAttrs...)
-	} else {
-		dst = append(dst, p.attrs...)
+		return append(dst, p.corsAttrs...)
 	}
-	return append(dst, "\r\n"...)
+	return append(dst, p.attrs...)
 }
 
 // SetsCookie reports whether a Set-Cookie field value sets the named cookie.

@@ -5,8 +5,6 @@ import (
 	"encoding/base64"
 	"fmt"
 	"net/url"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -150,34 +148,8 @@ func TestNewKeyringErrors(t *testing.T) {
 	}
 }
 
-func TestLoadOrCreateKeys(t *testing.T) {
-	dir := filepath.Join(t.TempDir(), "state")
-	k1, err := LoadOrCreateKeys(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	fi, err := os.Stat(filepath.Join(dir, KeyFileName))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if fi.Mode().Perm() != 0o600 {
-		t.Errorf("key file mode %v, want 0600", fi.Mode().Perm())
-	}
-	k2, err := LoadOrCreateKeys(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(k1) != 1 || len(k2) != 1 || k1[0].ID != k2[0].ID || !bytes.Equal(k1[0].Secret, k2[0].Secret) {
-		t.Fatalf("the second load did not return the first key: %v vs %v", k1, k2)
-	}
-	os.WriteFile(filepath.Join(dir, KeyFileName), []byte(`{"keys":[{"id":3,"secret":"c2hvcnQ="}]}`), 0o600)
-	if _, err := LoadOrCreateKeys(dir); err == nil || !strings.Contains(err.Error(), "key 3") {
-		t.Errorf("a short secret: got %v, want an error naming key 3", err)
-	}
-}
-
 func policy(t testing.TB, mod func(*config.Stickiness)) *Policy {
-	s := config.Stickiness{Enabled: true, Type: "lb_cookie", Duration: time.Hour,
+	s := config.Stickiness{Enabled: true, Type: config.LBCookie, LBCookieDuration: time.Hour,
 		Cookie: config.Cookie{Name: "AWSALB", CORS: true, Path: "/"}}
 	if mod != nil {
 		mod(&s)
@@ -204,10 +176,28 @@ func cookies(lines ...string) *h1.Request {
 	return request(fields...)
 }
 
-// setCookies returns the Set-Cookie field values AppendFields issues to
+// lines is a FieldSink that renders fields as HTTP/1.1 header lines.
+type lines []byte
+
+func (l *lines) WriteField(name, value []byte) {
+	*l = append(*l, name...)
+	*l = append(*l, ": "...)
+	*l = append(*l, value...)
+	*l = append(*l, "\r\n"...)
+}
+
+// appendFields returns the header lines p.WriteFields issues, appended to
+// dst.
+func appendFields(p *Policy, dst []byte, target string, gen uint64, issued int64, r *Response) []byte {
+	l := lines(dst)
+	p.WriteFields(&l, nil, target, gen, issued, r)
+	return l
+}
+
+// setCookies returns the Set-Cookie field values WriteFields issues to
 // pin target (generation gen), first picked at issued (0: now).
 func setCookies(p *Policy, target string, gen uint64, issued int64, tls bool, now time.Time) []string {
-	out := string(p.AppendFields(nil, target, gen, issued, &Response{TLS: tls, Now: now}))
+	out := string(appendFields(p, nil, target, gen, issued, &Response{TLS: tls, Now: now}))
 	var values []string
 	for _, l := range strings.Split(strings.TrimSuffix(out, "\r\n"), "\r\n") {
 		values = append(values, strings.TrimPrefix(l, "Set-Cookie: "))
@@ -272,10 +262,10 @@ func TestPolicyMisses(t *testing.T) {
 		v = strings.TrimPrefix(strings.SplitN(setCookies(p, "t:1", 1, issued, false, now)[0], ";", 2)[0], "AWSALB=")
 	}
 
-	otherGroup := NewPolicy("api", config.Stickiness{Enabled: true, Duration: time.Hour, Cookie: config.Cookie{Name: "AWSALB", Path: "/"}}, p.keys)
+	otherGroup := NewPolicy("api", config.Stickiness{Enabled: true, LBCookieDuration: time.Hour, Cookie: config.Cookie{Name: "AWSALB", Path: "/"}}, p.keys)
 	vOther := strings.TrimPrefix(strings.SplitN(setCookies(otherGroup, "t:1", 1, 0, false, now)[0], ";", 2)[0], "AWSALB=")
 
-	foreign := NewPolicy("web", config.Stickiness{Enabled: true, Duration: time.Hour, Cookie: config.Cookie{Name: "AWSALB", Path: "/"}}, mustRing(t, key(9, 9)))
+	foreign := NewPolicy("web", config.Stickiness{Enabled: true, LBCookieDuration: time.Hour, Cookie: config.Cookie{Name: "AWSALB", Path: "/"}}, mustRing(t, key(9, 9)))
 	vForeign := strings.TrimPrefix(strings.SplitN(setCookies(foreign, "t:1", 1, 0, false, now)[0], ";", 2)[0], "AWSALB=")
 
 	tests := []struct {
@@ -337,7 +327,7 @@ func TestPolicySlidingWindow(t *testing.T) {
 
 func TestPolicyCookieAttributes(t *testing.T) {
 	p := policy(t, func(s *config.Stickiness) {
-		s.Cookie = config.Cookie{Name: "LATCH", CORS: false, Path: "/app", Domain: "example.com", SameSite: "Lax", Secure: true, HTTPOnly: true}
+		s.Cookie = config.Cookie{Name: "LATCH", CORS: false, Path: "/app", Domain: "example.com", SameSite: config.SameSiteLax, Secure: true, HTTPOnly: true}
 	})
 	issued := setCookies(p, "t:1", 1, 0, false, time.Unix(1800000000, 0))
 	if len(issued) != 1 {
@@ -410,6 +400,7 @@ func BenchmarkPolicyReadIssue(b *testing.B) {
 	now := time.Now()
 	req := cookies("_ga=GA1.2.3; " + strings.SplitN(setCookies(p, "10.0.0.1:8080", 1, 0, false, now)[0], ";", 2)[0] + "; theme=dark")
 	buf := make([]byte, 0, 2048)
+	out := make(lines, 0, 2048)
 	r := &Response{Now: now}
 	b.ReportAllocs()
 	for b.Loop() {
@@ -417,7 +408,8 @@ func BenchmarkPolicyReadIssue(b *testing.B) {
 		if miss != Hit {
 			b.Fatal(miss)
 		}
-		buf = p.AppendFields(buf[:0], s.Target, s.Generation, s.Issued, r)
+		out = out[:0]
+		buf = p.WriteFields(&out, buf, s.Target, s.Generation, s.Issued, r)
 	}
 }
 
@@ -449,14 +441,14 @@ func TestSplitShards(t *testing.T) {
 }
 
 func appPolicy(t testing.TB) *Policy {
-	return NewPolicy("web", config.Stickiness{Enabled: true, Type: "app_cookie", AppCookie: "JSESSIONID", Duration: time.Hour},
+	return NewPolicy("web", config.Stickiness{Enabled: true, Type: config.AppCookie, AppCookie: "JSESSIONID", AppCookieDuration: time.Hour},
 		mustRing(t, key(1, 1)))
 }
 
 func TestAppCookieNeedsBothCookies(t *testing.T) {
 	p := appPolicy(t)
 	now := time.Unix(1800000000, 0)
-	out := string(p.AppendFields(nil, "t:1", 1, 0, &Response{Now: now, AppCookieSet: true}))
+	out := string(appendFields(p, nil, "t:1", 1, 0, &Response{Now: now, AppCookieSet: true}))
 	lines := strings.Split(strings.TrimSuffix(out, "\r\n"), "\r\n")
 	if len(lines) != 4 {
 		t.Fatalf("got %d fields, want 4 shards:\n%s", len(lines), out)
@@ -491,12 +483,12 @@ func TestAppCookieNeedsBothCookies(t *testing.T) {
 		t.Errorf("a joined value longer than any sealed one: %v, want malformed", m)
 	}
 	// No session and none starting: every shard is cleared.
-	none := string(p.AppendFields(nil, "t:1", 1, 0, &Response{Now: now}))
+	none := string(appendFields(p, nil, "t:1", 1, 0, &Response{Now: now}))
 	if strings.Count(none, "=_remove_;") != 4 {
 		t.Errorf("a response that starts no session: %q, want 4 shards of _remove_", none)
 	}
 	// SameSite=None; Secure only for the browsers that need it.
-	chrome := string(p.AppendFields(nil, "t:1", 1, 0, &Response{Now: now, AppCookieSet: true, SameSiteNone: true}))
+	chrome := string(appendFields(p, nil, "t:1", 1, 0, &Response{Now: now, AppCookieSet: true, SameSiteNone: true}))
 	if strings.Count(chrome, "; SameSite=None; Secure\r\n") != 4 || strings.Contains(out, "SameSite") {
 		t.Errorf("SameSite: for Chromium %q; otherwise %q", chrome, out)
 	}
@@ -518,10 +510,10 @@ func TestNeedsSameSiteNone(t *testing.T) {
 }
 
 func TestHeaderPolicyAndTimeouts(t *testing.T) {
-	p := NewPolicy("api", config.Stickiness{Enabled: true, Type: "header", Header: "X-Session",
-		Duration: time.Hour, AbsoluteTimeout: 3 * time.Hour}, mustRing(t, key(1, 1)))
+	p := NewPolicy("api", config.Stickiness{Enabled: true, Type: config.Header, Header: "X-Session",
+		HeaderDuration: time.Hour, AbsoluteTimeout: 3 * time.Hour}, mustRing(t, key(1, 1)))
 	start := time.Unix(1800000000, 0)
-	out := string(p.AppendFields(nil, "t:1", 1, 0, &Response{Now: start}))
+	out := string(appendFields(p, nil, "t:1", 1, 0, &Response{Now: start}))
 	if !strings.HasPrefix(out, "X-Session: ") || !strings.HasSuffix(out, "\r\n") || strings.Count(out, "\r\n") != 1 {
 		t.Fatalf("got %q, want one X-Session field", out)
 	}
@@ -547,14 +539,14 @@ func TestHeaderPolicyAndTimeouts(t *testing.T) {
 		if m != Hit {
 			break
 		}
-		out := string(p.AppendFields(nil, s.Target, s.Generation, s.Issued, &Response{Now: at}))
+		out := string(appendFields(p, nil, s.Target, s.Generation, s.Issued, &Response{Now: at}))
 		v = strings.TrimSuffix(strings.TrimPrefix(out, "X-Session: "), "\r\n")
 	}
 }
 
 func TestSessionCookieHasNoExpires(t *testing.T) {
 	p := policy(t, func(s *config.Stickiness) { s.Cookie.Session = true })
-	out := string(p.AppendFields(nil, "t:1", 1, 0, &Response{Now: time.Unix(1800000000, 0)}))
+	out := string(appendFields(p, nil, "t:1", 1, 0, &Response{Now: time.Unix(1800000000, 0)}))
 	if strings.Contains(out, "Expires=") || strings.Count(out, "Set-Cookie: ") != 2 {
 		t.Errorf("session cookies: %q, want two Set-Cookie fields without Expires", out)
 	}
@@ -571,16 +563,16 @@ func BenchmarkSelection(b *testing.B) {
 		s    config.Stickiness
 		req  func(v string) []h1.Field
 	}{
-		{"lb_cookie", config.Stickiness{Enabled: true, Type: "lb_cookie", Duration: time.Hour,
+		{"lb_cookie", config.Stickiness{Enabled: true, Type: config.LBCookie, LBCookieDuration: time.Hour,
 			Cookie: config.Cookie{Name: "AWSALB", CORS: true, Path: "/"}},
 			func(v string) []h1.Field {
 				return []h1.Field{{Name: []byte("Cookie"), Value: []byte("a=b; AWSALB=" + v)}}
 			}},
-		{"app_cookie", config.Stickiness{Enabled: true, Type: "app_cookie", AppCookie: "JSESSIONID", Duration: time.Hour},
+		{"app_cookie", config.Stickiness{Enabled: true, Type: config.AppCookie, AppCookie: "JSESSIONID", AppCookieDuration: time.Hour},
 			func(v string) []h1.Field {
 				return []h1.Field{{Name: []byte("Cookie"), Value: []byte("JSESSIONID=x; AWSALBAPP-0=" + v + "; AWSALBAPP-1=_remove_")}}
 			}},
-		{"header", config.Stickiness{Enabled: true, Type: "header", Header: "X-Session", Duration: time.Hour},
+		{"header", config.Stickiness{Enabled: true, Type: config.Header, Header: "X-Session", HeaderDuration: time.Hour},
 			func(v string) []h1.Field { return []h1.Field{{Name: []byte("X-Session"), Value: []byte(v)}} }},
 	} {
 		b.Run(tt.name, func(b *testing.B) {
@@ -588,6 +580,7 @@ func BenchmarkSelection(b *testing.B) {
 			v := string(p.appendValue(nil, "10.0.0.1:8080", 1, now.Unix(), now))
 			req := request(tt.req(v)...)
 			buf := make([]byte, 0, 2048)
+			out := make(lines, 0, 2048)
 			r := &Response{Now: now, Stuck: true}
 			b.ReportAllocs()
 			for b.Loop() {
@@ -595,7 +588,8 @@ func BenchmarkSelection(b *testing.B) {
 				if m != Hit {
 					b.Fatal(m)
 				}
-				buf = p.AppendFields(buf[:0], s.Target, s.Generation, s.Issued, r)
+				out = out[:0]
+				buf = p.WriteFields(&out, buf, s.Target, s.Generation, s.Issued, r)
 			}
 		})
 	}

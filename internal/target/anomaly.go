@@ -183,6 +183,7 @@ func (g *Group) evaluate(in []*Target) (changed bool) {
 			}
 			g.log.Log(context.Background(), level, "target anomaly detection changed", "target", t.ID,
 				"anomalous", bits&anomalousBit != 0, "error_ratio", bad[t], "mitigated", bits&mitigatedBit != 0)
+			g.notify(Event{Kind: AnomalyChanged, Target: t})
 		}
 	}
 	return changed

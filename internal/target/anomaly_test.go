@@ -162,7 +162,7 @@ func TestAnomalyFewTargets(t *testing.T) {
 			t.Errorf("anomaly timer armed with 2 healthy targets")
 		}
 
-		g.Update(cfgTargets("a:1", "b:1", "c:1", "d:1"), amSettings(), gen.gen)
+		g.Reconcile(cfgTargets("a:1", "b:1", "c:1", "d:1"), amSettings(), gen.gen)
 		c, d := byID(t, g, "c:1"), byID(t, g, "d:1")
 		healthy(g, c)
 		if !timerArmed(g, &g.anomalyTimer) {
@@ -362,7 +362,7 @@ func TestAnomalyOff(t *testing.T) {
 			t.Errorf("mitigation off: got %s, want %s", got, want)
 		}
 
-		g.Update(cfgTargets("a:1", "b:1", "c:1"), amSettings(), gen.gen)
+		g.Reconcile(cfgTargets("a:1", "b:1", "c:1"), amSettings(), gen.gen)
 		for range 3 {
 			flow(g, 20000, bad)
 			evaluation()
@@ -374,7 +374,7 @@ func TestAnomalyOff(t *testing.T) {
 			t.Errorf("Lookup(a:1) while mitigated: got %v, %v, want the target, true", tg, sticky)
 		}
 
-		g.Update(cfgTargets("a:1", "b:1", "c:1"), settings(), gen.gen)
+		g.Reconcile(cfgTargets("a:1", "b:1", "c:1"), settings(), gen.gen)
 		if got, want := anomalies(g), "a:1=normal/-/64 b:1=normal/-/64 c:1=normal/-/64"; got != want {
 			t.Errorf("mitigation turned off: got %s, want %s", got, want)
 		}
@@ -406,7 +406,7 @@ func TestAnomalyTimerStops(t *testing.T) {
 				if stop == "Close" {
 					g.Close()
 				} else {
-					g.Deregister()
+					g.DeregisterAll()
 				}
 				if timerArmed(g, &g.anomalyTimer) {
 					t.Errorf("anomaly timer armed after %s", stop)

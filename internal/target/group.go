@@ -47,6 +47,27 @@ type Settings struct {
 	// step, an anomaly evaluation) then keeps the current picker rather
 	// than building the same one again.
 	WeightBlind bool
+	// Checker runs the group's active health checks (nil: none, or the
+	// caller feeds results to Observe itself). The group starts a target's
+	// probes when it is registered and stops them when it is deregistered,
+	// and closes a checker that settings replace, so that no caller has
+	// to keep a checker in step with the targets.
+	Checker Checker
+	// Notify, if set, is called with every change of the group's targets
+	// (Event), in order, with the group's lock held: it must not block or
+	// call back into the group.
+	Notify func(Event)
+}
+
+// A Checker probes a group's targets, reporting each result to report
+// (the group's Observe).
+type Checker interface {
+	// Start begins probing t.
+	Start(t *Target, report func(*Target, Result))
+	// Stop stops probing t; it does not wait.
+	Stop(t *Target)
+	// Close stops every probe and waits for them to end.
+	Close()
 }
 
 // View is an immutable snapshot of a group, rebuilt on every registration
@@ -57,6 +78,7 @@ type View struct {
 	FailOpen bool      // too few healthy targets: every registered one is routable
 	Picker   Picker    // nil when Routable is empty
 	byID     map[string]entry
+	left     map[string]bool // deregistered targets still draining, by id
 }
 
 type entry struct {
@@ -74,6 +96,10 @@ func (v *View) Lookup(id string) (t *Target, sticky bool) {
 	e := v.byID[id]
 	return e.t, e.sticky
 }
+
+// Deregistered reports whether a target of that id was deregistered and is
+// still draining (a session stuck to it moved because of that).
+func (v *View) Deregistered(id string) bool { return v.left[id] }
 
 // Group is a target group at run time.
 type Group struct {
@@ -104,17 +130,97 @@ func NewGroup(name string, s Settings, log *slog.Logger) *Group {
 // View returns the group's current snapshot.
 func (g *Group) View() *View { return g.view.Load() }
 
-// Update applies a new target list and settings. Targets whose id is still
-// listed keep their state, connections and generation; new ids are
-// registered with the generation gen returns; missing ids are deregistered
-// and drain for the deregistration delay.
-func (g *Group) Update(targets []config.Target, s Settings, gen func(id string) uint64) {
+// Reconcile makes the group's registrations what targets lists, with new
+// settings: ids not registered yet are registered, with the generation gen
+// returns (targets registered together into an empty group are one
+// registration, which matters to slow start); ids no longer listed are
+// deregistered and drain for the deregistration delay; the others keep
+// their state, connections, sessions and generation, and take the listed
+// weight and drain state. It is what applying a config does; Register,
+// Deregister, SetWeight and SetDrain are its parts.
+func (g *Group) Reconcile(targets []config.Target, s Settings, gen func(id string) uint64) {
+	g.mu.Lock()
+	stale := g.reconcile(targets, s, gen)
+	g.mu.Unlock()
+	if stale != nil {
+		stale.Close() // outside the lock: its probes may be waiting for it in Observe
+	}
+}
+
+// Register registers targets, or sets the weight and drain state of those
+// already registered; the others stay as they are.
+func (g *Group) Register(targets []config.Target, gen func(id string) uint64) {
+	g.edit(func(list []config.Target) []config.Target {
+		for _, ct := range targets {
+			if i := slices.IndexFunc(list, func(c config.Target) bool { return c.ID == ct.ID }); i >= 0 {
+				list[i] = ct
+			} else {
+				list = append(list, ct)
+			}
+		}
+		return list
+	}, gen)
+}
+
+// Deregister deregisters the targets with these ids: each drains for the
+// deregistration delay. Unknown ids are ignored.
+func (g *Group) Deregister(ids ...string) {
+	g.edit(func(list []config.Target) []config.Target {
+		return slices.DeleteFunc(list, func(c config.Target) bool { return slices.Contains(ids, c.ID) })
+	}, nil)
+}
+
+// SetWeight sets a registered target's weight (1-1000). It reports false
+// when no target has that id.
+func (g *Group) SetWeight(id string, weight int) bool {
+	return g.set(id, func(c *config.Target) { c.Weight = weight })
+}
+
+// SetDrain drains a registered target, or ends its drain: a drained target
+// stays registered and checked, but takes no new requests, and its sticky
+// sessions move (as a deregistered one's). It reports false when no target
+// has that id.
+func (g *Group) SetDrain(id string, drain bool) bool {
+	return g.set(id, func(c *config.Target) { c.Drain = drain })
+}
+
+func (g *Group) set(id string, change func(*config.Target)) bool {
+	found := false
+	g.edit(func(list []config.Target) []config.Target {
+		for i := range list {
+			if list[i].ID == id {
+				change(&list[i])
+				found = true
+			}
+		}
+		return list
+	}, nil)
+	return found
+}
+
+// edit reconciles the group with change applied to its registrations, in
+// its current settings.
+func (g *Group) edit(change func([]config.Target) []config.Target, gen func(id string) uint64) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	list := make([]config.Target, len(g.active))
+	for i, t := range g.active {
+		list[i] = config.Target{ID: t.ID, Weight: t.Weight(), Drain: t.Drained()}
+	}
+	g.reconcile(change(list), g.settings, gen) // same settings: no checker to close
+}
+
+// reconcile is Reconcile with g.mu held. It returns the checker the new
+// settings replaced, for the caller to close once it has let go of g.mu.
+func (g *Group) reconcile(targets []config.Target, s Settings, gen func(id string) uint64) (stale Checker) {
 	now := time.Now()
 	checksChanged := s.HealthChecks != g.settings.HealthChecks
 	if s.SlowStart != g.settings.SlowStart {
 		disarm(&g.rampTimer) // its step may change
+	}
+	newChecker := s.Checker != g.settings.Checker
+	if newChecker {
+		stale = g.settings.Checker
 	}
 	g.settings = s
 	empty := len(g.active) == 0
@@ -124,52 +230,82 @@ func (g *Group) Update(targets []config.Target, s Settings, gen func(id string) 
 	}
 	active := make([]*Target, 0, len(targets))
 	wasInService := make(map[*Target]bool, len(targets))
+	var added []*Target
 	for _, ct := range targets {
 		t := old[ct.ID]
 		if t != nil {
 			delete(old, ct.ID)
-			t.Weight = ct.Weight
-			wasInService[t] = t.Health().State.inService()
+			wasInService[t] = t.inService()
+			if ct.Weight != t.Weight() {
+				t.weight.Store(int32(ct.Weight))
+				g.notify(Event{Kind: WeightChanged, Target: t})
+			}
+			if ct.Drain != t.Drained() {
+				t.setDrained(ct.Drain, now)
+				g.log.Info("target drain changed", "target", t.ID, "drained", ct.Drain)
+				g.notify(Event{Kind: DrainChanged, Target: t})
+			}
 			if checksChanged {
+				from := t.state()
 				t.okRun, t.failRun = 0, 0
 				if s.HealthChecks {
 					t.setHealth(Health{State: Initial, Reason: ReasonInitialHealthChecking})
 				} else {
 					t.setHealth(Health{State: Unavailable, Reason: ReasonHealthCheckDisabled})
 				}
+				g.notify(Event{Kind: HealthChanged, Target: t, From: from})
 			}
 		} else {
 			t = New(ct.ID, ct.Weight, gen(ct.ID), s.HealthChecks)
+			if ct.Drain {
+				t.setDrained(true, now)
+			}
 			// Slow start skips targets registered together into an empty
 			// group (ALB: "in a single registration call").
 			t.slowStartExempt = empty
 			g.log.Info("target registered", "target", t.ID, "generation", t.Generation)
+			added = append(added, t)
 		}
 		active = append(active, t)
 	}
 	g.active = active
+	for _, t := range added {
+		g.notify(Event{Kind: Registered, Target: t})
+	}
 	for _, t := range old {
 		g.drain(t)
 	}
-	// Targets that came into service here (registered or switched to
-	// unavailable with health checks off) are judged against those that
-	// already were, not against each other.
+	// Targets that came into service here (registered, undrained, or
+	// switched to unavailable with health checks off) are judged against
+	// those that already were, not against each other.
 	full := g.fullPeer(now, func(t *Target) bool { return !wasInService[t] })
 	for _, t := range active {
-		switch was, is := wasInService[t], t.Health().State.inService(); {
+		switch was, is := wasInService[t], t.inService(); {
 		case !was && is:
 			g.enterService(t, now, full)
 		case was && !is:
 			g.leaveService(t)
 		}
 	}
+	// The checker follows the registrations: a new one probes every
+	// target, the same one the targets registered here.
+	if c := s.Checker; c != nil {
+		probe := added
+		if newChecker || checksChanged {
+			probe = active
+		}
+		for _, t := range probe {
+			c.Start(t, g.Observe)
+		}
+	}
 	g.rebuild(false)
+	return stale
 }
 
-// Close deregisters every target at once, cutting requests still in flight.
+// Close deregisters every target at once, cutting requests still in flight,
+// and stops the health checks.
 func (g *Group) Close() {
 	g.mu.Lock()
-	defer g.mu.Unlock()
 	for _, t := range g.active {
 		g.drain(t)
 	}
@@ -179,11 +315,17 @@ func (g *Group) Close() {
 		g.remove(t)
 	}
 	g.rebuild(false) // with no target active, this stops the timers too
+	c := g.settings.Checker
+	g.settings.Checker = nil
+	g.mu.Unlock()
+	if c != nil {
+		c.Close()
+	}
 }
 
-// Deregister removes every target gracefully: each drains for the
+// DeregisterAll deregisters every target gracefully: each drains for the
 // deregistration delay. The group takes no new requests.
-func (g *Group) Deregister() {
+func (g *Group) DeregisterAll() {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	for _, t := range g.active {
@@ -197,9 +339,14 @@ func (g *Group) Deregister() {
 // have the deregistration delay to finish, then their connections are cut
 // (the client gets a 502, as with ALB).
 func (g *Group) drain(t *Target) {
+	if c := g.settings.Checker; c != nil {
+		c.Stop(t)
+	}
 	g.leaveService(t)
+	from := t.state()
 	t.setHealth(Health{State: Draining, Reason: ReasonDeregistrationInProcess})
 	g.log.Info("target deregistering", "target", t.ID, "inflight", t.Inflight.Load(), "delay", g.settings.DeregistrationDelay)
+	g.notify(Event{Kind: Deregistered, Target: t, From: from})
 	g.draining[t] = time.AfterFunc(g.settings.DeregistrationDelay, func() {
 		g.mu.Lock()
 		defer g.mu.Unlock()
@@ -214,6 +361,19 @@ func (g *Group) remove(t *Target) {
 	t.setHealth(Health{State: Unused, Reason: ReasonNotRegistered})
 	t.Conns.Close()
 	g.log.Info("target deregistered", "target", t.ID)
+	g.notify(Event{Kind: Removed, Target: t, From: Draining})
+}
+
+// notify passes e, completed with the group's name and the target's state,
+// to Settings.Notify. g.mu is held.
+func (g *Group) notify(e Event) {
+	if g.settings.Notify == nil {
+		return
+	}
+	e.Group = g.Name
+	e.Health = e.Target.Health()
+	e.Weight = e.Target.Weight()
+	g.settings.Notify(e)
 }
 
 // Draining returns the targets still draining.
@@ -245,7 +405,8 @@ func (g *Group) Observe(t *Target, r Result) {
 	if !g.settings.HealthChecks {
 		return
 	}
-	h := t.Health()
+	wasIn := t.inService()
+	h := *t.health.Load()
 	next := h
 	switch h.State {
 	case Draining, Unused, Unavailable:
@@ -273,7 +434,7 @@ func (g *Group) Observe(t *Target, r Result) {
 		return
 	}
 	t.setHealth(next)
-	switch was, is := h.State.inService(), next.State.inService(); {
+	switch was, is := wasIn, t.inService(); {
 	case !was && is:
 		now := time.Now()
 		g.enterService(t, now, g.fullPeer(now, func(o *Target) bool { return o == t }))
@@ -286,6 +447,7 @@ func (g *Group) Observe(t *Target, r Result) {
 	}
 	g.log.Log(context.Background(), level, "target health changed", "target", t.ID, "from", h.State.String(), "to", next.State.String(),
 		"reason", next.Reason, "description", next.Description)
+	g.notify(Event{Kind: HealthChanged, Target: t, From: h.State})
 	g.rebuild(false)
 }
 
@@ -308,19 +470,26 @@ func (g *Group) rebuild(weightsOnly bool) {
 	for _, t := range g.active {
 		t.eff.Store(g.effectiveWeight(t, now))
 	}
-	n := len(g.active)
+	n := len(g.active) - countFunc(g.active, (*Target).Drained)
 	v.FailOpen = n > 0 && (len(healthy) < min(g.settings.MinHealthyCount, n) ||
 		g.settings.MinHealthyPercent > 0 && len(healthy)*100 < g.settings.MinHealthyPercent*n)
 	v.Routable = healthy
 	if v.FailOpen {
-		v.Routable = g.active
+		// Every registered target, but those drained on purpose.
+		v.Routable = slices.DeleteFunc(slices.Clone(g.active), (*Target).Drained)
 	}
 	routable := make(map[*Target]bool, len(v.Routable))
 	for _, t := range v.Routable {
 		routable[t] = true
 	}
+	for t := range g.draining {
+		if v.left == nil {
+			v.left = make(map[string]bool, len(g.draining))
+		}
+		v.left[t.ID] = true
+	}
 	for _, t := range g.active {
-		v.byID[t.ID] = entry{t, routable[t] || t.Health().State == Initial}
+		v.byID[t.ID] = entry{t, routable[t] || t.state() == Initial && !t.Drained()}
 	}
 	if len(v.Routable) > 0 && g.settings.NewPicker != nil {
 		if last := g.view.Load(); weightsOnly && g.settings.WeightBlind && last != nil && last.Picker != nil &&
@@ -338,7 +507,7 @@ func (g *Group) rebuild(weightsOnly bool) {
 func (g *Group) inService() []*Target {
 	var in []*Target
 	for _, t := range g.active {
-		if t.Health().State.inService() {
+		if t.inService() {
 			in = append(in, t)
 		}
 	}
@@ -353,7 +522,7 @@ func (g *Group) detecting(healthy int) bool {
 
 // effectiveWeight is t's weight for new picks at now, in WeightUnit units.
 func (g *Group) effectiveWeight(t *Target, now time.Time) int64 {
-	w := float64(max(t.Weight, 1)*WeightUnit) * g.rampFactor(t, now) * t.mitigation()
+	w := float64(t.Weight()*WeightUnit) * g.rampFactor(t, now) * t.mitigation()
 	return max(1, int64(math.Round(w)))
 }
 
@@ -411,4 +580,14 @@ func disarm(slot **time.Timer) {
 		(*slot).Stop()
 		*slot = nil
 	}
+}
+
+func countFunc[T any](s []T, f func(T) bool) int {
+	n := 0
+	for _, v := range s {
+		if f(v) {
+			n++
+		}
+	}
+	return n
 }

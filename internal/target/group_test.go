@@ -81,7 +81,7 @@ func newGroup(t *testing.T, s Settings, ids ...string) (*Group, *seqGen) {
 	g := NewGroup("web", s, discardLog())
 	t.Cleanup(g.Close)
 	gen := &seqGen{}
-	g.Update(cfgTargets(ids...), s, gen.gen)
+	g.Reconcile(cfgTargets(ids...), s, gen.gen)
 	return g, gen
 }
 
@@ -145,8 +145,8 @@ func TestNewTarget(t *testing.T) {
 		if h.Since.Before(before) {
 			t.Errorf("New(checked=%v): Since = %v, want at or after %v", tc.checked, h.Since, before)
 		}
-		if tg.ID != "10.0.0.1:80" || tg.Weight != 3 || tg.Generation != 7 {
-			t.Errorf("New: got id %q weight %d generation %d, want 10.0.0.1:80, 3, 7", tg.ID, tg.Weight, tg.Generation)
+		if tg.ID != "10.0.0.1:80" || tg.Weight() != 3 || tg.Generation != 7 {
+			t.Errorf("New: got id %q weight %d generation %d, want 10.0.0.1:80, 3, 7", tg.ID, tg.Weight(), tg.Generation)
 		}
 		if tg.Conns == nil {
 			t.Errorf("New(checked=%v): Conns is nil", tc.checked)
@@ -266,7 +266,7 @@ func TestObserveIgnored(t *testing.T) {
 	t.Run("draining and unused", func(t *testing.T) {
 		g, _ := newGroup(t, settings(), "a:1", "b:1")
 		a, b := g.View().Targets[0], g.View().Targets[1]
-		g.Update(cfgTargets("b:1"), settings(), (&seqGen{}).gen)
+		g.Reconcile(cfgTargets("b:1"), settings(), (&seqGen{}).gen)
 		for _, r := range []Result{ok, fail503, fail503, fail503} {
 			g.Observe(a, r)
 		}
@@ -417,7 +417,7 @@ func TestEmptyGroup(t *testing.T) {
 	})
 	t.Run("all removed", func(t *testing.T) {
 		g, gen := newGroup(t, settings(), "10.0.0.1:80")
-		g.Update(nil, settings(), gen.gen)
+		g.Reconcile(nil, settings(), gen.gen)
 		check(t, g.View())
 	})
 	t.Run("nil NewPicker", func(t *testing.T) {
@@ -436,7 +436,7 @@ func TestUpdateKeepAddRemove(t *testing.T) {
 	s.NewPicker = func(ts []*Target) Picker {
 		w := make([]int, len(ts))
 		for i, t := range ts {
-			w[i] = t.Weight
+			w[i] = t.Weight()
 		}
 		pickerWeights = append(pickerWeights, w)
 		return firstPicker{ts}
@@ -452,7 +452,7 @@ func TestUpdateKeepAddRemove(t *testing.T) {
 	}
 	g.Observe(b, ok) // b healthy, a initial
 
-	g.Update([]config.Target{{ID: "c:1", Weight: 1}, {ID: "b:1", Weight: 5}}, s, gen.gen)
+	g.Reconcile([]config.Target{{ID: "c:1", Weight: 1}, {ID: "b:1", Weight: 5}}, s, gen.gen)
 	v = g.View()
 	if got, want := ids(v.Targets), []string{"c:1", "b:1"}; !slices.Equal(got, want) {
 		t.Fatalf("Targets after update: got %v, want %v", got, want)
@@ -464,8 +464,8 @@ func TestUpdateKeepAddRemove(t *testing.T) {
 	if b.Generation != 2 {
 		t.Errorf("b:1 generation: got %d, want 2", b.Generation)
 	}
-	if b.Weight != 5 {
-		t.Errorf("b:1 weight: got %d, want 5", b.Weight)
+	if b.Weight() != 5 {
+		t.Errorf("b:1 weight: got %d, want 5", b.Weight())
 	}
 	if h := b.Health(); h.State != Healthy {
 		t.Errorf("b:1 state: got %v, want healthy (kept)", h.State)
@@ -507,7 +507,7 @@ func TestUpdateSameListKeepsEverything(t *testing.T) {
 	g.Observe(before[0], ok)
 	g.Observe(before[1], fail503)
 	g.Observe(before[1], fail503)
-	g.Update(cfgTargets("a:1", "b:1"), settings(), gen.gen)
+	g.Reconcile(cfgTargets("a:1", "b:1"), settings(), gen.gen)
 	after := g.View().Targets
 	if !slices.Equal(after, before) {
 		t.Errorf("targets: got %p, want %p", after, before)
@@ -536,7 +536,7 @@ func TestDrainThenUnused(t *testing.T) {
 	}
 	a.Conns.Put(c, time.Now().UnixNano()) // an idle connection the drain must cut
 
-	g.Update(cfgTargets("b:1"), s, gen.gen)
+	g.Reconcile(cfgTargets("b:1"), s, gen.gen)
 	if h := a.Health(); h.State != Draining {
 		t.Fatalf("a:1 right after removal: got %v, want draining", h.State)
 	}
@@ -562,7 +562,7 @@ func TestDrainThenUnused(t *testing.T) {
 	}
 
 	// Registered again: a new target with a new generation.
-	g.Update(cfgTargets(addr, "b:1"), s, gen.gen)
+	g.Reconcile(cfgTargets(addr, "b:1"), s, gen.gen)
 	a2 := g.View().Targets[0]
 	if a2 == a {
 		t.Fatalf("re-added a:1 is the old *Target")
@@ -585,8 +585,8 @@ func TestReAddWhileDraining(t *testing.T) {
 	g, gen := newGroup(t, settings(), "a:1") // delay 1h
 	a := g.View().Targets[0]
 	g.Observe(a, ok)
-	g.Update(nil, settings(), gen.gen)
-	g.Update(cfgTargets("a:1"), settings(), gen.gen)
+	g.Reconcile(nil, settings(), gen.gen)
+	g.Reconcile(cfgTargets("a:1"), settings(), gen.gen)
 	a2 := g.View().Targets[0]
 	if a2 == a || a2.Generation == a.Generation {
 		t.Errorf("re-added while draining: got same target %v / generation %d, want a new one", a2 == a, a2.Generation)
@@ -660,7 +660,7 @@ func TestDeregister(t *testing.T) {
 	targets := slices.Clone(g.View().Targets)
 	g.Observe(targets[0], ok)
 
-	g.Deregister()
+	g.DeregisterAll()
 	v := g.View()
 	if len(v.Targets) != 0 || v.Picker != nil || v.FailOpen {
 		t.Errorf("view after Deregister: got %d targets, picker %v, fail-open %v, want 0, nil, false", len(v.Targets), v.Picker, v.FailOpen)
@@ -689,7 +689,7 @@ func TestDeregister(t *testing.T) {
 func TestClose(t *testing.T) {
 	g, gen := newGroup(t, settings(), "a:1", "b:1", "c:1") // delay 1h
 	targets := slices.Clone(g.View().Targets)
-	g.Update(cfgTargets("b:1", "c:1"), settings(), gen.gen) // a draining
+	g.Reconcile(cfgTargets("b:1", "c:1"), settings(), gen.gen) // a draining
 	if d := g.Draining(); len(d) != 1 {
 		t.Fatalf("Draining: got %v, want [a:1]", ids(d))
 	}
@@ -723,7 +723,7 @@ func TestToggleHealthChecks(t *testing.T) {
 	g.Observe(b, fail503)
 	g.Observe(b, fail503) // b unhealthy
 
-	g.Update(cfgTargets("a:1", "b:1"), off, gen.gen)
+	g.Reconcile(cfgTargets("a:1", "b:1"), off, gen.gen)
 	v := g.View()
 	if v.Targets[0] != a || v.Targets[1] != b {
 		t.Fatalf("toggling checks replaced the targets")
@@ -742,7 +742,7 @@ func TestToggleHealthChecks(t *testing.T) {
 		t.Errorf("Observe with checks off changed a:1 to %v", h.State)
 	}
 
-	g.Update(cfgTargets("a:1", "b:1"), on, gen.gen)
+	g.Reconcile(cfgTargets("a:1", "b:1"), on, gen.gen)
 	for _, tg := range g.View().Targets {
 		if h := tg.Health(); h.State != Initial || h.Reason != ReasonInitialHealthChecking {
 			t.Errorf("%s with checks back on: got %v/%q, want initial/%q", tg.ID, h.State, h.Reason, ReasonInitialHealthChecking)
@@ -828,7 +828,7 @@ func TestConcurrentViews(t *testing.T) {
 			for j := range ts {
 				ts[j].Weight = 1 + i%3
 			}
-			g.Update(ts, s, gen.gen)
+			g.Reconcile(ts, s, gen.gen)
 			_ = g.Draining()
 		}
 	}()

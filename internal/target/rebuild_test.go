@@ -56,8 +56,8 @@ func TestWeightOnlyRebuildPicker(t *testing.T) {
 				// and c, registered after them, ramps.
 				g := NewGroup("g", s, slog.New(slog.DiscardHandler))
 				defer g.Close()
-				g.Update(targets("a:1", "b:1"), s, next)
-				g.Update(targets("a:1", "b:1", "c:1"), s, next)
+				g.Reconcile(targets("a:1", "b:1"), s, next)
+				g.Reconcile(targets("a:1", "b:1", "c:1"), s, next)
 				v := g.View()
 				c, _ := v.Lookup("c:1")
 				if c == nil || len(v.Routable) != 3 || v.Picker == nil {
@@ -93,7 +93,7 @@ func TestWeightOnlyRebuildPicker(t *testing.T) {
 				}
 
 				// A registration change always builds a new picker.
-				g.Update(targets("a:1", "b:1", "c:1", "d:1"), s, next)
+				g.Reconcile(targets("a:1", "b:1", "c:1", "d:1"), s, next)
 				if v4 := g.View(); v4.Picker == v3.Picker {
 					t.Errorf("registering d:1 kept the picker")
 				}

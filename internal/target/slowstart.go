@@ -60,7 +60,7 @@ func (g *Group) ramping(t *Target, now time.Time) bool {
 // service and not in slow start: the condition for slow start to apply.
 func (g *Group) fullPeer(now time.Time, except func(*Target) bool) bool {
 	for _, t := range g.active {
-		if !except(t) && t.Health().State.inService() && !g.ramping(t, now) {
+		if !except(t) && t.inService() && !g.ramping(t, now) {
 			return true
 		}
 	}

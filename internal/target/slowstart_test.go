@@ -56,7 +56,7 @@ func wantSlowStart(t *testing.T, g *Group, want map[string]bool) {
 		if got := inSlowStart(g, tg); got != w {
 			t.Errorf("%s in slow start: got %v, want %v", id, got, w)
 		}
-		full := max(tg.Weight, 1) * WeightUnit
+		full := max(tg.Weight(), 1) * WeightUnit
 		if got := tg.EffectiveWeight(); w && got >= full || !w && got != full {
 			t.Errorf("%s effective weight: got %d, want %s %d", id, got, map[bool]string{true: "below", false: "equal to"}[w], full)
 		}
@@ -85,21 +85,21 @@ func TestSlowStartRules(t *testing.T) {
 		{"a new target with a healthy peer", func(t *testing.T) (*Group, map[string]bool) {
 			g, gen := newGroup(t, ssSettings(), "a:1", "b:1")
 			healthy(g, g.View().Targets...)
-			g.Update(cfgTargets("a:1", "b:1", "c:1"), ssSettings(), gen.gen)
+			g.Reconcile(cfgTargets("a:1", "b:1", "c:1"), ssSettings(), gen.gen)
 			healthy(g, byID(t, g, "c:1"))
 			return g, map[string]bool{"a:1": false, "b:1": false, "c:1": true}
 		}},
 		{"a new target while initial is not yet in slow start", func(t *testing.T) (*Group, map[string]bool) {
 			g, gen := newGroup(t, ssSettings(), "a:1")
 			healthy(g, byID(t, g, "a:1"))
-			g.Update(cfgTargets("a:1", "c:1"), ssSettings(), gen.gen)
+			g.Reconcile(cfgTargets("a:1", "c:1"), ssSettings(), gen.gen)
 			return g, map[string]bool{"a:1": false, "c:1": false}
 		}},
 		{"re-registering into a group emptied by the previous update", func(t *testing.T) (*Group, map[string]bool) {
 			g, gen := newGroup(t, ssSettings(), "a:1")
 			healthy(g, byID(t, g, "a:1"))
-			g.Update(nil, ssSettings(), gen.gen)
-			g.Update(cfgTargets("b:1", "c:1"), ssSettings(), gen.gen)
+			g.Reconcile(nil, ssSettings(), gen.gen)
+			g.Reconcile(cfgTargets("b:1", "c:1"), ssSettings(), gen.gen)
 			healthy(g, g.View().Targets...)
 			return g, map[string]bool{"b:1": false, "c:1": false}
 		}},
@@ -108,7 +108,7 @@ func TestSlowStartRules(t *testing.T) {
 			a := byID(t, g, "a:1")
 			healthy(g, a)
 			unhealthy(g, a)
-			g.Update(cfgTargets("a:1", "b:1"), ssSettings(), gen.gen)
+			g.Reconcile(cfgTargets("a:1", "b:1"), ssSettings(), gen.gen)
 			healthy(g, byID(t, g, "b:1"))
 			return g, map[string]bool{"b:1": false}
 		}},
@@ -116,10 +116,10 @@ func TestSlowStartRules(t *testing.T) {
 			g, gen := newGroup(t, ssSettings(), "a:1")
 			a := byID(t, g, "a:1")
 			healthy(g, a)
-			g.Update(cfgTargets("a:1", "b:1"), ssSettings(), gen.gen)
+			g.Reconcile(cfgTargets("a:1", "b:1"), ssSettings(), gen.gen)
 			healthy(g, byID(t, g, "b:1")) // b ramps against a
 			unhealthy(g, a)
-			g.Update(cfgTargets("a:1", "b:1", "c:1"), ssSettings(), gen.gen)
+			g.Reconcile(cfgTargets("a:1", "b:1", "c:1"), ssSettings(), gen.gen)
 			healthy(g, byID(t, g, "c:1")) // only b is healthy, and it ramps
 			return g, map[string]bool{"b:1": true, "c:1": false}
 		}},
@@ -127,16 +127,16 @@ func TestSlowStartRules(t *testing.T) {
 			off := settings()
 			g, gen := newGroup(t, off, "a:1", "b:1")
 			healthy(g, g.View().Targets...)
-			g.Update(cfgTargets("a:1", "b:1", "c:1"), off, gen.gen)
+			g.Reconcile(cfgTargets("a:1", "b:1", "c:1"), off, gen.gen)
 			healthy(g, byID(t, g, "c:1")) // healthy with slow start off
-			g.Update(cfgTargets("a:1", "b:1", "c:1", "d:1"), ssSettings(), gen.gen)
+			g.Reconcile(cfgTargets("a:1", "b:1", "c:1", "d:1"), ssSettings(), gen.gen)
 			healthy(g, byID(t, g, "d:1")) // initial when it was turned on
 			return g, map[string]bool{"a:1": false, "b:1": false, "c:1": false, "d:1": true}
 		}},
 		{"unhealthy ends it", func(t *testing.T) (*Group, map[string]bool) {
 			g, gen := newGroup(t, ssSettings(), "a:1")
 			healthy(g, byID(t, g, "a:1"))
-			g.Update(cfgTargets("a:1", "c:1"), ssSettings(), gen.gen)
+			g.Reconcile(cfgTargets("a:1", "c:1"), ssSettings(), gen.gen)
 			c := byID(t, g, "c:1")
 			healthy(g, c)
 			unhealthy(g, c)
@@ -145,23 +145,23 @@ func TestSlowStartRules(t *testing.T) {
 		{"turned off ends it", func(t *testing.T) (*Group, map[string]bool) {
 			g, gen := newGroup(t, ssSettings(), "a:1")
 			healthy(g, byID(t, g, "a:1"))
-			g.Update(cfgTargets("a:1", "c:1"), ssSettings(), gen.gen)
+			g.Reconcile(cfgTargets("a:1", "c:1"), ssSettings(), gen.gen)
 			healthy(g, byID(t, g, "c:1"))
-			g.Update(cfgTargets("a:1", "c:1"), settings(), gen.gen)
+			g.Reconcile(cfgTargets("a:1", "c:1"), settings(), gen.gen)
 			return g, map[string]bool{"a:1": false, "c:1": false}
 		}},
 		{"health checks off: registered targets ramp at once", func(t *testing.T) (*Group, map[string]bool) {
 			s := ssSettings()
 			s.HealthChecks = false
 			g, gen := newGroup(t, s, "a:1")
-			g.Update(cfgTargets("a:1", "b:1", "c:1"), s, gen.gen)
+			g.Reconcile(cfgTargets("a:1", "b:1", "c:1"), s, gen.gen)
 			return g, map[string]bool{"a:1": false, "b:1": true, "c:1": true}
 		}},
 		{"health checks off: targets registered together do not count as peers", func(t *testing.T) (*Group, map[string]bool) {
 			s := ssSettings()
 			s.HealthChecks = false
 			g, gen := newGroup(t, s, "a:1")
-			g.Update(cfgTargets("b:1", "c:1"), s, gen.gen) // a leaves as they come
+			g.Reconcile(cfgTargets("b:1", "c:1"), s, gen.gen) // a leaves as they come
 			return g, map[string]bool{"b:1": false, "c:1": false}
 		}},
 		{"health checks turned off: unhealthy targets come into service", func(t *testing.T) (*Group, map[string]bool) {
@@ -170,7 +170,7 @@ func TestSlowStartRules(t *testing.T) {
 			unhealthy(g, byID(t, g, "b:1"))
 			s := ssSettings()
 			s.HealthChecks = false
-			g.Update(cfgTargets("a:1", "b:1"), s, gen.gen)
+			g.Reconcile(cfgTargets("a:1", "b:1"), s, gen.gen)
 			return g, map[string]bool{"a:1": false, "b:1": true}
 		}},
 	}
@@ -188,7 +188,7 @@ func TestSlowStartLifecycle(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		g, gen := newGroup(t, ssSettings(), "a:1", "b:1")
 		healthy(g, g.View().Targets...)
-		g.Update(cfgTargets("a:1", "b:1", "c:1"), ssSettings(), gen.gen)
+		g.Reconcile(cfgTargets("a:1", "b:1", "c:1"), ssSettings(), gen.gen)
 		c := byID(t, g, "c:1")
 		healthy(g, c)
 		if !inSlowStart(g, c) {
@@ -197,11 +197,11 @@ func TestSlowStartLifecycle(t *testing.T) {
 
 		// Deregistering ends it; registering again starts it once healthy.
 		time.Sleep(ssDuration / 3)
-		g.Update(cfgTargets("a:1", "b:1"), ssSettings(), gen.gen)
+		g.Reconcile(cfgTargets("a:1", "b:1"), ssSettings(), gen.gen)
 		if inSlowStart(g, c) {
 			t.Errorf("deregistered c:1 still in slow start")
 		}
-		g.Update(cfgTargets("a:1", "b:1", "c:1"), ssSettings(), gen.gen)
+		g.Reconcile(cfgTargets("a:1", "b:1", "c:1"), ssSettings(), gen.gen)
 		c2 := byID(t, g, "c:1")
 		if inSlowStart(g, c2) {
 			t.Errorf("re-registered c:1 in slow start while initial")
@@ -254,7 +254,7 @@ func TestSlowStartRamp(t *testing.T) {
 		healthy(g, g.View().Targets...)
 		ts := cfgTargets("a:1", "b:1", "c:1")
 		ts[2].Weight = 10
-		g.Update(ts, ssSettings(), gen.gen)
+		g.Reconcile(ts, ssSettings(), gen.gen)
 		c := byID(t, g, "c:1")
 		healthy(g, c)
 		step := ssDuration / rampSteps
@@ -280,7 +280,7 @@ func TestSlowStartSticky(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		g, gen := newGroup(t, ssSettings(), "a:1")
 		healthy(g, byID(t, g, "a:1"))
-		g.Update(cfgTargets("a:1", "c:1"), ssSettings(), gen.gen)
+		g.Reconcile(cfgTargets("a:1", "c:1"), ssSettings(), gen.gen)
 		c := byID(t, g, "c:1")
 		healthy(g, c)
 		if tg, sticky := g.View().Lookup("c:1"); tg != c || !sticky {
@@ -297,16 +297,16 @@ func TestSlowStartTimers(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				g, gen := newGroup(t, ssSettings(), "a:1")
 				healthy(g, byID(t, g, "a:1"))
-				g.Update(cfgTargets("a:1", "c:1"), ssSettings(), gen.gen)
+				g.Reconcile(cfgTargets("a:1", "c:1"), ssSettings(), gen.gen)
 				healthy(g, byID(t, g, "c:1"))
 				time.Sleep(ssDuration / 4)
 				switch stop {
 				case "Close":
 					g.Close()
 				case "Deregister":
-					g.Deregister()
+					g.DeregisterAll()
 				default:
-					g.Update(cfgTargets("a:1", "c:1"), settings(), gen.gen)
+					g.Reconcile(cfgTargets("a:1", "c:1"), settings(), gen.gen)
 				}
 				g.mu.Lock()
 				armed := g.rampTimer != nil

@@ -1,6 +1,6 @@
 // Package target holds targets and target groups at run time: registration,
-// health state, in-flight counts, slow start, anomaly mitigation and
-// deregistration (drain).
+// weights, health state, in-flight counts, slow start, anomaly mitigation,
+// drain and deregistration.
 package target
 
 import (
@@ -37,6 +37,9 @@ const (
 	ReasonNotRegistered           = "Target.NotRegistered"
 	ReasonDeregistrationInProcess = "Target.DeregistrationInProgress"
 	ReasonHealthCheckDisabled     = "Target.HealthCheckDisabled"
+	// ReasonDrained is latch's own: the target was drained at run time
+	// (it stays registered; ALB has no such state).
+	ReasonDrained = "Latch.Drained"
 )
 
 // Health is a target's health as reported: the state, ALB's reason code
@@ -53,7 +56,6 @@ type Health struct {
 // issued for the old registration do not pin the new one.
 type Target struct {
 	ID         string // the address latch connects to, host:port
-	Weight     int
 	Generation uint64
 	Conns      *upstream.Pool
 
@@ -64,7 +66,16 @@ type Target struct {
 	// anomaly detection. They only grow.
 	requests, errors, connectFailures atomic.Uint64
 
+	// health is what registration and health checks make of the target;
+	// Health reports it, or draining while the target is drained.
 	health atomic.Pointer[Health]
+	// weight is the configured weight (1-1000), which a reload or the
+	// admin API may change while requests read it.
+	weight atomic.Int32
+	// drained is set while the target is drained at run time: it stays
+	// registered and keeps being checked, but takes no new requests.
+	drained    atomic.Bool
+	drainSince atomic.Int64 // when drained was set, unix nanoseconds
 	// eff is the weight the balancing algorithms use, in WeightUnit units,
 	// set by the owning group on every rebuild; 0 (a target no group
 	// manages) means the configured weight.
@@ -92,7 +103,8 @@ type Target struct {
 // New returns a target in state initial (or unavailable when its group has
 // no health checks).
 func New(id string, weight int, gen uint64, checked bool) *Target {
-	t := &Target{ID: id, Weight: weight, Generation: gen, Conns: upstream.NewPool(id, upstream.DefaultMaxIdle)}
+	t := &Target{ID: id, Generation: gen, Conns: upstream.NewPool(id, upstream.DefaultMaxIdle)}
+	t.weight.Store(int32(weight))
 	h := Health{State: Initial, Reason: ReasonInitialHealthChecking, Since: time.Now()}
 	if !checked {
 		h = Health{State: Unavailable, Reason: ReasonHealthCheckDisabled, Since: time.Now()}
@@ -115,8 +127,14 @@ func (t *Target) EffectiveWeight() int {
 	if e := t.eff.Load(); e > 0 {
 		return int(e)
 	}
-	return max(t.Weight, 1) * WeightUnit
+	return t.Weight() * WeightUnit
 }
+
+// Weight is the target's configured weight, at least 1.
+func (t *Target) Weight() int { return max(int(t.weight.Load()), 1) }
+
+// Drained reports whether the target is drained at run time.
+func (t *Target) Drained() bool { return t.drained.Load() }
 
 // Record counts a request the target answered with status: a 5xx counts as
 // an error for anomaly detection. A failure after the request reached the
@@ -164,8 +182,32 @@ func (t *Target) Anomaly() (result string, mitigated bool) {
 // other than with its group's founding registration (a latch start), or 0.
 func (t *Target) Joined() int64 { return t.joined.Load() }
 
-// Health returns the target's current health.
-func (t *Target) Health() Health { return *t.health.Load() }
+// Health returns the target's current health, as reported: a target
+// drained at run time reads as draining (reason Latch.Drained) whatever its
+// checks say.
+func (t *Target) Health() Health {
+	h := *t.health.Load()
+	if t.drained.Load() && h.State != Draining && h.State != Unused {
+		return Health{State: Draining, Reason: ReasonDrained, Description: "Target drained at run time",
+			Since: time.Unix(0, t.drainSince.Load())}
+	}
+	return h
+}
+
+// state is the target's health state as its checks and registration make
+// it, drain aside.
+func (t *Target) state() State { return t.health.Load().State }
+
+// inService reports whether the target counts toward its group's healthy
+// targets and may take new requests: healthy (or unchecked) and not
+// drained.
+func (t *Target) inService() bool { return !t.drained.Load() && t.state().inService() }
+
+// setDrained drains t or ends its drain. Its group's mu is held.
+func (t *Target) setDrained(on bool, now time.Time) {
+	t.drainSince.Store(now.UnixNano())
+	t.drained.Store(on)
+}
 
 func (t *Target) setHealth(h Health) {
 	h.Since = time.Now()

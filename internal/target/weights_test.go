@@ -23,7 +23,7 @@ type testGroup struct {
 	s target.Settings
 }
 
-func groupWith(t *testing.T, algorithm string, slowStart time.Duration, mitigation bool) testGroup {
+func groupWith(t *testing.T, algorithm config.Algorithm, slowStart time.Duration, mitigation bool) testGroup {
 	t.Helper()
 	s := target.Settings{
 		HealthChecks:        true,
@@ -46,7 +46,7 @@ func (g testGroup) register(ids ...string) {
 	for i, id := range ids {
 		ts[i] = config.Target{ID: id, Weight: 1}
 	}
-	g.Update(ts, g.s, func(id string) uint64 { return 1 })
+	g.Reconcile(ts, g.s, func(id string) uint64 { return 1 })
 }
 
 func (g testGroup) makeHealthy(ids ...string) {
@@ -73,7 +73,7 @@ func TestSlowStartRampMeasured(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		const d = 60 * time.Second
 		step := d / target.RampSteps
-		g := groupWith(t, "round_robin", d, false)
+		g := groupWith(t, config.RoundRobin, d, false)
 		g.register("a:1", "b:1")
 		g.makeHealthy("a:1", "b:1")
 		g.register("a:1", "b:1", "c:1")
@@ -124,7 +124,7 @@ func TestSlowStartRampMeasured(t *testing.T) {
 // alone; once it stops failing, its share climbs back to a full quarter.
 func TestAnomalyMitigationMeasured(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		g := groupWith(t, "weighted_random", 0, true)
+		g := groupWith(t, config.WeightedRandom, 0, true)
 		g.register("a:1", "b:1", "c:1", "d:1")
 		g.makeHealthy("a:1", "b:1", "c:1", "d:1")
 		ts := g.View().Targets

@@ -1,14 +1,18 @@
-// Package upstream keeps the HTTP/1.1 connections from latch to one target.
+// Package upstream keeps the HTTP/1.1 connections from latch to its targets.
 //
-// A request borrows a connection, writes and reads on it in the caller's own
-// goroutine, and gives it back: no background reader or writer goroutines,
-// which is where most of net/http.Transport's cost per request goes.
+// A target's Pool knows every connection to it: those goroutines use
+// (blocking net.Conns, borrowed and given back) and, in one shard per event
+// loop, those the loops own (non-blocking sockets, loop.go). A request
+// writes and reads on its connection in its own goroutine or loop: no
+// background reader or writer goroutines, which is where most of
+// net/http.Transport's cost per request goes.
 package upstream
 
 import (
 	"context"
 	"errors"
 	"net"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -17,21 +21,26 @@ import (
 	"github.com/latch-lb/latch/internal/h1"
 )
 
-// Pool holds the idle keep-alive connections to one address and knows every
-// connection it made, so that Close can cut them all.
+// Pool holds the connections to one target: the idle keep-alive ones, and
+// every one it made, so that Close can cut them all and Len count them.
 type Pool struct {
-	addr string
-	idle chan *Conn
+	addr    string
+	ap      netip.AddrPort // addr, when it is an address (loops dial only those)
+	maxIdle int
+	closed  atomic.Bool
 
-	mu     sync.Mutex // guards conns; taken on dial and close, never per request
-	conns  map[*Conn]struct{}
-	closed atomic.Bool
+	mu    sync.Mutex // guards idle and conns; taken on Get, Put, dial and close
+	idle  []*Conn    // the goroutines' idle connections, the latest last
+	conns map[*Conn]struct{}
+
+	shards    atomic.Pointer[[]*Shard] // by loop index; copied on write under mu
+	loopConns atomic.Int64             // open connections in the shards
 }
 
-// Conn is one connection to a target, with its reader and writer. An
-// event loop's connection has no net.Conn: its Owner, the loop, keeps it.
+// Conn is one connection to a target, with its reader and writer. A loop's
+// connection (Loop set) has no net.Conn until a goroutine takes it over.
 type Conn struct {
-	net.Conn // nil when the connection belongs to an event loop
+	net.Conn // nil while an event loop owns the connection
 	R        *h1.Reader
 	W        *h1.Writer
 	// Reused is true when the connection served an earlier request: the
@@ -41,66 +50,24 @@ type Conn struct {
 	// Deadline is the read/write deadline last set on the connection, in
 	// unix nanoseconds; see SetIdleDeadline.
 	Deadline int64
+	// Loop is the loop's side of a connection an event loop owns; nil on a
+	// goroutine's.
+	Loop *LoopConn
 
 	pool      *Pool
-	owner     Owner
 	idleSince int64 // unix nanoseconds when put back in the pool
 }
 
-// Owner keeps the connections of an event loop: Release and Close of such
-// a connection go to it, not to a Pool.
-type Owner interface {
-	// Release takes back a connection whose last response was read to its
-	// end, to reuse it or close it.
-	Release(c *Conn, now int64)
-	// Discard closes the connection and forgets it.
-	Discard(c *Conn)
-}
-
-// NewOwned returns a connection an event loop owns, reading and writing
-// with rd and wr on its socket.
-func NewOwned(owner Owner, rd *h1.Reader, wr *h1.Writer) *Conn {
-	return &Conn{R: rd, W: wr, owner: owner}
-}
-
-// Adopt makes c, an event loop's connection, a connection of p on nc (the
-// same socket, now a net.Conn): it leaves the loop for a goroutine, and
-// goes back to p when released. A closed pool closes it at once, so that
-// the request on it fails as on any connection of a drained target.
-func (p *Pool) Adopt(c *Conn, nc net.Conn) {
-	c.Conn, c.owner, c.pool = nc, nil, p
-	c.R.Attach(nc)
-	c.W.Attach(nc)
-	c.Deadline = 0
-	p.mu.Lock()
-	closed := p.closed.Load()
-	if !closed {
-		p.conns[c] = struct{}{}
-	}
-	p.mu.Unlock()
-	if closed {
-		nc.Close()
-	}
-}
-
-// Closed reports whether the pool was closed (its target deregistered).
-func (p *Pool) Closed() bool { return p.closed.Load() }
-
-// Release gives c back to whoever keeps it: its pool, or its event loop.
-func (c *Conn) Release(now int64) {
-	if c.owner != nil {
-		c.owner.Release(c, now)
-		return
-	}
-	c.pool.Put(c, now)
-}
-
-// DefaultMaxIdle is how many idle connections a pool keeps per target.
+// DefaultMaxIdle is how many idle connections a pool keeps per target, in
+// each of its shards.
 const DefaultMaxIdle = 256
 
-// NewPool returns a pool for addr keeping at most maxIdle idle connections.
+// NewPool returns the pool of the target at addr, keeping at most maxIdle
+// idle connections per shard. It holds nothing until used.
 func NewPool(addr string, maxIdle int) *Pool {
-	return &Pool{addr: addr, idle: make(chan *Conn, maxIdle), conns: make(map[*Conn]struct{})}
+	p := &Pool{addr: addr, maxIdle: maxIdle, conns: map[*Conn]struct{}{}}
+	p.ap, _ = netip.ParseAddrPort(addr)
+	return p
 }
 
 // ErrClosed is returned by Get once the pool is closed.
@@ -122,29 +89,38 @@ func (e *DialError) Timeout() bool {
 	return errors.As(e.Err, &ne) && ne.Timeout() || errors.Is(e.Err, context.DeadlineExceeded)
 }
 
+// Closed reports whether the pool was closed (its target deregistered).
+func (p *Pool) Closed() bool { return p.closed.Load() }
+
 // checkAfter is how long a connection may sit idle before Get makes sure,
 // with a non-blocking peek, that the target has not closed it. Below it a
 // connection is almost surely alive (targets' keep-alive timeouts are
 // seconds long), and the peek would cost a system call per request.
 const checkAfter = time.Second
 
-// Get returns an idle connection, or dials a new one within timeout.
+// Get returns an idle connection, the one used last, or dials a new one
+// within timeout.
 func (p *Pool) Get(ctx context.Context, timeout time.Duration, now int64) (*Conn, error) {
-	if p.closed.Load() {
-		return nil, ErrClosed
-	}
 	for {
-		select {
-		case c := <-p.idle:
-			if now-c.idleSince > int64(checkAfter) && !c.alive() {
-				c.Close()
-				continue
-			}
-			c.Reused = true
-			return c, nil
-		default:
+		if p.closed.Load() {
+			return nil, ErrClosed
 		}
-		return p.Dial(ctx, timeout)
+		p.mu.Lock()
+		n := len(p.idle)
+		if n == 0 {
+			p.mu.Unlock()
+			return p.Dial(ctx, timeout)
+		}
+		c := p.idle[n-1]
+		p.idle[n-1] = nil
+		p.idle = p.idle[:n-1]
+		p.mu.Unlock()
+		if now-c.idleSince > int64(checkAfter) && !c.alive() {
+			c.Close()
+			continue
+		}
+		c.Reused = true
+		return c, nil
 	}
 }
 
@@ -170,7 +146,7 @@ func (c *Conn) alive() bool {
 	return alive
 }
 
-// Dial always makes a new connection.
+// Dial always makes a new connection for a goroutine.
 func (p *Pool) Dial(ctx context.Context, timeout time.Duration) (*Conn, error) {
 	d := net.Dialer{Timeout: timeout, KeepAlive: 30 * time.Second}
 	nc, err := d.DialContext(ctx, "tcp", p.addr)
@@ -178,18 +154,26 @@ func (p *Pool) Dial(ctx context.Context, timeout time.Duration) (*Conn, error) {
 		return nil, &DialError{Addr: p.addr, Err: err}
 	}
 	c := &Conn{Conn: nc, R: h1.NewReader(nc, false), W: h1.NewWriter(nc), pool: p}
-	p.mu.Lock()
-	if p.closed.Load() {
-		p.mu.Unlock()
+	if !p.track(c) {
 		nc.Close()
 		return nil, ErrClosed
 	}
-	p.conns[c] = struct{}{}
-	p.mu.Unlock()
 	return c, nil
 }
 
-// Put returns a connection whose last response was read to its end.
+// track adds c to the goroutines' connections, unless the pool is closed.
+func (p *Pool) track(c *Conn) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed.Load() {
+		return false
+	}
+	p.conns[c] = struct{}{}
+	return true
+}
+
+// Put returns a goroutine's connection whose last response was read to its
+// end.
 func (p *Pool) Put(c *Conn, now int64) {
 	if p.closed.Load() || c.R.Buffered() > 0 {
 		c.Close()
@@ -197,21 +181,35 @@ func (p *Pool) Put(c *Conn, now int64) {
 	}
 	c.R.Release()
 	c.idleSince = now
-	select {
-	case p.idle <- c:
-	default:
-		c.Close()
+	p.mu.Lock()
+	if len(p.idle) < p.maxIdle && !p.closed.Load() {
+		p.idle = append(p.idle, c)
+		p.mu.Unlock()
+		return
 	}
+	p.mu.Unlock()
+	c.Close()
+}
+
+// Release gives c back to whoever keeps it, its pool or its event loop, to
+// reuse or close; its last response was read to its end.
+func (c *Conn) Release(now int64) {
+	if c.Loop != nil {
+		c.Loop.release(now)
+		return
+	}
+	c.pool.Put(c, now)
 }
 
 // SetIdleDeadline makes sure the connection's deadline is at least
 // timeout-slack from now, touching the connection only when the deadline
 // set before has come within that: setting a deadline costs a timer
 // update, too much to pay on every request. The timeout is so enforced to
-// within slack (a sixteenth of it).
+// within slack (a sixteenth of it). A loop's connection only records it:
+// the loop checks it on its ticks.
 func (c *Conn) SetIdleDeadline(now int64, timeout time.Duration) {
-	if c.owner != nil {
-		c.Deadline = now + int64(timeout) // the loop checks it on its ticks
+	if c.Loop != nil {
+		c.Deadline = now + int64(timeout)
 		return
 	}
 	if c.Deadline-now < int64(timeout-timeout/16) {
@@ -222,8 +220,8 @@ func (c *Conn) SetIdleDeadline(now int64, timeout time.Duration) {
 
 // Close closes the connection and forgets it.
 func (c *Conn) Close() error {
-	if c.owner != nil {
-		c.owner.Discard(c)
+	if c.Loop != nil {
+		c.Loop.discard()
 		return nil
 	}
 	p := c.pool
@@ -236,21 +234,32 @@ func (c *Conn) Close() error {
 }
 
 // Close closes every connection, idle or in use; requests in flight on them
-// fail. Later Gets fail with ErrClosed.
+// fail. Later Gets fail with ErrClosed. The loops close their idle
+// connections when they next run; an exchange on a loop finds its
+// connection's pool closed at its next tick, and ends.
 func (p *Pool) Close() {
 	p.mu.Lock()
 	p.closed.Store(true)
 	conns := p.conns
 	p.conns = map[*Conn]struct{}{}
+	p.idle = nil
 	p.mu.Unlock()
 	for c := range conns {
 		c.Conn.Close()
 	}
+	if shards := p.shards.Load(); shards != nil {
+		for _, s := range *shards {
+			if s != nil {
+				s.loop.Post(s.closeIdle)
+			}
+		}
+	}
 }
 
-// Len is the number of open connections, idle or in use.
+// Len is the number of open connections, idle or in use, in every shard.
 func (p *Pool) Len() int {
 	p.mu.Lock()
-	defer p.mu.Unlock()
-	return len(p.conns)
+	n := len(p.conns)
+	p.mu.Unlock()
+	return n + int(p.loopConns.Load())
 }

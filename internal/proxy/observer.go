@@ -1,0 +1,102 @@
+package proxy
+
+import (
+	"time"
+
+	"github.com/latch-lb/latch/internal/desync"
+	"github.com/latch-lb/latch/internal/sticky"
+	"github.com/latch-lb/latch/internal/target"
+)
+
+// Observer sees every request and client connection a handler serves:
+// metrics and access logs plug in here. Its methods are called on the
+// request path, in the goroutine or event loop serving the request: they
+// must not block, should not allocate, and must not keep the *Record (it
+// is reused for the next request; copy what is needed).
+type Observer interface {
+	// Begin is called when a request has been read and admitted, before
+	// rules, stickiness and forwarding.
+	Begin(r *Record)
+	// End is called once for every request Begin saw, when its answer has
+	// been written (or could not be: the client or the target went away
+	// mid-response): forwarded to a target, or answered by latch itself
+	// (ByLatch: a redirect, a fixed response, an error).
+	End(r *Record)
+	// Refused is called for a request latch refused before it began:
+	// malformed, over a limit, blocked by desync mitigation, or not sent
+	// within the idle timeout. Begin and End never see it.
+	Refused(r *Record)
+	// Conn is called when a client connection opens, moves from an event
+	// loop to a goroutine, and closes.
+	Conn(e ConnEvent)
+}
+
+// Record is what latch knows of one request. Byte slices point into the
+// connection's buffers and are valid only during the call.
+type Record struct {
+	Listener string
+	// Start is when latch had read the request's head; Duration, at End,
+	// how long it took from then to the end of the answer.
+	Start    time.Time
+	Duration time.Duration
+	// HTTP2 says the request came on an HTTP/2 stream; Minor is the
+	// HTTP/1.x version's minor number otherwise.
+	HTTP2  bool
+	Minor  int
+	Method []byte
+	// Status is the answer's status code (0: none was sent, the client
+	// having gone away).
+	Status int
+	// ByLatch says latch answered itself (a redirect, a fixed response,
+	// an error), not a target; Cause then says why, for errors.
+	ByLatch bool
+	Cause   string
+	// Rule is the matched rule's priority; 0 for the default action.
+	Rule int
+	// Group and Target are where the request went (Target nil: nowhere);
+	// Retried says a connect failure sent it to a second target.
+	Group   string
+	Target  *target.Target
+	Retried bool
+	// Sticky is what became of the request's session, and StickyReason
+	// why it moved or did not hold; MovedFrom is the target it left (the
+	// X-Latch-Session-Moved value).
+	Sticky       sticky.Outcome
+	StickyReason sticky.Reason
+	MovedFrom    string
+	// BytesIn and BytesOut count the request and response bodies' bytes.
+	BytesIn, BytesOut int64
+	// Classified says the request was classified for desync mitigation
+	// (HTTP/1.x requests that could be read), as Desync; DesyncBlocked
+	// says mitigation refused it.
+	Classified    bool
+	Desync        desync.Verdict
+	DesyncBlocked bool
+}
+
+// ConnEventKind says what happened to a client connection.
+type ConnEventKind uint8
+
+const (
+	ConnOpened ConnEventKind = iota
+	// ConnHandedOff: an event loop handed the connection to a goroutine
+	// (a body still coming, an upgrade, HTTP/2...).
+	ConnHandedOff
+	ConnClosed
+)
+
+// ConnEvent is one client connection event.
+type ConnEvent struct {
+	Kind     ConnEventKind
+	Listener string
+	// OnLoop says an event loop serves the connection (ConnOpened).
+	OnLoop bool
+}
+
+// noObserver is the Observer of a handler that has none.
+type noObserver struct{}
+
+func (noObserver) Begin(*Record)   {}
+func (noObserver) End(*Record)     {}
+func (noObserver) Refused(*Record) {}
+func (noObserver) Conn(ConnEvent)  {}

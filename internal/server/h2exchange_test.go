@@ -1,0 +1,124 @@
+package server
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestHTTP2TargetAnswersBeforeTheUpload: an HTTP/2 target that answers
+// before it has read the request body (a 401 to an upload) ends the
+// exchange while net/http's HTTP/2 client may still be reading the body
+// from the client. The answer arrives, the HTTP/1.1 connection is closed
+// (its body was not all read), and nothing reads the client's buffers
+// once the exchange is over (the race detector checks that: they go back
+// to a pool for the next connection).
+func TestHTTP2TargetAnswersBeforeTheUpload(t *testing.T) {
+	target := serveH2C(t, func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/healthz" {
+			w.WriteHeader(http.StatusUnauthorized)
+		}
+	})
+	lb := startLB(t, lbConfig{targets: []string{target}, extraGroup: "    protocol_version: HTTP2\n",
+		listenAttrs: map[string]string{"routing.http2.h2c.enabled": "true"}})
+	addr := strings.TrimPrefix(lb.url, "http://")
+
+	for i := range 10 {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		fmt.Fprintf(c, "POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n")
+		c.Write(make([]byte, 1000))
+		sending := make(chan struct{})
+		go func() {
+			defer close(sending)
+			for range 50 {
+				if _, err := c.Write(make([]byte, 1000)); err != nil {
+					return
+				}
+				time.Sleep(time.Millisecond)
+			}
+		}()
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatalf("upload %d: %v", i, err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		if resp.StatusCode != http.StatusUnauthorized || !resp.Close {
+			t.Errorf("upload %d: got %s, Connection: close %v; want the target's 401 and the connection closed", i, resp.Status, resp.Close)
+		}
+		// Another connection meanwhile takes the pooled buffers.
+		if r := get(t, lb.url+"/", ""); r.status != http.StatusUnauthorized {
+			t.Errorf("a GET beside upload %d: got %d, want the target's 401", i, r.status)
+		}
+		c.Close()
+		<-sending
+	}
+
+	// An HTTP/2 client's stream, the same way.
+	for i := range 5 {
+		pr, pw := io.Pipe()
+		go func() {
+			for range 50 {
+				if _, err := pw.Write(make([]byte, 1000)); err != nil {
+					return
+				}
+				time.Sleep(time.Millisecond)
+			}
+			pw.Close()
+		}()
+		req, _ := http.NewRequest("POST", lb.url+"/upload", pr)
+		resp, err := h2cClient().Do(req)
+		if err != nil {
+			t.Fatalf("HTTP/2 upload %d: %v", i, err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		pr.CloseWithError(io.ErrClosedPipe)
+		if resp.StatusCode != http.StatusUnauthorized {
+			t.Errorf("HTTP/2 upload %d: got %s, want the target's 401", i, resp.Status)
+		}
+	}
+}
+
+// TestHTTP2ClientResetIsNotTheTargets: an HTTP/2 client that gives up on
+// a slow target (resets its stream) ends the exchange, but the target is
+// not charged with a failure (anomaly detection counts 5xx answers), and
+// its in-flight count goes back to 0.
+func TestHTTP2ClientResetIsNotTheTargets(t *testing.T) {
+	release := make(chan struct{})
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			<-release
+		}
+	}))
+	t.Cleanup(slow.Close)
+	t.Cleanup(func() { close(release) })
+	lb := startLB(t, lbConfig{targets: []string{slow.Listener.Addr().String()},
+		listenAttrs: map[string]string{"routing.http2.h2c.enabled": "true"}})
+
+	for i := range 3 {
+		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		req, _ := http.NewRequestWithContext(ctx, "GET", lb.url+"/slow", nil)
+		resp, err := h2cClient().Do(req)
+		cancel()
+		if err == nil {
+			resp.Body.Close()
+			t.Fatalf("request %d: got %s from a target that never answers", i, resp.Status)
+		}
+	}
+	tg := lb.targets("web")[0]
+	poll(t, 5*time.Second, "the reset exchanges to end", func() bool { return tg.Inflight.Load() == 0 })
+	if requests, errors, _ := tg.Outcomes(); errors != 0 {
+		t.Errorf("the target was charged with %d failures of %d requests for the client's resets, want none", errors, requests)
+	}
+}

@@ -1,0 +1,355 @@
+// Package server owns a running latch: its listeners, target groups, event
+// loops and state store, and the one path by which every change (a file
+// reload, the admin API, a cluster peer) is validated and applied.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime"
+	"sync"
+	"sync/atomic"
+
+	"github.com/latch-lb/latch/internal/config"
+	"github.com/latch-lb/latch/internal/proxy"
+	"github.com/latch-lb/latch/internal/route"
+	"github.com/latch-lb/latch/internal/state"
+	"github.com/latch-lb/latch/internal/sticky"
+	"github.com/latch-lb/latch/internal/tlsconf"
+)
+
+// Server is a running latch, and the one owner of its running state: the
+// running config, and the listeners, target groups and event loops that
+// serve it. Apply (a file loaded or reloaded) and Update (a change made
+// while latch serves: the admin API, a cluster peer) are its only writers;
+// both validate the whole config and apply it, or change nothing. Readers
+// take a Snapshot, or Subscribe to its events.
+type Server struct {
+	log    *slog.Logger
+	obs    proxy.Observer
+	loops  *proxy.Loops // nil: a goroutine per connection
+	store  Store        // Options.Store, or nil for files in state_dir
+	events events
+
+	mu        sync.Mutex     // serialises Apply, Update and Shutdown
+	file      *config.Config // the file's config as last applied: Rebase's base
+	running   *config.Config // what runs: file plus the runtime changes since
+	version   uint64
+	dir       *state.Dir // the store when Options.Store is nil
+	groups    map[string]*group
+	listeners map[string]*listener
+	retiring  sync.WaitGroup // listeners and handlers shutting down after a change
+	shut      bool
+
+	published atomic.Pointer[published] // what Snapshot reads
+}
+
+// Store keeps what latch must remember across restarts and, in a cluster,
+// agree on with its peers. state.Dir keeps it in files.
+type Store interface {
+	// Registrations makes the stored registrations exactly current
+	// (target ids by group) and returns the generation of each: one fixed
+	// when its registration was stored, the same for every reader of the
+	// store, so that a target registered anew (a new instance on an old
+	// address) never inherits an old one's sessions. The generations may
+	// come with an error that says they could not all be kept.
+	Registrations(ctx context.Context, current map[string][]string) (map[string]map[string]uint64, error)
+	// Keys returns the cookie key ring, the first key sealing, made the
+	// first time it is asked for.
+	Keys(ctx context.Context) ([]sticky.Key, error)
+}
+
+// DataPath is how plain-HTTP client connections are served.
+type DataPath uint8
+
+const (
+	// Loops serves them on event loops, one per CPU, where the system has
+	// them (Linux), and with a goroutine per connection elsewhere.
+	Loops DataPath = iota
+	// Goroutines serves each with a goroutine of its own.
+	Goroutines
+)
+
+// ParseDataPath reads a data path's name: "loops" or "goroutines" ("" is
+// loops).
+func ParseDataPath(s string) (DataPath, error) {
+	switch s {
+	case "", "loops":
+		return Loops, nil
+	case "goroutines":
+		return Goroutines, nil
+	}
+	return Loops, fmt.Errorf("data path %q is not one of loops, goroutines", s)
+}
+
+func (p DataPath) String() string {
+	if p == Goroutines {
+		return "goroutines"
+	}
+	return "loops"
+}
+
+// Options configure a Server. The zero value serves on event loops, keeps
+// its state in the config's state_dir, and logs nothing.
+type Options struct {
+	Log      *slog.Logger
+	DataPath DataPath
+	// Store keeps generations and cookie keys; nil: files in the config's
+	// state_dir (state.Dir).
+	Store Store
+	// Observer sees every request; nil: none.
+	Observer proxy.Observer
+}
+
+// New returns a server with nothing applied. Its event loops start now,
+// and stop at Shutdown.
+func New(o Options) (*Server, error) {
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{log: o.Log, obs: o.Observer, store: o.Store, groups: map[string]*group{}, listeners: map[string]*listener{}}
+	if o.DataPath == Loops {
+		loops, err := proxy.NewLoops(runtime.GOMAXPROCS(0))
+		switch {
+		case err == nil:
+			s.loops = loops
+		case errors.Is(err, proxy.ErrNoLoops):
+			// Not on this system: a goroutine per connection.
+		default:
+			return nil, err
+		}
+	}
+	s.published.Store(&published{})
+	return s, nil
+}
+
+// Source says where a change came from.
+type Source string
+
+const (
+	FromFile   Source = "file"   // Apply: the config file, loaded or reloaded
+	FromUpdate Source = "update" // Update: a change made while latch serves
+)
+
+var errShutDown = errors.New("the server is shut down")
+
+// Apply makes file the config file's content: the first call starts
+// everything; later ones are reloads. Changes made with Update since the
+// last Apply stay, unless file changes the same thing (config.Rebase says
+// how they combine): targets still registered keep their state and
+// sessions, removed targets drain, and listeners keep their connections.
+// On any error nothing changes.
+func (s *Server) Apply(ctx context.Context, file *config.Config) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.shut {
+		return errShutDown
+	}
+	next := file.Clone()
+	if s.file != nil {
+		var overridden []string
+		next, overridden = config.Rebase(s.file, s.running, file)
+		for _, o := range overridden {
+			s.log.Warn("the reloaded file overrides a runtime change", "change", o)
+		}
+	}
+	if err := s.commit(ctx, next, FromFile); err != nil {
+		return err
+	}
+	s.file = file.Clone()
+	return nil
+}
+
+// Update changes the running config: change gets a copy of it, and the
+// result is validated and applied as a whole. If change returns an error,
+// or the result is invalid (the error then lists every problem, a
+// config.Problems), or it cannot be applied, nothing changes.
+func (s *Server) Update(ctx context.Context, change func(*config.Config) error) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.shut {
+		return errShutDown
+	}
+	if s.running == nil {
+		return errors.New("no config is running yet")
+	}
+	next := s.running.Clone()
+	if err := change(next); err != nil {
+		s.refused(FromUpdate, err)
+		return err
+	}
+	return s.commit(ctx, next, FromUpdate)
+}
+
+// commit validates next and makes it the running config. Everything that
+// can fail (validation, the state store, rules, certificates, binding new
+// listeners) happens before anything changes. s.mu is held.
+func (s *Server) commit(ctx context.Context, next *config.Config, src Source) (err error) {
+	defer func() {
+		if err != nil {
+			s.refused(src, err)
+		}
+	}()
+	// The certificate files are read below, where they are loaded.
+	if err := next.ValidateExceptFiles(); err != nil {
+		return err
+	}
+	store, dir := s.storeFor(next)
+	keys, err := s.keyring(ctx, next, store)
+	if err != nil {
+		return err
+	}
+	var tables []*route.Table
+	var tlss []*tlsconf.Settings
+	for _, lc := range next.Listeners {
+		t, err := route.Compile(lc.Rules)
+		if err != nil {
+			return fmt.Errorf("listener %s: %w", lc.Name, err)
+		}
+		tables = append(tables, t)
+		ts, err := tlsSettings(lc)
+		if err != nil {
+			return fmt.Errorf("listener %s: %w", lc.Name, err)
+		}
+		tlss = append(tlss, ts)
+	}
+	bound := map[string]*listener{}
+	closeBound := func() {
+		for _, l := range bound {
+			l.ln.Close()
+		}
+	}
+	for _, lc := range next.Listeners {
+		if old := s.listeners[lc.Name]; old != nil && old.cfg.Address == lc.Address {
+			continue
+		}
+		l, err := newListener(lc, s.log)
+		if err != nil {
+			closeBound()
+			return err
+		}
+		bound[lc.Name] = l
+	}
+	current := make(map[string][]string, len(next.TargetGroups))
+	for _, gc := range next.TargetGroups {
+		ids := make([]string, len(gc.Targets))
+		for i, t := range gc.Targets {
+			ids[i] = t.ID
+		}
+		current[gc.Name] = ids
+	}
+	gens, err := store.Registrations(ctx, current)
+	if gens == nil {
+		closeBound()
+		return fmt.Errorf("target registrations: %w", err)
+	}
+	if err != nil {
+		s.log.Error("cannot keep target registrations; a restart will start new sessions", "err", err)
+	}
+
+	// From here on nothing fails.
+	s.dir = dir
+	s.applyGroups(next, gens)
+	s.applyListeners(next, tables, tlss, bound, keys)
+	s.running = next
+	s.version++
+	s.publish()
+	s.events.publish(Event{Kind: ConfigApplied, Version: s.version, Source: src})
+	return nil
+}
+
+// refused tells subscribers a change was refused.
+func (s *Server) refused(src Source, err error) {
+	s.events.publish(Event{Kind: ConfigRefused, Version: s.version, Source: src, Err: err})
+}
+
+// storeFor returns the store of cfg: Options.Store, or the files of its
+// state_dir (the same Dir while the directory stays).
+func (s *Server) storeFor(cfg *config.Config) (Store, *state.Dir) {
+	if s.store != nil {
+		return s.store, nil
+	}
+	if s.dir != nil && s.dir.Path() == cfg.StateDir {
+		return s.dir, s.dir
+	}
+	d := state.NewDir(cfg.StateDir)
+	return d, d
+}
+
+// keyring returns the configured key ring, or the store's.
+func (s *Server) keyring(ctx context.Context, cfg *config.Config, store Store) (*sticky.Keyring, error) {
+	var keys []sticky.Key
+	if len(cfg.CookieKeys) > 0 {
+		for _, k := range cfg.CookieKeys {
+			keys = append(keys, sticky.Key{ID: k.ID, Secret: k.Secret})
+		}
+	} else {
+		var err error
+		if keys, err = store.Keys(ctx); err != nil {
+			return nil, fmt.Errorf("cookie keys: %w", err)
+		}
+	}
+	return sticky.NewKeyring(keys)
+}
+
+// Shutdown stops accepting connections, lets requests in flight finish until
+// ctx is done, then closes everything: connections, health checks, target
+// connections, event loops. It returns ctx's error if requests were still
+// running. Apply and Update fail after it.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.shut = true
+	var wg sync.WaitGroup
+	errs := make(chan error, len(s.listeners))
+	for _, l := range s.listeners {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs <- l.close(ctx)
+		}()
+	}
+	wg.Wait()
+	s.retiring.Wait()
+	close(errs)
+	var err error
+	for e := range errs {
+		err = errors.Join(err, e)
+	}
+	for _, g := range s.groups {
+		g.close()
+	}
+	if s.loops != nil {
+		s.loops.Close()
+		s.loops = nil
+	}
+	s.listeners = map[string]*listener{}
+	s.groups = map[string]*group{}
+	s.publish()
+	s.events.close()
+	return err
+}
+
+// Addr returns the bound address of the named listener ("" if none), which
+// tells the port when the config asked for port 0.
+func (s *Server) Addr(name string) string {
+	for _, l := range s.published.Load().listeners {
+		if l.name == name {
+			return l.addr
+		}
+	}
+	return ""
+}
+
+// retire shuts a listener or a replaced handler down in the background:
+// it accepts no more, and its connections close once their requests are
+// answered.
+func (s *Server) retire(close func(context.Context) error) {
+	s.retiring.Add(1)
+	go func() {
+		defer s.retiring.Done()
+		close(context.Background())
+	}()
+}

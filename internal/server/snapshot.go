@@ -1,0 +1,109 @@
+package server
+
+import (
+	"slices"
+	"strings"
+
+	"github.com/latch-lb/latch/internal/config"
+	"github.com/latch-lb/latch/internal/target"
+)
+
+// published is what Snapshot reads without the server's lock: it is made
+// anew, never changed, at every change.
+type published struct {
+	version   uint64
+	cfg       *config.Config
+	groups    []*group // by name
+	listeners []listenerAddr
+}
+
+type listenerAddr struct{ name, addr string }
+
+// publish makes what runs now what Snapshot reads. s.mu is held.
+func (s *Server) publish() {
+	p := &published{version: s.version, cfg: s.running}
+	for _, g := range s.groups {
+		p.groups = append(p.groups, g)
+	}
+	slices.SortFunc(p.groups, func(a, b *group) int { return strings.Compare(a.Name, b.Name) })
+	for name, l := range s.listeners {
+		p.listeners = append(p.listeners, listenerAddr{name, l.Addr()})
+	}
+	slices.SortFunc(p.listeners, func(a, b listenerAddr) int { return strings.Compare(a.name, b.name) })
+	s.published.Store(p)
+}
+
+// Snapshot is the running state as one reader sees it: the config that
+// runs, and every target's state at the time of the call.
+type Snapshot struct {
+	// Version counts the changes applied: it moves with every Apply and
+	// Update that changed the running config.
+	Version uint64
+	// Config is the running config (the file's, with the runtime changes
+	// made since). It is shared: read it, never change it.
+	Config    *config.Config
+	Listeners []ListenerStatus
+	Groups    []GroupStatus
+}
+
+// ListenerStatus is a listener as it runs.
+type ListenerStatus struct {
+	Name string
+	Addr string // the bound address, which tells the port chosen for port 0
+}
+
+// GroupStatus is a target group as it runs.
+type GroupStatus struct {
+	Name    string
+	Targets []TargetStatus // registered targets in order, then those still draining
+}
+
+// TargetStatus is one target as it runs.
+type TargetStatus struct {
+	ID         string
+	Generation uint64
+	Weight     int
+	// Drained says the target was drained at run time.
+	Drained  bool
+	Inflight int64
+	target.Health
+	// Anomaly is ALB's AnomalyDetection.Result ("normal" or "anomalous"),
+	// and Mitigated its MitigationInEffect.
+	Anomaly   string
+	Mitigated bool
+	// EffectiveWeight is the weight new picks use now, in units of
+	// target.WeightUnit per unit of configured weight (slow start and
+	// anomaly mitigation lower it).
+	EffectiveWeight int
+}
+
+// Snapshot returns the running state. It takes no lock the request path
+// or a change in progress holds for long.
+func (s *Server) Snapshot() *Snapshot {
+	p := s.published.Load()
+	sn := &Snapshot{Version: p.version, Config: p.cfg}
+	for _, l := range p.listeners {
+		sn.Listeners = append(sn.Listeners, ListenerStatus{Name: l.name, Addr: l.addr})
+	}
+	for _, g := range p.groups {
+		gs := GroupStatus{Name: g.Name}
+		for _, t := range append(g.View().Targets, g.Draining()...) {
+			a, m := t.Anomaly()
+			gs.Targets = append(gs.Targets, TargetStatus{ID: t.ID, Generation: t.Generation, Weight: t.Weight(),
+				Drained: t.Drained(), Inflight: t.Inflight.Load(), Health: t.Health(), Anomaly: a, Mitigated: m,
+				EffectiveWeight: t.EffectiveWeight()})
+		}
+		sn.Groups = append(sn.Groups, gs)
+	}
+	return sn
+}
+
+// Group returns the named group's status, or nil.
+func (sn *Snapshot) Group(name string) *GroupStatus {
+	for i := range sn.Groups {
+		if sn.Groups[i].Name == name {
+			return &sn.Groups[i]
+		}
+	}
+	return nil
+}
