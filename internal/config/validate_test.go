@@ -478,3 +478,24 @@ func (f *fuzzConfig) config() *Config {
 func TestDrainNotInFile(t *testing.T) {
 	checkExact(t, minimal+"        drain: true\n", []wantProblem{{11, "target_groups[0].targets[0].drain", "unknown key"}})
 }
+
+// TestValidateExceptFiles: the server, which reads an HTTPS listener's
+// certificate files when it applies a config, validates the rest without
+// reading them; Validate reads them too.
+func TestValidateExceptFiles(t *testing.T) {
+	c := goConfig()
+	l := &c.Listeners[0]
+	l.Protocol = HTTPS
+	l.Certificates = []Certificate{{CertFile: "/nonexistent/a.crt", KeyFile: "/nonexistent/a.key"}}
+	if err := c.ValidateExceptFiles(); err != nil {
+		t.Errorf("ValidateExceptFiles with missing certificate files: %v, want nil", err)
+	}
+	var ps Problems
+	if err := c.Validate(); !errors.As(err, &ps) || len(ps) != 1 || ps[0].Path != "listeners[0].certificates[0].cert_file" {
+		t.Errorf("Validate with missing certificate files: %v, want the cert_file's problem", err)
+	}
+	l.Certificates[0].KeyFile = ""
+	if err := c.ValidateExceptFiles(); !errors.As(err, &ps) || len(ps) != 1 || ps[0].Path != "listeners[0].certificates[0].key_file" {
+		t.Errorf("ValidateExceptFiles with an empty key file: %v, want its problem", err)
+	}
+}
