@@ -115,7 +115,18 @@ func runLatch(t *testing.T, cfg *config.Config, grace time.Duration) (*server.Se
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { shutdownLatch(b, grace) })
+	t.Cleanup(func() {
+		shutdownLatch(b, grace)
+		// Every client connection the observer saw open, it saw close
+		// (HTTP/2 ones when the HTTP/2 server let them go, a moment after).
+		for deadline := time.Now().Add(5 * time.Second); obs.Opened.Load() != obs.Closed.Load(); {
+			if time.Now().After(deadline) {
+				t.Errorf("the observer saw %d client connections open and %d close", obs.Opened.Load(), obs.Closed.Load())
+				break
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	})
 	if err := b.Apply(t.Context(), cfg); err != nil {
 		t.Fatal(err)
 	}

@@ -60,6 +60,11 @@ func (h *Handler) h2For(idle time.Duration) *h2server {
 			// Each connection has its own first-burst affinity.
 			return context.WithValue(ctx, burstKey{}, &burst{})
 		},
+		ConnState: func(_ net.Conn, st http.ConnState) {
+			if st == http.StateClosed || st == http.StateHijacked {
+				h.obs.Conn(ConnEvent{Kind: ConnClosed, Listener: h.name})
+			}
+		},
 	}
 	go func() {
 		defer close(s.served)
@@ -79,8 +84,9 @@ func (s *h2server) shutdown(ctx context.Context) {
 	<-s.served
 }
 
-// serveH2 hands a connection that speaks HTTP/2 to the server. pre holds
-// what was already read from it.
+// serveH2 hands a connection that speaks HTTP/2 to the server (which
+// tells the observer when it closes), or closes it when the handler is
+// shutting down. pre holds what was already read from it.
 func (h *Handler) serveH2(nc net.Conn, pre []byte, idle time.Duration) {
 	if len(pre) > 0 {
 		nc = &replayConn{Conn: nc, pre: pre}
@@ -88,11 +94,12 @@ func (h *Handler) serveH2(nc net.Conn, pre []byte, idle time.Duration) {
 	s := h.h2For(idle)
 	select {
 	case s.conns <- nc:
+		return
 	case <-s.closed:
-		nc.Close()
 	case <-h.stopping:
-		nc.Close()
 	}
+	nc.Close()
+	h.obs.Conn(ConnEvent{Kind: ConnClosed, Listener: h.name})
 }
 
 // chanListener is the listener an HTTP/2 server sees: its connections come

@@ -46,7 +46,7 @@ func (c *goConn) cleanup() {
 	if !c.handedOn {
 		c.nc.Close()
 	}
-	c.h.forget(c)
+	c.h.forget(c, c.handedOn)
 }
 
 // next reads the next request and serves it; it reports whether the

@@ -485,7 +485,7 @@ func (c *loopConn) handoff(run func(g *goConn) bool) bool {
 		c.lsShared.Store(nil)
 		c.rd.Close()
 		c.wr.Reset(nil)
-		c.h.forget(c)
+		c.h.forget(c, false)
 		return false
 	}
 	g := &goConn{h1conn: c.h1conn, nc: nc}
@@ -561,7 +561,7 @@ func (c *loopConn) closeLoop() {
 	c.wr.Reset(nil)
 	c.ls = nil
 	c.lsShared.Store(nil)
-	c.h.forget(c)
+	c.h.forget(c, false)
 }
 
 // wakeIfIdle makes a connection waiting for a request give up the wait, so

@@ -179,12 +179,15 @@ func (h *Handler) replace(old, next conn) {
 	h.mu.Unlock()
 }
 
-// forget removes a connection that has closed.
-func (h *Handler) forget(c conn) {
+// forget removes a connection that has closed, or gone on to the HTTP/2
+// server (http2: the server tells the observer when it closes).
+func (h *Handler) forget(c conn, http2 bool) {
 	h.mu.Lock()
 	delete(h.conns, c)
 	h.mu.Unlock()
-	h.obs.Conn(ConnEvent{Kind: ConnClosed, Listener: h.name})
+	if !http2 {
+		h.obs.Conn(ConnEvent{Kind: ConnClosed, Listener: h.name})
+	}
 	h.done.Done()
 }
 
