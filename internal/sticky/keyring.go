@@ -1,5 +1,6 @@
-// Package sticky implements session affinity: the sealed cookie codec, its
-// key ring, and the lb_cookie policy that reads and issues cookies.
+// Package sticky implements session affinity carried in sealed values: the
+// codec, its key ring, and the policies (lb_cookie, app_cookie, header,
+// group) that read a request's session and issue the response's.
 package sticky
 
 import (
