@@ -37,18 +37,34 @@ func matcher(s string) config.Matcher {
 	return m
 }
 
+// wake is poked by what the tests wait for: a request reaching a test
+// server or ending, and every change of a test group's targets.
+var wake = make(chan struct{}, 1)
+
+func poke() {
+	select {
+	case wake <- struct{}{}:
+	default:
+	}
+}
+
+// waitFor waits until cond holds, checking it again whenever something
+// pokes wake (and every 100 ms, for what nothing pokes for, such as
+// goroutines ending), and reports whether it did within timeout.
 func waitFor(t *testing.T, timeout time.Duration, cond func() bool) bool {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		if cond() {
-			return true
+	expired := time.After(timeout)
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		select {
+		case <-wake:
+		case <-tick.C:
+		case <-expired:
+			return cond()
 		}
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(5 * time.Millisecond)
 	}
+	return true
 }
 
 // server is a real HTTP server on 127.0.0.1 that counts its requests.
@@ -68,6 +84,8 @@ func newServer(t *testing.T, h func(s *server, w http.ResponseWriter, r *http.Re
 	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.requests.Add(1)
 		s.inflight.Add(1)
+		poke()
+		defer poke()
 		defer s.inflight.Add(-1)
 		h(s, w, r)
 	}))
@@ -137,6 +155,7 @@ func newGroup(t *testing.T, spec config.HealthCheck, addrs ...string) (*target.G
 		MinHealthyCount:     1,
 		DeregistrationDelay: 50 * time.Millisecond,
 		NewPicker:           func(ts []*target.Target) target.Picker { return firstPicker(ts) },
+		Notify:              func(target.Event) { poke() },
 	}
 	g := target.NewGroup("web", s, slog.New(slog.DiscardHandler))
 	t.Cleanup(g.Close)
