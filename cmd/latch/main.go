@@ -162,21 +162,28 @@ func serve(args []string, stderr io.Writer) int {
 func reload(b *server.Server, path string, log *slog.Logger) {
 	cfg, err := config.Load(path)
 	if err != nil {
-		var probs config.Problems
-		if errors.As(err, &probs) {
-			for _, p := range probs {
-				log.Error("reload rejected; keeping the running config", "problem", p.Error())
-			}
-		} else {
-			log.Error("reload rejected; keeping the running config", "err", err)
-		}
+		logProblems(log, "reload rejected; keeping the running config", err)
 		return
 	}
 	if err := b.Apply(context.Background(), cfg); err != nil {
-		log.Error("reload failed; keeping the running config", "err", err)
+		// The file with the changes made at run time carried over
+		// (Rebase) may not go together: its problems, one a line.
+		logProblems(log, "reload failed; keeping the running config", err)
 		return
 	}
 	log.Info("config reloaded", "config", path)
+}
+
+// logProblems logs err, a config's problems one a line.
+func logProblems(log *slog.Logger, msg string, err error) {
+	var probs config.Problems
+	if !errors.As(err, &probs) {
+		log.Error(msg, "err", err)
+		return
+	}
+	for _, p := range probs {
+		log.Error(msg, "problem", p.Error())
+	}
 }
 
 func runDemo(args []string, stdout, stderr io.Writer) int {

@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"reflect"
 	"strings"
 )
 
@@ -176,4 +177,56 @@ func shown(v string) string {
 		return `""`
 	}
 	return v
+}
+
+// CheckRuntimeChange checks that next differs from running only in what
+// runtime changes own (see Rebase): each group's targets (registered or
+// not, their weight and drain) and its attributes. What else a change
+// touched (a listener, which groups exist, a health check, a protocol
+// version, state_dir, cookie_keys) belongs to the file, whose next reload
+// would silently undo it: the error is a Problems naming each such path,
+// or nil.
+func CheckRuntimeChange(running, next *Config) error {
+	var ps Problems
+	owned := func(path string) {
+		ps = append(ps, Problem{Path: path, Msg: "set by the config file: a runtime change cannot change it (edit the file and reload)"})
+	}
+	if len(next.Listeners) != len(running.Listeners) {
+		owned("listeners")
+	} else {
+		for i := range next.Listeners {
+			if !reflect.DeepEqual(next.Listeners[i], running.Listeners[i]) {
+				owned(fmt.Sprintf("listeners[%d]", i))
+			}
+		}
+	}
+	if len(next.TargetGroups) != len(running.TargetGroups) {
+		owned("target_groups")
+	} else {
+		for i := range next.TargetGroups {
+			ng, rg := &next.TargetGroups[i], &running.TargetGroups[i]
+			path := fmt.Sprintf("target_groups[%d]", i)
+			// A group's name, protocol version and health check are the
+			// file's; its targets and attributes, runtime changes' too.
+			if ng.Name != rg.Name {
+				owned(path + ".name")
+			}
+			if ng.ProtocolVersion != rg.ProtocolVersion {
+				owned(path + ".protocol_version")
+			}
+			if !reflect.DeepEqual(ng.HealthCheck, rg.HealthCheck) {
+				owned(path + ".health_check")
+			}
+		}
+	}
+	if next.StateDir != running.StateDir {
+		owned("state_dir")
+	}
+	if !reflect.DeepEqual(next.CookieKeys, running.CookieKeys) {
+		owned("cookie_keys")
+	}
+	if len(ps) == 0 {
+		return nil
+	}
+	return ps
 }

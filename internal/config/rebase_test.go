@@ -1,7 +1,10 @@
 package config
 
 import (
+	"errors"
 	"reflect"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -212,5 +215,57 @@ func TestRebaseNoRuntimeChange(t *testing.T) {
 		if merged, over := Rebase(c[0], c[1], new); !reflect.DeepEqual(merged, new) || over != nil {
 			t.Errorf("Rebase with a nil input: got %+v, %q; want newFile", merged, over)
 		}
+	}
+}
+
+// TestCheckRuntimeChange: a runtime change may change targets and
+// attributes; what else it touches is the file's, each at its path.
+func TestCheckRuntimeChange(t *testing.T) {
+	running := mustParse(t, example, "")
+	for _, c := range []struct {
+		name   string
+		change func(*Config)
+		paths  []string
+	}{
+		{"nothing", func(*Config) {}, nil},
+		{"targets, weights, drain", func(c *Config) {
+			g := &c.TargetGroups[0]
+			g.Targets[0].Weight, g.Targets[1].Drain = 9, true
+			g.Targets = append(g.Targets, Target{ID: "10.0.0.9:80", Weight: 1})
+		}, nil},
+		{"attributes", func(c *Config) {
+			g := &c.TargetGroups[0]
+			g.SetAttribute("load_balancing.algorithm.type", "least_outstanding_requests")
+			g.SetAttribute("stickiness.lb_cookie.duration_seconds", "60")
+		}, nil},
+		{"a listener", func(c *Config) { c.Listeners[0].IdleTimeout = time.Minute * 2 }, []string{"listeners[0]"}},
+		{"a listener more", func(c *Config) { c.Listeners = append(c.Listeners, c.Listeners[0]) }, []string{"listeners"}},
+		{"a group more", func(c *Config) { c.TargetGroups = append(c.TargetGroups, c.TargetGroups[0]) }, []string{"target_groups"}},
+		{"a group's name, protocol and checks", func(c *Config) {
+			g := &c.TargetGroups[0]
+			g.Name, g.ProtocolVersion, g.HealthCheck.Path = "api", HTTP2, "/up"
+		}, []string{"target_groups[0].name", "target_groups[0].protocol_version", "target_groups[0].health_check"}},
+		{"state and keys", func(c *Config) {
+			c.StateDir = "/elsewhere"
+			c.CookieKeys = []CookieKey{{ID: 1, Secret: make([]byte, 32)}}
+		}, []string{"state_dir", "cookie_keys"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			next := running.Clone()
+			c.change(next)
+			err := CheckRuntimeChange(running, next)
+			var ps Problems
+			errors.As(err, &ps)
+			var got []string
+			for _, p := range ps {
+				got = append(got, p.Path)
+				if !strings.Contains(p.Msg, "set by the config file") {
+					t.Errorf("%s: %q", p.Path, p.Msg)
+				}
+			}
+			if !slices.Equal(got, c.paths) {
+				t.Errorf("got problems at %v, want %v (%v)", got, c.paths, err)
+			}
+		})
 	}
 }

@@ -21,10 +21,11 @@ type Loop struct {
 
 	files []File // by file descriptor
 
-	mu     sync.Mutex // guards tasks, spare and woken
-	tasks  []func()
-	spare  []func()
-	woken  bool
+	mu      sync.Mutex // guards tasks, spare, woken and stopped
+	tasks   []func()
+	spare   []func()
+	woken   bool
+	stopped bool // Run has returned: the wake descriptor is closed
 	tick   Tick
 	every  time.Duration // 0: no tick
 	next   time.Time     // when the tick is next due
@@ -76,14 +77,19 @@ func (l *Loop) Remove(fd int) {
 }
 
 // Post runs fn in the loop's goroutine, soon. It may be called from any
-// goroutine, the loop's own included.
+// goroutine, the loop's own included. Once the loop has stopped, fn is
+// dropped: its descriptors are closed, and their numbers may already be
+// another file's.
 func (l *Loop) Post(fn func()) {
 	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.stopped {
+		return
+	}
 	l.tasks = append(l.tasks, fn)
-	wake := !l.woken
-	l.woken = true
-	l.mu.Unlock()
-	if wake {
+	if !l.woken {
+		// Under mu, so that Run cannot close the descriptor meanwhile.
+		l.woken = true
 		one := uint64(1)
 		syscall.Write(l.wake, (*[8]byte)(unsafe.Pointer(&one))[:])
 	}
@@ -116,8 +122,14 @@ func (l *Loop) Close() {
 func (l *Loop) Run() {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	defer syscall.Close(l.ep)
-	defer syscall.Close(l.wake)
+	defer func() {
+		l.mu.Lock()
+		l.stopped = true
+		l.tasks = nil
+		syscall.Close(l.wake) // under mu: no Post writes to it from now on
+		l.mu.Unlock()
+		syscall.Close(l.ep)
+	}()
 	events := make([]syscall.EpollEvent, 256)
 	for !l.closed {
 		wait := -1

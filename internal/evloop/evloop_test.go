@@ -3,6 +3,9 @@
 package evloop
 
 import (
+	"fmt"
+	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -172,5 +175,43 @@ func BenchmarkPost(b *testing.B) {
 		wg.Add(1)
 		l.Post(fn)
 		wg.Wait()
+	}
+}
+
+// TestPostAfterStop: a task posted once the loop has stopped is dropped;
+// above all, Post must not write its wake-up to the loop's closed eventfd,
+// whose number another file may have taken since.
+func TestPostAfterStop(t *testing.T) {
+	l, err := New(func(time.Time) {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { l.Run(); close(done) }()
+	l.Close()
+	select {
+	case <-done:
+	case <-time.After(waitLimit):
+		t.Fatal("the loop did not stop")
+	}
+	// Files that may take the loop's descriptor numbers.
+	var files []*os.File
+	for i := range 16 {
+		f, err := os.Create(filepath.Join(t.TempDir(), fmt.Sprint(i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		files = append(files, f)
+	}
+	ran := false
+	l.Post(func() { ran = true })
+	for _, f := range files {
+		if st, err := f.Stat(); err != nil || st.Size() != 0 {
+			t.Errorf("%s (descriptor %d) holds %d bytes after a Post to a stopped loop", f.Name(), f.Fd(), st.Size())
+		}
+	}
+	if ran {
+		t.Errorf("a task posted to a stopped loop ran")
 	}
 }

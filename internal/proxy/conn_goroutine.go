@@ -19,6 +19,7 @@ type goConn struct {
 	idle     atomic.Bool // waiting for a request: Shutdown may close it
 	deadline int64       // the deadline last set on nc, unix nanoseconds
 	handedOn bool        // nc went to the HTTP/2 server
+	guard    cutGuard    // what the exchange waits on, for cut
 }
 
 var _ writer = (*goConn)(nil)
@@ -26,7 +27,7 @@ var _ writer = (*goConn)(nil)
 func newGoConn(h *Handler, nc net.Conn) *goConn {
 	c := &goConn{h1conn: &h1conn{rd: h1.NewReader(nc, true), wr: h1.NewWriter(nc)}, nc: nc}
 	c.init(h, nc.RemoteAddr())
-	c.path = c
+	c.path, c.x.guard = c, &c.guard
 	return c
 }
 
@@ -137,4 +138,8 @@ func (c *goConn) wakeIfIdle() {
 	}
 }
 
-func (c *goConn) cut() { c.nc.Close() }
+// cut closes the connection, and cuts its exchange's wait on a target.
+func (c *goConn) cut() {
+	c.nc.Close()
+	c.guard.interrupt()
+}

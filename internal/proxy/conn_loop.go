@@ -489,7 +489,8 @@ func (c *loopConn) handoff(run func(g *goConn) bool) bool {
 		return false
 	}
 	g := &goConn{h1conn: c.h1conn, nc: nc}
-	c.path = g
+	c.path, c.x.guard = g, &g.guard
+	g.guard.set(c.x.uc, nil) // a target connection the loop handed on
 	c.rd.Attach(nc)
 	c.wr.Attach(nc)
 	c.next = g

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"sync"
 	"syscall"
 	"time"
 
@@ -78,8 +79,10 @@ type exchange struct {
 	// Forwarding. uc is the HTTP/1.1 target connection the exchange holds
 	// (nil when none); held the target counted in flight for it (hp the
 	// picker whose Begin counted it); retried says the one retry was
-	// used; unwatch ends the client's watch on uc.
+	// used; unwatch ends the client's watch on uc; guard, on a goroutine's
+	// connection, lets Shutdown cut a wait on the target.
 	uc      *upstream.Conn
+	guard   *cutGuard
 	held    *target.Target
 	hp      *balance.Hash
 	retried bool
@@ -208,6 +211,7 @@ func (x *exchange) roundTrip() {
 // request in flight to x.t (once, whatever connections it takes).
 func (x *exchange) use(uc *upstream.Conn) {
 	x.uc = uc
+	x.guard.set(uc, nil)
 	x.hold()
 	if x.ctx != nil {
 		// An HTTP/2 client that resets the stream cuts the wait on the
@@ -250,6 +254,7 @@ func (x *exchange) stopWatch() bool {
 // dropConn closes the target connection the exchange holds.
 func (x *exchange) dropConn() {
 	if x.uc != nil {
+		x.guard.set(nil, nil)
 		x.stopWatch()
 		x.uc.Close()
 		x.uc = nil
@@ -410,6 +415,7 @@ func (x *exchange) logFailure() {
 func (x *exchange) putOrClose() {
 	uc := x.uc
 	x.uc = nil
+	x.guard.set(nil, nil) // before the connection serves another exchange
 	// A client going away from now on must not touch a pooled connection;
 	// one whose watch has fired already is not pooled.
 	if !x.stopWatch() || x.resp.Close || x.closeAfter || x.req.BothTEAndCL {
@@ -526,4 +532,49 @@ func isTimeout(err error) bool {
 // isEOF reports whether err means the peer closed the connection.
 func isEOF(err error) bool {
 	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
+}
+
+// cutGuard lets a goroutine connection's Shutdown cut its exchange's wait
+// on the target: the exchange registers the target connection (or, for an
+// HTTP/2 target, the request's cancel) it waits on, and unregisters it
+// before the connection can serve another exchange, so that a cut never
+// reaches someone else's request. Its methods do nothing on a nil guard
+// (an event loop's connection: the loop cuts its own; an HTTP/2 stream:
+// its server's shutdown resets it).
+type cutGuard struct {
+	mu     sync.Mutex
+	uc     *upstream.Conn
+	cancel context.CancelFunc
+	cut    bool
+}
+
+// set registers what the exchange waits on now (nil, nil: nothing); after
+// a cut, it is cut at once.
+func (g *cutGuard) set(uc *upstream.Conn, cancel context.CancelFunc) {
+	if g == nil {
+		return
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.uc, g.cancel = uc, cancel
+	if g.cut {
+		g.interruptLocked()
+	}
+}
+
+// interrupt cuts what the exchange waits on, and what it will.
+func (g *cutGuard) interrupt() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.cut = true
+	g.interruptLocked()
+}
+
+func (g *cutGuard) interruptLocked() {
+	if g.uc != nil && g.uc.Conn != nil {
+		g.uc.Conn.SetDeadline(aLongTimeAgo)
+	}
+	if g.cancel != nil {
+		g.cancel()
+	}
 }

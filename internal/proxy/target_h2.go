@@ -152,6 +152,7 @@ func (x *exchange) roundTripH2() {
 // ends: the request's context and idle timer, the client's watch, the
 // request body the HTTP/2 client reads, and the response.
 type h2Exchange struct {
+	guard  *cutGuard // the exchange's
 	cancel context.CancelFunc
 	stop   func() bool // ends the client's watch
 	timer  *time.Timer // cancels the request when the target is silent for the idle timeout
@@ -166,6 +167,7 @@ type h2Exchange struct {
 // client's goroutines end: the response, then the request body it may
 // still read, the timer, the watch, the context.
 func (st *h2Exchange) close() {
+	st.guard.set(nil, nil)
 	if st.resp != nil {
 		st.resp.Body.Close()
 	}
@@ -191,12 +193,13 @@ func (x *exchange) tryH2() error {
 		sink.host = string(req.Host)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	st := &h2Exchange{cancel: cancel, stop: func() bool { return true }, idle: idle}
+	st := &h2Exchange{guard: x.guard, cancel: cancel, stop: func() bool { return true }, idle: idle}
 	if x.ctx != nil {
 		st.stop = context.AfterFunc(x.ctx, cancel)
 	}
 	st.timer = time.AfterFunc(idle, cancel)
 	x.h2 = st
+	x.guard.set(nil, cancel)
 	out := &http.Request{
 		Method:     string(req.Method),
 		URL:        &url.URL{Scheme: "http", Host: t.ID, Opaque: originForm(req)},

@@ -17,7 +17,8 @@ import (
 // target.
 func (c *goConn) tunnel(x *exchange) {
 	r, w, uc := &x.out, c.wr, x.uc
-	x.uc = nil // the tunnel's now: it closes it
+	x.uc = nil // the tunnel's now: it closes it (a cut closes the client's side, which ends it)
+	x.guard.set(nil, nil)
 	x.stopWatch()
 	idle := x.rt.IdleTimeout
 	c.touch(time.Now().UnixNano(), idle)

@@ -57,6 +57,7 @@ type Event struct {
 	Target     string
 	Generation uint64
 	Health     target.Health
+	Checks     target.Health // the target's health checks' say, which differs from Health while it is drained
 	From       target.State
 	Weight     int
 	Drained    bool
@@ -84,7 +85,7 @@ func (s *Server) notify(e target.Event) {
 		kind = targetKinds[e.Kind]
 	}
 	s.events.publish(Event{Kind: kind, Group: e.Group, Target: e.Target.ID, Generation: e.Target.Generation,
-		Health: e.Health, From: e.From, Weight: e.Weight, Drained: e.Target.Drained()})
+		Health: e.Health, Checks: e.Checks, From: e.From, Weight: e.Weight, Drained: e.Target.Drained()})
 }
 
 // Subscription receives the server's events from the time it subscribed.

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"reflect"
+	"slices"
 	"time"
 
 	"github.com/latch-lb/latch/internal/balance"
@@ -29,6 +30,20 @@ type group struct {
 	// targets, kept across changes (its connections with it).
 	h2    *http.Transport
 	h2cfg [2]time.Duration // the connect and idle timeouts h2 was made with
+	// sticky is the group's stickiness policy, kept while its settings and
+	// key ring stay: its caches of opened and sealed values with it.
+	sticky     *sticky.Policy
+	stickyCfg  config.Stickiness
+	stickyKeys *sticky.Keyring
+}
+
+// policy returns the group's stickiness policy for s sealed with keys,
+// the one it has if they did not change.
+func (g *group) policy(s config.Stickiness, keys *sticky.Keyring) *sticky.Policy {
+	if g.stickyKeys != keys || !reflect.DeepEqual(g.stickyCfg, s) {
+		g.sticky, g.stickyCfg, g.stickyKeys = sticky.NewPolicy(g.Name, s, keys), s, keys
+	}
+	return g.sticky
 }
 
 // applyGroups makes the running target groups cfg's: groups and targets
@@ -56,15 +71,55 @@ func (s *Server) applyGroups(cfg *config.Config, gens map[string]map[string]uint
 		}
 		g.spec, g.http2 = gc.HealthCheck, http2
 		groupGens := gens[gc.Name]
-		g.Reconcile(gc.Targets, settings, func(id string) uint64 { return groupGens[id] })
+		gen := func(id string) uint64 { return groupGens[id] }
+		if anew := g.registeredAnew(groupGens); len(anew) > 0 {
+			// The store has these registered anew (elsewhere): the
+			// running ones leave, and drain, before they come back.
+			g.Reconcile(slices.DeleteFunc(slices.Clone(gc.Targets), func(t config.Target) bool {
+				return slices.Contains(anew, t.ID)
+			}), settings, gen)
+		}
+		g.Reconcile(gc.Targets, settings, gen)
 	}
 	for name, g := range s.groups {
 		if cfg.TargetGroup(name) == nil {
+			// Its targets drain for its deregistration delay; the server
+			// keeps it until they are gone, to close what is left at
+			// Shutdown.
 			g.DeregisterAll()
-			g.closeTransport()
 			delete(s.groups, name)
+			s.retired = append(s.retired, g)
 		}
 	}
+	s.retired = slices.DeleteFunc(s.retired, func(g *group) bool {
+		if len(g.Draining()) > 0 {
+			return false
+		}
+		g.close()
+		return true
+	})
+}
+
+// generations returns the generation of each registered target, by id.
+func (g *group) generations() map[string]uint64 {
+	ts := g.View().Targets
+	gens := make(map[string]uint64, len(ts))
+	for _, t := range ts {
+		gens[t.ID] = t.Generation
+	}
+	return gens
+}
+
+// registeredAnew returns the ids of registered targets whose generation
+// gens moved.
+func (g *group) registeredAnew(gens map[string]uint64) []string {
+	var anew []string
+	for _, t := range g.View().Targets {
+		if gen, ok := gens[t.ID]; ok && gen != t.Generation {
+			anew = append(anew, t.ID)
+		}
+	}
+	return anew
 }
 
 // close stops the group at once: its targets, health checks and HTTP/2
@@ -124,6 +179,8 @@ func groupSettings(gc config.TargetGroup, load *balance.Load) target.Settings {
 // in place, and those cfg no longer has retired. s.mu is held.
 func (s *Server) applyListeners(cfg *config.Config, tables []*route.Table, tlss []*tlsconf.Settings,
 	bound map[string]*listener, keys *sticky.Keyring) {
+	s.nextGroupPolicies = map[groupPolicyKey]*sticky.Policy{}
+	defer func() { s.groupPolicies, s.nextGroupPolicies = s.nextGroupPolicies, nil }()
 	// HTTP/2 target connections may stay idle as long as the longest
 	// listener idle timeout, and at least 60 s.
 	idle := 60 * time.Second
@@ -135,7 +192,7 @@ func (s *Server) applyListeners(cfg *config.Config, tables []*route.Table, tlss 
 		g := s.groups[gc.Name]
 		be := &proxy.Backend{
 			Group:          g.Group,
-			Sticky:         sticky.NewPolicy(gc.Name, gc.Stickiness, keys),
+			Sticky:         g.policy(gc.Stickiness, keys),
 			ConnectTimeout: gc.ConnectTimeout,
 		}
 		if be.Sticky != nil {
@@ -173,9 +230,9 @@ func (s *Server) applyListeners(cfg *config.Config, tables []*route.Table, tlss 
 			TraceHeader:        lc.TraceHeader,
 		}
 		for _, r := range lc.Rules {
-			rt.Actions = append(rt.Actions, action(lc.Name, r.Priority, &r.Action, backends, keys))
+			rt.Actions = append(rt.Actions, s.action(lc.Name, r.Priority, &r.Action, backends, keys))
 		}
-		rt.Actions = append(rt.Actions, action(lc.Name, 0, &lc.DefaultAction, backends, keys))
+		rt.Actions = append(rt.Actions, s.action(lc.Name, 0, &lc.DefaultAction, backends, keys))
 		if l := bound[lc.Name]; l != nil {
 			if old := s.listeners[lc.Name]; old != nil {
 				s.retire(old.close)
@@ -205,7 +262,7 @@ func (s *Server) handlerOptions(name string) proxy.Options {
 
 // action resolves a rule's action (priority 0: the default action) to the
 // data path's form.
-func action(listener string, priority int, a *config.Action, backends map[string]*proxy.Backend, keys *sticky.Keyring) *proxy.Action {
+func (s *Server) action(listener string, priority int, a *config.Action, backends map[string]*proxy.Backend, keys *sticky.Keyring) *proxy.Action {
 	switch a.Type {
 	case config.ActionRedirect:
 		return proxy.NewRedirect(a.Redirect)
@@ -227,11 +284,32 @@ func action(listener string, priority int, a *config.Action, backends map[string
 	if a.GroupStickiness.Enabled {
 		// The group cookie is ALB's AWSALBTG, sealed like AWSALB; its tag is
 		// the rule's, so that another rule's cookie does not pin this one.
-		groups = sticky.NewPolicy(fmt.Sprintf("rule %s/%d", listener, priority), config.Stickiness{
+		tag := fmt.Sprintf("rule %s/%d", listener, priority)
+		groups = s.groupPolicy(tag, config.Stickiness{
 			Enabled:          true,
 			LBCookieDuration: a.GroupStickiness.Duration,
 			Cookie:           config.Cookie{Name: "AWSALBTG", CORS: true, Path: "/"},
 		}, keys)
 	}
 	return proxy.NewForward(bs, groups)
+}
+
+// groupPolicy returns a weighted forward's group stickiness policy, the
+// one it had if neither its duration nor the key ring changed (its caches
+// with it). s.mu is held.
+func (s *Server) groupPolicy(tag string, st config.Stickiness, keys *sticky.Keyring) *sticky.Policy {
+	k := groupPolicyKey{tag, st.LBCookieDuration, keys}
+	if p := s.groupPolicies[k]; p != nil {
+		s.nextGroupPolicies[k] = p
+		return p
+	}
+	p := sticky.NewPolicy(tag, st, keys)
+	s.nextGroupPolicies[k] = p
+	return p
+}
+
+type groupPolicyKey struct {
+	tag      string
+	duration time.Duration
+	keys     *sticky.Keyring
 }

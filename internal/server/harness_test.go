@@ -216,8 +216,19 @@ var dataPath = Loops
 // goroutines may be left.
 func newServer(t testing.TB, obs proxy.Observer) *Server {
 	t.Helper()
+	return newServerWith(t, Options{Observer: obs})
+}
+
+// newServerWith is newServer with options; this run's data path, and the
+// test's logger unless o has one.
+func newServerWith(t testing.TB, o Options) *Server {
+	t.Helper()
 	leaktest.Check(t)
-	b, err := New(Options{Log: testLogger(t), DataPath: dataPath, Observer: obs})
+	o.DataPath = dataPath
+	if o.Log == nil {
+		o.Log = testLogger(t)
+	}
+	b, err := New(o)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -37,10 +37,16 @@ type Server struct {
 	file      *config.Config // the file's config as last applied: Rebase's base
 	running   *config.Config // what runs: file plus the runtime changes since
 	version   uint64
-	dir       *state.Dir // the store when Options.Store is nil
+	dir       *state.Dir      // the store when Options.Store is nil
+	keys      *sticky.Keyring // the cookie key ring the last Apply loaded
+	// groupPolicies are the weighted forwards' group stickiness policies,
+	// kept across changes; nextGroupPolicies those the change being
+	// applied uses.
+	groupPolicies, nextGroupPolicies map[groupPolicyKey]*sticky.Policy
 	groups    map[string]*group
+	retired   []*group // groups the config no longer has, whose targets drain
 	listeners map[string]*listener
-	retiring  sync.WaitGroup // listeners and handlers shutting down after a change
+	retiring  retiring       // listeners and handlers shutting down after a change
 	shut      bool
 
 	published atomic.Pointer[published] // what Snapshot reads
@@ -49,13 +55,19 @@ type Server struct {
 // Store keeps what latch must remember across restarts and, in a cluster,
 // agree on with its peers. state.Dir keeps it in files.
 type Store interface {
-	// Registrations makes the stored registrations exactly current
-	// (target ids by group) and returns the generation of each: one fixed
+	// Registrations makes the stored registrations exactly current (each
+	// group's targets, with the generation each runs with, 0 for a new
+	// one) and returns the generation of each, by group and id: one fixed
 	// when its registration was stored, the same for every reader of the
 	// store, so that a target registered anew (a new instance on an old
-	// address) never inherits an old one's sessions. The generations may
-	// come with an error that says they could not all be kept.
-	Registrations(ctx context.Context, current map[string][]string) (map[string]map[string]uint64, error)
+	// address) never inherits an old one's sessions. A registration the
+	// store has with another generation than the one it runs with was
+	// made anew elsewhere: the server registers it anew. current is the
+	// whole running view; a shared store (cluster mode) feeds its
+	// registrations to the server through Update, so that the view it
+	// writes back is the cluster's. The generations may come with an error
+	// that says they could not all be kept.
+	Registrations(ctx context.Context, current map[string][]state.Registration) (map[string]map[string]uint64, error)
 	// Keys returns the cookie key ring, the first key sealing, made the
 	// first time it is asked for.
 	Keys(ctx context.Context) ([]sticky.Key, error)
@@ -138,9 +150,11 @@ var errShutDown = errors.New("the server is shut down")
 // Apply makes file the config file's content: the first call starts
 // everything; later ones are reloads. Changes made with Update since the
 // last Apply stay, unless file changes the same thing (config.Rebase says
-// how they combine): targets still registered keep their state and
-// sessions, removed targets drain, and listeners keep their connections.
-// On any error nothing changes.
+// how they combine, and the README's "Runtime changes and reloads"):
+// targets still registered keep their state and sessions, removed targets
+// drain, and listeners keep their connections. Apply reads the files the
+// config names again (certificates, the state directory's key ring), so
+// that renewed ones serve. On any error nothing changes.
 func (s *Server) Apply(ctx context.Context, file *config.Config) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -148,15 +162,15 @@ func (s *Server) Apply(ctx context.Context, file *config.Config) error {
 		return errShutDown
 	}
 	next := file.Clone()
+	var overridden []string
 	if s.file != nil {
-		var overridden []string
 		next, overridden = config.Rebase(s.file, s.running, file)
-		for _, o := range overridden {
-			s.log.Warn("the reloaded file overrides a runtime change", "change", o)
-		}
 	}
 	if err := s.commit(ctx, next, FromFile); err != nil {
 		return err
+	}
+	for _, o := range overridden {
+		s.log.Warn("the reloaded file overrides a runtime change", "change", o)
 	}
 	s.file = file.Clone()
 	return nil
@@ -164,8 +178,13 @@ func (s *Server) Apply(ctx context.Context, file *config.Config) error {
 
 // Update changes the running config: change gets a copy of it, and the
 // result is validated and applied as a whole. If change returns an error,
-// or the result is invalid (the error then lists every problem, a
-// config.Problems), or it cannot be applied, nothing changes.
+// or the result is invalid, or changes what only the file may (listeners,
+// which groups exist, health checks, state_dir, cookie_keys: see
+// config.CheckRuntimeChange), the error lists every problem (a
+// config.Problems) and nothing changes. change runs with the server's lock
+// held: it must not call Apply or Update, nor keep the config it is given
+// (it becomes the running config). Update reads no file: the certificates
+// and key ring the last Apply loaded stay.
 func (s *Server) Update(ctx context.Context, change func(*config.Config) error) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -180,12 +199,21 @@ func (s *Server) Update(ctx context.Context, change func(*config.Config) error) 
 		s.refused(FromUpdate, err)
 		return err
 	}
+	if err := config.CheckRuntimeChange(s.running, next); err != nil {
+		if verr, ok := next.ValidateExceptFiles().(config.Problems); ok {
+			err = append(verr, err.(config.Problems)...)
+		}
+		s.refused(FromUpdate, err)
+		return err
+	}
 	return s.commit(ctx, next, FromUpdate)
 }
 
 // commit validates next and makes it the running config. Everything that
 // can fail (validation, the state store, rules, certificates, binding new
-// listeners) happens before anything changes. s.mu is held.
+// listeners) happens before anything changes. A change from the file
+// reads the files it names; an Update, which cannot change listeners or
+// the key ring, keeps what they gave. s.mu is held.
 func (s *Server) commit(ctx context.Context, next *config.Config, src Source) (err error) {
 	defer func() {
 		if err != nil {
@@ -197,23 +225,25 @@ func (s *Server) commit(ctx context.Context, next *config.Config, src Source) (e
 		return err
 	}
 	store, dir := s.storeFor(next)
-	keys, err := s.keyring(ctx, next, store)
-	if err != nil {
-		return err
+	keys := s.keys
+	if src == FromFile || keys == nil {
+		if keys, err = s.keyring(ctx, next, store); err != nil {
+			return err
+		}
 	}
 	var tables []*route.Table
-	var tlss []*tlsconf.Settings
-	for _, lc := range next.Listeners {
+	tlss := make([]*tlsconf.Settings, len(next.Listeners)) // nil: keep the listener's
+	for i, lc := range next.Listeners {
 		t, err := route.Compile(lc.Rules)
 		if err != nil {
 			return fmt.Errorf("listener %s: %w", lc.Name, err)
 		}
 		tables = append(tables, t)
-		ts, err := tlsSettings(lc)
-		if err != nil {
-			return fmt.Errorf("listener %s: %w", lc.Name, err)
+		if src == FromFile {
+			if tlss[i], err = tlsSettings(lc); err != nil {
+				return fmt.Errorf("listener %s: %w", lc.Name, err)
+			}
 		}
-		tlss = append(tlss, ts)
 	}
 	bound := map[string]*listener{}
 	closeBound := func() {
@@ -232,13 +262,17 @@ func (s *Server) commit(ctx context.Context, next *config.Config, src Source) (e
 		}
 		bound[lc.Name] = l
 	}
-	current := make(map[string][]string, len(next.TargetGroups))
+	current := make(map[string][]state.Registration, len(next.TargetGroups))
 	for _, gc := range next.TargetGroups {
-		ids := make([]string, len(gc.Targets))
-		for i, t := range gc.Targets {
-			ids[i] = t.ID
+		var running map[string]uint64
+		if g := s.groups[gc.Name]; g != nil {
+			running = g.generations()
 		}
-		current[gc.Name] = ids
+		regs := make([]state.Registration, len(gc.Targets))
+		for i, t := range gc.Targets {
+			regs[i] = state.Registration{ID: t.ID, Generation: running[t.ID]}
+		}
+		current[gc.Name] = regs
 	}
 	gens, err := store.Registrations(ctx, current)
 	if gens == nil {
@@ -250,7 +284,7 @@ func (s *Server) commit(ctx context.Context, next *config.Config, src Source) (e
 	}
 
 	// From here on nothing fails.
-	s.dir = dir
+	s.dir, s.keys = dir, keys
 	s.applyGroups(next, gens)
 	s.applyListeners(next, tables, tlss, bound, keys)
 	s.running = next
@@ -312,15 +346,21 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		}()
 	}
 	wg.Wait()
-	s.retiring.Wait()
 	close(errs)
 	var err error
 	for e := range errs {
 		err = errors.Join(err, e)
 	}
+	if s.retiring.wait(ctx) != nil && err == nil {
+		err = ctx.Err()
+	}
 	for _, g := range s.groups {
 		g.close()
 	}
+	for _, g := range s.retired {
+		g.close()
+	}
+	s.retired = nil
 	if s.loops != nil {
 		s.loops.Close()
 		s.loops = nil
@@ -345,11 +385,57 @@ func (s *Server) Addr(name string) string {
 
 // retire shuts a listener or a replaced handler down in the background:
 // it accepts no more, and its connections close once their requests are
-// answered.
-func (s *Server) retire(close func(context.Context) error) {
-	s.retiring.Add(1)
+// answered, or when Shutdown's deadline comes.
+func (s *Server) retire(close func(context.Context) error) { s.retiring.start(close) }
+
+// retiring keeps track of what retire started.
+type retiring struct {
+	wg      sync.WaitGroup
+	mu      sync.Mutex
+	next    int
+	cancels map[int]context.CancelFunc
+}
+
+func (r *retiring) start(close func(context.Context) error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	r.mu.Lock()
+	if r.cancels == nil {
+		r.cancels = map[int]context.CancelFunc{}
+	}
+	id := r.next
+	r.next++
+	r.cancels[id] = cancel
+	r.mu.Unlock()
+	r.wg.Add(1)
 	go func() {
-		defer s.retiring.Done()
-		close(context.Background())
+		defer r.wg.Done()
+		close(ctx)
+		r.mu.Lock()
+		delete(r.cancels, id)
+		r.mu.Unlock()
+		cancel()
 	}()
+}
+
+// wait waits for what is retiring to finish, until ctx is done; then it
+// cuts what is left (their contexts end), waits for that, and returns
+// ctx's error.
+func (r *retiring) wait(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() {
+		r.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+	}
+	r.mu.Lock()
+	for _, cancel := range r.cancels {
+		cancel()
+	}
+	r.mu.Unlock()
+	<-done
+	return ctx.Err()
 }

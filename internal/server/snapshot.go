@@ -36,8 +36,8 @@ func (s *Server) publish() {
 // Snapshot is the running state as one reader sees it: the config that
 // runs, and every target's state at the time of the call.
 type Snapshot struct {
-	// Version counts the changes applied: it moves with every Apply and
-	// Update that changed the running config.
+	// Version counts the changes applied: every Apply and Update that
+	// succeeded moves it on, whether or not it changed anything.
 	Version uint64
 	// Config is the running config (the file's, with the runtime changes
 	// made since). It is shared: read it, never change it.
@@ -63,10 +63,12 @@ type TargetStatus struct {
 	ID         string
 	Generation uint64
 	Weight     int
-	// Drained says the target was drained at run time.
+	// Drained says the target was drained at run time: Health then says
+	// draining, and Checks what its health checks say.
 	Drained  bool
 	Inflight int64
 	target.Health
+	Checks target.Health
 	// Anomaly is ALB's AnomalyDetection.Result ("normal" or "anomalous"),
 	// and Mitigated its MitigationInEffect.
 	Anomaly   string
@@ -77,8 +79,10 @@ type TargetStatus struct {
 	EffectiveWeight int
 }
 
-// Snapshot returns the running state. It takes no lock the request path
-// or a change in progress holds for long.
+// Snapshot returns the running state: the running config, and every
+// target's state as its group's view has it now. It takes no lock: during
+// a change, the targets may already be the change's while Version and
+// Config are still those before it.
 func (s *Server) Snapshot() *Snapshot {
 	p := s.published.Load()
 	sn := &Snapshot{Version: p.version, Config: p.cfg}
@@ -87,10 +91,11 @@ func (s *Server) Snapshot() *Snapshot {
 	}
 	for _, g := range p.groups {
 		gs := GroupStatus{Name: g.Name}
-		for _, t := range append(g.View().Targets, g.Draining()...) {
+		v := g.View()
+		for _, t := range slices.Concat(v.Targets, v.Draining) {
 			a, m := t.Anomaly()
 			gs.Targets = append(gs.Targets, TargetStatus{ID: t.ID, Generation: t.Generation, Weight: t.Weight(),
-				Drained: t.Drained(), Inflight: t.Inflight.Load(), Health: t.Health(), Anomaly: a, Mitigated: m,
+				Drained: t.Drained(), Inflight: t.Inflight.Load(), Health: t.Health(), Checks: t.Checks(), Anomaly: a, Mitigated: m,
 				EffectiveWeight: t.EffectiveWeight()})
 		}
 		sn.Groups = append(sn.Groups, gs)

@@ -55,13 +55,24 @@ type registry struct {
 	Gens map[string]map[string]uint64 `json:"groups"`
 }
 
-// Registrations makes the stored registrations exactly current (target ids
-// by group) and returns the generation of each: a registration already
-// stored keeps its generation, a new one gets the next, and those not in
-// current are forgotten. The generations are returned even when writing
-// them failed (err then says so), so that latch serves on; a restart would
-// then start new sessions on targets it could not record.
-func (d *Dir) Registrations(_ context.Context, current map[string][]string) (map[string]map[string]uint64, error) {
+// Registration is one target of a group, as a store keeps it.
+type Registration struct {
+	ID string
+	// Generation is the registration's generation: the one the target
+	// runs with, or 0 for a target not yet running.
+	Generation uint64
+}
+
+// Registrations makes the stored registrations exactly current (each
+// group's targets, in order, with the generation each runs with) and
+// returns the generation of each, by group and id: a registration already
+// stored keeps its generation; a new one takes the one it runs with, if
+// any (a state directory that changed under a running latch adopts what it
+// runs), else the next never handed out; those not in current are
+// forgotten. The generations are returned even when writing them failed
+// (err then says so), so that latch serves on; a restart would then start
+// new sessions on targets it could not record.
+func (d *Dir) Registrations(_ context.Context, current map[string][]Registration) (map[string]map[string]uint64, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.reg == nil {
@@ -74,17 +85,29 @@ func (d *Dir) Registrations(_ context.Context, current map[string][]string) (map
 	r := d.reg
 	out := make(map[string]map[string]uint64, len(current))
 	changed := d.dirty
-	for group, ids := range current {
+	// Generations that targets run with are taken first, so that a new
+	// one is never handed out twice.
+	for _, regs := range current {
+		for _, reg := range regs {
+			r.Next = max(r.Next, reg.Generation+1)
+		}
+	}
+	for group, regs := range current {
 		stored := r.Gens[group]
-		gens := make(map[string]uint64, len(ids))
-		for _, id := range ids {
-			gen, ok := stored[id]
-			if !ok {
+		gens := make(map[string]uint64, len(regs))
+		for _, reg := range regs {
+			gen, ok := stored[reg.ID]
+			switch {
+			case ok:
+			case reg.Generation != 0:
+				gen = reg.Generation
+				changed = true
+			default:
 				gen = r.Next
 				r.Next++
 				changed = true
 			}
-			gens[id] = gen
+			gens[reg.ID] = gen
 		}
 		out[group] = gens
 	}

@@ -45,7 +45,7 @@ func TestRegistrations(t *testing.T) {
 	ctx := context.Background()
 	path := t.TempDir()
 	d := NewDir(path)
-	g1, err := d.Registrations(ctx, map[string][]string{"web": {"a:1", "b:1"}, "api": {"c:1"}})
+	g1, err := d.Registrations(ctx, map[string][]Registration{"web": regs("a:1", "b:1"), "api": regs("c:1")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,7 +65,7 @@ func TestRegistrations(t *testing.T) {
 
 	// A restart reads the same generations.
 	d = NewDir(path)
-	g2, err := d.Registrations(ctx, map[string][]string{"web": {"a:1", "b:1"}, "api": {"c:1"}})
+	g2, err := d.Registrations(ctx, map[string][]Registration{"web": regs("a:1", "b:1"), "api": regs("c:1")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,11 +74,11 @@ func TestRegistrations(t *testing.T) {
 	}
 
 	// b:1 deregistered, then registered again; a new target d:1.
-	if _, err := d.Registrations(ctx, map[string][]string{"web": {"a:1"}, "api": {"c:1"}}); err != nil {
+	if _, err := d.Registrations(ctx, map[string][]Registration{"web": regs("a:1"), "api": regs("c:1")}); err != nil {
 		t.Fatal(err)
 	}
 	d = NewDir(path)
-	g3, err := d.Registrations(ctx, map[string][]string{"web": {"a:1", "b:1", "d:1"}})
+	g3, err := d.Registrations(ctx, map[string][]Registration{"web": regs("a:1", "b:1", "d:1")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,7 +94,7 @@ func TestRegistrations(t *testing.T) {
 		t.Errorf("b:1 and d:1 got the same generation %d", g3["web"]["b:1"])
 	}
 	// The api group left the config: a later registration of c:1 is new.
-	g4, err := NewDir(path).Registrations(ctx, map[string][]string{"api": {"c:1"}})
+	g4, err := NewDir(path).Registrations(ctx, map[string][]Registration{"api": regs("c:1")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,7 +109,7 @@ func TestRegistrationsWriteFailure(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "state")
 	d := NewDir(path)
-	if _, err := d.Registrations(ctx, map[string][]string{"web": {"b:1"}}); err != nil {
+	if _, err := d.Registrations(ctx, map[string][]Registration{"web": regs("b:1")}); err != nil {
 		t.Fatal(err)
 	}
 	// A file where the directory was: no file can be written there,
@@ -118,15 +118,15 @@ func TestRegistrationsWriteFailure(t *testing.T) {
 	if err := os.WriteFile(path, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	gens, err := d.Registrations(ctx, map[string][]string{"web": {"a:1"}})
+	gens, err := d.Registrations(ctx, map[string][]Registration{"web": regs("a:1")})
 	if err == nil || gens["web"]["a:1"] == 0 {
 		t.Fatalf("unwritable directory: got %v, %v; want a generation and an error", gens, err)
 	}
 	os.Remove(path)
-	if _, err := d.Registrations(ctx, map[string][]string{"web": {"a:1"}}); err != nil {
+	if _, err := d.Registrations(ctx, map[string][]Registration{"web": regs("a:1")}); err != nil {
 		t.Fatal(err)
 	}
-	again, err := NewDir(path).Registrations(ctx, map[string][]string{"web": {"a:1"}})
+	again, err := NewDir(path).Registrations(ctx, map[string][]Registration{"web": regs("a:1")})
 	if err != nil || again["web"]["a:1"] != gens["web"]["a:1"] {
 		t.Errorf("after the directory became writable: got %v, %v; want generation %d kept", again, err, gens["web"]["a:1"])
 	}
@@ -135,8 +135,38 @@ func TestRegistrationsWriteFailure(t *testing.T) {
 func TestCorruptRegistry(t *testing.T) {
 	path := t.TempDir()
 	os.WriteFile(filepath.Join(path, TargetsFile), []byte("{not json"), 0o600)
-	_, err := NewDir(path).Registrations(context.Background(), map[string][]string{"web": {"a:1"}})
+	_, err := NewDir(path).Registrations(context.Background(), map[string][]Registration{"web": regs("a:1")})
 	if err == nil || !strings.Contains(err.Error(), TargetsFile) {
 		t.Errorf("got %v, want an error naming %s", err, TargetsFile)
+	}
+}
+
+// regs makes registrations of new targets (generation 0).
+func regs(ids ...string) []Registration {
+	out := make([]Registration, len(ids))
+	for i, id := range ids {
+		out[i] = Registration{ID: id}
+	}
+	return out
+}
+
+// TestRegistrationsAdoptRunning: a state directory that changes under a
+// running latch (state_dir reloaded) takes the generations the targets run
+// with, and hands out new ones past them.
+func TestRegistrationsAdoptRunning(t *testing.T) {
+	ctx := context.Background()
+	d := NewDir(t.TempDir())
+	gens, err := d.Registrations(ctx, map[string][]Registration{"web": {{ID: "a:1", Generation: 7}, {ID: "b:1", Generation: 3}, {ID: "c:1"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if gens["web"]["a:1"] != 7 || gens["web"]["b:1"] != 3 || gens["web"]["c:1"] <= 7 {
+		t.Errorf("got %v, want a:1 7, b:1 3 and c:1 a generation past 7", gens["web"])
+	}
+	// What a directory has stored wins over what runs: it was registered
+	// anew elsewhere.
+	again, err := d.Registrations(ctx, map[string][]Registration{"web": {{ID: "a:1", Generation: 99}}})
+	if err != nil || again["web"]["a:1"] != 7 {
+		t.Errorf("got %v, %v; want the stored 7", again, err)
 	}
 }

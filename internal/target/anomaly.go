@@ -214,4 +214,5 @@ func (g *Group) anomalyTick() {
 		return
 	}
 	g.schedule(time.Now(), len(in))
+	g.flush()
 }

@@ -41,9 +41,12 @@ type Event struct {
 	Kind   EventKind
 	Group  string
 	Target *Target
-	// Health, Weight are the target's after the change; From is its
-	// state before a HealthChanged, Deregistered or Removed.
+	// Health, Weight are the target's after the change (Checks its
+	// health checks' say, which differs from Health while it is drained);
+	// From is its state before a HealthChanged, Deregistered or Removed
+	// (by its checks, while drained).
 	Health Health
+	Checks Health
 	From   State
 	Weight int
 }

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"math"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -77,6 +78,8 @@ type View struct {
 	Routable []*Target // those that may take new requests
 	FailOpen bool      // too few healthy targets: every registered one is routable
 	Picker   Picker    // nil when Routable is empty
+	// Draining are the targets deregistered and still draining, by id.
+	Draining []*Target
 	byID     map[string]entry
 	left     map[string]bool // deregistered targets still draining, by id
 }
@@ -118,6 +121,8 @@ type Group struct {
 	// rampTimer rebuilds the view while a target is in slow start;
 	// anomalyTimer runs anomaly evaluations. Each is nil when not needed.
 	rampTimer, anomalyTimer *time.Timer
+	// pending are the events waiting for the view that goes with them.
+	pending []Event
 }
 
 // NewGroup returns an empty group.
@@ -137,7 +142,10 @@ func (g *Group) View() *View { return g.view.Load() }
 // deregistered and drain for the deregistration delay; the others keep
 // their state, connections, sessions and generation, and take the listed
 // weight and drain state. It is what applying a config does; Register,
-// Deregister, SetWeight and SetDrain are its parts.
+// Deregister, SetWeight and SetDrain are its parts, for a group used on its
+// own. A server's groups change only through its config (server.Update),
+// which it applies with Reconcile: a part called on one would be undone by
+// the next change.
 func (g *Group) Reconcile(targets []config.Target, s Settings, gen func(id string) uint64) {
 	g.mu.Lock()
 	stale := g.reconcile(targets, s, gen)
@@ -323,16 +331,23 @@ func (g *Group) Close() {
 	}
 }
 
-// DeregisterAll deregisters every target gracefully: each drains for the
-// deregistration delay. The group takes no new requests.
+// DeregisterAll deregisters every target gracefully, as when its group
+// leaves the config: each drains for the deregistration delay. The group
+// takes no new requests, and its health checks stop. Close it once
+// Draining is empty (or to cut what is left).
 func (g *Group) DeregisterAll() {
 	g.mu.Lock()
-	defer g.mu.Unlock()
 	for _, t := range g.active {
 		g.drain(t)
 	}
 	g.active = nil
 	g.rebuild(false)
+	c := g.settings.Checker
+	g.settings.Checker = nil
+	g.mu.Unlock()
+	if c != nil {
+		c.Close()
+	}
 }
 
 // drain starts deregistering t. It takes no new requests; requests in flight
@@ -362,30 +377,56 @@ func (g *Group) remove(t *Target) {
 	t.Conns.Close()
 	g.log.Info("target deregistered", "target", t.ID)
 	g.notify(Event{Kind: Removed, Target: t, From: Draining})
+	// The view loses it from its draining targets; nothing else changed.
+	if old := g.view.Load(); old != nil {
+		v := *old
+		v.Draining, v.left = g.drainingList()
+		g.view.Store(&v)
+	}
+	g.flush()
 }
 
-// notify passes e, completed with the group's name and the target's state,
-// to Settings.Notify. g.mu is held.
+// drainingList returns the targets still draining, by id, and the set of
+// their ids. g.mu is held.
+func (g *Group) drainingList() ([]*Target, map[string]bool) {
+	if len(g.draining) == 0 {
+		return nil, nil
+	}
+	list := make([]*Target, 0, len(g.draining))
+	ids := make(map[string]bool, len(g.draining))
+	for t := range g.draining {
+		list = append(list, t)
+		ids[t.ID] = true
+	}
+	slices.SortFunc(list, func(a, b *Target) int { return strings.Compare(a.ID, b.ID) })
+	return list, ids
+}
+
+// notify records e, completed with the group's name and the target's state
+// now, for Settings.Notify, which flush calls once the view that goes with
+// it is published. g.mu is held.
 func (g *Group) notify(e Event) {
 	if g.settings.Notify == nil {
 		return
 	}
 	e.Group = g.Name
-	e.Health = e.Target.Health()
+	e.Health, e.Checks = e.Target.Health(), e.Target.Checks()
 	e.Weight = e.Target.Weight()
-	g.settings.Notify(e)
+	g.pending = append(g.pending, e)
 }
 
-// Draining returns the targets still draining.
-func (g *Group) Draining() []*Target {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	out := make([]*Target, 0, len(g.draining))
-	for t := range g.draining {
-		out = append(out, t)
+// flush passes the events notify recorded to Settings.Notify, in order.
+// g.mu is held.
+func (g *Group) flush() {
+	for i, e := range g.pending {
+		g.settings.Notify(e)
+		g.pending[i] = Event{}
 	}
-	return out
+	g.pending = g.pending[:0]
 }
+
+// Draining returns the targets deregistered and still draining, by id.
+func (g *Group) Draining() []*Target { return g.View().Draining }
 
 // Result is one observation of a target's health: an active probe, or a
 // failed connect on the request path (which counts as a failed check, so a
@@ -448,7 +489,7 @@ func (g *Group) Observe(t *Target, r Result) {
 	g.log.Log(context.Background(), level, "target health changed", "target", t.ID, "from", h.State.String(), "to", next.State.String(),
 		"reason", next.Reason, "description", next.Description)
 	g.notify(Event{Kind: HealthChanged, Target: t, From: h.State})
-	g.rebuild(false)
+	g.rebuild(false) // and tells Notify
 }
 
 // rebuild publishes a new View, with the targets' effective weights as of
@@ -482,12 +523,7 @@ func (g *Group) rebuild(weightsOnly bool) {
 	for _, t := range v.Routable {
 		routable[t] = true
 	}
-	for t := range g.draining {
-		if v.left == nil {
-			v.left = make(map[string]bool, len(g.draining))
-		}
-		v.left[t.ID] = true
-	}
+	v.Draining, v.left = g.drainingList()
 	for _, t := range g.active {
 		v.byID[t.ID] = entry{t, routable[t] || t.state() == Initial && !t.Drained()}
 	}
@@ -501,6 +537,7 @@ func (g *Group) rebuild(weightsOnly bool) {
 	}
 	g.view.Store(v)
 	g.schedule(now, len(healthy))
+	g.flush()
 }
 
 // inService returns the active targets that count as healthy.

@@ -194,6 +194,11 @@ func (t *Target) Health() Health {
 	return h
 }
 
+// Checks returns the target's health as its registration and health
+// checks make it, drain aside: a drained target is still checked, and this
+// is what the checks say (Health says draining).
+func (t *Target) Checks() Health { return *t.health.Load() }
+
 // state is the target's health state as its checks and registration make
 // it, drain aside.
 func (t *Target) state() State { return t.health.Load().State }
