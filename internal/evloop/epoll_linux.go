@@ -26,10 +26,10 @@ type Loop struct {
 	spare   []func()
 	woken   bool
 	stopped bool // Run has returned: the wake descriptor is closed
-	tick   Tick
-	every  time.Duration // 0: no tick
-	next   time.Time     // when the tick is next due
-	closed bool
+	tick    Tick
+	every   time.Duration // 0: no tick
+	next    time.Time     // when the tick is next due
+	closed  bool
 }
 
 // New returns a loop; Run runs it.

@@ -33,21 +33,21 @@ type Server struct {
 	store  Store        // Options.Store, or nil for files in state_dir
 	events events
 
-	mu        sync.Mutex     // serialises Apply, Update and Shutdown
-	file      *config.Config // the file's config as last applied: Rebase's base
-	running   *config.Config // what runs: file plus the runtime changes since
-	version   uint64
-	dir       *state.Dir      // the store when Options.Store is nil
-	keys      *sticky.Keyring // the cookie key ring the last Apply loaded
+	mu      sync.Mutex     // serialises Apply, Update and Shutdown
+	file    *config.Config // the file's config as last applied: Rebase's base
+	running *config.Config // what runs: file plus the runtime changes since
+	version uint64
+	dir     *state.Dir      // the store when Options.Store is nil
+	keys    *sticky.Keyring // the cookie key ring the last Apply loaded
 	// groupPolicies are the weighted forwards' group stickiness policies,
 	// kept across changes; nextGroupPolicies those the change being
 	// applied uses.
 	groupPolicies, nextGroupPolicies map[groupPolicyKey]*sticky.Policy
-	groups    map[string]*group
-	retired   []*group // groups the config no longer has, whose targets drain
-	listeners map[string]*listener
-	retiring  retiring       // listeners and handlers shutting down after a change
-	shut      bool
+	groups                           map[string]*group
+	retired                          []*group // groups the config no longer has, whose targets drain
+	listeners                        map[string]*listener
+	retiring                         retiring // listeners and handlers shutting down after a change
+	shut                             bool
 
 	published atomic.Pointer[published] // what Snapshot reads
 }
