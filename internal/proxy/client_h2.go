@@ -37,10 +37,13 @@ type h2server struct {
 }
 
 // h2For returns the HTTP/2 server for the idle timeout, starting it the
-// first time.
+// first time; nil once the handler is shutting down.
 func (h *Handler) h2For(idle time.Duration) *h2server {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if h.closing.Load() {
+		return nil // Shutdown has taken its list of servers to shut down
+	}
 	for _, s := range h.h2s {
 		if s.idle == idle {
 			return s
@@ -91,12 +94,13 @@ func (h *Handler) serveH2(nc net.Conn, pre []byte, idle time.Duration) {
 	if len(pre) > 0 {
 		nc = &replayConn{Conn: nc, pre: pre}
 	}
-	s := h.h2For(idle)
-	select {
-	case s.conns <- nc:
-		return
-	case <-s.closed:
-	case <-h.stopping:
+	if s := h.h2For(idle); s != nil {
+		select {
+		case s.conns <- nc:
+			return
+		case <-s.closed:
+		case <-h.stopping:
+		}
 	}
 	nc.Close()
 	h.obs.Conn(ConnEvent{Kind: ConnClosed, Listener: h.name})

@@ -69,7 +69,9 @@ func NewLoops(n int) (*Loops, error) {
 }
 
 // Close stops the loops and waits for them. Their listeners' handlers
-// must have shut down: connections still on a loop are left open.
+// must have shut down, and the target groups closed (their pools' idle
+// connections on the loops are closed by tasks posted to them, which run
+// before the loops stop): anything still on a loop is left open.
 func (ls *Loops) Close() {
 	for _, s := range ls.set {
 		s.loop.Close()
@@ -124,6 +126,9 @@ type loopConn struct {
 	// is out.
 	sendElsewhere    bool
 	closeWhenFlushed bool
+	// reporting says the exchange's end is still to be reported, once
+	// the answer is written out.
+	reporting bool
 	// deadline is the client's, unix nanoseconds; the loop checks it
 	// every tickHint.
 	deadline int64
@@ -327,10 +332,7 @@ func (c *loopConn) loopSend(u *upstream.LoopConn) bool {
 		return c.handoffExchange(false)
 	}
 	if err := x.sendRequest(); err != nil {
-		c.up = nil
-		x.fail(err)
-		c.respond()
-		return true
+		return c.failed(err)
 	}
 	c.st = stAwait
 	return false
@@ -341,10 +343,7 @@ func (c *loopConn) loopAwait() bool {
 	x, u := &c.x, c.up
 	if u.W.Pending() > 0 {
 		if err := u.W.WritePending(); err != nil {
-			c.up = nil
-			x.fail(err)
-			c.respond()
-			return true
+			return c.failed(err)
 		}
 	}
 	started, err := u.R.ReadResponse(&x.resp, string(x.req.Method) == "HEAD")
@@ -358,20 +357,14 @@ func (c *loopConn) loopAwait() bool {
 		return c.loopDial(u.Shard())
 	}
 	if err != nil {
-		c.up = nil
-		x.fail(err)
-		c.respond()
-		return true
+		return c.failed(err)
 	}
 	final, err := x.gotHead()
 	switch {
 	case !final:
 		return true // an interim response: the next head follows
 	case err != nil:
-		c.up = nil
-		x.fail(err)
-		c.respond()
-		return true
+		return c.failed(err)
 	case x.out.status == 101 || !bodyFits(x.resp.Framing, x.resp.ContentLength, u.R.Buffered()):
 		return c.handoffExchange(true)
 	}
@@ -380,35 +373,52 @@ func (c *loopConn) loopAwait() bool {
 	return true
 }
 
+// failed ends an exchange whose target failed it (err) before any of its
+// response was written: latch's error goes to the client. It returns true,
+// for Step to go on.
+func (c *loopConn) failed(err error) bool {
+	c.up = nil
+	c.x.fail(err)
+	c.respond()
+	return true
+}
+
 // respond writes the exchange's answer and ends it, then waits for the
 // client to take the answer.
 func (c *loopConn) respond() {
-	c.endLoopExchange(c.x.respond(c.h1conn))
+	keep, err := c.write(&c.x)
+	keep = c.x.finish(keep, err)
+	c.reporting = true // once the client has taken the answer: loopFlush
+	c.endLoopExchange(keep)
 }
 
 // endLoopExchange moves on to writing out the answer, then the next
 // request, or closing.
 func (c *loopConn) endLoopExchange(keep bool) {
-	if keep {
-		c.servedOne()
-	} else {
-		c.closeWhenFlushed = true
-	}
+	c.closeWhenFlushed = !keep
 	c.st = stFlush
 }
 
 func (c *loopConn) loopFlush() bool {
 	if err := c.wr.WritePending(); err != nil {
+		if c.reporting {
+			c.x.clientFailed(errClientGone)
+		}
 		c.closeLoop()
 		return false
 	}
 	if c.wr.Pending() > 0 {
 		return false
 	}
+	if c.reporting {
+		c.reporting = false
+		c.x.report()
+	}
 	if c.closeWhenFlushed {
 		c.closeLoop()
 		return false
 	}
+	c.servedOne() // after report: the record's bytes are the reader's
 	c.enterRead()
 	return true
 }
@@ -445,9 +455,7 @@ func (c *loopConn) checkTimeouts(now int64) {
 		default:
 			return
 		}
-		c.up = nil
-		x.fail(err)
-		c.respond()
+		c.failed(err)
 	case stFlush:
 		if now >= c.deadline {
 			c.closeLoop()
@@ -553,10 +561,16 @@ func (c *loopConn) closeLoop() {
 		c.up.Close() // a connect in progress
 	}
 	c.up = nil
-	if prev == stConnect || prev == stAwait {
+	switch {
+	case prev == stConnect || prev == stAwait:
 		// Cut mid-exchange (Shutdown's deadline): it ends here.
 		c.x.out.reset()
 		c.x.end(false, errCut)
+	case c.reporting:
+		// Closed before the client took the whole answer.
+		c.reporting = false
+		c.x.clientFailed(errClientGone)
+		c.x.report()
 	}
 	c.rd.Close()
 	c.wr.Reset(nil)

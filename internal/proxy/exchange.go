@@ -363,11 +363,19 @@ func (x *exchange) fail(err error) {
 func (x *exchange) gone() bool { return x.ctx != nil && x.ctx.Err() != nil }
 
 // end ends an exchange whose answer was written (keep, err: what the
-// writer said): the target connection goes back to its pool when the
-// response was relayed whole, the request's count in flight ends, and the
-// observer sees the outcome. It reports whether the client's connection
-// may carry another request.
+// writer said): finish, then report. It reports whether the client's
+// connection may carry another request.
 func (x *exchange) end(keep bool, err error) bool {
+	keep = x.finish(keep, err)
+	x.report()
+	return keep
+}
+
+// finish lets go of what the exchange holds once its answer is written:
+// the target connection goes back to its pool when the response was relayed
+// whole, the request's count in flight ends. It reports whether the
+// client's connection may carry another request.
+func (x *exchange) finish(keep bool, err error) bool {
 	if x.uc != nil {
 		if err == nil {
 			x.putOrClose()
@@ -380,18 +388,32 @@ func (x *exchange) end(keep bool, err error) bool {
 		x.h2 = nil
 	}
 	x.release()
-	rec := &x.rec
-	if err != nil && x.failure == nil {
-		x.failure = err
-		rec.Cause = err.Error()
+	if err != nil {
+		x.clientFailed(err)
 	}
+	return keep && err == nil
+}
+
+// clientFailed records why the answer could not be written in full (err:
+// errCut, errClientGone), unless the exchange failed before.
+func (x *exchange) clientFailed(err error) {
+	if x.failure == nil {
+		x.failure = err
+		x.rec.Cause = err.Error()
+	}
+}
+
+// report tells the observer the request ended, once its answer is out (an
+// event loop reports once the client's socket took the answer whole), and
+// logs a failure.
+func (x *exchange) report() {
+	rec := &x.rec
 	rec.Status = x.out.status
 	rec.Duration = time.Since(x.now)
 	x.h.obs.End(rec)
 	if x.failure != nil && !errors.Is(x.failure, errClientGone) {
 		x.logFailure()
 	}
-	return keep && err == nil
 }
 
 // logFailure logs a failed request, at most one line a second: the

@@ -7,12 +7,13 @@
 //	conn.go, conn_goroutine.go, conn_loop.go  an HTTP/1.1 client connection: read, admit (desync)
 //	client_h2.go                              an HTTP/2 client connection's streams
 //	exchange.go                               one request's life: begin, forward, fail, end
-//	action.go, input.go                       rules' actions, and what rules look at
+//	action.go, input.go, answer.go            rules' actions, what rules look at, latch's own answers
 //	pick.go                                   the target: sessions, hash keys, bounded load, first burst
 //	request.go                                the request head a target gets
 //	target_h1.go, target_h2.go                a target's side, over HTTP/1.1 or HTTP/2
 //	response.go                               a response in one form, whoever answered
 //	write_h1.go (and client_h2.go)            the response written to the client
+//	tunnel.go                                 a switched protocol (WebSocket), relayed both ways
 //	observer.go                               what metrics and access logs see
 //
 // HTTP/1.1 is served by latch's own code rather than net/http's server,

@@ -15,9 +15,11 @@ import (
 type response struct {
 	// status 0 means there is nothing to write: the client went away.
 	status int
-	// reason is an HTTP/1.1 target's reason phrase; nil for the standard
-	// text.
-	reason []byte
+	// reason is an HTTP/1.1 target's reason phrase; when it has none, the
+	// standard text is net/http's for a target's response (stdReason, as
+	// before latch had one form for them), statusText for the others.
+	reason    []byte
+	stdReason bool
 	// fields are the response's header fields in order, with their kinds:
 	// writers pass on the end-to-end ones, and write framing of their own.
 	fields []h1.Field

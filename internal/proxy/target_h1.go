@@ -180,7 +180,7 @@ func (x *exchange) gotHead() (final bool, err error) {
 	}
 	r := &x.out
 	r.reset()
-	r.status, r.reason, r.sticky = resp.Status, resp.Reason, true
+	r.status, r.reason, r.stdReason, r.sticky = resp.Status, resp.Reason, true, true
 	r.fields, r.kinds = append(r.fields, resp.Fields...), append(r.kinds, resp.Kinds...)
 	r.keep = x.mayKeep(x.body.Done())
 	r.length, r.hasLength = -1, resp.HasLength

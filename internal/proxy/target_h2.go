@@ -108,6 +108,8 @@ func (b *h2RequestBody) Read(p []byte) (int, error) {
 	}
 	n := copy(p, b.rest)
 	b.rest = b.rest[n:]
+	// Under mu: the exchange reads the count once detach has taken it.
+	b.x.rec.BytesIn += int64(n)
 	return n, nil
 }
 

@@ -17,8 +17,11 @@ import (
 // target.
 func (c *goConn) tunnel(x *exchange) {
 	r, w, uc := &x.out, c.wr, x.uc
-	x.uc = nil // the tunnel's now: it closes it (a cut closes the client's side, which ends it)
-	x.guard.set(nil, nil)
+	x.uc = nil // the tunnel's now: it closes it
+	// A cut closes the target's side too: the tunnel moves its deadlines
+	// on by itself, so a past one would not stop it.
+	x.guard.set(nil, func() { uc.Conn.Close() })
+	defer x.guard.set(nil, nil)
 	x.stopWatch()
 	idle := x.rt.IdleTimeout
 	c.touch(time.Now().UnixNano(), idle)

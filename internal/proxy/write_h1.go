@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"io"
+	"net/http"
 	"time"
 
 	"github.com/latch-lb/latch/internal/h1"
@@ -40,9 +41,12 @@ func (c *h1conn) write(x *exchange) (keep bool, err error) {
 	w.WriteString("HTTP/1.1 ")
 	w.WriteInt(int64(r.status))
 	w.WriteByte(' ')
-	if len(r.reason) > 0 {
+	switch {
+	case len(r.reason) > 0:
 		w.Write(r.reason)
-	} else {
+	case r.stdReason:
+		w.WriteString(http.StatusText(r.status)) // "" for a code it does not know
+	default:
 		w.WriteString(statusText(r.status))
 	}
 	w.WriteString("\r\n")

@@ -116,7 +116,8 @@ type Options struct {
 }
 
 // New returns a server with nothing applied. Its event loops start now,
-// and stop at Shutdown.
+// and stop at Shutdown. It never fails today; the error is for stores and
+// options that may.
 func New(o Options) (*Server, error) {
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
@@ -130,7 +131,9 @@ func New(o Options) (*Server, error) {
 		case errors.Is(err, proxy.ErrNoLoops):
 			// Not on this system: a goroutine per connection.
 		default:
-			return nil, err
+			// Out of descriptors, or epoll refused by a sandbox: latch
+			// serves on, as it does where there are no loops.
+			o.Log.Warn("cannot start event loops; serving a goroutine per connection", "err", err)
 		}
 	}
 	s.published.Store(&published{})

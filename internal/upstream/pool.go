@@ -234,8 +234,9 @@ func (c *Conn) Close() error {
 }
 
 // Close closes every connection, idle or in use; requests in flight on them
-// fail. Later Gets fail with ErrClosed. The loops close their idle
-// connections when they next run; an exchange on a loop finds its
+// fail. Later Gets fail with ErrClosed. Each loop closes its shard's idle
+// connections in a task posted to it (so a loop must still run: the server
+// closes its groups before its loops); an exchange on a loop finds its
 // connection's pool closed at its next tick, and ends.
 func (p *Pool) Close() {
 	p.mu.Lock()
