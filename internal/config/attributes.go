@@ -248,6 +248,18 @@ var groupAttributes = []attribute[TargetGroup]{
 		}},
 	secondsAttr("target_connect.timeout_seconds", "10", true, seconds{lo: 0.05, hi: 120},
 		func(g *TargetGroup) *time.Duration { return &g.ConnectTimeout }),
+	boolAttr("passive_health.enabled", "true", true, func(g *TargetGroup) *bool { return &g.PassiveHealth.Enabled }),
+	intAttr("passive_health.consecutive_failures", "3", 1, 1000, func(g *TargetGroup) *int { return &g.PassiveHealth.ConsecutiveFailures }),
+	boolAttr("passive_health.target_5xx.enabled", "false", true, func(g *TargetGroup) *bool { return &g.PassiveHealth.Target5xx }),
+	secondsAttr("passive_health.ejection_seconds", "30", true, seconds{lo: 0.05, hi: 3600},
+		func(g *TargetGroup) *time.Duration { return &g.PassiveHealth.Ejection }),
+	secondsAttr("passive_health.max_ejection_seconds", "300", true, seconds{lo: 0.05, hi: 86400},
+		func(g *TargetGroup) *time.Duration { return &g.PassiveHealth.MaxEjection }),
+	intAttr("passive_health.max_ejected_percent", "50", 0, 100, func(g *TargetGroup) *int { return &g.PassiveHealth.MaxEjectedPercent }),
+	boolAttr("retry.idempotent.enabled", "true", true, func(g *TargetGroup) *bool { return &g.Retry.Idempotent }),
+	boolAttr("retry.on_timeout.enabled", "false", true, func(g *TargetGroup) *bool { return &g.Retry.OnTimeout }),
+	intAttr("retry.budget.percent", "20", 0, 100, func(g *TargetGroup) *int { return &g.Retry.BudgetPercent }),
+	intAttr("retry.budget.min_concurrency", "3", 0, 10000, func(g *TargetGroup) *int { return &g.Retry.BudgetMinConcurrency }),
 }
 
 // stickinessDuration is the range of ALB's stickiness durations: 1 s to 7
@@ -432,6 +444,20 @@ func stringAttr[T any](key, def string, latch bool, field func(*T) *string, chec
 			return nil
 		},
 		check: func(src *T) string { return check(*field(src)) }}
+}
+
+// intAttr is latch's own whole-number attribute, lo-hi.
+func intAttr[T any](key, def string, lo, hi int, field func(*T) *int) attribute[T] {
+	return attribute[T]{key: key, def: def, latch: true,
+		get: func(src *T) string { return strconv.Itoa(*field(src)) },
+		set: func(dst *T, v string) error {
+			n, err := parseInt(v)
+			if err == nil {
+				*field(dst) = n
+			}
+			return err
+		},
+		check: func(src *T) string { return checkRange(*field(src), lo, hi, "") }}
 }
 
 func secondsAttr[T any](key, def string, latch bool, s seconds, field func(*T) *time.Duration) attribute[T] {

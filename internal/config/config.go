@@ -134,6 +134,54 @@ type TargetGroup struct {
 	// AnomalyMitigation turns on ALB's automatic target weights
 	// (weighted_random only).
 	AnomalyMitigation bool
+	// PassiveHealth ejects targets that fail real requests (latch's own).
+	PassiveHealth PassiveHealth
+	// Retry says which failed requests go once more to another target.
+	Retry Retry
+}
+
+// PassiveHealth is a target group's passive health checking (outlier
+// detection, latch's own): a target that fails ConsecutiveFailures requests
+// in a row is ejected (unhealthy, Target.PassiveFailures) for Ejection,
+// longer for each ejection soon after the last, up to MaxEjection, and
+// comes back once that time has passed and its active checks pass. The
+// zero value is off; DefaultTargetGroup returns latch's defaults.
+type PassiveHealth struct {
+	Enabled bool
+	// ConsecutiveFailures is how many failed requests in a row eject a
+	// target (1-1000). A failure is latch's own 5xx for the target: a
+	// connect failure, a reset or close before the response, an invalid
+	// response, a response timeout; and its own 5xx with Target5xx.
+	ConsecutiveFailures int
+	Target5xx           bool
+	// Ejection is a first ejection's length (0.05-3600 s); MaxEjection
+	// bounds repeat offenders' (Ejection to 86400 s).
+	Ejection, MaxEjection time.Duration
+	// MaxEjectedPercent caps the share of the group's targets ejected at
+	// once (0-100; at least one target of a group of two or more).
+	MaxEjectedPercent int
+}
+
+// Retry says which requests that failed on a target latch sends once more,
+// to another target. A request that never reached its target (a connect
+// failure) always goes again. The zero value retries nothing else and has
+// no budget; DefaultTargetGroup returns latch's defaults.
+type Retry struct {
+	// Idempotent retries a request with an idempotent method (RFC 9110
+	// §9.2.2) or an Idempotency-Key, and no body, that failed before any
+	// response byte came: the target reset or closed the connection, or
+	// sent an invalid response.
+	Idempotent bool
+	// OnTimeout also retries such a request when the target did not answer
+	// within the idle timeout.
+	OnTimeout bool
+	// BudgetPercent (0-100) and BudgetMinConcurrency (0-10000) cap the
+	// retries of requests that reached their target in flight at once: at
+	// most the larger of BudgetMinConcurrency and BudgetPercent% of the
+	// group's requests in flight, as Envoy's retry budgets. Connect
+	// failures are retried whatever the budget.
+	BudgetPercent        int
+	BudgetMinConcurrency int
 }
 
 // Target is one registered target. Its ID is the address latch connects to.

@@ -101,6 +101,14 @@ func albHealthCheck() HealthCheck {
 	}
 }
 
+// latchPassiveHealth and latchRetry are latch's defaults for its own
+// passive health checks and retries.
+var (
+	latchPassiveHealth = PassiveHealth{Enabled: true, ConsecutiveFailures: 3, Ejection: 30 * time.Second,
+		MaxEjection: 300 * time.Second, MaxEjectedPercent: 50}
+	latchRetry = Retry{Idempotent: true, BudgetPercent: 20, BudgetMinConcurrency: 3}
+)
+
 func TestParseDefaults(t *testing.T) {
 	dir := t.TempDir()
 	cfg := mustParse(t, minimal, filepath.Join(dir, "latch.yaml"))
@@ -127,6 +135,8 @@ func TestParseDefaults(t *testing.T) {
 			ConnectTimeout:      10 * time.Second,
 			MinHealthyCount:     1,
 			MinHealthyPercent:   0,
+			PassiveHealth:       latchPassiveHealth,
+			Retry:               latchRetry,
 		}},
 		StateDir: filepath.Join(dir, "latch-state"),
 	}
@@ -165,6 +175,8 @@ func TestParseExample(t *testing.T) {
 			DeregistrationDelay: 30 * time.Second,
 			ConnectTimeout:      10 * time.Second,
 			MinHealthyCount:     1,
+			PassiveHealth:       latchPassiveHealth,
+			Retry:               latchRetry,
 		}},
 		StateDir: filepath.Join(dir, "latch-state"),
 	}
@@ -271,6 +283,16 @@ target_groups:
       target_group_health.unhealthy_state_routing.minimum_healthy_targets.count: "3"
       target_group_health.unhealthy_state_routing.minimum_healthy_targets.percentage: "50"
       target_connect.timeout_seconds: "120"
+      passive_health.enabled: "false"
+      passive_health.consecutive_failures: "7"
+      passive_health.target_5xx.enabled: "true"
+      passive_health.ejection_seconds: "0.5"
+      passive_health.max_ejection_seconds: "60"
+      passive_health.max_ejected_percent: "0"
+      retry.idempotent.enabled: "false"
+      retry.on_timeout.enabled: "false"
+      retry.budget.percent: "100"
+      retry.budget.min_concurrency: "0"
   - name: w-2
     targets: []
     health_check:
@@ -316,6 +338,9 @@ cookie_keys:
 				ConnectTimeout:      120 * time.Second,
 				MinHealthyCount:     3,
 				MinHealthyPercent:   50,
+				PassiveHealth: PassiveHealth{ConsecutiveFailures: 7, Target5xx: true, Ejection: 500 * time.Millisecond,
+					MaxEjection: time.Minute},
+				Retry: Retry{BudgetPercent: 100},
 			},
 			{
 				Name:        "w-2",
@@ -328,6 +353,8 @@ cookie_keys:
 				DeregistrationDelay: 300 * time.Second,
 				ConnectTimeout:      10 * time.Second,
 				MinHealthyCount:     1,
+				PassiveHealth:       latchPassiveHealth,
+				Retry:               latchRetry,
 			},
 		},
 		StateDir:   "/var/lib/latch",
@@ -494,6 +521,18 @@ func TestParseProblems(t *testing.T) {
 			one(12, attr("slow_start.duration_seconds"), "slow start works only with round_robin (this group uses weighted_random), as ALB's")},
 		{"anomaly mitigation with round_robin", minimal + "    attributes:\n      load_balancing.algorithm.anomaly_mitigation: \"on\"\n",
 			one(12, attr("load_balancing.algorithm.anomaly_mitigation"), "anomaly mitigation works only with weighted_random (this group uses round_robin), as ALB's")},
+		{"passive failures zero", minimal + "    attributes:\n      passive_health.consecutive_failures: \"0\"\n",
+			one(12, attr("passive_health.consecutive_failures"), "0 is outside 1-1000")},
+		{"passive failures not a number", minimal + "    attributes:\n      passive_health.consecutive_failures: three\n",
+			one(12, attr("passive_health.consecutive_failures"), `"three" is not a whole number`)},
+		{"ejected percent over 100", minimal + "    attributes:\n      passive_health.max_ejected_percent: \"150\"\n",
+			one(12, attr("passive_health.max_ejected_percent"), "150 is outside 0-100")},
+		{"max ejection shorter than ejection", minimal + "    attributes:\n      passive_health.ejection_seconds: \"60\"\n      passive_health.max_ejection_seconds: \"10\"\n",
+			one(13, attr("passive_health.max_ejection_seconds"), "10 is shorter than passive_health.ejection_seconds (60)")},
+		{"retry on timeout without idempotent retries", minimal + "    attributes:\n      retry.idempotent.enabled: \"false\"\n      retry.on_timeout.enabled: \"true\"\n",
+			one(13, attr("retry.on_timeout.enabled"), "retry.idempotent.enabled is false")},
+		{"retry budget negative", minimal + "    attributes:\n      retry.budget.min_concurrency: \"-1\"\n",
+			one(12, attr("retry.budget.min_concurrency"), "-1 is outside 0-10000")},
 		{"algorithm typo", minimal + "    attributes:\n      load_balancing.algorithm.type: least_outstanding_request\n",
 			one(12, attr("load_balancing.algorithm.type"), `did you mean "least_outstanding_requests"?`)},
 		{"same_site", minimal + "    attributes:\n      stickiness.lb_cookie.same_site: Loose\n",

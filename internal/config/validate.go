@@ -267,6 +267,17 @@ func (v *validator) groupAttributes(g *TargetGroup, path string) {
 		v.addf(attr("load_balancing.algorithm.anomaly_mitigation"), "anomaly mitigation works only with weighted_random (this group uses %s), as ALB's", g.Algorithm)
 	}
 	undo()
+	if p := &g.PassiveHealth; p.MaxEjection < p.Ejection && p.Ejection > 0 && p.MaxEjection > 0 {
+		undo := v.depend(attr("passive_health.ejection_seconds"))
+		v.addf(attr("passive_health.max_ejection_seconds"), "%s is shorter than passive_health.ejection_seconds (%s)",
+			formatSeconds(p.MaxEjection), formatSeconds(p.Ejection))
+		undo()
+	}
+	if g.Retry.OnTimeout && !g.Retry.Idempotent {
+		undo := v.depend(attr("retry.idempotent.enabled"))
+		v.add(attr("retry.on_timeout.enabled"), "retries after a timeout are retries of idempotent requests: retry.idempotent.enabled is false")
+		undo()
+	}
 }
 
 func (v *validator) healthCheck(hc *HealthCheck, path string) {

@@ -62,6 +62,10 @@ type Backend struct {
 	Key *HashKey
 	// H2, when set, speaks HTTP/2 to the targets (protocol_version HTTP2).
 	H2 *http.Transport
+	// Retry says which failed requests go once more to another target
+	// (retry.go); its zero value retries connect failures only, with no
+	// budget to spare for them.
+	Retry config.Retry
 }
 
 // NewForward returns a forward action to backends, with group stickiness

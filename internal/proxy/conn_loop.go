@@ -20,8 +20,7 @@ import (
 // own: the loop reads a request when epoll says it has come, forwards it
 // on a target connection the loop also owns (its shard of the target's
 // upstream.Pool), and relays the response when it arrives, running the
-// exchange's steps (begin, use, connectFailed, stale, gotHead, write,
-// end) without ever blocking. It keeps what the common request needs on
+// exchange's steps (begin, use, stale, failed, gotHead, write, end) without ever blocking. It keeps what the common request needs on
 // the loop: a body that arrived with its head, a response whose body
 // arrived with its head. Anything longer (a streamed or large body either
 // way, Expect: 100-continue, an upgrade, HTTP/2, an HTTP/2 target, a
@@ -274,7 +273,7 @@ func (c *loopConn) loopForward() bool {
 		return false
 	}
 	s := x.t.Conns.Shard(c.ls.index, c.ls.loop)
-	if u := s.Get(); u != nil {
+	if u := s.Get(!x.replayable()); u != nil {
 		return c.loopSend(u)
 	}
 	return c.loopDial(s)
@@ -300,13 +299,7 @@ func (c *loopConn) loopDial(s *upstream.Shard) bool {
 // loopDialFailed deals with a connect failure: once more on another
 // target, else latch's error to the client.
 func (c *loopConn) loopDialFailed(err error) bool {
-	c.up = nil
-	if c.x.connectFailed(err) {
-		return c.loopForward()
-	}
-	c.x.fail(err)
-	c.respond()
-	return true
+	return c.failed(err)
 }
 
 // loopConnected finishes a connect in progress.
@@ -373,12 +366,15 @@ func (c *loopConn) loopAwait() bool {
 	return true
 }
 
-// failed ends an exchange whose target failed it (err) before any of its
-// response was written: latch's error goes to the client. It returns true,
-// for Step to go on.
+// failed deals with a request that failed on its target (err) before any
+// of its response was written: it goes once more to another target where
+// that is safe (retry.go), else latch's error goes to the client. It
+// reports whether Step is to go on.
 func (c *loopConn) failed(err error) bool {
 	c.up = nil
-	c.x.fail(err)
+	if c.x.failed(err) {
+		return c.loopForward()
+	}
 	c.respond()
 	return true
 }

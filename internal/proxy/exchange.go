@@ -28,9 +28,9 @@ import (
 //
 // Both data paths run the same steps, written once here: begin (rules,
 // latch's own answers, the pick), use (a connection to the target, counted
-// in flight), connectFailed (the one retry elsewhere), stale (the replay
-// of a request a dead pooled connection lost), fail (latch's error) and
-// end. The goroutine path calls them in a row (serve); an event loop calls
+// in flight), stale (the replay of a request a dead pooled connection
+// lost), failed (the failure counted, the one retry elsewhere or latch's
+// error: retry.go) and end. The goroutine path calls them in a row (serve); an event loop calls
 // them as its sockets get ready (conn_loop.go).
 type exchange struct {
 	h   *Handler
@@ -79,17 +79,19 @@ type exchange struct {
 	// Forwarding. uc is the HTTP/1.1 target connection the exchange holds
 	// (nil when none); held the target counted in flight for it (hp the
 	// picker whose Begin counted it); retried says the one retry was
-	// used; unwatch ends the client's watch on uc; guard, on a goroutine's
+	// used, retrying that it is counted in the group's retry budget;
+	// unwatch ends the client's watch on uc; guard, on a goroutine's
 	// connection, lets Shutdown cut a wait on the target.
-	uc      *upstream.Conn
-	guard   *cutGuard
-	held    *target.Target
-	hp      *balance.Hash
-	retried bool
-	unwatch func() bool
-	resp    h1.Response // an HTTP/1.1 target's response head
-	rbody   h1.Body     // its body
-	h2      *h2Exchange // an HTTP/2 target's side, while it lasts
+	uc       *upstream.Conn
+	guard    *cutGuard
+	held     *target.Target
+	hp       *balance.Hash
+	retried  bool
+	retrying bool
+	unwatch  func() bool
+	resp     h1.Response // an HTTP/1.1 target's response head
+	rbody    h1.Body     // its body
+	h2       *h2Exchange // an HTTP/2 target's side, while it lasts
 	// failure is why latch answered in the target's place, for End's log.
 	failure error
 
@@ -128,7 +130,7 @@ func (x *exchange) start(rt *Route) {
 	x.now = time.Now()
 	x.rec = Record{Listener: x.h.name, Start: x.now, HTTP2: x.ctx != nil, Minor: x.req.Minor, Method: x.req.Method,
 		Classified: x.rec.Classified, Desync: x.rec.Desync}
-	x.t, x.held, x.hp, x.uc, x.failure, x.retried, x.moved = nil, nil, nil, nil, nil, false, ""
+	x.t, x.held, x.hp, x.uc, x.failure, x.retried, x.retrying, x.moved = nil, nil, nil, nil, nil, false, false, ""
 	x.h.obs.Begin(&x.rec)
 }
 
@@ -261,103 +263,6 @@ func (x *exchange) dropConn() {
 	}
 }
 
-// connectFailed deals with a failure to connect to x.t (err; a dial
-// error, or its pool closed): the request never reached it, so the
-// failure counts against it, and the request may go once more elsewhere,
-// re-sticking the session there. It reports whether to try again, on the
-// target now in x.t.
-func (x *exchange) connectFailed(err error) bool {
-	x.dropConn()
-	x.release()
-	t, be := x.t, x.be
-	var de *upstream.DialError
-	if errors.As(err, &de) {
-		t.RecordConnectFailure()
-		be.Group.Observe(t, target.Result{Reason: target.ReasonFailedHealthChecks,
-			Description: "connect failed on a request: " + de.Err.Error()})
-	}
-	if x.retried {
-		return false
-	}
-	alt := x.alternative(x.view, t)
-	if alt == nil || alt == t {
-		return false
-	}
-	x.retried, x.rec.Retried = true, true
-	if x.firstStuck {
-		x.moved = t.ID
-		x.rec.Sticky, x.rec.StickyReason, x.rec.MovedFrom = sticky.Moved, sticky.TargetConnectFailed, t.ID
-	}
-	x.issued = 0
-	if x.burst != nil && be.Sticky != nil {
-		x.issued = x.burst.repin(be, t, alt, time.Now())
-	}
-	x.t, x.rec.Target = alt, alt
-	return true
-}
-
-// stale reports whether a response that failed to come (started, err) on
-// x.uc means the target closed the pooled connection while it was idle,
-// before the request reached it, so that it may be sent again on a new
-// one: nothing of a response came, the connection was reused, and the
-// request is safe to send twice (replayable).
-func (x *exchange) stale(started bool, err error) bool {
-	return !started && x.uc.Reused && isEOF(err) && x.replayable()
-}
-
-// replayable reports whether the request may be sent again after a pooled
-// connection turned out dead: it has no body (already consumed) and an
-// idempotent method, or an Idempotency-Key, as net/http's Transport rules.
-func (x *exchange) replayable() bool {
-	if x.req.Framing != h1.NoBody {
-		return false
-	}
-	switch string(x.req.Method) {
-	case "GET", "HEAD", "OPTIONS", "PUT", "DELETE":
-		return true
-	}
-	for _, f := range x.req.Fields {
-		if h1.EqualFold(f.Name, []byte("Idempotency-Key")) || h1.EqualFold(f.Name, []byte("X-Idempotency-Key")) {
-			return true
-		}
-	}
-	return false
-}
-
-// fail makes x.out latch's answer to a request the target could not answer
-// (err, before any of the response was written), and counts the failure
-// against the target where the request reached it.
-func (x *exchange) fail(err error) {
-	x.dropConn()
-	t := x.t
-	if t.Health().State == target.Unused {
-		err = errDeregistered
-	}
-	if x.gone() {
-		// An HTTP/2 client's reset ends the exchange as a timeout would:
-		// it is neither the target's failure nor anyone's to answer.
-		err = errClientGone
-	}
-	x.failure = err
-	if errors.Is(err, errClientGone) {
-		x.out.reset()
-		x.rec.Cause = err.Error()
-		return
-	}
-	status, cause := statusFor(err, x.be.ConnectTimeout, x.rt.IdleTimeout)
-	if !isDialFailure(err) {
-		// The request reached the target, which failed it: an error for
-		// anomaly detection, as the status latch answers with.
-		t.Record(status)
-	}
-	if status == http.StatusBadRequest {
-		// The client's body was malformed: nothing more can be read.
-		x.answerError(status, cause, false)
-		return
-	}
-	x.refuse(status, cause)
-}
-
 // gone reports whether the client is known to have gone away (an HTTP/2
 // stream reset; an HTTP/1.1 client is noticed when written to).
 func (x *exchange) gone() bool { return x.ctx != nil && x.ctx.Err() != nil }
@@ -388,7 +293,13 @@ func (x *exchange) finish(keep bool, err error) bool {
 		x.h2 = nil
 	}
 	x.release()
+	x.endRetry()
 	if err != nil {
+		if errors.Is(err, errCut) && x.failure != nil && !x.gone() && x.t != nil {
+			// The target failed mid-response (a writer saw its body
+			// fail): a failure for passive health, as one before it.
+			x.be.Group.Failed(x.t, "the target cut its response short")
+		}
 		x.clientFailed(err)
 	}
 	return keep && err == nil

@@ -54,10 +54,13 @@ type Record struct {
 	// Rule is the matched rule's priority; 0 for the default action.
 	Rule int
 	// Group and Target are where the request went (Target nil: nowhere);
-	// Retried says a connect failure sent it to a second target.
-	Group   string
-	Target  *target.Target
-	Retried bool
+	// Retried says it failed on a first target and went to a second;
+	// RetryRefused that a retry was safe but the group's retry budget
+	// refused it.
+	Group        string
+	Target       *target.Target
+	Retried      bool
+	RetryRefused bool
 	// Sticky is what became of the request's session, and StickyReason
 	// why it moved or did not hold; MovedFrom is the target it left (the
 	// X-Latch-Session-Moved value).

@@ -15,18 +15,19 @@ import (
 
 // roundTripH1 sends the request to x.t on the connection the exchange
 // holds (one an event loop handed on), or on a pooled one, and reads the
-// response head into x.out; on failure x.out is latch's error. A connect
-// failure sends the request once more to another target; a request that a
-// dead pooled connection lost goes again on a new one.
+// response head into x.out; on failure x.out is latch's error. A request
+// that a dead pooled connection lost goes again on a new one; one that
+// failed on the target may go once more to another (retry.go). A request
+// that could not be sent twice never goes on a pooled connection its
+// target has closed: the pool checks it first.
 func (x *exchange) roundTripH1() {
 	for {
 		if x.uc == nil {
-			uc, err := x.t.Conns.Get(context.Background(), x.be.ConnectTimeout, time.Now().UnixNano())
+			uc, err := x.t.Conns.Get(context.Background(), x.be.ConnectTimeout, time.Now().UnixNano(), !x.replayable())
 			if err != nil {
-				if x.connectFailed(err) {
+				if x.failed(err) {
 					continue
 				}
-				x.fail(err)
 				return
 			}
 			x.use(uc)
@@ -38,10 +39,9 @@ func (x *exchange) roundTripH1() {
 		if err == nil {
 			return
 		}
-		if isDialFailure(err) && x.connectFailed(err) {
-			continue // a new connection's dial failed, for a replay
+		if x.failed(err) {
+			continue
 		}
-		x.fail(err)
 		return
 	}
 }
@@ -166,6 +166,7 @@ func (x *exchange) gotHead() (final bool, err error) {
 	resp := &x.resp
 	if resp.Status >= 200 {
 		x.t.Record(resp.Status)
+		x.be.Group.Answered(x.t, resp.Status)
 	}
 	if resp.Status >= 100 && resp.Status < 200 {
 		if resp.Status != http.StatusSwitchingProtocols {

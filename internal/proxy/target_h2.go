@@ -134,18 +134,17 @@ func (b *h2RequestBody) detach(interrupt func()) {
 }
 
 // roundTripH2 sends the request to x.t over HTTP/2 and leaves the
-// target's response head in x.out, or latch's error; a connect failure
-// sends it once more to another target.
+// target's response head in x.out, or latch's error; a request that failed
+// on the target may go once more to another (retry.go).
 func (x *exchange) roundTripH2() {
 	for {
 		err := x.tryH2()
 		if err == nil {
 			return
 		}
-		if isDialFailure(err) && x.connectFailed(err) {
+		if x.failed(err) {
 			continue
 		}
-		x.fail(err)
 		return
 	}
 }
@@ -248,6 +247,7 @@ func (x *exchange) tryH2() error {
 	}
 	st.resp = resp
 	t.Record(resp.StatusCode)
+	x.be.Group.Answered(t, resp.StatusCode)
 	st.timer.Reset(idle)
 
 	r := &x.out

@@ -334,8 +334,10 @@ func TestTargetByHostName(t *testing.T) {
 func TestConnectTimeoutRetriedElsewhere(t *testing.T) {
 	live := startBackend(t, "live")
 	silent := unresponsivePort(t)
+	// Passive health checking would eject the silent target after its
+	// third failure, and the session below would move without a try.
 	lb := startLB(t, lbConfig{targets: []string{silent, live.addr}, sticky: true,
-		attrs: map[string]string{"target_connect.timeout_seconds": "0.2"}})
+		attrs: map[string]string{"target_connect.timeout_seconds": "0.2", "passive_health.enabled": "false"}})
 
 	// New sessions, by round robin: some first try the silent target.
 	var cookie string

@@ -159,7 +159,13 @@ func groupSettings(gc config.TargetGroup, load *balance.Load) target.Settings {
 		newPicker = func(ts []*target.Target) target.Picker { return balance.NewHash(ts, factor, load) }
 		weightBlind = true
 	}
+	var passive target.Passive
+	if ph := gc.PassiveHealth; ph.Enabled {
+		passive = target.Passive{Failures: ph.ConsecutiveFailures, Target5xx: ph.Target5xx,
+			Ejection: ph.Ejection, MaxEjection: ph.MaxEjection, MaxEjectedPercent: ph.MaxEjectedPercent}
+	}
 	return target.Settings{
+		Passive:             passive,
 		HealthChecks:        gc.HealthCheck.Enabled,
 		HealthyThreshold:    gc.HealthCheck.HealthyThreshold,
 		UnhealthyThreshold:  gc.HealthCheck.UnhealthyThreshold,
@@ -194,6 +200,7 @@ func (s *Server) applyListeners(cfg *config.Config, tables []*route.Table, tlss 
 			Group:          g.Group,
 			Sticky:         g.policy(gc.Stickiness, keys),
 			ConnectTimeout: gc.ConnectTimeout,
+			Retry:          gc.Retry,
 		}
 		if be.Sticky != nil {
 			be.BalanceFactor, be.RebalanceIdle = gc.Stickiness.BalanceFactor, gc.Stickiness.RebalanceIdle

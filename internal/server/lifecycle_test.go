@@ -68,7 +68,10 @@ func TestStoreRegistersAnew(t *testing.T) {
 	a := startBackend(t, "a")
 	store := &movingStore{gens: map[string]uint64{}}
 	srv := newServerWith(t, Options{Store: store})
-	if err := srv.Apply(t.Context(), parse(t, lbConfig{targets: []string{a.addr}}.yaml(), t.TempDir())); err != nil {
+	// A deregistration delay long enough for the snapshot below to see
+	// the old registration still draining.
+	c := lbConfig{targets: []string{a.addr}, attrs: map[string]string{"deregistration_delay.timeout_seconds": "60"}}
+	if err := srv.Apply(t.Context(), parse(t, c.yaml(), t.TempDir())); err != nil {
 		t.Fatal(err)
 	}
 	was := srv.Snapshot().Group("web").Targets[0].Generation

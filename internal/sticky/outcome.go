@@ -42,6 +42,7 @@ const (
 	TargetDeregistered  // its target was deregistered, or registered anew
 	TargetConnectFailed // its target refused the connection
 	Rebalanced          // idle, it moved to a target that joined (rebalance_idle_seconds)
+	TargetFailed        // its target failed the request (reset, invalid response, timeout), retried elsewhere
 	// Why a value is no session.
 	BadValue      // undecodable: bad base64, URL-encoded, truncated
 	BadKey        // sealed by a key not in the ring
@@ -52,7 +53,7 @@ const (
 )
 
 var reasonNames = [...]string{"", "unhealthy", "draining", "deregistered", "connect_failure", "rebalanced",
-	"malformed", "unknown_key", "tampered", "other_group", "expired", "unknown_target"}
+	"request_failed", "malformed", "unknown_key", "tampered", "other_group", "expired", "unknown_target"}
 
 func (r Reason) String() string {
 	if int(r) < len(reasonNames) {

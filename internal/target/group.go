@@ -54,6 +54,9 @@ type Settings struct {
 	// and closes a checker that settings replace, so that no caller has
 	// to keep a checker in step with the targets.
 	Checker Checker
+	// Passive is passive health checking (passive.go); the request path
+	// must then report outcomes with Answered and Failed.
+	Passive Passive
 	// Notify, if set, is called with every change of the group's targets
 	// (Event), in order, with the group's lock held: it must not block or
 	// call back into the group.
@@ -110,6 +113,11 @@ type Group struct {
 	log  *slog.Logger
 
 	view atomic.Pointer[View]
+	// passive is settings.Passive for the request path; nil when off.
+	passive atomic.Pointer[Passive]
+	// retries counts the retries in flight to the group's targets, for
+	// the retry budget (BeginRetry).
+	retries atomic.Int64
 
 	// mu guards everything below. The request path takes it only through
 	// Observe, on a failed connect; a rebuild holds it while it builds the
@@ -128,6 +136,7 @@ type Group struct {
 // NewGroup returns an empty group.
 func NewGroup(name string, s Settings, log *slog.Logger) *Group {
 	g := &Group{Name: name, log: log.With("group", name), settings: s, draining: map[*Target]*time.Timer{}}
+	g.setPassive(s.Passive)
 	g.rebuild(false)
 	return g
 }
@@ -255,6 +264,7 @@ func (g *Group) reconcile(targets []config.Target, s Settings, gen func(id strin
 			}
 			if checksChanged {
 				from := t.state()
+				g.endEjection(t, now)
 				t.okRun, t.failRun = 0, 0
 				if s.HealthChecks {
 					t.setHealth(Health{State: Initial, Reason: ReasonInitialHealthChecking})
@@ -277,6 +287,7 @@ func (g *Group) reconcile(targets []config.Target, s Settings, gen func(id strin
 		active = append(active, t)
 	}
 	g.active = active
+	g.setPassive(s.Passive)
 	for _, t := range added {
 		g.notify(Event{Kind: Registered, Target: t})
 	}
@@ -357,6 +368,7 @@ func (g *Group) drain(t *Target) {
 	if c := g.settings.Checker; c != nil {
 		c.Stop(t)
 	}
+	g.endEjection(t, time.Now())
 	g.leaveService(t)
 	from := t.state()
 	t.setHealth(Health{State: Draining, Reason: ReasonDeregistrationInProcess})
@@ -456,7 +468,14 @@ func (g *Group) Observe(t *Target, r Result) {
 	if r.OK {
 		t.failRun = 0
 		t.okRun++
-		if h.State == Initial || (h.State == Unhealthy && t.okRun >= g.settings.HealthyThreshold) {
+		switch {
+		case t.eject.on:
+			// Back once the ejection time is over too (passive.go).
+			if now := time.Now(); t.okRun >= g.settings.HealthyThreshold && !now.Before(t.eject.until) {
+				g.endEjection(t, now)
+				next = Health{State: Healthy}
+			}
+		case h.State == Initial || (h.State == Unhealthy && t.okRun >= g.settings.HealthyThreshold):
 			next = Health{State: Healthy}
 		}
 	} else {
@@ -618,6 +637,23 @@ func disarm(slot **time.Timer) {
 		*slot = nil
 	}
 }
+
+// BeginRetry counts a retry in flight to the group's targets, unless limit
+// of them are in flight already; it reports whether the retry may go. End
+// it with EndRetry. It takes no lock.
+func (g *Group) BeginRetry(limit int64) bool {
+	if g.retries.Add(1) > limit {
+		g.retries.Add(-1)
+		return false
+	}
+	return true
+}
+
+// EndRetry ends a retry BeginRetry counted.
+func (g *Group) EndRetry() { g.retries.Add(-1) }
+
+// RetriesInFlight is how many retries to the group's targets are in flight.
+func (g *Group) RetriesInFlight() int64 { return g.retries.Load() }
 
 func countFunc[T any](s []T, f func(T) bool) int {
 	n := 0

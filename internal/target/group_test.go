@@ -549,7 +549,7 @@ func TestDrainThenUnused(t *testing.T) {
 	if d := g.Draining(); len(d) != 0 {
 		t.Errorf("Draining: got %v, want none", ids(d))
 	}
-	if _, err := a.Conns.Get(canceled(), time.Second, time.Now().UnixNano()); !errors.Is(err, upstream.ErrClosed) {
+	if _, err := a.Conns.Get(canceled(), time.Second, time.Now().UnixNano(), false); !errors.Is(err, upstream.ErrClosed) {
 		t.Errorf("a:1 Conns.Get after drain: got %v, want %v", err, upstream.ErrClosed)
 	}
 	if n := a.Conns.Len(); n != 0 {
@@ -616,7 +616,7 @@ func canceled() context.Context {
 
 // poolClosed reports whether t's connection pool has been closed.
 func poolClosed(t *Target) bool {
-	_, err := t.Conns.Get(canceled(), time.Second, time.Now().UnixNano())
+	_, err := t.Conns.Get(canceled(), time.Second, time.Now().UnixNano(), false)
 	return errors.Is(err, upstream.ErrClosed)
 }
 
@@ -680,7 +680,7 @@ func TestDeregister(t *testing.T) {
 		if h := tg.Health(); h.State != Unused {
 			t.Errorf("%s after the delay: got %v, want unused", tg.ID, h.State)
 		}
-		if _, err := tg.Conns.Get(canceled(), time.Second, time.Now().UnixNano()); !errors.Is(err, upstream.ErrClosed) {
+		if _, err := tg.Conns.Get(canceled(), time.Second, time.Now().UnixNano(), false); !errors.Is(err, upstream.ErrClosed) {
 			t.Errorf("%s Conns.Get: got %v, want %v", tg.ID, err, upstream.ErrClosed)
 		}
 	}
@@ -705,7 +705,7 @@ func TestClose(t *testing.T) {
 		if h := tg.Health(); h.State != Unused || h.Reason != ReasonNotRegistered {
 			t.Errorf("%s after Close: got %v/%q, want unused/%q", tg.ID, h.State, h.Reason, ReasonNotRegistered)
 		}
-		if _, err := tg.Conns.Get(canceled(), time.Second, time.Now().UnixNano()); !errors.Is(err, upstream.ErrClosed) {
+		if _, err := tg.Conns.Get(canceled(), time.Second, time.Now().UnixNano(), false); !errors.Is(err, upstream.ErrClosed) {
 			t.Errorf("%s Conns.Get after Close: got %v, want %v", tg.ID, err, upstream.ErrClosed)
 		}
 	}

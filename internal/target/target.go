@@ -1,6 +1,6 @@
 // Package target holds targets and target groups at run time: registration,
 // weights, health state, in-flight counts, slow start, anomaly mitigation,
-// drain and deregistration.
+// passive health checking, drain and deregistration.
 package target
 
 import (
@@ -88,6 +88,11 @@ type Target struct {
 	// anomaly is what the last anomaly evaluation found, for reporting:
 	// anomalousBit and mitigatedBit.
 	anomaly atomic.Uint32
+	// failedRun counts the requests that failed in a row, for passive
+	// health checking (passive.go); ejectedUntil is when the target's
+	// ejection time ends, unix nanoseconds, 0 when it is not ejected.
+	failedRun    atomic.Int32
+	ejectedUntil atomic.Int64
 
 	// Guarded by the owning group's mu:
 	okRun, failRun int // consecutive probe results
@@ -98,6 +103,7 @@ type Target struct {
 	// empty group: it skips slow start the first time it is in service.
 	slowStartExempt bool
 	anom            anomalyState
+	eject           ejection
 }
 
 // New returns a target in state initial (or unavailable when its group has

@@ -65,17 +65,26 @@ func (p *Pool) Shard(i int, loop *evloop.Loop) *Shard {
 	return s
 }
 
-// Get returns an idle connection, the one used last, or nil.
-func (s *Shard) Get() *LoopConn {
-	n := len(s.idle)
-	if n == 0 || s.pool.closed.Load() {
-		return nil
+// Get returns an idle connection, the one used last, or nil. The loop
+// drops a connection its target closes when it sees the FIN, but the FIN
+// may wait in this round of events: with check, Get makes sure first, for a
+// request that could not be sent again (see Pool.Get).
+func (s *Shard) Get(check bool) *LoopConn {
+	for {
+		n := len(s.idle)
+		if n == 0 || s.pool.closed.Load() {
+			return nil
+		}
+		u := s.idle[n-1]
+		s.idle[n-1] = nil
+		s.idle = s.idle[:n-1]
+		if check && !peekIdle(u.Sock.FD) {
+			u.discard()
+			continue
+		}
+		u.Reused = true
+		return u
 	}
-	u := s.idle[n-1]
-	s.idle[n-1] = nil
-	s.idle = s.idle[:n-1]
-	u.Reused = true
-	return u
 }
 
 // Dial starts a connection to the shard's target, registered with the

@@ -93,14 +93,20 @@ func (e *DialError) Timeout() bool {
 func (p *Pool) Closed() bool { return p.closed.Load() }
 
 // checkAfter is how long a connection may sit idle before Get makes sure,
-// with a non-blocking peek, that the target has not closed it. Below it a
-// connection is almost surely alive (targets' keep-alive timeouts are
-// seconds long), and the peek would cost a system call per request.
+// with a non-blocking peek, that the target has not closed it, for a
+// request that could be sent again on a new connection should the pooled
+// one turn out dead (the stale-connection replay). Below it a connection
+// is almost surely alive (targets' keep-alive timeouts are seconds long),
+// and the peek would cost a system call (about a microsecond) per request.
+// A request that could not be sent twice (a POST) is always checked.
 const checkAfter = time.Second
 
 // Get returns an idle connection, the one used last, or dials a new one
-// within timeout.
-func (p *Pool) Get(ctx context.Context, timeout time.Duration, now int64) (*Conn, error) {
+// within timeout. With check, or when the connection sat idle longer than
+// checkAfter, it first makes sure the target has not closed it: a request
+// that could not be sent again must never go onto a connection its target
+// has closed (a target that died a moment ago, say).
+func (p *Pool) Get(ctx context.Context, timeout time.Duration, now int64, check bool) (*Conn, error) {
 	for {
 		if p.closed.Load() {
 			return nil, ErrClosed
@@ -115,7 +121,7 @@ func (p *Pool) Get(ctx context.Context, timeout time.Duration, now int64) (*Conn
 		p.idle[n-1] = nil
 		p.idle = p.idle[:n-1]
 		p.mu.Unlock()
-		if now-c.idleSince > int64(checkAfter) && !c.alive() {
+		if (check || now-c.idleSince > int64(checkAfter)) && !c.alive() {
 			c.Close()
 			continue
 		}
@@ -137,13 +143,19 @@ func (c *Conn) alive() bool {
 		return false
 	}
 	alive := false
-	var b [1]byte
 	raw.Read(func(fd uintptr) bool {
-		n, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-		alive = n < 0 && err == syscall.EAGAIN
+		alive = peekIdle(int(fd))
 		return true
 	})
 	return alive
+}
+
+// peekIdle reports whether an idle socket is still open and quiet: nothing
+// to read, no FIN, no error.
+func peekIdle(fd int) bool {
+	var b [1]byte
+	n, _, err := syscall.Recvfrom(fd, b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+	return n < 0 && err == syscall.EAGAIN
 }
 
 // Dial always makes a new connection for a goroutine.

@@ -33,13 +33,13 @@ func TestPoolReusesAndCloses(t *testing.T) {
 	addr, accepted := listen(t)
 	p := NewPool(addr, 2)
 	now := time.Now().UnixNano()
-	c, err := p.Get(context.Background(), time.Second, now)
+	c, err := p.Get(context.Background(), time.Second, now, false)
 	if err != nil || c.Reused {
 		t.Fatalf("first Get: %v, reused %v", err, c != nil && c.Reused)
 	}
 	<-accepted
 	p.Put(c, now)
-	c2, err := p.Get(context.Background(), time.Second, now)
+	c2, err := p.Get(context.Background(), time.Second, now, false)
 	if err != nil || c2 != c || !c2.Reused {
 		t.Fatalf("second Get: got a new connection (%v), want the pooled one", err)
 	}
@@ -51,7 +51,7 @@ func TestPoolReusesAndCloses(t *testing.T) {
 	if _, err := c2.Write([]byte("x")); err == nil {
 		t.Errorf("a connection in use survived Close")
 	}
-	if _, err := p.Get(context.Background(), time.Second, now); !errors.Is(err, ErrClosed) {
+	if _, err := p.Get(context.Background(), time.Second, now, false); !errors.Is(err, ErrClosed) {
 		t.Errorf("Get after Close: %v, want ErrClosed", err)
 	}
 }
@@ -63,7 +63,7 @@ func TestPoolDropsConnectionsTheTargetClosed(t *testing.T) {
 	p := NewPool(addr, 4)
 	t.Cleanup(p.Close)
 	now := time.Now().UnixNano()
-	c, err := p.Get(context.Background(), time.Second, now)
+	c, err := p.Get(context.Background(), time.Second, now, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,12 +72,12 @@ func TestPoolDropsConnectionsTheTargetClosed(t *testing.T) {
 	peer.Close() // the target closes the idle connection
 	time.Sleep(20 * time.Millisecond)
 	// Within checkAfter the pooled connection is trusted as it is...
-	if got, _ := p.Get(context.Background(), time.Second, now+int64(checkAfter)/2); got != c {
+	if got, _ := p.Get(context.Background(), time.Second, now+int64(checkAfter)/2, false); got != c {
 		t.Fatalf("within checkAfter: got a new connection, want the pooled one")
 	}
 	p.Put(c, now)
 	// ...past it, it is checked, found closed, and replaced.
-	got, err := p.Get(context.Background(), time.Second, now+2*int64(checkAfter))
+	got, err := p.Get(context.Background(), time.Second, now+2*int64(checkAfter), false)
 	if err != nil || got == c || got.Reused {
 		t.Fatalf("past checkAfter: got the dead connection back (%v)", err)
 	}
@@ -87,7 +87,7 @@ func TestPoolDialError(t *testing.T) {
 	ln, _ := net.Listen("tcp", "127.0.0.1:0")
 	addr := ln.Addr().String()
 	ln.Close()
-	_, err := NewPool(addr, 1).Get(context.Background(), time.Second, time.Now().UnixNano())
+	_, err := NewPool(addr, 1).Get(context.Background(), time.Second, time.Now().UnixNano(), false)
 	var de *DialError
 	if !errors.As(err, &de) || de.Timeout() {
 		t.Fatalf("dial to a closed port: %v, want a DialError that is no timeout", err)
@@ -99,7 +99,7 @@ func TestSetIdleDeadlineIsLazy(t *testing.T) {
 	p := NewPool(addr, 1)
 	t.Cleanup(p.Close)
 	now := time.Now().UnixNano()
-	c, err := p.Get(context.Background(), time.Second, now)
+	c, err := p.Get(context.Background(), time.Second, now, false)
 	if err != nil {
 		t.Fatal(err)
 	}
