@@ -231,6 +231,9 @@ func (x *exchange) tryH2() error {
 	}
 	resp, err := x.be.H2.RoundTrip(out.WithContext(ctx))
 	if err != nil {
+		// Canceled before close cancels it: the idle timer fired (or the
+		// client went away, which the caller tells apart).
+		canceled := ctx.Err() != nil
 		st.close()
 		x.h2 = nil
 		var de *upstream.DialError
@@ -240,7 +243,7 @@ func (x *exchange) tryH2() error {
 			return de
 		case errors.As(err, &he):
 			return he
-		case ctx.Err() != nil:
+		case canceled:
 			return errTimeout
 		}
 		return err

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -429,5 +430,56 @@ func TestRetryBudget(t *testing.T) {
 				t.Errorf("with a 20%% budget: %d retries of %d requests; want some, and at most a third", retries, clients*each)
 			}
 		}
+	}
+}
+
+// TestHTTP2TargetFailures: the same rules hold for a group spoken to over
+// HTTP/2: a target that resets its streams on its real routes has its GETs
+// retried elsewhere and is ejected; a POST is answered 502 and not retried.
+func TestHTTP2TargetFailures(t *testing.T) {
+	var badHits atomic.Int64
+	good := serveH2C(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Backend", "good")
+		w.Header().Set("X-Saw-Moved", r.Header.Get("X-Latch-Session-Moved"))
+	})
+	bad := serveH2C(t, func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/healthz" {
+			return
+		}
+		badHits.Add(1)
+		panic(http.ErrAbortHandler) // the stream is reset
+	})
+	lb := startLB(t, lbConfig{targets: []string{good, bad}, sticky: true, health: fastHealth,
+		extraGroup: "    protocol_version: HTTP2\n"})
+	lb.waitFor(t, 5*time.Second, "both targets healthy", func() bool { return healthyCount(lb, "web") == 2 })
+	var like string
+	for like == "" {
+		like = get(t, lb.url+"/", "").cookie
+	}
+	cookie := "AWSALB=" + sealFor(t, lb, like, bad)
+	badHits.Store(0)
+
+	req, _ := http.NewRequest("POST", lb.url+"/", strings.NewReader("once"))
+	req.Header.Set("Cookie", cookie)
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 502 || badHits.Load() != 1 {
+		t.Errorf("a POST to the resetting target: %d, the target saw %d; want 502, seen once", resp.StatusCode, badHits.Load())
+	}
+	for i := range 3 {
+		r := get(t, lb.url+"/", cookie)
+		if r.status != 200 || r.backend != "good" || r.moved != bad {
+			t.Fatalf("GET %d to the resetting target: %d from %q (moved %q); want 200 from good, moved from %s", i, r.status, r.backend, r.moved, bad)
+		}
+		if ejected(lb, bad) {
+			break
+		}
+	}
+	if !ejected(lb, bad) {
+		t.Errorf("the resetting target is %s after 3 failed requests; want ejected", statusOf(lb, bad).State)
 	}
 }
