@@ -751,8 +751,9 @@ func testH2ResponseFields(t *testing.T, m h2Mode) {
 }
 
 // testH2Malformed: requests HTTP/2 forbids (connection-specific fields,
-// TE other than trailers: RFC 9113 §8.2.2) are refused, a stream error or
-// a 400, and never reach the target; the connection goes on serving.
+// HTTP2-Settings among them, TE other than trailers: RFC 9113 §8.2.2) are
+// refused, a stream error or a 400, and never reach the target; the
+// connection goes on serving.
 func testH2Malformed(t *testing.T, m h2Mode) {
 	target := startEchoTarget(t)
 	l := startH2Latch(t, m, h2Options{targets: []string{target.addr}})
@@ -764,6 +765,9 @@ func testH2Malformed(t *testing.T, m h2Mode) {
 		{"keep-alive", "timeout=5"},
 		{"transfer-encoding", "chunked"},
 		{"upgrade", "websocket"},
+		{"upgrade", "h2c"},
+		{"http2-settings", "AAMAAABkAARAAAAAAAIAAAAA"},
+		{"proxy-connection", "keep-alive"},
 		{"te", "gzip"},
 	} {
 		h.request(stream, true, append(slices.Clone(base), bad[0], bad[1])...)
