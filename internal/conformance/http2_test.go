@@ -751,9 +751,10 @@ func testH2ResponseFields(t *testing.T, m h2Mode) {
 }
 
 // testH2Malformed: requests HTTP/2 forbids (connection-specific fields,
-// HTTP2-Settings among them, TE other than trailers: RFC 9113 §8.2.2) are
-// refused, a stream error or a 400, and never reach the target; the
-// connection goes on serving.
+// HTTP2-Settings among them, TE other than trailers: RFC 9113 §8.2.2; a
+// content-length the body cannot match, §8.1.1) are refused, a stream
+// error or a 400, and never reach the target; the connection goes on
+// serving.
 func testH2Malformed(t *testing.T, m h2Mode) {
 	target := startEchoTarget(t)
 	l := startH2Latch(t, m, h2Options{targets: []string{target.addr}})
@@ -768,6 +769,10 @@ func testH2Malformed(t *testing.T, m h2Mode) {
 		{"upgrade", "h2c"},
 		{"http2-settings", "AAMAAABkAARAAAAAAAIAAAAA"},
 		{"proxy-connection", "keep-alive"},
+		// A stream that ends with its header has no body to match a
+		// length; one that cannot be parsed matches none.
+		{"content-length", "5"},
+		{"content-length", "abc"},
 		{"te", "gzip"},
 	} {
 		h.request(stream, true, append(slices.Clone(base), bad[0], bad[1])...)

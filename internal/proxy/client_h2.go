@@ -232,6 +232,48 @@ func (s *stream) refuse(x *exchange, status int, cause string) {
 // Upgrade, which it answers with 400 itself.
 var errH2Settings = &h1.Error{Status: http.StatusBadRequest, Cause: "HTTP2-Settings is connection-specific, malformed in HTTP/2"}
 
+// errH2Length refuses a stream whose content-length its DATA frames
+// cannot match: it ended with its header (RFC 9113 §8.1.1: malformed).
+var errH2Length = &h1.Error{Status: http.StatusBadRequest, Cause: "Content-Length differs from the length of the body"}
+
+// checkLength checks a stream's content-length fields as h1 checks an
+// HTTP/1.1 request's: digits only, and one length. net/http's server
+// ignores a length it cannot parse, which would leave latch forwarding a
+// body-less request while DATA frames come; declared is the length it
+// took (0 for a stream that ended with its header).
+func checkLength(values []string, declared int64) *h1.Error {
+	n := int64(-1)
+	for _, v := range values {
+		m, ok := parseLength(v)
+		switch {
+		case !ok:
+			return h1.ErrContentLength
+		case n >= 0 && m != n:
+			return h1.ErrMultipleLength
+		}
+		n = m
+	}
+	if n != declared {
+		return errH2Length
+	}
+	return nil
+}
+
+// parseLength parses a Content-Length value as h1 does: 1 to 18 digits.
+func parseLength(v string) (int64, bool) {
+	if len(v) == 0 || len(v) > 18 {
+		return 0, false
+	}
+	var n int64
+	for i := 0; i < len(v); i++ {
+		if v[i] < '0' || v[i] > '9' {
+			return 0, false
+		}
+		n = n*10 + int64(v[i]-'0')
+	}
+	return n, true
+}
+
 // head puts the HTTP/2 request in HTTP/1.1 form, as the target gets it,
 // or returns the error latch answers instead: the request is malformed,
 // or over the limits an HTTP/1.1 head has (headSize).
@@ -263,6 +305,10 @@ func (s *stream) head(req *h1.Request) *h1.Error {
 			continue // :authority is the Host (checked against this in serveStream)
 		case h1.KindHTTP2Settings:
 			return errH2Settings
+		case h1.KindContentLength:
+			if err := checkLength(values, r.ContentLength); err != nil {
+				return err
+			}
 		case h1.KindExpect:
 			// The HTTP/2 server answers 100-continue when the body is
 			// read; any other expectation is refused, as over HTTP/1.1.
