@@ -773,6 +773,12 @@ func testH2Malformed(t *testing.T, m h2Mode) {
 		// length; one that cannot be parsed matches none.
 		{"content-length", "5"},
 		{"content-length", "abc"},
+		// What HTTP/1.1 refuses or drops that HTTP/2 cannot carry: a
+		// name not a lower-case token, NUL or LF in a value.
+		{"x y", "1"},
+		{"X-Upper", "1"},
+		{"x-nul", "a\x00b"},
+		{"x-lf", "a\nb"},
 		{"te", "gzip"},
 	} {
 		h.request(stream, true, append(slices.Clone(base), bad[0], bad[1])...)

@@ -31,7 +31,7 @@ const maxStreams = 128
 // string longer than that closes the connection). HPACK counts a field as
 // its name and value plus 32 bytes (RFC 9113 §6.5.2), where an HTTP/1.1
 // line takes 4 (": " and CRLF): a head at ALB's 64 KiB with 500 fields,
-// the pseudo-fields included, comes to at most 79,649 bytes so counted.
+// the pseudo-fields included, comes to at most 79,648 bytes so counted.
 // Only a cookie split into thousands of crumbs reaches the bound within
 // latch's limits. net/http's default, 1 MiB, would let a stream hold a
 // megabyte of fields that latch then refuses.
