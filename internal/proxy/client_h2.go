@@ -32,9 +32,10 @@ const maxStreams = 128
 // its name and value plus 32 bytes (RFC 9113 §6.5.2), where an HTTP/1.1
 // line takes 4 (": " and CRLF): a head at ALB's 64 KiB with 500 fields,
 // the pseudo-fields included, comes to at most 79,648 bytes so counted.
-// Only a cookie split into thousands of crumbs reaches the bound within
-// latch's limits. net/http's default, 1 MiB, would let a stream hold a
-// megabyte of fields that latch then refuses.
+// Within latch's limits only a cookie split into many crumbs (each 36
+// bytes more than its "; " in the joined line) reaches the bound.
+// net/http's default, 1 MiB, would let a stream hold a megabyte of fields
+// that latch then refuses.
 const h2MaxHeaderBytes = 80 << 10
 
 // h2server is the HTTP/2 server of one listener for one idle timeout; a
