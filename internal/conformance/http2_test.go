@@ -751,8 +751,10 @@ func testH2ResponseFields(t *testing.T, m h2Mode) {
 }
 
 // testH2Malformed: requests HTTP/2 forbids (connection-specific fields,
-// TE other than trailers: RFC 9113 §8.2.2) are refused, a stream error or
-// a 400, and never reach the target; the connection goes on serving.
+// HTTP2-Settings among them, TE other than trailers: RFC 9113 §8.2.2; a
+// content-length the body cannot match, §8.1.1) are refused, a stream
+// error or a 400, and never reach the target; the connection goes on
+// serving.
 func testH2Malformed(t *testing.T, m h2Mode) {
 	target := startEchoTarget(t)
 	l := startH2Latch(t, m, h2Options{targets: []string{target.addr}})
@@ -764,6 +766,19 @@ func testH2Malformed(t *testing.T, m h2Mode) {
 		{"keep-alive", "timeout=5"},
 		{"transfer-encoding", "chunked"},
 		{"upgrade", "websocket"},
+		{"upgrade", "h2c"},
+		{"http2-settings", "AAMAAABkAARAAAAAAAIAAAAA"},
+		{"proxy-connection", "keep-alive"},
+		// A stream that ends with its header has no body to match a
+		// length; one that cannot be parsed matches none.
+		{"content-length", "5"},
+		{"content-length", "abc"},
+		// What HTTP/1.1 refuses or drops that HTTP/2 cannot carry: a
+		// name not a lower-case token, NUL or LF in a value.
+		{"x y", "1"},
+		{"X-Upper", "1"},
+		{"x-nul", "a\x00b"},
+		{"x-lf", "a\nb"},
 		{"te", "gzip"},
 	} {
 		h.request(stream, true, append(slices.Clone(base), bad[0], bad[1])...)

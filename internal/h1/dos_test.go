@@ -67,7 +67,7 @@ func TestRequestDoesNotKeepHugeFieldSlices(t *testing.T) {
 		// Refused: the client gets a 400 and its connection closes, so no
 		// Request is left holding the fields. Check the cap on what a
 		// Request keeps with the most fields a request may have.
-		big = "GET / HTTP/1.1\r\nHost: a\r\n" + strings.Repeat("a:\r\n", maxFields-1) + "\r\n"
+		big = "GET / HTTP/1.1\r\nHost: a\r\n" + strings.Repeat("a:\r\n", MaxFields-1) + "\r\n"
 		rd, _ = newFeed(big+"GET / HTTP/1.1\r\nHost: a\r\n\r\n", feeds[0].wrap)
 		if _, err := rd.ReadRequest(&req); err != nil {
 			t.Fatal(err)

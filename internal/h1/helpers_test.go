@@ -79,6 +79,7 @@ var kindNames = [...]string{
 	KindXForwardedPort:     "XForwardedPort",
 	KindProxyAuthenticate:  "ProxyAuthenticate",
 	KindProxyAuthorization: "ProxyAuthorization",
+	KindHTTP2Settings:      "HTTP2Settings",
 	KindNamedInConnection:  "NamedInConnection",
 	KindDropped:            "Dropped",
 }

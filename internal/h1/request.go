@@ -61,6 +61,9 @@ const (
 	KindXForwardedPort
 	KindProxyAuthenticate
 	KindProxyAuthorization
+	// KindHTTP2Settings is HTTP2-Settings, which belongs to the h2c upgrade
+	// of one connection (RFC 9113 §3.1 deprecates it): never forwarded.
+	KindHTTP2Settings
 	KindNamedInConnection // listed in Connection: hop-by-hop too
 	KindDropped           // a field latch never forwards: its name is not a token
 )
@@ -71,7 +74,7 @@ const (
 func (k Kind) HopByHop() bool {
 	switch k {
 	case KindConnection, KindKeepAlive, KindProxyConnection, KindTE, KindTransferEncoding, KindUpgrade,
-		KindProxyAuthenticate, KindProxyAuthorization, KindNamedInConnection, KindDropped:
+		KindProxyAuthenticate, KindProxyAuthorization, KindHTTP2Settings, KindNamedInConnection, KindDropped:
 		return true
 	}
 	return false
@@ -112,8 +115,11 @@ func KindOf(name []byte) Kind {
 			return KindSetCookie
 		}
 	case 14:
-		if EqualLower(name, "content-length") {
+		switch {
+		case EqualLower(name, "content-length"):
 			return KindContentLength
+		case EqualLower(name, "http2-settings"):
+			return KindHTTP2Settings
 		}
 	case 15:
 		if EqualLower(name, "x-forwarded-for") {
@@ -212,7 +218,10 @@ type Request struct {
 	// after this exchange (HTTP/1.1 without Connection: close, or HTTP/1.0
 	// with Connection: keep-alive).
 	KeepAlive bool
-	Upgrade   bool // Upgrade with Connection: upgrade (WebSocket and the like)
+	// Upgrade is set for an Upgrade field with Connection: upgrade
+	// (WebSocket and the like) that names a protocol other than h2c,
+	// which latch never forwards (see AppendUpgrade).
+	Upgrade   bool
 	Expect100 bool // Expect: 100-continue
 	// ExpectOther is set for any other expectation, which latch answers
 	// with 417 (RFC 9110 §10.1.1).
@@ -264,11 +273,11 @@ func keepFields(f []Field, k []Kind) ([]Field, []Kind) {
 }
 
 // keptFields is how many fields' room a Request or Response keeps between
-// messages; maxFields bounds the fields of one request (a 64 KiB head could
-// hold sixteen thousand, each costing room and work).
+// messages; MaxFields bounds the fields of one request (a 64 KiB head could
+// hold sixteen thousand, each costing room and work), as ALB's.
 const (
 	keptFields = 64
-	maxFields  = 500
+	MaxFields  = 500
 )
 
 // parse splits the request line at its first space and at the first
@@ -308,7 +317,7 @@ func (req *Request) parse(head []byte) error {
 		if len(line) > MaxField {
 			return ErrFieldTooLong
 		}
-		if len(req.Fields) == maxFields {
+		if len(req.Fields) == MaxFields {
 			return ErrTooManyFields
 		}
 		if n := len(req.Fields); n > 0 && (line[0] == ' ' || line[0] == '\t') {
@@ -457,7 +466,11 @@ func (req *Request) derive() error {
 				}
 			}
 		case KindUpgrade:
-			hasUpgrade = true
+			for tok := range tokens(f.Value) {
+				if !isH2C(tok) {
+					hasUpgrade = true
+				}
+			}
 		case KindExpect:
 			if EqualLower(f.Value, "100-continue") {
 				req.Expect100 = true
@@ -507,6 +520,79 @@ func (req *Request) derive() error {
 	}
 	return nil
 }
+
+// AppendUpgrade appends to dst the protocols of an Upgrade field's value
+// v that latch forwards: all but h2c. The h2c upgrade (RFC 7540 §3.2,
+// deprecated by RFC 9113 §3.1) would let a client speak HTTP/2 to a
+// lenient target past latch, which applies its rules to the first request
+// alone; a server may ignore Upgrade (RFC 9110 §7.8), and latch does, for
+// h2c.
+func AppendUpgrade(dst, v []byte) []byte {
+	n := len(dst)
+	for tok := range tokens(v) {
+		if isH2C(tok) {
+			continue
+		}
+		if len(dst) > n {
+			dst = append(dst, ", "...)
+		}
+		dst = append(dst, tok...)
+	}
+	return dst
+}
+
+// SwitchAsked reports whether a 101 response (resp) switches only to
+// protocols the request's Upgrade named and latch forwarded (RFC 9110
+// §7.8: a server must not switch to one the client did not ask for), so
+// that a lenient target answering the WebSocket part of "h2c, websocket"
+// with h2c cannot open an HTTP/2 tunnel past latch. A 101 without Upgrade
+// passes, as servers that leave it out always have.
+func SwitchAsked(req *Request, resp *Response) bool {
+	for i, f := range resp.Fields {
+		if resp.Kinds[i] != KindUpgrade {
+			continue
+		}
+		for tok := range tokens(f.Value) {
+			if !offered(req, protocolName(tok)) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// offered reports whether the request's Upgrade names the protocol name,
+// other than h2c.
+func offered(req *Request, name []byte) bool {
+	if EqualLower(name, "h2c") {
+		return false
+	}
+	for i, f := range req.Fields {
+		if req.Kinds[i] != KindUpgrade {
+			continue
+		}
+		for tok := range tokens(f.Value) {
+			if EqualFold(protocolName(tok), name) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// protocolName is an Upgrade protocol without its version ("h2c/1" is
+// h2c).
+func protocolName(tok []byte) []byte {
+	if i := bytes.IndexByte(tok, '/'); i >= 0 {
+		tok = TrimOWS(tok[:i])
+	}
+	return tok
+}
+
+// isH2C reports whether an Upgrade protocol is h2c, with or without a
+// version ("h2c/1"); protocol names compare case-insensitively, as
+// servers read them.
+func isH2C(tok []byte) bool { return EqualLower(protocolName(tok), "h2c") }
 
 // transferCoding applies one Transfer-Encoding field. Only chunked (last,
 // once) and identity are accepted: latch cannot decode anything else, and

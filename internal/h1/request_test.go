@@ -266,8 +266,19 @@ func TestReadRequestConnection(t *testing.T) {
 		{name: "HTTP/1.0 keep-alive and close", in: "GET / HTTP/1.0\r\nConnection: keep-alive, close\r\n\r\n", want: kv("KeepAlive", "false")},
 		{name: "upgrade", in: "GET / HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
 			want: kv("Upgrade", "true", "KeepAlive", "true", "Kinds", "Host,Connection,Upgrade")},
-		{name: "upgrade in a list", in: "GET / HTTP/1.1\r\nHost: a\r\nConnection: keep-alive, upgrade\r\nUpgrade: h2c\r\n\r\n",
+		{name: "upgrade in a list", in: "GET / HTTP/1.1\r\nHost: a\r\nConnection: keep-alive, upgrade\r\nUpgrade: websocket\r\n\r\n",
 			want: kv("Upgrade", "true")},
+		// h2c is never an upgrade latch forwards (h2csmuggler's attack):
+		// with nothing else named, the request is an ordinary one, and
+		// HTTP2-Settings a hop-by-hop field, named or not.
+		{name: "h2c", in: "GET / HTTP/1.1\r\nHost: a\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n",
+			want: kv("Upgrade", "false", "KeepAlive", "true", "Kinds", "Host,Connection,Upgrade,HTTP2Settings")},
+		{name: "h2c in any case, with a version", in: "GET / HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\nUpgrade: H2C, h2c/1 ,\r\nupgrade: h2C\r\n\r\n",
+			want: kv("Upgrade", "false")},
+		{name: "h2c beside another protocol", in: "GET / HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\nUpgrade: h2c, websocket\r\n\r\n",
+			want: kv("Upgrade", "true")},
+		{name: "HTTP2-Settings without an upgrade", in: "GET / HTTP/1.1\r\nHost: a\r\nhttp2-settings: x\r\n\r\n",
+			want: kv("Upgrade", "false", "Kinds", "Host,HTTP2Settings")},
 		{name: "Upgrade without Connection: upgrade", in: "GET / HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\n\r\n",
 			want: kv("Upgrade", "false", "Kinds", "Host,Upgrade")},
 		{name: "Connection: upgrade without Upgrade", in: "GET / HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\n\r\n",
@@ -330,6 +341,7 @@ func TestKindOf(t *testing.T) {
 		"Cookie": KindCookie, "Set-Cookie": KindSetCookie, "X-Forwarded-For": KindXForwardedFor,
 		"X-Forwarded-Proto": KindXForwardedProto, "X-Forwarded-Port": KindXForwardedPort,
 		"Proxy-Authenticate": KindProxyAuthenticate, "Proxy-Authorization": KindProxyAuthorization,
+		"HTTP2-Settings": KindHTTP2Settings,
 	}
 	alternate := func(s string) string {
 		b := []byte(s)
@@ -378,7 +390,7 @@ func TestHopByHop(t *testing.T) {
 	hop := map[Kind]bool{
 		KindConnection: true, KindKeepAlive: true, KindProxyConnection: true, KindTE: true,
 		KindTransferEncoding: true, KindUpgrade: true, KindProxyAuthenticate: true,
-		KindProxyAuthorization: true, KindNamedInConnection: true,
+		KindProxyAuthorization: true, KindHTTP2Settings: true, KindNamedInConnection: true,
 	}
 	hop[KindDropped] = true
 	for k := KindOther; k <= KindDropped; k++ {
@@ -477,6 +489,59 @@ func TestHelpers(t *testing.T) {
 		ErrResponseChunk, ErrResponseTruncated} {
 		if e.Status != 502 {
 			t.Errorf("%q: status %d, want 502", e.Cause, e.Status)
+		}
+	}
+}
+
+// TestAppendUpgrade: the protocols latch forwards from an Upgrade field are
+// the client's, in order and spelling, without h2c.
+func TestAppendUpgrade(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"websocket", "websocket"},
+		{"h2c", ""},
+		{" H2C , h2c/1,", ""},
+		{"h2c, websocket", "websocket"},
+		{"foo/2, h2c, WebSocket", "foo/2, WebSocket"},
+		{"h2cx, xh2c", "h2cx, xh2c"},
+		{"", ""},
+	} {
+		if got := string(AppendUpgrade([]byte("x"), []byte(tc.in))); got != "x"+tc.want {
+			t.Errorf("AppendUpgrade(%q) = %q, want %q", tc.in, got[1:], tc.want)
+		}
+	}
+}
+
+// TestSwitchAsked: a 101 may switch only to a protocol the request offered
+// and latch forwarded, never to h2c.
+func TestSwitchAsked(t *testing.T) {
+	for _, tc := range []struct {
+		upgrade, switched string // the request's Upgrade, the 101's ("-": none)
+		want              bool
+	}{
+		{"websocket", "websocket", true},
+		{"websocket", "WebSocket", true},
+		{"foo/2, websocket", "foo/1", true},
+		{"websocket", "-", true},
+		{"websocket", "h2c", false},
+		{"h2c, websocket", "h2c", false},
+		{"H2C, websocket", "websocket, h2c", false},
+		{"websocket", "foo", false},
+	} {
+		req, err := frameOf(t, "GET / HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\nUpgrade: "+tc.upgrade+"\r\n\r\n")
+		if err != nil {
+			t.Fatal(err)
+		}
+		in := "HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\n"
+		if tc.switched != "-" {
+			in += "Upgrade: " + tc.switched + "\r\n"
+		}
+		rd, _ := newFeed(in+"\r\n", feeds[0].wrap)
+		var resp Response
+		if _, err := rd.ReadResponse(&resp, false); err != nil {
+			t.Fatal(err)
+		}
+		if got := SwitchAsked(req, &resp); got != tc.want {
+			t.Errorf("Upgrade %q answered by 101 with Upgrade %q: SwitchAsked = %t, want %t", tc.upgrade, tc.switched, got, tc.want)
 		}
 	}
 }

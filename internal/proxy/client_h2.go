@@ -25,6 +25,19 @@ import (
 // maxStreams is ALB's limit on concurrent streams per HTTP/2 connection.
 const maxStreams = 128
 
+// h2MaxHeaderBytes bounds the header list net/http's HTTP/2 server
+// decodes for a stream (it advertises this plus 320 bytes as
+// SETTINGS_MAX_HEADER_LIST_SIZE, and answers 431 itself past it; one
+// string longer than that closes the connection). HPACK counts a field as
+// its name and value plus 32 bytes (RFC 9113 §6.5.2), where an HTTP/1.1
+// line takes 4 (": " and CRLF): a head at ALB's 64 KiB with 500 fields,
+// the pseudo-fields included, comes to at most 79,648 bytes so counted.
+// Within latch's limits only a cookie split into many crumbs (each 36
+// bytes more than its "; " in the joined line) reaches the bound.
+// net/http's default, 1 MiB, would let a stream hold a megabyte of fields
+// that latch then refuses.
+const h2MaxHeaderBytes = 80 << 10
+
 // h2server is the HTTP/2 server of one listener for one idle timeout; a
 // reload that changes the timeout starts another for new connections.
 type h2server struct {
@@ -58,7 +71,10 @@ func (h *Handler) h2For(idle time.Duration) *h2server {
 		Protocols:   &p,
 		IdleTimeout: idle,
 		HTTP2:       &http.HTTP2Config{MaxConcurrentStreams: maxStreams},
-		ErrorLog:    slog.NewLogLogger(h.log.Handler(), slog.LevelDebug),
+		// Room for every head latch accepts, so that latch's limits, not
+		// the server's, decide (headSize); see h2MaxHeaderBytes.
+		MaxHeaderBytes: h2MaxHeaderBytes,
+		ErrorLog:       slog.NewLogLogger(h.log.Handler(), slog.LevelDebug),
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
 			// Each connection has its own first-burst affinity.
 			return context.WithValue(ctx, burstKey{}, &burst{})
@@ -178,15 +194,13 @@ func (h *Handler) serveStream(w http.ResponseWriter, r *http.Request) {
 	x.ip, x.src = peerAddr(r.RemoteAddr)
 	if hosts := r.Header["Host"]; len(hosts) > 0 && (len(hosts) > 1 || hosts[0] != r.Host) {
 		// RFC 9113 §8.3.1: a host field beside :authority must match it.
-		x.now = time.Now()
-		x.rec = Record{Listener: h.name, Start: x.now, HTTP2: true, Method: []byte(r.Method)}
-		x.answerError(http.StatusBadRequest, "the host field differs from :authority", false)
-		x.rec.Status = http.StatusBadRequest
-		h.obs.Refused(&x.rec)
-		s.write(x)
+		s.refuse(x, http.StatusBadRequest, "the host field differs from :authority")
 		return
 	}
-	s.head(&x.req)
+	if err := s.head(&x.req); err != nil {
+		s.refuse(x, err.Status, err.Cause)
+		return
+	}
 	if x.req.Framing == h1.NoBody {
 		s.done = true
 	}
@@ -201,8 +215,70 @@ func (h *Handler) serveStream(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// head puts the HTTP/2 request in HTTP/1.1 form, as the target gets it.
-func (s *stream) head(req *h1.Request) {
+// refuse answers a stream latch refuses before it begins (a malformed
+// request, one over the head limits) with latch's own error.
+func (s *stream) refuse(x *exchange, status int, cause string) {
+	x.now = time.Now()
+	x.req.Method = []byte(s.r.Method) // no body to HEAD
+	x.rec = Record{Listener: x.h.name, Start: x.now, HTTP2: true, Method: x.req.Method}
+	x.answerError(status, cause, false)
+	x.rec.Status = status
+	x.h.obs.Refused(&x.rec)
+	s.write(x)
+}
+
+// errH2Settings refuses HTTP2-Settings in an HTTP/2 request: a
+// connection-specific field (RFC 9113 §8.2.2; it belonged to the h2c
+// upgrade), which net/http's server lets through, unlike Connection or
+// Upgrade, which it answers with 400 itself.
+var errH2Settings = &h1.Error{Status: http.StatusBadRequest, Cause: "HTTP2-Settings is connection-specific, malformed in HTTP/2"}
+
+// errH2Length refuses a stream whose content-length its DATA frames
+// cannot match: it ended with its header (RFC 9113 §8.1.1: malformed).
+var errH2Length = &h1.Error{Status: http.StatusBadRequest, Cause: "Content-Length differs from the length of the body"}
+
+// checkLength checks a stream's content-length fields as h1 checks an
+// HTTP/1.1 request's: digits only, and one length. net/http's server
+// ignores a length it cannot parse, which would leave latch forwarding a
+// body-less request while DATA frames come; declared is the length it
+// took (0 for a stream that ended with its header).
+func checkLength(values []string, declared int64) *h1.Error {
+	n := int64(-1)
+	for _, v := range values {
+		m, ok := parseLength(v)
+		switch {
+		case !ok:
+			return h1.ErrContentLength
+		case n >= 0 && m != n:
+			return h1.ErrMultipleLength
+		}
+		n = m
+	}
+	if n != declared {
+		return errH2Length
+	}
+	return nil
+}
+
+// parseLength parses a Content-Length value as h1 does: 1 to 18 digits.
+func parseLength(v string) (int64, bool) {
+	if len(v) == 0 || len(v) > 18 {
+		return 0, false
+	}
+	var n int64
+	for i := 0; i < len(v); i++ {
+		if v[i] < '0' || v[i] > '9' {
+			return 0, false
+		}
+		n = n*10 + int64(v[i]-'0')
+	}
+	return n, true
+}
+
+// head puts the HTTP/2 request in HTTP/1.1 form, as the target gets it,
+// or returns the error latch answers instead: the request is malformed,
+// or over the limits an HTTP/1.1 head has (headSize).
+func (s *stream) head(req *h1.Request) *h1.Error {
 	r := s.r
 	req.Method = []byte(r.Method)
 	req.Target = []byte(r.RequestURI)
@@ -211,17 +287,38 @@ func (s *stream) head(req *h1.Request) {
 	req.KeepAlive = true
 	req.Fields = append(req.Fields, h1.Field{Name: []byte("Host"), Value: req.Host})
 	req.Kinds = append(req.Kinds, h1.KindHost)
+	size := newHeadSize(len(r.Method), len(r.RequestURI))
+	size.field(len("Host"), len(r.Host))
 	for name, values := range r.Header {
 		k := h1.KindOf([]byte(name))
+		if k == h1.KindCookie {
+			// HTTP/2 may split cookies over several fields; HTTP/1.1
+			// wants them in one (RFC 9113 §8.2.3), and so it is counted.
+			values = []string{strings.Join(values, "; ")}
+		}
+		if k != h1.KindHost {
+			for _, v := range values {
+				size.field(len(name), len(v))
+			}
+		}
 		switch k {
 		case h1.KindHost:
 			continue // :authority is the Host (checked against this in serveStream)
+		case h1.KindHTTP2Settings:
+			return errH2Settings
+		case h1.KindContentLength:
+			if err := checkLength(values, r.ContentLength); err != nil {
+				return err
+			}
 		case h1.KindExpect:
-			continue // the HTTP/2 server answers it when the body is read
-		case h1.KindCookie:
-			// HTTP/2 may split cookies over several fields; HTTP/1.1
-			// wants them in one (RFC 9113 §8.2.3).
-			values = []string{strings.Join(values, "; ")}
+			// The HTTP/2 server answers 100-continue when the body is
+			// read; any other expectation is refused, as over HTTP/1.1.
+			for _, v := range values {
+				if !strings.EqualFold(strings.Trim(v, " \t"), "100-continue") {
+					req.ExpectOther = true
+				}
+			}
+			continue
 		case h1.KindTE:
 			for _, v := range values {
 				if strings.Contains(strings.ToLower(v), "trailers") {
@@ -249,8 +346,13 @@ func (s *stream) head(req *h1.Request) {
 		// keys; announce them on, so that a chunked body to an HTTP/1.1
 		// target, or an HTTP/2 target, says what follows it.
 		names := slices.Sorted(maps.Keys(r.Trailer))
-		req.Fields = append(req.Fields, h1.Field{Name: []byte("Trailer"), Value: []byte(strings.Join(names, ", "))})
+		v := strings.Join(names, ", ")
+		size.field(len("Trailer"), len(v))
+		req.Fields = append(req.Fields, h1.Field{Name: []byte("Trailer"), Value: []byte(v)})
 		req.Kinds = append(req.Kinds, h1.KindTrailer)
+	}
+	if err := size.err(); err != nil {
+		return err
 	}
 	switch {
 	case r.ContentLength > 0:
@@ -258,6 +360,45 @@ func (s *stream) head(req *h1.Request) {
 	case r.ContentLength < 0 && r.Body != nil && r.Body != http.NoBody:
 		req.Framing = h1.Chunked
 	}
+	return nil
+}
+
+// headSize measures an HTTP/2 request as the HTTP/1.1 head it would be,
+// so that ALB's limits on a head (h1's) give it the answer the same
+// request gets over HTTP/1.1: :method and :path make the request line
+// ("GET /path HTTP/1.1"), :authority a Host field, every other field a
+// line "name: value" (split cookies one line, joined); :scheme has no
+// place in an HTTP/1.1 head and is not counted.
+type headSize struct {
+	line, head, fields, longest int
+}
+
+func newHeadSize(method, path int) headSize {
+	line := method + 1 + path + len(" HTTP/1.1")
+	return headSize{line: line, head: line + 2 + 2} // its CRLF, and the head's last
+}
+
+func (s *headSize) field(name, value int) {
+	n := name + 2 + value
+	s.head += n + 2
+	s.fields++
+	s.longest = max(s.longest, n)
+}
+
+// err returns the error an HTTP/1.1 head of this size gets, checked in
+// h1's order: the head, the request line, a field, the count.
+func (s *headSize) err() *h1.Error {
+	switch {
+	case s.head > h1.MaxRequestHead:
+		return h1.ErrHeadTooLarge
+	case s.line > h1.MaxRequestLine:
+		return h1.ErrLineTooLong
+	case s.longest > h1.MaxField:
+		return h1.ErrFieldTooLong
+	case s.fields > h1.MaxFields:
+		return h1.ErrTooManyFields
+	}
+	return nil
 }
 
 // Next reads the request body: what the client's DATA frames carried.

@@ -94,7 +94,10 @@ func (c *goConn) write(x *exchange) (bool, error) {
 	return c.h1conn.write(x)
 }
 
-// handshakeTimeout bounds a TLS handshake, as ALB's 10 s for its own.
+// handshakeTimeout bounds a TLS handshake, as ALB's 10 s for its own, or
+// the listener's idle timeout when that is shorter: a client that sends
+// nothing, or half a ClientHello, is idle, and must not hold a connection
+// longer than one that stalls in plain HTTP.
 const handshakeTimeout = 10 * time.Second
 
 // handshake completes a TLS connection's handshake in the connection's own
@@ -103,7 +106,11 @@ const handshakeTimeout = 10 * time.Second
 // HTTP/1.1 on it.
 func (c *goConn) handshake(tc *tls.Conn) bool {
 	c.idle.Store(true) // shutdown may cut a handshake short
-	tc.SetDeadline(time.Now().Add(handshakeTimeout))
+	d := handshakeTimeout
+	if idle := c.h.route.Load().IdleTimeout; idle > 0 {
+		d = min(d, idle)
+	}
+	tc.SetDeadline(time.Now().Add(d))
 	err := tc.Handshake()
 	c.idle.Store(false)
 	if err != nil {

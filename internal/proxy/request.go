@@ -44,9 +44,14 @@ func (x *exchange) writeHead(w *h1.Writer, t *target.Target) {
 	w.WriteString(" HTTP/1.1\r\n")
 	x.forwardFields(w, t)
 	if req.Upgrade {
+		// The client's protocols but h2c (h1.AppendUpgrade): an upgrade to
+		// h2c alone is no upgrade (req.Upgrade is false), and goes as an
+		// ordinary request.
 		for i, f := range req.Fields {
 			if req.Kinds[i] == h1.KindUpgrade {
-				w.WriteField(f.Name, f.Value)
+				if x.buf = h1.AppendUpgrade(x.buf[:0], f.Value); len(x.buf) > 0 {
+					w.WriteField(f.Name, x.buf)
+				}
 			}
 		}
 		w.WriteField(nameConnection, valueUpgrade)

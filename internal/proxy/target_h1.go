@@ -174,7 +174,7 @@ func (x *exchange) gotHead() (final bool, err error) {
 			// not forwarded: latch answered Expect itself.
 			return false, nil
 		}
-		if !x.req.Upgrade {
+		if !x.req.Upgrade || !h1.SwitchAsked(&x.req, resp) {
 			x.dropConn()
 			return true, errUnrequestedSwitch
 		}
