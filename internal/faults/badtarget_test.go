@@ -30,7 +30,7 @@ func testGarbageOnRoutes(t *testing.T, v variant, r *row) {
 }
 
 func testHangOnRoutes(t *testing.T, v variant, r *row) {
-	badTarget(t, v, r, modeHang, "a target hangs on its routes (idle timeout 1 s); /healthz passes")
+	badTarget(t, v, r, modeHang, "a target hangs on its routes (idle timeout 2 s); /healthz passes")
 }
 
 // badTarget runs the standard load on three targets until every session
@@ -43,7 +43,9 @@ func badTarget(t *testing.T, v variant, r *row, mode, fault string) {
 	victim := ts[0]
 	o := latchOptions{targets: addrs(ts)}
 	if mode == modeHang {
-		o.idle = "1"
+		// Short, and long enough that no healthy target's answer takes
+		// that long on a busy machine.
+		o.idle = "2"
 	}
 	p := startLatch(t, r, v, o)
 	spec := standardLoad(mode)

@@ -118,13 +118,13 @@ func (p *latchProc) writeConfig(t *testing.T, addr string, o latchOptions) {
 		for _, a := range o.targets {
 			fmt.Fprintf(&y, "      - id: %s\n", a)
 		}
-		// Checks every 0.25 s: a target is in service within a second of
-		// its start. Three failures in a row to be unhealthy, so that a
-		// check that comes late on a busy machine moves no session.
+		// Checks every 0.5 s: a target is in service within a second of
+		// its start. A check may take 0.45 s, and three must fail in a row,
+		// so that checks late on a busy machine move no session.
 		y.WriteString(`    health_check:
       path: /healthz
-      interval_seconds: 0.25
-      timeout_seconds: 0.2
+      interval_seconds: 0.5
+      timeout_seconds: 0.45
       healthy_threshold_count: 2
       unhealthy_threshold_count: 3
 `)
