@@ -150,8 +150,9 @@ func sessionsMoved(led *ledger, rs []result, at time.Time, stuck []int, victim *
 		}
 		held := true
 		for _, x := range startedAfter(rs, at) {
-			if x.sess == s && x.ok() && x.backend != to && x.backend != "" {
-				// A session that moves once stays where it moved.
+			// A session that moves once stays where it moved (the victim's
+			// own 200s came before its fault or death).
+			if x.sess == s && x.ok() && x.backend != to && x.backend != victim.name {
 				held = false
 			}
 		}

@@ -195,6 +195,7 @@ func testCookies(t *testing.T, v variant, r *row) {
 			continue
 		}
 		// Routed by the cookie: only where its sealed value says.
+		t.Logf("routed as sealed: %s %q", m.kind, m.value)
 		if cookieValue(m.value) == base {
 			counts["routed same"]++
 		} else {

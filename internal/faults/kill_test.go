@@ -248,19 +248,27 @@ func testKillUnderLoad(t *testing.T, v variant, r *row) {
 	rs, _ := ld.results()
 	at := time.Now()
 	stuck := sessionsOn(rs, at, victim.name)
-	victim.kill(t)
-	killed := time.Now()
+	signalled, gone := victim.kill(t)
 	ld.waitMore(t, 750)
 	ld.stop()
 	led.sync(t, ts...)
 	rs, _ = ld.results()
 
-	// The requests that ended after the kill: those in flight on the
-	// victim among them.
+	// The requests that ended after the kill, those in flight on the
+	// victim among them: the requests of its sessions sent before it was
+	// gone and answered after the signal.
+	onVictim := map[int]bool{}
+	for _, s := range stuck {
+		onVictim[s] = true
+	}
 	var after []result
+	inFlight := 0
 	for _, x := range rs {
-		if x.end.After(at) {
+		if x.end.After(signalled) {
 			after = append(after, x)
+			if onVictim[x.sess] && x.method == http.MethodGet && x.start.Before(gone) {
+				inFlight++
+			}
 		}
 	}
 	ids := led.byID()
@@ -272,7 +280,7 @@ func testKillUnderLoad(t *testing.T, v variant, r *row) {
 		switch {
 		case x.method == http.MethodGet:
 			getsFailed = append(getsFailed, x)
-		case x.start.Before(killed):
+		case x.start.Before(gone):
 			postsLost = append(postsLost, x)
 		default:
 			postsAfter = append(postsAfter, x)
@@ -291,24 +299,14 @@ func testKillUnderLoad(t *testing.T, v variant, r *row) {
 			reachedDead++
 		}
 	}
-	r.saw = summary(after) + " around and after the kill"
-	r.lost = fmt.Sprintf("%d GETs failed; %d POSTs in flight at the kill (502; %d of them logged by the target), %d sent after it; %d POSTs ran twice; %d of its %d sessions moved",
-		len(getsFailed), len(postsLost), reachedDead, len(postsAfter), twice, moved, len(stuck))
-	// The GETs the killed target held: each goes once more to another
+	r.saw = summary(after) + " from the kill on"
+	r.lost = fmt.Sprintf("%d of %d GETs in flight failed; %d POSTs in flight at the kill (502; %d had reached the target's handler), %d POSTs sent after it; %d ran twice; %d of its %d sessions moved",
+		len(getsFailed), inFlight, len(postsLost), reachedDead, len(postsAfter), twice, moved, len(stuck))
+	// The GETs in flight on the killed target go once more to another
 	// target, but for those the retry budget refuses when more than its
 	// minimum (3) fail at once.
-	held := map[string]bool{}
-	for _, e := range led.requests(func(e entry) bool { return e.target == victim.name && e.method == http.MethodGet }) {
-		held[e.id] = true
-	}
-	inFlight := 0
-	for _, x := range after {
-		if x.method == http.MethodGet && held[x.id] && x.start.Before(killed) {
-			inFlight++
-		}
-	}
 	for _, x := range getsFailed {
-		if !held[x.id] || !x.start.Before(killed) {
+		if !onVictim[x.sess] || !x.start.Before(gone) {
 			r.errorf(t, "GET %s failed (%d %q) though it was not in flight on the killed target", x.id, x.status, x.err)
 		}
 	}

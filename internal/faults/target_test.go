@@ -333,15 +333,19 @@ func (p *targetProc) fault(t *testing.T) {
 }
 
 // kill ends the target with SIGKILL, and returns once the process is gone
-// and everything it printed is in the ledger.
-func (p *targetProc) kill(t *testing.T) {
+// and everything it printed is in the ledger: with the time just before
+// the signal, and the time it was gone (its sockets closed).
+func (p *targetProc) kill(t *testing.T) (signalled, gone time.Time) {
 	t.Helper()
+	signalled = time.Now()
 	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	<-p.read
-	p.cmd.Wait()
+	<-p.read // its stdout ends when it is gone: every socket of it closed
+	gone = time.Now()
+	p.cmd.Wait() // after the last read: Wait closes the pipe
 	p.dead = true
+	return signalled, gone
 }
 
 // restart starts the target again on its address.
