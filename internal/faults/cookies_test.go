@@ -250,7 +250,13 @@ func cookieMutations(t *testing.T, base string, old sticky.Session, kr *sticky.K
 		t.Fatal(err)
 	}
 	var ms []mutation
-	add := func(kind, v string) { ms = append(ms, mutation{kind: kind, value: v}) }
+	add := func(kind, v string) {
+		// A re-encoding that leaves the value as it was (URL-encoding a
+		// value without '+', '/' or '=') is no mutation.
+		if v != base {
+			ms = append(ms, mutation{kind: kind, value: v})
+		}
+	}
 	rng := rand.New(rand.NewPCG(1, 2))
 
 	// Forged: random bytes of the right length, alone and behind a real
