@@ -40,12 +40,10 @@ type latchOptions struct {
 	// other adds a group "other" with the same targets, which a rule sends
 	// /other/* to.
 	other bool
-	flags []string // latch serve's flags
 }
 
 // latchProc is `latch serve` running as a process of its own.
 type latchProc struct {
-	t       *testing.T
 	r       *row // told why, when latch fails
 	v       variant
 	opts    latchOptions
@@ -67,7 +65,7 @@ type latchProc struct {
 // its first health check.
 func startLatch(t *testing.T, r *row, v variant, o latchOptions) *latchProc {
 	t.Helper()
-	p := &latchProc{t: t, r: r, v: v, opts: o, dir: t.TempDir()}
+	p := &latchProc{r: r, v: v, opts: o, dir: t.TempDir()}
 	p.cfgPath = filepath.Join(p.dir, "latch.yaml")
 	if v.tls() {
 		p.ca = tlstest.NewCA(t)
@@ -155,8 +153,7 @@ func writeAttrs(y *strings.Builder, indent string, attrs map[string]string) {
 // start runs latch on the config file and waits until it listens.
 func (p *latchProc) start(t *testing.T) {
 	t.Helper()
-	args := append([]string{"serve", "-config", p.cfgPath, "-shutdown-timeout", "10s"}, p.opts.flags...)
-	cmd := exec.Command(latchBin, args...)
+	cmd := exec.Command(latchBin, "serve", "-config", p.cfgPath, "-shutdown-timeout", "10s")
 	cmd.Env = append(os.Environ(), "LATCH_DATA_PATH="+p.v.path)
 	logs := &logBuffer{}
 	cmd.Stderr = logs

@@ -40,6 +40,9 @@ const (
 //	REQ <name> <method> <path> <request id> <X-Latch-Session-Moved> <fault on: 0/1> <request number on its connection>
 //	END <name> <request id> <ok, or the body's read error>
 //
+// and "FAULT <name>" when its fault comes on, "SYNC <name> <id>" for a
+// request to /sync (see ledger.sync).
+//
 // A request with X-Hold: <name>=<ms> (or *=<ms>) is held that long (or until
 // latch gives up on it) before its answer; LATCH_FAULT_HOLD holds every
 // request.
