@@ -259,7 +259,7 @@ var groupAttributes = []attribute[TargetGroup]{
 	boolAttr("retry.idempotent.enabled", "true", true, func(g *TargetGroup) *bool { return &g.Retry.Idempotent }),
 	boolAttr("retry.on_timeout.enabled", "false", true, func(g *TargetGroup) *bool { return &g.Retry.OnTimeout }),
 	intAttr("retry.budget.percent", "20", 0, 100, func(g *TargetGroup) *int { return &g.Retry.BudgetPercent }),
-	intAttr("retry.budget.min_concurrency", "3", 0, 10000, func(g *TargetGroup) *int { return &g.Retry.BudgetMinConcurrency }),
+	intAttr("retry.budget.min_per_second", "10", 0, 10000, func(g *TargetGroup) *int { return &g.Retry.BudgetPerSecond }),
 }
 
 // stickinessDuration is the range of ALB's stickiness durations: 1 s to 7

@@ -175,13 +175,13 @@ type Retry struct {
 	// OnTimeout also retries such a request when the target did not answer
 	// within the idle timeout.
 	OnTimeout bool
-	// BudgetPercent (0-100) and BudgetMinConcurrency (0-10000) cap the
-	// retries of requests that reached their target in flight at once: at
-	// most the larger of BudgetMinConcurrency and BudgetPercent% of the
-	// group's requests in flight, as Envoy's retry budgets. Connect
+	// BudgetPercent (0-100) and BudgetPerSecond (0-10000) cap the retries
+	// of requests that reached their target: at most BudgetPercent% of
+	// the group's requests over the last 10 s, plus BudgetPerSecond for
+	// each second, as Finagle's and Linkerd's retry budgets. Connect
 	// failures are retried whatever the budget.
-	BudgetPercent        int
-	BudgetMinConcurrency int
+	BudgetPercent   int
+	BudgetPerSecond int
 }
 
 // Target is one registered target. Its ID is the address latch connects to.

@@ -106,7 +106,7 @@ func albHealthCheck() HealthCheck {
 var (
 	latchPassiveHealth = PassiveHealth{Enabled: true, ConsecutiveFailures: 3, Ejection: 30 * time.Second,
 		MaxEjection: 300 * time.Second, MaxEjectedPercent: 50}
-	latchRetry = Retry{Idempotent: true, BudgetPercent: 20, BudgetMinConcurrency: 3}
+	latchRetry = Retry{Idempotent: true, BudgetPercent: 20, BudgetPerSecond: 10}
 )
 
 func TestParseDefaults(t *testing.T) {
@@ -292,7 +292,7 @@ target_groups:
       retry.idempotent.enabled: "false"
       retry.on_timeout.enabled: "false"
       retry.budget.percent: "100"
-      retry.budget.min_concurrency: "0"
+      retry.budget.min_per_second: "0"
   - name: w-2
     targets: []
     health_check:
@@ -531,8 +531,8 @@ func TestParseProblems(t *testing.T) {
 			one(13, attr("passive_health.max_ejection_seconds"), "10 is shorter than passive_health.ejection_seconds (60)")},
 		{"retry on timeout without idempotent retries", minimal + "    attributes:\n      retry.idempotent.enabled: \"false\"\n      retry.on_timeout.enabled: \"true\"\n",
 			one(13, attr("retry.on_timeout.enabled"), "retry.idempotent.enabled is false")},
-		{"retry budget negative", minimal + "    attributes:\n      retry.budget.min_concurrency: \"-1\"\n",
-			one(12, attr("retry.budget.min_concurrency"), "-1 is outside 0-10000")},
+		{"retry budget negative", minimal + "    attributes:\n      retry.budget.min_per_second: \"-1\"\n",
+			one(12, attr("retry.budget.min_per_second"), "-1 is outside 0-10000")},
 		{"algorithm typo", minimal + "    attributes:\n      load_balancing.algorithm.type: least_outstanding_request\n",
 			one(12, attr("load_balancing.algorithm.type"), `did you mean "least_outstanding_requests"?`)},
 		{"same_site", minimal + "    attributes:\n      stickiness.lb_cookie.same_site: Loose\n",

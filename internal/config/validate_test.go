@@ -426,7 +426,7 @@ func (f *fuzzConfig) config() *Config {
 		g.MinHealthyCount, g.MinHealthyPercent, g.AnomalyMitigation = f.int(), f.int(), f.bool()
 		ph := &g.PassiveHealth
 		ph.Enabled, ph.ConsecutiveFailures, ph.Target5xx, ph.Ejection, ph.MaxEjection, ph.MaxEjectedPercent = f.bool(), f.int(), f.bool(), f.dur(), f.dur(), f.int()
-		g.Retry = Retry{Idempotent: f.bool(), OnTimeout: f.bool(), BudgetPercent: f.int(), BudgetMinConcurrency: f.int()}
+		g.Retry = Retry{Idempotent: f.bool(), OnTimeout: f.bool(), BudgetPercent: f.int(), BudgetPerSecond: f.int()}
 		g.HashBalanceFactor = []float64{0, 1, 1.5, 10, 11, math.NaN(), math.Inf(1)}[f.n(6)]
 		f.nan = f.nan || math.IsNaN(g.HashBalanceFactor)
 		s := &g.Stickiness

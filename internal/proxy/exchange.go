@@ -79,15 +79,13 @@ type exchange struct {
 	// Forwarding. uc is the HTTP/1.1 target connection the exchange holds
 	// (nil when none); held the target counted in flight for it (hp the
 	// picker whose Begin counted it); retried says the one retry was
-	// used, retrying that it is counted in the group's retry budget;
-	// unwatch ends the client's watch on uc; guard, on a goroutine's
+	// used; unwatch ends the client's watch on uc; guard, on a goroutine's
 	// connection, lets Shutdown cut a wait on the target.
 	uc       *upstream.Conn
 	guard    *cutGuard
 	held     *target.Target
 	hp       *balance.Hash
 	retried  bool
-	retrying bool
 	unwatch  func() bool
 	resp     h1.Response // an HTTP/1.1 target's response head
 	rbody    h1.Body     // its body
@@ -130,7 +128,7 @@ func (x *exchange) start(rt *Route) {
 	x.now = time.Now()
 	x.rec = Record{Listener: x.h.name, Start: x.now, HTTP2: x.ctx != nil, Minor: x.req.Minor, Method: x.req.Method,
 		Classified: x.rec.Classified, Desync: x.rec.Desync}
-	x.t, x.held, x.hp, x.uc, x.failure, x.retried, x.retrying, x.moved = nil, nil, nil, nil, nil, false, false, ""
+	x.t, x.held, x.hp, x.uc, x.failure, x.retried, x.moved = nil, nil, nil, nil, nil, false, ""
 	x.h.obs.Begin(&x.rec)
 }
 
@@ -293,7 +291,6 @@ func (x *exchange) finish(keep bool, err error) bool {
 		x.h2 = nil
 	}
 	x.release()
-	x.endRetry()
 	if err != nil {
 		if errors.Is(err, errCut) && x.failure != nil && !x.gone() && x.t != nil {
 			// The target failed mid-response (a writer saw its body

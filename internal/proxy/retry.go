@@ -26,13 +26,13 @@ import (
 //
 // A request goes to a second target at most once. One that reached its
 // first target goes again only within the group's retry budget
-// (retry.budget.*): such retries in flight at once are capped at the
-// larger of a minimum and a share of the group's requests in flight, as
-// Envoy's retry budgets, so that a failing fleet is not hit by a retry
-// storm on top of its load. A request that never reached its target is
-// not held to the budget: sending it elsewhere adds nothing to what the
-// targets do, as if it had been picked there first, and a dead target
-// must cost no client an error however many were on it.
+// (retry.budget.*, target/budget.go): such retries are at most a share of
+// the group's requests over the last 10 s, plus a few a second, so that a
+// failing fleet is not hit by a retry storm on top of its load. A request
+// that never reached its target is not held to the budget: sending it
+// elsewhere adds nothing to what the targets do, as if it had been picked
+// there first, and a dead target must cost no client an error however
+// many were on it.
 
 // failureKind says what a request's failure on a target means.
 type failureKind uint8
@@ -141,11 +141,10 @@ func (x *exchange) retry(kind failureKind) bool {
 		return false
 	}
 	if kind == targetFailed || kind == timedOut {
-		if !x.be.Group.BeginRetry(x.retryLimit()) {
+		if r := &x.be.Retry; !x.be.Group.AllowRetry(r.BudgetPercent, r.BudgetPerSecond) {
 			x.rec.RetryRefused = true
 			return false
 		}
-		x.retrying = true
 	}
 	x.retried, x.rec.Retried = true, true
 	if x.firstStuck {
@@ -162,25 +161,6 @@ func (x *exchange) retry(kind failureKind) bool {
 	}
 	x.t, x.rec.Target = alt, alt
 	return true
-}
-
-// retryLimit is how many retries the group's budget lets be in flight at
-// once: the larger of retry.budget.min_concurrency and
-// retry.budget.percent of the group's requests in flight (an estimate
-// beyond loadSample targets).
-func (x *exchange) retryLimit() int64 {
-	r := &x.be.Retry
-	ts := x.view.Targets
-	inflight := meanLoad(ts) * float64(len(ts))
-	return max(int64(r.BudgetMinConcurrency), int64(inflight*float64(r.BudgetPercent)/100))
-}
-
-// endRetry ends the retry the exchange counted in its group's budget.
-func (x *exchange) endRetry() {
-	if x.retrying {
-		x.retrying = false
-		x.be.Group.EndRetry()
-	}
 }
 
 // stale reports whether a response that failed to come (started, err) on

@@ -115,9 +115,10 @@ type Group struct {
 	view atomic.Pointer[View]
 	// passive is settings.Passive for the request path; nil when off.
 	passive atomic.Pointer[Passive]
-	// retries counts the retries in flight to the group's targets, for
-	// the retry budget (BeginRetry).
-	retries atomic.Int64
+	// budget is the retry budget (budget.go); removedRequests the
+	// requests of the targets removed, for its count of the group's.
+	budget          retryBudget
+	removedRequests atomic.Uint64
 
 	// mu guards everything below. The request path takes it only through
 	// Observe, on a failed connect; a rebuild holds it while it builds the
@@ -136,6 +137,7 @@ type Group struct {
 // NewGroup returns an empty group.
 func NewGroup(name string, s Settings, log *slog.Logger) *Group {
 	g := &Group{Name: name, log: log.With("group", name), settings: s, draining: map[*Target]*time.Timer{}}
+	g.budget.samples = []budgetSample{{tick: time.Now().UnixNano() / int64(budgetTick)}}
 	g.setPassive(s.Passive)
 	g.rebuild(false)
 	return g
@@ -385,6 +387,8 @@ func (g *Group) drain(t *Target) {
 
 func (g *Group) remove(t *Target) {
 	delete(g.draining, t)
+	r, _, _ := t.Outcomes()
+	g.removedRequests.Add(r)
 	t.setHealth(Health{State: Unused, Reason: ReasonNotRegistered})
 	t.Conns.Close()
 	g.log.Info("target deregistered", "target", t.ID)
@@ -637,23 +641,6 @@ func disarm(slot **time.Timer) {
 		*slot = nil
 	}
 }
-
-// BeginRetry counts a retry in flight to the group's targets, unless limit
-// of them are in flight already; it reports whether the retry may go. End
-// it with EndRetry. It takes no lock.
-func (g *Group) BeginRetry(limit int64) bool {
-	if g.retries.Add(1) > limit {
-		g.retries.Add(-1)
-		return false
-	}
-	return true
-}
-
-// EndRetry ends a retry BeginRetry counted.
-func (g *Group) EndRetry() { g.retries.Add(-1) }
-
-// RetriesInFlight is how many retries to the group's targets are in flight.
-func (g *Group) RetriesInFlight() int64 { return g.retries.Load() }
 
 func countFunc[T any](s []T, f func(T) bool) int {
 	n := 0
