@@ -45,6 +45,10 @@ func NewH2Transport(connectTimeout, idleTimeout time.Duration) *http.Transport {
 		DisableCompression: true,
 		IdleConnTimeout:    idleTimeout,
 		HTTP2:              &http.HTTP2Config{MaxReceiveBufferPerStream: 1 << 20},
+
+		// The HTTP/1.1 path's limit, which health checks apply too (see
+		// health.NewChecker for how the two count).
+		MaxResponseHeaderBytes: h1.MaxResponseHead,
 	}
 }
 
@@ -232,6 +236,7 @@ func (x *exchange) tryH2() error {
 	}
 	resp, err := x.be.H2.RoundTrip(out.WithContext(ctx))
 	if err != nil {
+		timedOut := ctx.Err() != nil // before close cancels ctx
 		st.close()
 		x.h2 = nil
 		var de *upstream.DialError
@@ -241,12 +246,17 @@ func (x *exchange) tryH2() error {
 			return de
 		case errors.As(err, &he):
 			return he
-		case ctx.Err() != nil:
+		case timedOut:
 			return errTimeout
 		}
 		return err
 	}
 	st.resp = resp
+	if code, _, _ := strings.Cut(resp.Status, " "); !h1.ValidStatus(code) {
+		st.close()
+		x.h2 = nil
+		return h1.ErrResponseStatus
+	}
 	t.Record(resp.StatusCode)
 	st.timer.Reset(idle)
 
