@@ -29,6 +29,14 @@ func testSpec() config.HealthCheck {
 	}
 }
 
+// untimedSpec is testSpec for probes that test no time: its timeout is
+// long enough that a loaded machine does not make them time out.
+func untimedSpec() config.HealthCheck {
+	s := testSpec()
+	s.Timeout = 5 * time.Second
+	return s
+}
+
 // matcher parses ALB's matcher syntax ("200", "200,202", "200-299").
 func matcher(s string) config.Matcher {
 	m, err := config.ParseMatcher(s)
@@ -262,7 +270,7 @@ func TestProbeStatus(t *testing.T) {
 					}
 					w.WriteHeader(tc.code)
 				})
-				spec := testSpec()
+				spec := untimedSpec()
 				spec.Matcher = tc.matcher
 				r := probe(t, NewChecker(spec, h2), srv.addr)
 				want := target.Result{OK: true}
@@ -293,7 +301,7 @@ func TestProbeLargeBody(t *testing.T) {
 				}
 			}
 		})
-		if r := probe(t, NewChecker(testSpec(), h2), srv.addr); r != (target.Result{OK: true}) {
+		if r := probe(t, NewChecker(untimedSpec(), h2), srv.addr); r != (target.Result{OK: true}) {
 			t.Errorf("http2 %v: got %+v, want OK", h2, r)
 		}
 	}
@@ -370,7 +378,7 @@ func TestProbeRequest(t *testing.T) {
 			srv := newServer(t, func(_ *server, w http.ResponseWriter, r *http.Request) {
 				got <- r.Clone(context.Background())
 			})
-			spec := testSpec()
+			spec := untimedSpec()
 			spec.UserAgent, spec.Path = tc.userAgent, tc.path
 			if r := probe(t, NewChecker(spec, false), srv.addr); !r.OK {
 				t.Fatalf("probe failed: %+v", r)
@@ -412,7 +420,7 @@ func TestProbeNewConnectionEach(t *testing.T) {
 	srv.Start()
 	t.Cleanup(srv.Close)
 
-	c := NewChecker(testSpec(), false)
+	c := NewChecker(untimedSpec(), false)
 	const probes = 5
 	for i := range probes {
 		if r := probe(t, c, srv.Listener.Addr().String()); !r.OK {
@@ -430,7 +438,7 @@ func TestProbeCustomPort(t *testing.T) {
 	healthSrv := newServer(t, func(_ *server, w http.ResponseWriter, r *http.Request) { hosts <- r.Host })
 	_, port, _ := net.SplitHostPort(healthSrv.addr)
 
-	spec := testSpec()
+	spec := untimedSpec()
 	spec.Port, _ = strconv.Atoi(port)
 	if r := probe(t, NewChecker(spec, false), traffic.addr); r != (target.Result{OK: true}) {
 		t.Errorf("got %+v, want OK from the health check port", r)
@@ -727,7 +735,7 @@ func TestProbeRequestHead(t *testing.T) {
 		{"//double", "//double"},
 	}
 	for _, tc := range tests {
-		spec := testSpec()
+		spec := untimedSpec()
 		spec.Path = tc.path
 		if r := probe(t, NewChecker(spec, false), addr); !r.OK {
 			t.Fatalf("path %q: probe failed: %+v", tc.path, r)
@@ -751,7 +759,7 @@ func TestProbeUnsendable(t *testing.T) {
 	}
 	for _, tc := range tests {
 		for _, h2 := range []bool{false, true} {
-			spec := testSpec()
+			spec := untimedSpec()
 			spec.Path, spec.UserAgent = tc.path, tc.userAgent
 			want := target.Result{Reason: target.ReasonInternalError, Description: tc.want}
 			if r := probe(t, NewChecker(spec, h2), srv.addr); r != want {
