@@ -15,7 +15,20 @@ var (
 	ErrResponseCoding    = &Error{502, "the target sent an invalid response: chunked twice in Transfer-Encoding"}
 	ErrResponseChunk     = &Error{502, "the target sent an invalid response: a malformed chunked body"}
 	ErrResponseTruncated = &Error{502, "the target closed the connection before the end of the response"}
+	// ErrResponseStatus is an HTTP/2 target's :status that a status line
+	// could not carry (see ValidStatus).
+	ErrResponseStatus = &Error{502, "the target sent an invalid response: a malformed status code"}
 )
+
+// ValidStatus reports whether s is a status code as a status line carries
+// it: three digits (RFC 9112 §4), the first not 0, which begins no class
+// (RFC 9110 §15). RFC 9113 §8.3.2 asks the same of HTTP/2's :status,
+// which net/http's HTTP/2 client does not check: it hands over "0", "-1",
+// "099" or "1000" as a status, which latch's writers cannot pass on
+// (net/http's server panics on them).
+func ValidStatus[T ~string | ~[]byte](s T) bool {
+	return len(s) == 3 && s[0] >= '1' && s[0] <= '9' && s[1] >= '0' && s[1] <= '9' && s[2] >= '0' && s[2] <= '9'
+}
 
 // Response is a response head parsed in place, valid until the next one is
 // read. A Response is reused for every response on a connection.
@@ -61,7 +74,7 @@ func (resp *Response) parse(h []byte, head bool) error {
 	}
 	resp.Minor = int(line[7] - '0')
 	s := line[9:12]
-	if s[0] < '1' || s[0] > '9' || s[1] < '0' || s[1] > '9' || s[2] < '0' || s[2] > '9' {
+	if !ValidStatus(s) {
 		return ErrStatusLine
 	}
 	resp.Status = int(s[0]-'0')*100 + int(s[1]-'0')*10 + int(s[2]-'0')

@@ -211,3 +211,21 @@ func TestHTTP10ResponseTransferEncodingCloses(t *testing.T) {
 		}
 	}
 }
+
+func TestValidStatus(t *testing.T) {
+	for _, tt := range []struct {
+		in   string
+		want bool
+	}{
+		{"200", true}, {"100", true}, {"101", true}, {"599", true}, {"999", true},
+		{"099", false}, {"000", false}, {"0", false}, {"20", false}, {"1000", false},
+		{"-10", false}, {"+20", false}, {"2a0", false}, {" 200", false}, {"", false},
+	} {
+		if got := ValidStatus(tt.in); got != tt.want {
+			t.Errorf("ValidStatus(%q) = %v, want %v", tt.in, got, tt.want)
+		}
+		if got := ValidStatus([]byte(tt.in)); got != tt.want {
+			t.Errorf("ValidStatus([]byte(%q)) = %v, want %v", tt.in, got, tt.want)
+		}
+	}
+}

@@ -16,6 +16,11 @@ type Sock struct {
 	FD       int
 	Readable bool
 	Writable bool
+	// Shut is set when the loop learns that the peer shut its side down
+	// (EPOLLRDHUP). A short read then does not empty the socket: its end
+	// is still to be read, and may have come with the same edge as the
+	// data before it, so that no other edge would tell of it.
+	Shut bool
 }
 
 // ErrWouldBlock is returned by a Reader on a Sock when the message is not
@@ -67,7 +72,7 @@ func (rd *Reader) fillSock() error {
 		n, errno := rawSysRead(uintptr(rd.sock.FD), space)
 		switch errno {
 		case 0:
-			if n < len(space) {
+			if n < len(space) && !rd.sock.Shut {
 				// A short read empties the socket: the next data will
 				// come with a new edge.
 				rd.sock.Readable = false

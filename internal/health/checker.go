@@ -3,17 +3,13 @@ package health
 
 import (
 	"context"
-	"errors"
-	"fmt"
-	"io"
 	"math/rand/v2"
-	"net"
 	"net/http"
-	"strconv"
 	"sync"
 	"time"
 
 	"github.com/latch-lb/latch/internal/config"
+	"github.com/latch-lb/latch/internal/h1"
 	"github.com/latch-lb/latch/internal/target"
 )
 
@@ -22,8 +18,11 @@ import (
 // target.Checker: the group starts a target's probes when it registers it
 // and stops them when it deregisters it.
 type Checker struct {
-	spec   config.HealthCheck
-	client *http.Client
+	spec config.HealthCheck
+	// The HTTP/1.1 probe's request, but for Host's value (see Probe).
+	reqStart, reqEnd string
+	reqErr           error        // a path or user agent no request can carry
+	h2               *http.Client // nil for HTTP/1.1 groups
 
 	mu     sync.Mutex
 	probes map[*target.Target]context.CancelFunc
@@ -37,30 +36,45 @@ var _ target.Checker = (*Checker)(nil)
 const maxBody = 64 << 10
 
 // NewChecker returns a checker for spec; it probes nothing until Start.
-// With http2, probes speak cleartext HTTP/2 with prior knowledge, as the
-// group's requests do (protocol_version HTTP2).
+// Probes judge a response as the group's requests do: over HTTP/1.1 with
+// latch's own parser (internal/h1) and its limits; with http2
+// (protocol_version HTTP2) in cleartext HTTP/2 with prior knowledge,
+// through net/http's HTTP/2 client set as the data path's
+// (proxy.NewH2Transport).
 func NewChecker(spec config.HealthCheck, http2 bool) *Checker {
-	tr := &http.Transport{
-		// As ALB does, and so that a probe measures a fresh connection.
-		DisableKeepAlives:      true,
-		DialContext:            (&net.Dialer{}).DialContext,
-		MaxResponseHeaderBytes: maxBody,
+	if spec.UserAgent == "" {
+		// ALB's, when the spec names none.
+		spec.UserAgent = config.DefaultHealthCheckUserAgent
 	}
+	c := &Checker{spec: spec, probes: map[*target.Target]context.CancelFunc{}}
 	if http2 {
 		var p http.Protocols
 		p.SetUnencryptedHTTP2(true)
-		tr.Protocols = &p
+		tr := &http.Transport{
+			Protocols: &p,
+			// As ALB does, and so that a probe measures a fresh connection.
+			DisableKeepAlives: true,
+			DialContext:       dialH2,
+			// What decides whether a response is valid is set as the data
+			// path's transport sets it. net/http does not count this limit
+			// as internal/h1 counts MaxResponseHead on HTTP/1.1: it pads it
+			// by 320 bytes (ten fields' overhead), and counts each field of
+			// the decoded header list, :status included, as its name and
+			// value plus 32 bytes (RFC 9113 §6.5.2), where h1 counts the
+			// head's bytes on the wire (the status line, and each field's
+			// name, ": ", value and CRLF). A head of a few large fields
+			// meets the same limit within a few hundred bytes either way; a
+			// head of many small ones is refused sooner over HTTP/2. The
+			// probe and the group's requests count alike, so they agree.
+			MaxResponseHeaderBytes: h1.MaxResponseHead,
+			// No Accept-Encoding of the probe's own, nor decoding: the
+			// data path passes bodies as the target sends them.
+			DisableCompression: true,
+		}
+		c.h2 = &http.Client{Transport: tr, CheckRedirect: noRedirects}
 	}
-	if spec.UserAgent == "" {
-		// ALB's, when the spec names none: setting an empty User-Agent
-		// header would make net/http send none.
-		spec.UserAgent = config.DefaultHealthCheckUserAgent
-	}
-	return &Checker{
-		spec:   spec,
-		client: &http.Client{Transport: tr, CheckRedirect: noRedirects},
-		probes: map[*target.Target]context.CancelFunc{},
-	}
+	c.reqStart, c.reqEnd, c.reqErr = requestH1(spec.Path, spec.UserAgent)
+	return c
 }
 
 func noRedirects(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
@@ -100,7 +114,9 @@ func (c *Checker) Close() {
 	}
 	c.mu.Unlock()
 	c.wg.Wait()
-	c.client.CloseIdleConnections()
+	if c.h2 != nil {
+		c.h2.CloseIdleConnections()
+	}
 }
 
 // run probes t every interval. The first probe comes after a random part of
@@ -122,53 +138,5 @@ func (c *Checker) run(ctx context.Context, t *target.Target, report func(*target
 			return
 		}
 		report(t, r)
-	}
-}
-
-// Probe sends one health check to the target at addr.
-func (c *Checker) Probe(ctx context.Context, addr string) target.Result {
-	if c.spec.Port != 0 {
-		host, _, _ := net.SplitHostPort(addr)
-		addr = net.JoinHostPort(host, strconv.Itoa(c.spec.Port))
-	}
-	ctx, cancel := context.WithTimeout(ctx, c.spec.Timeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+c.spec.Path, nil)
-	if err != nil {
-		return target.Result{Reason: target.ReasonInternalError, Description: err.Error()}
-	}
-	req.Header.Set("User-Agent", c.spec.UserAgent)
-	resp, err := c.client.Do(req)
-	if err != nil {
-		if errors.Is(err, context.DeadlineExceeded) {
-			return target.Result{Reason: target.ReasonTimeout, Description: "Request timed out"}
-		}
-		return target.Result{Reason: target.ReasonFailedHealthChecks, Description: "Health checks failed: " + unwrapAll(err).Error()}
-	}
-	_, err = io.Copy(io.Discard, io.LimitReader(resp.Body, maxBody))
-	resp.Body.Close()
-	if !c.spec.Matcher.Match(resp.StatusCode) {
-		return target.Result{Reason: target.ReasonResponseCodeMismatch,
-			Description: fmt.Sprintf("Health checks failed with these codes: [%d]", resp.StatusCode)}
-	}
-	if errors.Is(err, context.DeadlineExceeded) {
-		return target.Result{Reason: target.ReasonTimeout, Description: "Request timed out"}
-	}
-	return target.Result{OK: true}
-}
-
-// unwrapAll drops url.Error's "Get <url>:" prefix and the like, keeping the
-// innermost cause (for example "connect: connection refused").
-func unwrapAll(err error) error {
-	for {
-		var op *net.OpError
-		if errors.As(err, &op) {
-			return op
-		}
-		next := errors.Unwrap(err)
-		if next == nil {
-			return err
-		}
-		err = next
 	}
 }

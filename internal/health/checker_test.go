@@ -2,6 +2,7 @@ package health
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -26,6 +27,14 @@ func testSpec() config.HealthCheck {
 		Matcher:   matcher("200-399"),
 		UserAgent: "ELB-HealthChecker/2.0",
 	}
+}
+
+// untimedSpec is testSpec for probes that test no time: its timeout is
+// long enough that a loaded machine does not make them time out.
+func untimedSpec() config.HealthCheck {
+	s := testSpec()
+	s.Timeout = 5 * time.Second
+	return s
 }
 
 // matcher parses ALB's matcher syntax ("200", "200,202", "200-299").
@@ -80,8 +89,15 @@ type server struct {
 
 func newServer(t *testing.T, h func(s *server, w http.ResponseWriter, r *http.Request)) *server {
 	t.Helper()
+	return newServerProto(t, false, h)
+}
+
+// newServerProto is newServer speaking cleartext HTTP/2 with prior
+// knowledge if h2, as the targets of a protocol_version HTTP2 group do.
+func newServerProto(t *testing.T, h2 bool, h func(s *server, w http.ResponseWriter, r *http.Request)) *server {
+	t.Helper()
 	s := &server{release: make(chan struct{})}
-	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	s.Server = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.requests.Add(1)
 		s.inflight.Add(1)
 		poke()
@@ -89,6 +105,12 @@ func newServer(t *testing.T, h func(s *server, w http.ResponseWriter, r *http.Re
 		defer s.inflight.Add(-1)
 		h(s, w, r)
 	}))
+	if h2 {
+		var p http.Protocols
+		p.SetUnencryptedHTTP2(true)
+		s.Config.Protocols = &p
+	}
+	s.Start()
 	s.addr = s.Listener.Addr().String()
 	t.Cleanup(s.Close)
 	t.Cleanup(func() { close(s.release) }) // runs before Close
@@ -234,50 +256,54 @@ func TestProbeStatus(t *testing.T) {
 		{"204 no body", 204, matcher("200-299"), true, ""},
 	}
 	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			var followed atomic.Int64
-			srv := newServer(t, func(_ *server, w http.ResponseWriter, r *http.Request) {
-				if r.URL.Path == "/elsewhere" {
-					followed.Add(1)
-					return
+		for _, h2 := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/http2=%v", tc.name, h2), func(t *testing.T) {
+				var followed atomic.Int64
+				srv := newServerProto(t, h2, func(_ *server, w http.ResponseWriter, r *http.Request) {
+					if r.URL.Path == "/elsewhere" {
+						followed.Add(1)
+						return
+					}
+					if tc.code/100 == 3 {
+						http.Redirect(w, r, "/elsewhere", tc.code)
+						return
+					}
+					w.WriteHeader(tc.code)
+				})
+				spec := untimedSpec()
+				spec.Matcher = tc.matcher
+				r := probe(t, NewChecker(spec, h2), srv.addr)
+				want := target.Result{OK: true}
+				if !tc.wantOK {
+					want = target.Result{Reason: target.ReasonResponseCodeMismatch, Description: tc.wantDesc}
 				}
-				if tc.code/100 == 3 {
-					http.Redirect(w, r, "/elsewhere", tc.code)
-					return
+				if r != want {
+					t.Errorf("got %+v, want %+v", r, want)
 				}
-				w.WriteHeader(tc.code)
+				if n := followed.Load(); n != 0 {
+					t.Errorf("redirect followed %d times, want 0", n)
+				}
+				if n := srv.requests.Load(); n != 1 {
+					t.Errorf("server got %d requests, want 1", n)
+				}
 			})
-			spec := testSpec()
-			spec.Matcher = tc.matcher
-			r := probe(t, NewChecker(spec, false), srv.addr)
-			want := target.Result{OK: true}
-			if !tc.wantOK {
-				want = target.Result{Reason: target.ReasonResponseCodeMismatch, Description: tc.wantDesc}
-			}
-			if r != want {
-				t.Errorf("got %+v, want %+v", r, want)
-			}
-			if n := followed.Load(); n != 0 {
-				t.Errorf("redirect followed %d times, want 0", n)
-			}
-			if n := srv.requests.Load(); n != 1 {
-				t.Errorf("server got %d requests, want 1", n)
-			}
-		})
+		}
 	}
 }
 
 func TestProbeLargeBody(t *testing.T) {
-	srv := newServer(t, func(_ *server, w http.ResponseWriter, _ *http.Request) {
-		chunk := []byte(strings.Repeat("x", 32<<10))
-		for range 64 { // 2 MiB, far past what a probe reads
-			if _, err := w.Write(chunk); err != nil {
-				return
+	for _, h2 := range []bool{false, true} {
+		srv := newServerProto(t, h2, func(_ *server, w http.ResponseWriter, _ *http.Request) {
+			chunk := []byte(strings.Repeat("x", 32<<10))
+			for range 64 { // 2 MiB, far past what a probe reads
+				if _, err := w.Write(chunk); err != nil {
+					return
+				}
 			}
+		})
+		if r := probe(t, NewChecker(untimedSpec(), h2), srv.addr); r != (target.Result{OK: true}) {
+			t.Errorf("http2 %v: got %+v, want OK", h2, r)
 		}
-	})
-	if r := probe(t, NewChecker(testSpec(), false), srv.addr); r != (target.Result{OK: true}) {
-		t.Errorf("got %+v, want OK", r)
 	}
 }
 
@@ -295,14 +321,16 @@ func TestProbeTimeout(t *testing.T) {
 		}},
 	}
 	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			srv := newServer(t, tc.handler)
-			r := probe(t, NewChecker(testSpec(), false), srv.addr)
-			want := target.Result{Reason: target.ReasonTimeout, Description: "Request timed out"}
-			if r != want {
-				t.Errorf("got %+v, want %+v", r, want)
-			}
-		})
+		for _, h2 := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/http2=%v", tc.name, h2), func(t *testing.T) {
+				srv := newServerProto(t, h2, tc.handler)
+				r := probe(t, NewChecker(testSpec(), h2), srv.addr)
+				want := target.Result{Reason: target.ReasonTimeout, Description: "Request timed out"}
+				if r != want {
+					t.Errorf("got %+v, want %+v", r, want)
+				}
+			})
+		}
 	}
 }
 
@@ -350,7 +378,7 @@ func TestProbeRequest(t *testing.T) {
 			srv := newServer(t, func(_ *server, w http.ResponseWriter, r *http.Request) {
 				got <- r.Clone(context.Background())
 			})
-			spec := testSpec()
+			spec := untimedSpec()
 			spec.UserAgent, spec.Path = tc.userAgent, tc.path
 			if r := probe(t, NewChecker(spec, false), srv.addr); !r.OK {
 				t.Fatalf("probe failed: %+v", r)
@@ -392,7 +420,7 @@ func TestProbeNewConnectionEach(t *testing.T) {
 	srv.Start()
 	t.Cleanup(srv.Close)
 
-	c := NewChecker(testSpec(), false)
+	c := NewChecker(untimedSpec(), false)
 	const probes = 5
 	for i := range probes {
 		if r := probe(t, c, srv.Listener.Addr().String()); !r.OK {
@@ -410,7 +438,7 @@ func TestProbeCustomPort(t *testing.T) {
 	healthSrv := newServer(t, func(_ *server, w http.ResponseWriter, r *http.Request) { hosts <- r.Host })
 	_, port, _ := net.SplitHostPort(healthSrv.addr)
 
-	spec := testSpec()
+	spec := untimedSpec()
 	spec.Port, _ = strconv.Atoi(port)
 	if r := probe(t, NewChecker(spec, false), traffic.addr); r != (target.Result{OK: true}) {
 		t.Errorf("got %+v, want OK from the health check port", r)
@@ -667,5 +695,79 @@ func TestCheckerJitter(t *testing.T) {
 	}
 	if spread := hi.Sub(lo); spread < spec.Interval/10 {
 		t.Errorf("first probes of %d targets spread over %v, want at least %v (jitter)", n, spread, spec.Interval/10)
+	}
+}
+
+// TestProbeRequestHead reads the HTTP/1.1 probe's request head as it comes
+// off the wire.
+func TestProbeRequestHead(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	heads := make(chan string, 1)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			var head []byte
+			buf := make([]byte, 4096)
+			for !strings.HasSuffix(string(head), "\r\n\r\n") {
+				n, err := c.Read(buf)
+				head = append(head, buf[:n]...)
+				if err != nil {
+					break
+				}
+			}
+			c.Write([]byte("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"))
+			c.Close()
+			heads <- string(head)
+		}
+	}()
+	addr := ln.Addr().String()
+	tests := []struct{ path, target string }{
+		{"/healthz", "/healthz"},
+		{"/status?full=1&who=latch", "/status?full=1&who=latch"},
+		{"/h\u00e9alth", "/h%C3%A9alth"}, // escaped, as net/http sent it
+		{"//double", "//double"},
+	}
+	for _, tc := range tests {
+		spec := untimedSpec()
+		spec.Path = tc.path
+		if r := probe(t, NewChecker(spec, false), addr); !r.OK {
+			t.Fatalf("path %q: probe failed: %+v", tc.path, r)
+		}
+		want := "GET " + tc.target + " HTTP/1.1\r\nHost: " + addr + "\r\nUser-Agent: ELB-HealthChecker/2.0\r\nConnection: close\r\n\r\n"
+		if got := <-heads; got != want {
+			t.Errorf("path %q: got request head\n%q, want\n%q", tc.path, got, want)
+		}
+	}
+}
+
+// TestProbeUnsendable checks that a path or user agent no request can
+// carry is latch's own error, found before any connection is made.
+func TestProbeUnsendable(t *testing.T) {
+	srv := newServer(t, status(200))
+	tests := []struct {
+		name, path, userAgent, want string
+	}{
+		{"NUL in the path", "/a\x00b", "", `the health check path "/a\x00b" cannot be sent: net/url: invalid control character in URL`},
+		{"control character in the user agent", "/", "probe\x01", `the health check user agent "probe\x01" cannot be sent: it holds a control character`},
+	}
+	for _, tc := range tests {
+		for _, h2 := range []bool{false, true} {
+			spec := untimedSpec()
+			spec.Path, spec.UserAgent = tc.path, tc.userAgent
+			want := target.Result{Reason: target.ReasonInternalError, Description: tc.want}
+			if r := probe(t, NewChecker(spec, h2), srv.addr); r != want {
+				t.Errorf("%s (http2 %v): got %+v, want %+v", tc.name, h2, r, want)
+			}
+		}
+	}
+	if n := srv.requests.Load(); n != 0 {
+		t.Errorf("server got %d requests, want none", n)
 	}
 }

@@ -177,6 +177,7 @@ func (c *loopConn) Ready(ev uint32) {
 	if ev&(evloop.In|evloop.RdHup|evloop.Hup|evloop.Err) != 0 {
 		c.sock.Readable = true
 	}
+	c.sock.Shut = c.sock.Shut || ev&(evloop.RdHup|evloop.Hup|evloop.Err) != 0
 	if ev&(evloop.Out|evloop.Hup|evloop.Err) != 0 {
 		c.sock.Writable = true
 	}

@@ -45,6 +45,10 @@ func NewH2Transport(connectTimeout, idleTimeout time.Duration) *http.Transport {
 		DisableCompression: true,
 		IdleConnTimeout:    idleTimeout,
 		HTTP2:              &http.HTTP2Config{MaxReceiveBufferPerStream: 1 << 20},
+
+		// The HTTP/1.1 path's limit, which health checks apply too (see
+		// health.NewChecker for how the two count).
+		MaxResponseHeaderBytes: h1.MaxResponseHead,
 	}
 }
 
@@ -249,6 +253,11 @@ func (x *exchange) tryH2() error {
 		return err
 	}
 	st.resp = resp
+	if code, _, _ := strings.Cut(resp.Status, " "); !h1.ValidStatus(code) {
+		st.close()
+		x.h2 = nil
+		return h1.ErrResponseStatus
+	}
 	t.Record(resp.StatusCode)
 	x.be.Group.Answered(t, resp.StatusCode)
 	st.timer.Reset(idle)

@@ -130,6 +130,7 @@ func (u *LoopConn) Ready(ev uint32) {
 	if ev&(evloop.In|evloop.RdHup|evloop.Hup|evloop.Err) != 0 {
 		u.Sock.Readable = true
 	}
+	u.Sock.Shut = u.Sock.Shut || ev&(evloop.RdHup|evloop.Hup|evloop.Err) != 0
 	if ev&(evloop.Out|evloop.Hup|evloop.Err) != 0 {
 		u.Sock.Writable = true
 	}
