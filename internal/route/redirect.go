@@ -125,17 +125,21 @@ func appendEscaped[S string | []byte](dst []byte, s S, p part) []byte {
 }
 
 // keep reports whether c may stand for itself in part p of a URL: the
-// unreserved and sub-delims characters of RFC 3986, ':', '@' and '%'
-// anywhere; '/' in a path or query, '?' in a query, brackets in a host
-// (an IPv6 literal).
+// unreserved and sub-delims characters of RFC 3986, ':' and '%' anywhere;
+// '@' outside the host, '/' in a path or query, '?' in a query, brackets
+// in a host (an IPv6 literal). An '@' in the host would make what comes
+// before it a userinfo and send the client to the host after it
+// (Host: trusted.example@evil.example).
 func keep(c byte, p part) bool {
 	switch {
 	case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
 		return true
 	}
 	switch c {
-	case '-', '.', '_', '~', '!', '$', '&', '\'', '(', ')', '*', '+', ',', ';', '=', ':', '@', '%':
+	case '-', '.', '_', '~', '!', '$', '&', '\'', '(', ')', '*', '+', ',', ';', '=', ':', '%':
 		return true
+	case '@':
+		return p != partHost
 	case '/':
 		return p == partPath || p == partQuery
 	case '?':

@@ -1,6 +1,11 @@
 package route
 
 import (
+	"bytes"
+	"net/url"
+	"regexp"
+	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/latch-lb/latch/internal/config"
@@ -79,7 +84,12 @@ func TestAppendLocation(t *testing.T) {
 			"HTTP", "80", "http://h:81/a%20b%22%3C%3E%5C%5E%60%7B%7C%7D%23%C3%A9%0D%0A?q=%20%23%7F"},
 		{"a Host that would change the URL", redirect("", "", "81", "", ""),
 			&Input{Host: []byte("evil.com/x?y#z@w"), Path: []byte("/")},
-			"HTTP", "80", "http://evil.com%2Fx%3Fy%23z@w:81/"},
+			"HTTP", "80", "http://evil.com%2Fx%3Fy%23z%40w:81/"},
+		// An '@' in the host would make the rest a userinfo and move the
+		// client to the host after it; in the path and query it is data.
+		{"an @ in the Host", redirect("", "#{host}", "81", "/#{host}", "h=#{host}"),
+			&Input{Host: []byte("trusted.example@evil.example"), Path: []byte("/")},
+			"HTTP", "80", "http://trusted.example%40evil.example:81/trusted.example@evil.example?h=trusted.example@evil.example"},
 		{"unknown placeholder text kept", redirect("", "", "", "/#{nope}/#{path", ""),
 			req("GET h/"), "HTTP", "80", "http://h:80/%23%7Bnope%7D/%23%7Bpath"},
 	} {
@@ -105,4 +115,107 @@ func TestAppendLocationAllocs(t *testing.T) {
 	if n := testing.AllocsPerRun(100, func() { buf = AppendLocation(buf[:0], r, in, "HTTP", "8080") }); n != 0 {
 		t.Errorf("%v allocations per AppendLocation, want 0", n)
 	}
+}
+
+// refExpand fills template t's placeholders with raw values, by another
+// road than expander's: a regular expression over the whole template.
+func refExpand(t string, vals map[string]string) string {
+	return placeholderRE.ReplaceAllStringFunc(t, func(m string) string {
+		if v, ok := vals[m[2:len(m)-1]]; ok {
+			return v
+		}
+		return m
+	})
+}
+
+var placeholderRE = regexp.MustCompile(`#\{[^}]*\}`)
+
+// FuzzLocation builds redirects from templates the config accepts and
+// request parts a client chose, and checks what AppendLocation promises:
+// a valid header value, each component confined to its place (no
+// request byte can end the path early, start a fragment or add a
+// userinfo that moves the host), and, where nothing was percent-encoded
+// to begin with, each component decoding to exactly what was put in it.
+func FuzzLocation(f *testing.F) {
+	f.Add(uint8(0), "#{host}", "#{port}", "/#{path}", "#{query}", []byte("example.com:8080"), []byte("/a/b"), []byte("x=1"))
+	f.Add(uint8(1), "www.#{host}", "443", "/new/#{path}", "#{query}&from=#{protocol}", []byte("[::1]:80"), []byte("/a b?#"), []byte("q= #"))
+	f.Add(uint8(2), "h", "81", "/#{host}/#{port}/#{nope}/#{path", "", []byte("evil.com/x?y#z"), []byte(""), []byte(""))
+	f.Add(uint8(3), "#{host}", "#{port}", "/%41#{path}", "a=%2F#{query}", []byte("a@b"), []byte("/%zz"), []byte("\x00\xff"))
+	f.Fuzz(func(t *testing.T, proto uint8, hostT, portT, pathT, queryT string, host, path, query []byte) {
+		// What config.Validate lets through: visible ASCII templates, a
+		// path starting with "/", a port of 1-65535 or #{port}.
+		for _, s := range []string{hostT, portT, pathT, queryT} {
+			for i := 0; i < len(s); i++ {
+				if s[i] <= ' ' || s[i] >= 0x7f {
+					return
+				}
+			}
+		}
+		if hostT == "" || !strings.HasPrefix(pathT, "/") || strings.HasPrefix(queryT, "?") {
+			return
+		}
+		if portT != "#{port}" {
+			if n, err := strconv.Atoi(portT); err != nil || n < 1 || n > 65535 || strconv.Itoa(n) != portT {
+				return
+			}
+		}
+		r := &config.Redirect{Protocol: []string{"HTTP", "HTTPS", "#{protocol}"}[proto%3], Host: hostT, Port: portT,
+			Path: pathT, Query: queryT, StatusCode: 301}
+		listener := []string{"HTTP", "HTTPS"}[proto/3%2]
+		in := &Input{Host: host, Path: path, Query: query}
+		loc := string(AppendLocation(nil, r, in, listener, "8080"))
+
+		for i := 0; i < len(loc); i++ {
+			if c := loc[i]; c <= ' ' || c >= 0x7f || c == '#' {
+				t.Fatalf("Location %q has byte %q at %d", loc, c, i)
+			}
+		}
+		scheme := strings.ToLower(r.Protocol)
+		if r.Protocol == "#{protocol}" {
+			scheme = strings.ToLower(listener)
+		}
+		rest, ok := strings.CutPrefix(loc, scheme+"://")
+		if !ok {
+			t.Fatalf("Location %q does not start with %s://", loc, scheme)
+		}
+		end := strings.IndexAny(rest, "/?")
+		if end < 0 || rest[end] != '/' {
+			t.Fatalf("Location %q: no path after the authority", loc)
+		}
+		authority, rest := rest[:end], rest[end:]
+		p, q, hasQuery := strings.Cut(rest, "?")
+		if strings.Contains(authority, "@") {
+			t.Fatalf("Location %q: the authority %q has a userinfo, so its host is not the one asked for", loc, authority)
+		}
+		port := portT
+		if port == "#{port}" {
+			port = "8080"
+		}
+		h, ok := strings.CutSuffix(authority, ":"+port)
+		if !ok {
+			t.Fatalf("Location %q: the authority %q does not end in port %s", loc, authority, port)
+		}
+
+		// Nothing percent-encoded on the way in: every component decodes
+		// to its template with the request's raw parts filled in.
+		for _, b := range [][]byte{[]byte(hostT + pathT + queryT), host, path, query} {
+			if bytes.IndexByte(b, '%') >= 0 {
+				return
+			}
+		}
+		vals := map[string]string{"protocol": strings.ToLower(listener), "host": string(hostPart(host)), "port": "8080",
+			"path": strings.TrimPrefix(string(path), "/"), "query": string(query)}
+		for _, c := range []struct{ name, got, template string }{{"host", h, hostT}, {"path", p, pathT}, {"query", q, queryT}} {
+			got, err := url.PathUnescape(c.got)
+			if err != nil {
+				t.Fatalf("Location %q: the %s %q does not decode: %v", loc, c.name, c.got, err)
+			}
+			if want := refExpand(c.template, vals); got != want {
+				t.Fatalf("Location %q: the %s decodes to %q, want %q", loc, c.name, got, want)
+			}
+		}
+		if want := refExpand(queryT, vals) != ""; hasQuery != want {
+			t.Fatalf("Location %q: a query is there: %v, want %v", loc, hasQuery, want)
+		}
+	})
 }

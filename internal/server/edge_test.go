@@ -231,3 +231,57 @@ target_groups:
 		conn.Close()
 	}
 }
+
+// TestSlowlorisHeadCutAtIdleTimeout: a client that sends its head a byte
+// at a time, each well within the idle timeout, never completing it,
+// gets 408 and a closed connection while it is still sending: the idle
+// timeout bounds the whole head from when latch began waiting for it,
+// not the time between bytes (SECURITY.md, "Slow clients").
+func TestSlowlorisHeadCutAtIdleTimeout(t *testing.T) {
+	b := startBackend(t, "a")
+	lb := startLB(t, lbConfig{targets: []string{b.addr}, listenAttrs: map[string]string{"idle_timeout.timeout_seconds": "0.3"}})
+	c, err := net.Dial("tcp", strings.TrimPrefix(lb.url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := io.WriteString(c, "GET / HTTP/1.1\r\nHost: a\r\nX-Slow: "); err != nil {
+		t.Fatal(err)
+	}
+	// A byte every 50 ms for up to 5 s: a timeout between bytes would
+	// never fire while this runs.
+	stop, dribbling := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(dribbling)
+		tick := time.NewTicker(50 * time.Millisecond)
+		defer tick.Stop()
+		end := time.After(5 * time.Second)
+		for {
+			select {
+			case <-stop:
+				return
+			case <-end:
+				return
+			case <-tick.C:
+				if _, err := c.Write([]byte("a")); err != nil {
+					return // latch closed the connection
+				}
+			}
+		}
+	}()
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	got, _ := io.ReadAll(c)
+	select {
+	case <-dribbling:
+		t.Errorf("the connection was still open when the client stopped sending after 5 s (got %q)", got)
+	default:
+	}
+	close(stop)
+	<-dribbling
+	if !strings.HasPrefix(string(got), "HTTP/1.1 408 ") {
+		t.Errorf("got %q, want a 408", got)
+	}
+	if n := b.hits.Load(); n != 0 {
+		t.Errorf("the target got %d requests, want none", n)
+	}
+}

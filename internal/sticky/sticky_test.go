@@ -363,14 +363,81 @@ func FuzzDecode(f *testing.F) {
 	})
 }
 
+// FuzzPolicyRead reads request heads a client chose with each kind of
+// policy (lb_cookie, app_cookie, header; kind picks one). The head is one
+// field a line, "Name: value", a line without ": " a Cookie field. Only
+// what latch sealed may pin a target, an app_cookie session only beside
+// the application's cookie, and a second read (from the policy's cache of
+// opened values) must say what the first said.
 func FuzzPolicyRead(f *testing.F) {
-	p := policy(f, nil)
-	f.Add(strings.SplitN(setCookies(p, "t:1", 1, 0, false, time.Unix(1800000000, 0))[0], ";", 2)[0])
-	f.Add("AWSALB=; AWSALBCORS=\"\"; ;;=;")
-	f.Fuzz(func(t *testing.T, cookie string) {
-		s, miss := p.ReadFields(cookies(cookie), time.Unix(1800000000, 0))
-		if miss == Hit && s.Target != "t:1" {
-			t.Fatalf("a hit on a target nobody sealed: %+v", s)
+	now := time.Unix(1800000000, 0)
+	ring := mustRing(f, key(1, 1))
+	policies := []*Policy{
+		NewPolicy("web", config.Stickiness{Enabled: true, Type: config.LBCookie, LBCookieDuration: time.Hour,
+			Cookie: config.Cookie{Name: "AWSALB", CORS: true, Path: "/"}}, ring),
+		NewPolicy("web", config.Stickiness{Enabled: true, Type: config.AppCookie, AppCookie: "JSESSIONID",
+			AppCookieDuration: time.Hour}, ring),
+		NewPolicy("web", config.Stickiness{Enabled: true, Type: config.Header, Header: "X-Session",
+			HeaderDuration: time.Hour, AbsoluteTimeout: 3 * time.Hour}, ring),
+	}
+	// A head that carries back what each policy issued.
+	for k, p := range policies {
+		out := string(appendFields(p, nil, "t:1", 1, 0, &Response{Now: now.Add(-time.Minute), AppCookieSet: true}))
+		var head []string
+		for _, l := range strings.Split(strings.TrimSuffix(out, "\r\n"), "\r\n") {
+			if v, ok := strings.CutPrefix(l, "Set-Cookie: "); ok {
+				head = append(head, strings.SplitN(v, ";", 2)[0])
+			} else {
+				head = append(head, l)
+			}
+		}
+		if p.Kind == AppCookie {
+			head = append(head, "JSESSIONID=abc")
+		}
+		f.Add(uint8(k), strings.Join(head, "\n"))
+	}
+	f.Add(uint8(0), "AWSALB=; AWSALBCORS=\"\"; ;;=;")
+	f.Add(uint8(1), "JSESSIONID=1; AWSALBAPP-0=\"AQ; AWSALBAPP-1=AAAA\"\nAWSALBAPP-2=_remove_")
+	f.Add(uint8(2), "x-session: \"\"\nX-Session: AQAAAAE=")
+	f.Fuzz(func(t *testing.T, kind uint8, head string) {
+		p := policies[int(kind)%len(policies)]
+		var fields []h1.Field
+		for _, l := range strings.Split(head, "\n") {
+			name, value, ok := strings.Cut(l, ": ")
+			if !ok {
+				name, value = "Cookie", l
+			}
+			fields = append(fields, h1.Field{Name: []byte(name), Value: []byte(value)})
+		}
+		req := request(fields...)
+		s, miss := p.ReadFields(req, now)
+		if again, miss2 := p.ReadFields(req, now); again != s || miss2 != miss {
+			t.Fatalf("read twice: %+v %v, then %+v %v", s, miss, again, miss2)
+		}
+		if miss > Unavailable {
+			t.Fatalf("miss %d", miss)
+		}
+		if miss != Hit {
+			return
+		}
+		if s.Target != "t:1" || s.Group != p.group || s.LastSeen < now.Unix()-3600 || s.Issued < now.Unix()-3*3600 {
+			t.Fatalf("a hit on a session nobody sealed: %+v", s)
+		}
+		switch p.Kind {
+		case AppCookie:
+			app := false
+			for i, f := range req.Fields {
+				for n, _, rest, ok := NextCookie(f.Value); ok && IsCookie(req, i); n, _, rest, ok = NextCookie(rest) {
+					app = app || string(n) == "JSESSIONID"
+				}
+			}
+			if !app {
+				t.Fatal("an app_cookie hit without the application's cookie")
+			}
+		case Header:
+			if !strings.Contains(strings.ToLower(head), "x-session: ") {
+				t.Fatal("a header hit without the header")
+			}
 		}
 	})
 }

@@ -56,8 +56,24 @@ func names(leaf *x509.Certificate) []string {
 	return out
 }
 
+// normalize lowers ASCII letters only (RFC 6125 §6.4.1), as
+// x509.VerifyHostname does: strings.ToLower would turn the Kelvin sign in
+// a client's "\u212a.example.com" into the "k.example.com" of a
+// certificate that the client can never verify for that name.
 func normalize(name string) string {
-	return strings.ToLower(strings.TrimSuffix(name, "."))
+	name = strings.TrimSuffix(name, ".")
+	for i := 0; i < len(name); i++ {
+		if c := name[i]; 'A' <= c && c <= 'Z' {
+			b := []byte(name)
+			for j := i; j < len(b); j++ {
+				if c := b[j]; 'A' <= c && c <= 'Z' {
+					b[j] = c + 'a' - 'A'
+				}
+			}
+			return string(b)
+		}
+	}
+	return name
 }
 
 // lookup returns the certificates for a server name, best first.

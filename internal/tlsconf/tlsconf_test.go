@@ -144,6 +144,35 @@ func TestSANOverridesCN(t *testing.T) {
 	}
 }
 
+// TestSNIFoldsASCIIOnly: names compare in any ASCII case only. The Kelvin
+// sign (U+212A) lowers to "k" in Unicode, so strings.ToLower picked the
+// certificate for k.example.test for a client asking for
+// "\u212a.example.test", which that certificate can never verify for
+// (found by FuzzSNI); the name's parent's wildcard holds it instead.
+func TestSNIFoldsASCIIOnly(t *testing.T) {
+	ca := tlstest.NewCA(t)
+	def := load(t, ca.Issue(t, tlstest.Options{DNSNames: []string{"default.test"}}))
+	k := load(t, ca.Issue(t, tlstest.Options{DNSNames: []string{"k.example.test"}}))
+	wild := load(t, ca.Issue(t, tlstest.Options{DNSNames: []string{"*.example.test"}}))
+	s, err := NewStore([]*tls.Certificate{def, k, wild})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name string
+		want *tls.Certificate
+	}{
+		{"k.example.test", k},
+		{"K.EXAMPLE.TEST", k},
+		{"\u212a.example.test", wild},
+		{"\u212a.EXAMPLE.test", wild},
+	} {
+		if got := pick(t, s, c.name); got != c.want {
+			t.Errorf("%q: got the certificate for %v, want the one for %v", c.name, got.Leaf.DNSNames, c.want.Leaf.DNSNames)
+		}
+	}
+}
+
 func pick(t *testing.T, s *Store, name string) *tls.Certificate {
 	t.Helper()
 	c, err := s.GetCertificate(&tls.ClientHelloInfo{ServerName: name})
