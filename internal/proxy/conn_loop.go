@@ -337,6 +337,9 @@ func (c *loopConn) loopAwait() bool {
 	x, u := &c.x, c.up
 	if u.W.Pending() > 0 {
 		if err := u.W.WritePending(); err != nil {
+			if x.stale(false, err) {
+				return c.resend(u)
+			}
 			return c.failed(err)
 		}
 	}
@@ -345,10 +348,7 @@ func (c *loopConn) loopAwait() bool {
 		return false
 	}
 	if err != nil && x.stale(started, err) {
-		// Sent again on a new connection to the same target.
-		c.up = nil
-		x.dropConn()
-		return c.loopDial(u.Shard())
+		return c.resend(u)
 	}
 	if err != nil {
 		return c.failed(err)
@@ -365,6 +365,15 @@ func (c *loopConn) loopAwait() bool {
 	c.up = nil
 	c.respond()
 	return true
+}
+
+// resend sends the request again on a new connection to the same target:
+// the pooled connection u turned out dead before the request reached the
+// target (stale), as the goroutine path's redial.
+func (c *loopConn) resend(u *upstream.LoopConn) bool {
+	c.up = nil
+	c.x.dropConn()
+	return c.loopDial(u.Shard())
 }
 
 // failed deals with a request that failed on its target (err) before any

@@ -86,6 +86,7 @@ type exchange struct {
 	held     *target.Target
 	hp       *balance.Hash
 	retried  bool
+	answered bool // x.out is x.t's response (its head came)
 	unwatch  func() bool
 	resp     h1.Response // an HTTP/1.1 target's response head
 	rbody    h1.Body     // its body
@@ -128,7 +129,7 @@ func (x *exchange) start(rt *Route) {
 	x.now = time.Now()
 	x.rec = Record{Listener: x.h.name, Start: x.now, HTTP2: x.ctx != nil, Minor: x.req.Minor, Method: x.req.Method,
 		Classified: x.rec.Classified, Desync: x.rec.Desync}
-	x.t, x.held, x.hp, x.uc, x.failure, x.retried, x.moved = nil, nil, nil, nil, nil, false, ""
+	x.t, x.held, x.hp, x.uc, x.failure, x.retried, x.answered, x.moved = nil, nil, nil, nil, nil, false, false, ""
 	x.h.obs.Begin(&x.rec)
 }
 
@@ -291,15 +292,27 @@ func (x *exchange) finish(keep bool, err error) bool {
 		x.h2 = nil
 	}
 	x.release()
+	if x.answered {
+		x.reportOutcome(err)
+	}
 	if err != nil {
-		if errors.Is(err, errCut) && x.failure != nil && !x.gone() && x.t != nil {
-			// The target failed mid-response (a writer saw its body
-			// fail): a failure for passive health, as one before it.
-			x.be.Group.Failed(x.t, "the target cut its response short")
-		}
 		x.clientFailed(err)
 	}
 	return keep && err == nil
+}
+
+// reportOutcome tells passive health how x.t's response went, once it is
+// relayed (err: the writer's): a success, or a failure when the target cut
+// it short. A response whose head came and whose body did not is the
+// target's failure as one that never came; a timeout mid-body is not
+// counted, as it may be the client's, slow to take what came.
+func (x *exchange) reportOutcome(err error) {
+	switch {
+	case !errors.Is(err, errCut):
+		x.be.Group.Answered(x.t, x.out.status)
+	case x.failure != nil && !x.gone() && !isTimeout(x.failure) && !errors.Is(x.failure, errDeregistered):
+		x.be.Group.Failed(x.t, "the target cut its response short")
+	}
 }
 
 // clientFailed records why the answer could not be written in full (err:
@@ -490,6 +503,16 @@ func (g *cutGuard) set(uc *upstream.Conn, cancel context.CancelFunc) {
 	if g.cut {
 		g.interruptLocked()
 	}
+}
+
+// wasCut reports whether Shutdown cut the exchange (false on a nil guard).
+func (g *cutGuard) wasCut() bool {
+	if g == nil {
+		return false
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.cut
 }
 
 // interrupt cuts what the exchange waits on, and what it will.

@@ -61,13 +61,19 @@ func (x *exchange) classify(err error) failureKind {
 	var de *upstream.DialError
 	var he *h1.Error
 	switch {
-	case x.gone() || errors.Is(err, errClientGone) || errors.Is(err, errDeregistered) ||
-		x.t.Health().State == target.Unused:
-		return noOnesFault
 	case errors.Is(err, upstream.ErrClosed):
+		// Before the Unused test: a target's pool closes when it is
+		// removed, so the request that finds it closed finds it unused.
 		return notSent
+	case x.gone() || errors.Is(err, errClientGone) || errors.Is(err, errDeregistered) ||
+		x.t.Health().State == target.Unused || x.guard.wasCut():
+		// The client's doing, the target's removal, or Shutdown's cut
+		// (a deadline in the past, not the target's silence).
+		return noOnesFault
 	case errors.As(err, &de):
 		return connectFailed
+	case x.be != nil && x.be.H2 != nil && unprocessed(err):
+		return notSent
 	case errors.As(err, &he) && he.Status < 500:
 		return noOnesFault // the client's body was malformed
 	case isTimeout(err):

@@ -166,7 +166,6 @@ func (x *exchange) gotHead() (final bool, err error) {
 	resp := &x.resp
 	if resp.Status >= 200 {
 		x.t.Record(resp.Status)
-		x.be.Group.Answered(x.t, resp.Status)
 	}
 	if resp.Status >= 100 && resp.Status < 200 {
 		if resp.Status != http.StatusSwitchingProtocols {
@@ -181,6 +180,7 @@ func (x *exchange) gotHead() (final bool, err error) {
 	}
 	r := &x.out
 	r.reset()
+	x.answered = true
 	r.status, r.reason, r.stdReason, r.sticky = resp.Status, resp.Reason, true, true
 	r.fields, r.kinds = append(r.fields, resp.Fields...), append(r.kinds, resp.Kinds...)
 	r.keep = x.mayKeep(x.body.Done())

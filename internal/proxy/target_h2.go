@@ -232,6 +232,14 @@ func (x *exchange) tryH2() error {
 		if req.Framing == h1.Length {
 			out.ContentLength = req.ContentLength
 		}
+	} else {
+		// net/http's HTTP/2 client sends a request with no body again by
+		// itself, and again, when the target resets its stream with
+		// PROTOCOL_ERROR (go.dev/issue/47635), whatever its method, until
+		// the idle timeout; a body it cannot rewind stops it, and the one
+		// retry elsewhere is latch's to decide (retry.go). The target gets
+		// an empty body without a content-length.
+		out.Body = emptyBody{}
 	}
 	resp, err := x.be.H2.RoundTrip(out.WithContext(ctx))
 	if err != nil {
@@ -259,7 +267,7 @@ func (x *exchange) tryH2() error {
 		return h1.ErrResponseStatus
 	}
 	t.Record(resp.StatusCode)
-	x.be.Group.Answered(t, resp.StatusCode)
+	x.answered = true
 	st.timer.Reset(idle)
 
 	r := &x.out
@@ -328,6 +336,24 @@ func (b *h2Body) Trailers() []h1.Field { return b.tr }
 var relayBufs = sync.Pool{New: func() any { return new(relayBuf) }}
 
 type relayBuf [32 << 10]byte
+
+// emptyBody is the body of a request without one, for the HTTP/2 client.
+type emptyBody struct{}
+
+func (emptyBody) Read([]byte) (int, error) { return 0, io.EOF }
+func (emptyBody) Close() error             { return nil }
+
+// unprocessed reports whether err, from the HTTP/2 client, says the target
+// never processed the request: it refused the stream, or its GOAWAY left
+// the stream out (RFC 9113 §8.7), so that it may go elsewhere whatever its
+// method. net/http says so only in its errors' text
+// (TestHTTP2TargetNeverGetsAPOSTTwice holds it to it).
+func unprocessed(err error) bool {
+	msg := err.Error()
+	return strings.Contains(msg, "REFUSED_STREAM") ||
+		strings.Contains(msg, "received Server's graceful shutdown GOAWAY") ||
+		strings.Contains(msg, "received GOAWAY from server ErrCode")
+}
 
 // errTimeout is an HTTP/2 target that sent nothing for the idle timeout.
 var errTimeout = &timeoutError{}

@@ -22,7 +22,7 @@ func TestProxyDoesNotAllocate(t *testing.T) {
 	const maxRequestsPerAlloc = 100
 	for _, c := range proxyCases {
 		t.Run(c.name, func(t *testing.T) {
-			addr, req, obs := proxyRequest(t, c.sticky, c.cookie)
+			addr, req, obs := proxyRequest(t, c.sticky, c.cookie, c.post)
 
 			var client *benchClient
 			var err error

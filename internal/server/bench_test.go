@@ -107,22 +107,28 @@ func (bc *benchClient) do() error {
 // proxyCases are what BenchmarkProxy measures and TestProxyDoesNotAllocate
 // checks: a plain group, and a sticky one without and with a session.
 var proxyCases = []struct {
-	name           string
-	sticky, cookie bool
+	name                 string
+	sticky, cookie, post bool
 }{
-	{"plain", false, false},
-	{"sticky/new-session", true, false},
-	{"sticky/session", true, true},
+	{"plain", false, false, false},
+	{"sticky/new-session", true, false, false},
+	{"sticky/session", true, true, false},
+	// A request that could not be sent twice: its pooled target
+	// connection is peeked at first, every time.
+	{"post", false, false, true},
 }
 
 // proxyRequest starts latch in front of a fast target for the case, with a
 // counting observer on its data path, as metrics would be, and returns its
 // address, the request to send it (with a session cookie when the case has
-// one) and the observer.
-func proxyRequest(tb testing.TB, sticky, cookie bool) (addr string, req []byte, obs *proxytest.Counter) {
+// one; a POST with an empty body for post) and the observer.
+func proxyRequest(tb testing.TB, sticky, cookie, post bool) (addr string, req []byte, obs *proxytest.Counter) {
 	obs = &proxytest.Counter{}
 	lb := startLB(tb, lbConfig{targets: []string{fastTarget(tb)}, sticky: sticky, observer: obs})
 	r := "GET /index.html HTTP/1.1\r\nHost: bench.example\r\nUser-Agent: bench\r\nAccept: */*\r\n"
+	if post {
+		r = "POST /submit HTTP/1.1\r\nHost: bench.example\r\nUser-Agent: bench\r\nContent-Length: 0\r\n"
+	}
 	if cookie {
 		c := get(tb, lb.url+"/", "").cookie
 		if c == "" {
@@ -136,7 +142,7 @@ func proxyRequest(tb testing.TB, sticky, cookie bool) (addr string, req []byte, 
 func BenchmarkProxy(b *testing.B) {
 	for _, bc := range proxyCases {
 		b.Run(dataPath.String()+"/"+bc.name, func(b *testing.B) {
-			addr, req, _ := proxyRequest(b, bc.sticky, bc.cookie)
+			addr, req, _ := proxyRequest(b, bc.sticky, bc.cookie, bc.post)
 			run := func(b *testing.B, c *benchClient) {
 				if err := c.do(); err != nil {
 					b.Fatal(err)

@@ -1,9 +1,12 @@
 package server
 
 import (
+	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/http/cookiejar"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -72,7 +75,7 @@ func statusOf(lb *running, id string) TargetStatus {
 // ejected reports whether passive health checking has the target out.
 func ejected(lb *running, id string) bool {
 	h := statusOf(lb, id)
-	return h.State == target.Unhealthy && h.Reason == target.ReasonPassiveFailures
+	return h.Ejected && h.State == target.Unhealthy && h.Reason == target.ReasonPassiveFailures
 }
 
 // waitAllHealthy waits for every target of "web" to be healthy.
@@ -158,12 +161,12 @@ func TestPassiveHealthEjectsFailingTarget(t *testing.T) {
 }
 
 // TestPassiveEjectionComesBackAndGrows: an ejected target comes back once
-// its ejection time is over and its checks pass, and an ejection soon after
-// lasts twice as long.
+// its ejection time is over and a check has passed since, and an ejection
+// soon after (within one ejection time) lasts twice as long.
 func TestPassiveEjectionComesBackAndGrows(t *testing.T) {
 	a, bad := startBackend(t, "a"), startBackend(t, "bad")
 	lb := startLB(t, lbConfig{targets: []string{a.addr, bad.addr}, sticky: true, health: fastHealth,
-		attrs: map[string]string{"passive_health.ejection_seconds": "1", "passive_health.max_ejection_seconds": "60"}})
+		attrs: map[string]string{"passive_health.ejection_seconds": "2", "passive_health.max_ejection_seconds": "60"}})
 	waitAllHealthy(t, lb)
 	sessions := newSessions(t, lb, 2)
 	cookie := "AWSALB=" + sessions["bad"][0]
@@ -186,14 +189,14 @@ func TestPassiveEjectionComesBackAndGrows(t *testing.T) {
 		return h.Since // when it was ejected
 	}
 
-	at := eject("ejected for 1s")
+	at := eject("ejected for 2s")
 	bad.misbehave("")
 	lb.waitFor(t, 10*time.Second, "the bad target back", func() bool { return statusOf(lb, bad.addr).State == target.Healthy })
-	if d := time.Since(at); d < time.Second-10*time.Millisecond { // the state's time is set a moment after the ejection's
-		t.Errorf("the target came back after %v, before its 1 s ejection was over", d)
+	if d := time.Since(at); d < 2*time.Second-10*time.Millisecond { // the state's time is set a moment after the ejection's
+		t.Errorf("the target came back after %v, before its 2 s ejection was over", d)
 	}
 	// Again at once: a repeat offender is out twice as long.
-	eject("ejected for 2s")
+	eject("ejected for 4s")
 }
 
 // TestPassiveEjectionWithoutHealthChecks: with health checks off, an
@@ -201,7 +204,7 @@ func TestPassiveEjectionComesBackAndGrows(t *testing.T) {
 func TestPassiveEjectionWithoutHealthChecks(t *testing.T) {
 	a, bad := startBackend(t, "a"), startBackend(t, "bad")
 	lb := startLB(t, lbConfig{targets: []string{a.addr, bad.addr}, sticky: true,
-		attrs: map[string]string{"passive_health.ejection_seconds": "0.3"}})
+		attrs: map[string]string{"passive_health.ejection_seconds": "1"}})
 	stuck := "AWSALB=" + newSessions(t, lb, 2)["bad"][0]
 	bad.misbehave(faultReset)
 	var cookie string
@@ -473,5 +476,142 @@ func TestHTTP2TargetFailures(t *testing.T) {
 	}
 	if !ejected(lb, bad) {
 		t.Errorf("the resetting target is %s after 3 failed requests; want ejected", statusOf(lb, bad).State)
+	}
+}
+
+// TestPassiveHealthEveryAlgorithmAndStickiness: passive health checking
+// and retries work alike whatever picks the target: for each balancing
+// algorithm and each kind of stickiness, a target that starts resetting
+// its real requests is out after a few of them, and no GET fails.
+func TestPassiveHealthEveryAlgorithmAndStickiness(t *testing.T) {
+	kinds := []struct {
+		name  string
+		attrs map[string]string
+	}{
+		{"none", nil},
+		{"lb_cookie", map[string]string{"stickiness.type": "lb_cookie"}},
+		{"app_cookie", map[string]string{"stickiness.type": "app_cookie", "stickiness.app_cookie.cookie_name": "APPSESSION"}},
+		{"header", map[string]string{"stickiness.type": "header", "stickiness.header.name": "X-Session"}},
+		{"source_ip", map[string]string{"stickiness.type": "source_ip"}},
+		{"hash", map[string]string{"stickiness.type": "hash", "stickiness.hash.header": "X-User"}},
+	}
+	for _, alg := range []string{"round_robin", "least_outstanding_requests", "weighted_random"} {
+		for _, k := range kinds {
+			t.Run(alg+"/"+k.name, func(t *testing.T) {
+				bs, addrs := threeBackends(t)
+				for _, b := range bs {
+					b.handle(func(w http.ResponseWriter, r *http.Request) {
+						http.SetCookie(w, &http.Cookie{Name: "APPSESSION", Value: "s"})
+						io.WriteString(w, r.Host)
+					})
+				}
+				attrs := map[string]string{"load_balancing.algorithm.type": alg}
+				for key, v := range k.attrs {
+					attrs[key] = v
+				}
+				lb := startLB(t, lbConfig{targets: addrs, sticky: k.name != "none", health: fastHealth, attrs: attrs})
+				waitAllHealthy(t, lb)
+
+				// Thirty sessions, each a client of its own with a cookie
+				// jar, its session header and its hash key.
+				type session struct {
+					c      *http.Client
+					header string
+					user   string
+				}
+				var ss []*session
+				for i := range 30 {
+					jar, _ := cookiejar.New(nil)
+					ss = append(ss, &session{c: &http.Client{Jar: jar, Transport: client.Transport, Timeout: 10 * time.Second},
+						user: fmt.Sprint("user-", i)})
+				}
+				send := func(s *session) (int, string) {
+					req, _ := http.NewRequest("GET", lb.url+"/", nil)
+					if s.header != "" {
+						req.Header.Set("X-Session", s.header)
+					}
+					req.Header.Set("X-User", s.user)
+					resp, err := s.c.Do(req)
+					if err != nil {
+						t.Fatal(err)
+					}
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					if h := resp.Header.Get("X-Session"); h != "" {
+						s.header = h
+					}
+					return resp.StatusCode, resp.Header.Get("X-Backend")
+				}
+				on := map[string]int{}
+				for _, s := range ss {
+					_, from := send(s)
+					on[from]++
+				}
+				// The target with the most sessions (every session's, with
+				// source_ip) starts resetting: its sessions fail on it once
+				// each, then move, so it needs 3 of them to be ejected.
+				name := ""
+				for n, c := range on {
+					if c > on[name] {
+						name = n
+					}
+				}
+				if k.name != "none" && on[name] < 3 {
+					t.Fatalf("sessions by target %v: none holds 3", on)
+				}
+				bad := bs[slices.IndexFunc(bs, func(b *backend) bool { return b.name == name })]
+				bad.misbehave(faultReset)
+				before := bad.hits.Load()
+				for round := range 3 {
+					for i, s := range ss {
+						if status, from := send(s); status != 200 || from == name {
+							t.Fatalf("round %d, session %d: %d from %q; want 200 from a healthy target", round, i, status, from)
+						}
+					}
+				}
+				if got := bad.hits.Load() - before; got > 6 {
+					t.Errorf("the resetting target got %d requests; want it out after 3 failed ones", got)
+				}
+				if !ejected(lb, bad.addr) {
+					t.Errorf("the resetting target is %s (%s); want ejected", statusOf(lb, bad.addr).State, statusOf(lb, bad.addr).Reason)
+				}
+			})
+		}
+	}
+}
+
+// TestPassiveHealthCutBodies: a target that sends a response's head and
+// then resets before its body is whole fails it as much as one that sends
+// nothing: it is out after 3 such responses.
+func TestPassiveHealthCutBodies(t *testing.T) {
+	a, bad := startBackend(t, "a"), startBackend(t, "bad")
+	lb := startLB(t, lbConfig{targets: []string{a.addr, bad.addr}, sticky: true, health: fastHealth})
+	waitAllHealthy(t, lb)
+	cookie := "AWSALB=" + newSessions(t, lb, 2)["bad"][0]
+	bad.handle(func(w http.ResponseWriter, r *http.Request) {
+		conn, _, _ := http.NewResponseController(w).Hijack()
+		io.WriteString(conn, "HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n"+strings.Repeat("x", 1000))
+		conn.(*net.TCPConn).SetLinger(0)
+		conn.Close()
+	})
+	for i := range 3 {
+		req, _ := http.NewRequest("GET", lb.url+"/", nil)
+		req.Header.Set("Cookie", cookie)
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || err == nil {
+			t.Fatalf("request %d: %d, body error %v; want the target's 200 cut short", i, resp.StatusCode, err)
+		}
+	}
+	if !ejected(lb, bad.addr) {
+		h := statusOf(lb, bad.addr)
+		t.Fatalf("after 3 responses cut short the target is %s (%s); want ejected", h.State, h.Reason)
+	}
+	if r := get(t, lb.url+"/", cookie); r.status != 200 || r.backend != "a" || r.moved != bad.addr {
+		t.Errorf("the session after the ejection: %d from %q (moved %q); want 200 from a, moved from %s", r.status, r.backend, r.moved, bad.addr)
 	}
 }

@@ -3,6 +3,7 @@ package server
 import (
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/latch-lb/latch/internal/config"
 	"github.com/latch-lb/latch/internal/target"
@@ -77,6 +78,10 @@ type TargetStatus struct {
 	// target.WeightUnit per unit of configured weight (slow start and
 	// anomaly mitigation lower it).
 	EffectiveWeight int
+	// Ejected says passive health checking holds the target out
+	// (unhealthy, Target.PassiveFailures) at least until EjectedUntil.
+	Ejected      bool
+	EjectedUntil time.Time
 }
 
 // Snapshot returns the running state: the running config, and every
@@ -94,9 +99,13 @@ func (s *Server) Snapshot() *Snapshot {
 		v := g.View()
 		for _, t := range slices.Concat(v.Targets, v.Draining) {
 			a, m := t.Anomaly()
-			gs.Targets = append(gs.Targets, TargetStatus{ID: t.ID, Generation: t.Generation, Weight: t.Weight(),
+			ts := TargetStatus{ID: t.ID, Generation: t.Generation, Weight: t.Weight(),
 				Drained: t.Drained(), Inflight: t.Inflight.Load(), Health: t.Health(), Checks: t.Checks(), Anomaly: a, Mitigated: m,
-				EffectiveWeight: t.EffectiveWeight()})
+				EffectiveWeight: t.EffectiveWeight()}
+			if on, until := t.Ejected(); on {
+				ts.Ejected, ts.EjectedUntil = true, until
+			}
+			gs.Targets = append(gs.Targets, ts)
 		}
 		sn.Groups = append(sn.Groups, gs)
 	}

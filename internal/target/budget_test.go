@@ -48,8 +48,8 @@ func TestRetryBudgetBurst(t *testing.T) {
 
 // TestRetryBudgetSteady: a group whose every request fails gets at most
 // the budget's share of them retried, plus the floor per second; in a
-// group of 2 targets (counts read on every retry) and of 100 (once a
-// tick).
+// group of 2 targets (counts read on every retry) and of 100 (sampled once a
+// second).
 func TestRetryBudgetSteady(t *testing.T) {
 	var many []string
 	for i := range 100 {
@@ -58,8 +58,8 @@ func TestRetryBudgetSteady(t *testing.T) {
 	for _, c := range []struct{ percent, perSecond, wantMin, wantMax int }{
 		{20, 0, 1900, 2000},   // 20% of 10,000 requests
 		{20, 10, 2300, 2400},  // and 10 a second for 40 s
-		{0, 10, 390, 400},     // the floor alone
-		{100, 0, 9600, 10000}, // every one, but what a tick's lag costs
+		{0, 10, 370, 400},     // the floor alone
+		{100, 0, 9500, 10000}, // every one
 	} {
 		for _, ids := range [][]string{{"a", "b"}, many} {
 			synctest.Test(t, func(t *testing.T) {
@@ -72,28 +72,46 @@ func TestRetryBudgetSteady(t *testing.T) {
 					granted += ask(g, 50, c.percent, c.perSecond)
 					time.Sleep(200 * time.Millisecond)
 				}
-				if granted < c.wantMin || granted > c.wantMax {
+				wantMin := c.wantMin
+				if len(ids) > budgetExact {
+					// A large group's count is its latest sample, up to a
+					// second old: the share of that second's requests
+					// comes late.
+					wantMin = wantMin * 85 / 100
+				}
+				if granted < wantMin || granted > c.wantMax {
 					t.Errorf("%d targets, %d%% and %d a second: %d retries of 10,000 failed requests; want %d-%d",
-						len(ids), c.percent, c.perSecond, granted, c.wantMin, c.wantMax)
+						len(ids), c.percent, c.perSecond, granted, wantMin, c.wantMax)
 				}
 			})
 		}
 	}
 }
 
-// TestRetryBudgetAfterQuiet: a baseline older than the window counts only
-// the window's share of the requests since, so an hour of traffic does not
-// buy an hour's worth of retries.
-func TestRetryBudgetAfterQuiet(t *testing.T) {
+// TestRetryBudgetWindow: the budget counts the window's requests, sampled
+// whether or not anything failed: after an hour at 10 a second, failures
+// get 20% of the last 10 s, not of the hour; after an hour of nothing, a
+// surge's requests count as they come.
+func TestRetryBudgetWindow(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		g, _ := newGroup(t, settings(), "a", "b")
-		for range 360 {
-			record(g, 100) // 100 a second for an hour, no failure
-			time.Sleep(10 * time.Second)
+		for range 3600 {
+			record(g, 10)
+			time.Sleep(time.Second)
 		}
-		// 3600 s of 10 requests a second: the window's 10 s hold 100.
-		if got := ask(g, 100, 20, 0); got < 19 || got > 21 {
-			t.Errorf("failures after an hour of traffic: %d retried; want about 20 (20%% of the window's 100)", got)
+		if got := ask(g, 100, 20, 0); got < 17 || got > 21 {
+			t.Errorf("failures after an hour at 10 a second: %d retried; want about 20 (20%% of the window's 100)", got)
+		}
+	})
+	synctest.Test(t, func(t *testing.T) {
+		g, _ := newGroup(t, settings(), "a", "b")
+		time.Sleep(time.Hour)
+		for range 5 {
+			record(g, 100)
+			time.Sleep(time.Second)
+		}
+		if got := ask(g, 150, 20, 0); got != 100 {
+			t.Errorf("failures after an hour of nothing and 5 s at 100 a second: %d retried; want 100 (20%% of 500)", got)
 		}
 	})
 }

@@ -114,22 +114,30 @@ type Group struct {
 
 	view atomic.Pointer[View]
 	// passive is settings.Passive for the request path; nil when off.
-	passive atomic.Pointer[Passive]
+	// ejected and ejectCap are how many targets are ejected and may be,
+	// so that a failure beyond the cap takes no lock; capWarned says the
+	// cap's refusal was logged since an ejection last ended.
+	passive           atomic.Pointer[Passive]
+	ejected, ejectCap atomic.Int32
+	capWarned         atomic.Bool
 	// budget is the retry budget (budget.go); removedRequests the
 	// requests of the targets removed, for its count of the group's.
 	budget          retryBudget
 	removedRequests atomic.Uint64
 
-	// mu guards everything below. The request path takes it only through
-	// Observe, on a failed connect; a rebuild holds it while it builds the
-	// picker (up to about 150 ms for a round robin of 1,000 ramping targets).
+	// mu guards everything below. The request path takes it only on
+	// failures: Observe on a failed connect, and Failed when a run of
+	// failures ejects a target (not when the cap stops it); a rebuild holds
+	// it while it builds the picker (up to about 150 ms for a round robin of
+	// 1,000 ramping targets).
 	mu       sync.Mutex
 	settings Settings
 	active   []*Target
 	draining map[*Target]*time.Timer
 	// rampTimer rebuilds the view while a target is in slow start;
-	// anomalyTimer runs anomaly evaluations. Each is nil when not needed.
-	rampTimer, anomalyTimer *time.Timer
+	// anomalyTimer runs anomaly evaluations; budgetTimer samples the
+	// retry budget's counts. Each is nil when not needed.
+	rampTimer, anomalyTimer, budgetTimer *time.Timer
 	// pending are the events waiting for the view that goes with them.
 	pending []Event
 }
@@ -137,7 +145,7 @@ type Group struct {
 // NewGroup returns an empty group.
 func NewGroup(name string, s Settings, log *slog.Logger) *Group {
 	g := &Group{Name: name, log: log.With("group", name), settings: s, draining: map[*Target]*time.Timer{}}
-	g.budget.samples = []budgetSample{{tick: time.Now().UnixNano() / int64(budgetTick)}}
+	g.budget.samples = []budgetCount{{at: time.Now()}}
 	g.setPassive(s.Passive)
 	g.rebuild(false)
 	return g
@@ -242,6 +250,9 @@ func (g *Group) reconcile(targets []config.Target, s Settings, gen func(id strin
 		stale = g.settings.Checker
 	}
 	g.settings = s
+	// Before the targets' service states are read below: turning passive
+	// health off brings ejected targets back (without health checks).
+	g.setPassive(s.Passive)
 	empty := len(g.active) == 0
 	old := make(map[string]*Target, len(g.active))
 	for _, t := range g.active {
@@ -289,7 +300,6 @@ func (g *Group) reconcile(targets []config.Target, s Settings, gen func(id strin
 		active = append(active, t)
 	}
 	g.active = active
-	g.setPassive(s.Passive)
 	for _, t := range added {
 		g.notify(Event{Kind: Registered, Target: t})
 	}
@@ -387,18 +397,22 @@ func (g *Group) drain(t *Target) {
 
 func (g *Group) remove(t *Target) {
 	delete(g.draining, t)
-	r, _, _ := t.Outcomes()
-	g.removedRequests.Add(r)
 	t.setHealth(Health{State: Unused, Reason: ReasonNotRegistered})
 	t.Conns.Close()
 	g.log.Info("target deregistered", "target", t.ID)
 	g.notify(Event{Kind: Removed, Target: t, From: Draining})
 	// The view loses it from its draining targets; nothing else changed.
+	// Its requests move to the removed ones' count at the same time, for
+	// the retry budget's sum (budget.go).
+	g.budget.mu.Lock()
+	r, _, _ := t.Outcomes()
+	g.removedRequests.Add(r)
 	if old := g.view.Load(); old != nil {
 		v := *old
 		v.Draining, v.left = g.drainingList()
 		g.view.Store(&v)
 	}
+	g.budget.mu.Unlock()
 	g.flush()
 }
 
@@ -469,17 +483,14 @@ func (g *Group) Observe(t *Target, r Result) {
 	case Draining, Unused, Unavailable:
 		return
 	}
+	if t.eject.on {
+		g.observeEjected(t, r)
+		return
+	}
 	if r.OK {
 		t.failRun = 0
 		t.okRun++
-		switch {
-		case t.eject.on:
-			// Back once the ejection time is over too (passive.go).
-			if now := time.Now(); t.okRun >= g.settings.HealthyThreshold && !now.Before(t.eject.until) {
-				g.endEjection(t, now)
-				next = Health{State: Healthy}
-			}
-		case h.State == Initial || (h.State == Unhealthy && t.okRun >= g.settings.HealthyThreshold):
+		if h.State == Initial || (h.State == Unhealthy && t.okRun >= g.settings.HealthyThreshold) {
 			next = Health{State: Healthy}
 		}
 	} else {
@@ -559,6 +570,7 @@ func (g *Group) rebuild(weightsOnly bool) {
 		}
 	}
 	g.view.Store(v)
+	g.ejectCap.Store(int32(g.ejectionCap()))
 	g.schedule(now, len(healthy))
 	g.flush()
 }
@@ -611,6 +623,20 @@ func (g *Group) schedule(now time.Time, inService int) {
 		g.arm(&g.anomalyTimer, anomalyInterval, g.anomalyTick)
 	} else {
 		disarm(&g.anomalyTimer)
+	}
+	if len(g.active) > 0 {
+		g.arm(&g.budgetTimer, budgetSample, g.budgetTick)
+	} else {
+		disarm(&g.budgetTimer)
+	}
+}
+
+// budgetTick samples the retry budget's counts, and arms the next sample.
+// g.mu is held.
+func (g *Group) budgetTick() {
+	g.sampleBudget()
+	if len(g.active) > 0 {
+		g.arm(&g.budgetTimer, budgetSample, g.budgetTick)
 	}
 }
 

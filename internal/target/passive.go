@@ -27,9 +27,11 @@ import (
 //     offender stays out longer and a target that recovered for good is
 //     forgiven.
 //   - The target comes back once its ejection time has passed and its
-//     active checks pass healthy_threshold_count times in a row after the
-//     ejection (whichever comes later); with health checks off, when the
-//     time has passed.
+//     latest active check, made after the ejection, passed (whichever comes
+//     later); with health checks off, when the time has passed. Should its
+//     checks fail unhealthy_threshold_count times in a row meanwhile, it is
+//     unhealthy for them: the ejection ends, and it comes back as any
+//     unhealthy target, after healthy_threshold_count passed checks.
 //   - At most Passive.MaxEjectedPercent of the group's targets (drained
 //     ones aside) are ejected at once, and at least one of a group of two
 //     or more when the percentage is not 0, as Envoy's
@@ -56,11 +58,12 @@ type Passive struct {
 
 // ejection is a target's passive-health state, guarded by its group's mu.
 type ejection struct {
-	on    bool
-	until time.Time // when the ejection time ends
-	level int       // the ejection multiplier
-	back  time.Time // when the target last came back (zero: never ejected)
-	timer *time.Timer
+	on     bool
+	passed bool      // the latest check since the ejection passed
+	until  time.Time // when the ejection time ends
+	level  int       // the ejection multiplier
+	back   time.Time // when the target last came back (zero: never ejected)
+	timer  *time.Timer
 }
 
 // Answered reports a response t sent, with its status: a 5xx is a failure
@@ -91,7 +94,21 @@ func (g *Group) Failed(t *Target, cause string) {
 	if n < int32(p.Failures) || (n-int32(p.Failures))%int32(p.Failures) != 0 {
 		return
 	}
+	if g.ejected.Load() >= g.ejectCap.Load() {
+		g.capReached(t, int(n), p.MaxEjectedPercent)
+		return
+	}
 	g.eject(t, int(n), cause)
+}
+
+// capReached logs, once until an ejection ends, that t was not ejected
+// after n failures because the cap on ejected targets is reached.
+func (g *Group) capReached(t *Target, n, percent int) {
+	if g.capWarned.Swap(true) {
+		return
+	}
+	g.log.Warn("target not ejected: the cap on ejected targets is reached", "target", t.ID, "failures", n,
+		"ejected", g.ejected.Load(), "max_ejected_percent", percent)
 }
 
 // eject takes t out of rotation after n failed requests in a row, unless it
@@ -109,9 +126,8 @@ func (g *Group) eject(t *Target, n int, cause string) {
 	default:
 		return // out of rotation already (unhealthy by its checks)
 	}
-	if limit, ejected := g.ejectionCap(), g.ejectedCount(); ejected >= limit {
-		g.log.Warn("target not ejected: the cap on ejected targets is reached", "target", t.ID,
-			"failures", n, "ejected", ejected, "max_ejected_percent", p.MaxEjectedPercent)
+	if g.ejectedCount() >= g.ejectionCap() {
+		g.capReached(t, n, p.MaxEjectedPercent)
 		return
 	}
 	now := time.Now()
@@ -124,7 +140,8 @@ func (g *Group) eject(t *Target, n int, cause string) {
 	if e.level <= int(p.MaxEjection/max(p.Ejection, 1)) {
 		d = min(p.Ejection*time.Duration(e.level), p.MaxEjection)
 	}
-	e.on, e.until = true, now.Add(d)
+	e.on, e.passed, e.until = true, false, now.Add(d)
+	g.ejected.Add(1)
 	t.ejectedUntil.Store(e.until.UnixNano())
 	t.failedRun.Store(0)
 	t.okRun, t.failRun = 0, 0
@@ -149,11 +166,10 @@ func (g *Group) eject(t *Target, n int, cause string) {
 	g.rebuild(false)
 }
 
-// ejectionOver brings t back at the end of its ejection time if its checks
-// passed healthy_threshold_count times in a row since it was ejected (or
-// its group has no health checks); otherwise Observe brings it back when
-// they have. It reports whether t came back (the caller rebuilds the
-// view). g.mu is held.
+// ejectionOver brings t back at the end of its ejection time if its latest
+// check since the ejection passed (or its group has no health checks);
+// otherwise Observe brings it back when one does. It reports whether t
+// came back (the caller rebuilds the view). g.mu is held.
 func (g *Group) ejectionOver(t *Target) bool {
 	if !t.eject.on || !g.isActive(t) {
 		return false
@@ -161,12 +177,42 @@ func (g *Group) ejectionOver(t *Target) bool {
 	switch {
 	case !g.settings.HealthChecks:
 		g.comeBack(t, Health{State: Unavailable, Reason: ReasonHealthCheckDisabled})
-	case t.okRun >= g.settings.HealthyThreshold && t.failRun == 0:
+	case t.eject.passed:
 		g.comeBack(t, Health{State: Healthy})
 	default:
 		return false
 	}
 	return true
+}
+
+// observeEjected feeds a check's result on an ejected target: a pass after
+// the ejection time brings it back; unhealthy_threshold_count failures in
+// a row make it unhealthy for its checks, which then decide when it comes
+// back. g.mu is held.
+func (g *Group) observeEjected(t *Target, r Result) {
+	now := time.Now()
+	if r.OK {
+		t.failRun = 0
+		t.okRun++
+		t.eject.passed = true
+		if !now.Before(t.eject.until) {
+			g.comeBack(t, Health{State: Healthy})
+			g.rebuild(false)
+		}
+		return
+	}
+	t.okRun = 0
+	t.failRun++
+	t.eject.passed = false
+	if t.failRun < g.settings.UnhealthyThreshold {
+		return
+	}
+	g.endEjection(t, now)
+	h := Health{State: Unhealthy, Reason: r.Reason, Description: r.Description, Since: t.health.Load().Since}
+	t.health.Store(&h)
+	g.log.Warn("target unhealthy for its checks while ejected", "target", t.ID, "reason", r.Reason, "description", r.Description)
+	g.notify(Event{Kind: HealthChanged, Target: t, From: Unhealthy})
+	g.rebuild(false)
 }
 
 // comeBack ends t's ejection, putting it in service in state h; the caller
@@ -192,6 +238,8 @@ func (g *Group) endEjection(t *Target, now time.Time) {
 		return
 	}
 	e.on, e.back = false, now
+	g.ejected.Add(-1)
+	g.capWarned.Store(false)
 	t.ejectedUntil.Store(0)
 	if e.timer != nil {
 		e.timer.Stop()

@@ -73,8 +73,9 @@ func TestPassiveEjectionLengths(t *testing.T) {
 }
 
 // TestPassiveEjectionWaitsForChecks: with health checks on, an ejected
-// target comes back only once its ejection time is over and its checks
-// passed healthy_threshold_count times in a row since, whichever is later.
+// target comes back once its ejection time is over and its latest check
+// since the ejection passed, whichever is later; checks that fail
+// unhealthy_threshold_count times meanwhile hand it to them.
 func TestPassiveEjectionWaitsForChecks(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		g, _ := newGroup(t, passiveSettings(true), "a", "b")
@@ -84,31 +85,45 @@ func TestPassiveEjectionWaitsForChecks(t *testing.T) {
 		if !isEjected(a) {
 			t.Fatal("not ejected after 2 failures")
 		}
-		g.Observe(a, ok)
-		g.Observe(a, ok) // the threshold, within the ejection time
+		g.Observe(a, ok) // within the ejection time
 		if h := a.Health(); h.State != Unhealthy {
-			t.Fatalf("checks passed during the ejection: %s; want unhealthy until it is over", h.State)
+			t.Fatalf("a check passed during the ejection: %s; want unhealthy until it is over", h.State)
 		}
 		time.Sleep(10 * time.Second)
 		synctest.Wait()
 		if h := a.Health(); h.State != Healthy {
-			t.Fatalf("after the ejection time, its checks having passed: %s (%s); want healthy", h.State, h.Reason)
+			t.Fatalf("after the ejection time, its check having passed: %s (%s); want healthy", h.State, h.Reason)
 		}
 
-		// Ejected again; this time the checks pass only after the time.
+		// Ejected again; no check passes before the time is over.
 		fail(g, a, 2)
+		g.Observe(a, fail503)
 		time.Sleep(time.Minute)
 		synctest.Wait()
-		if !isEjected(a) || a.Health().State != Unhealthy {
-			t.Fatalf("after the ejection time with no check passed: %s; want still out", a.Health().State)
-		}
-		g.Observe(a, ok)
-		if a.Health().State != Unhealthy {
-			t.Fatalf("back after one check; want the healthy threshold (2)")
+		if h := a.Health(); !isEjected(a) || h.State != Unhealthy || h.Reason != ReasonPassiveFailures {
+			t.Fatalf("after the ejection time, its latest check failed: %s (%s); want still ejected", h.State, h.Reason)
 		}
 		g.Observe(a, ok)
 		if h := a.Health(); h.State != Healthy || isEjected(a) {
-			t.Fatalf("after two checks passed: %s; want healthy", h.State)
+			t.Fatalf("after a check passed: %s; want healthy", h.State)
+		}
+
+		// Ejected again; its checks fail the unhealthy threshold (2)
+		// meanwhile: it is unhealthy for them, and needs the healthy
+		// threshold (2) to come back.
+		fail(g, a, 2)
+		g.Observe(a, fail503)
+		g.Observe(a, fail503)
+		if h := a.Health(); isEjected(a) || h.State != Unhealthy || h.Reason != ReasonResponseCodeMismatch {
+			t.Fatalf("two checks failed while ejected: %s (%s), ejected %t; want unhealthy for the checks", h.State, h.Reason, isEjected(a))
+		}
+		g.Observe(a, ok)
+		if a.Health().State != Unhealthy {
+			t.Fatal("back after one check; want the healthy threshold (2)")
+		}
+		g.Observe(a, ok)
+		if a.Health().State != Healthy {
+			t.Fatalf("after two checks: %s; want healthy", a.Health().State)
 		}
 	})
 }

@@ -202,7 +202,8 @@ func (u *LoopConn) Take() (*Conn, error) {
 		c.W.Reset(nil)
 		return nil, err
 	}
-	c.Conn, c.Loop, c.Deadline = nc, nil, 0
+	c.setConn(nc)
+	c.Loop, c.Deadline = nil, 0
 	c.R.Attach(nc)
 	c.W.Attach(nc)
 	if !s.pool.track(c) {

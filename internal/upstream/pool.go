@@ -56,6 +56,11 @@ type Conn struct {
 
 	pool      *Pool
 	idleSince int64 // unix nanoseconds when put back in the pool
+	// raw is the socket under Conn, for alive's peek; peekFn, a method
+	// value made once, and peekOK carry the peek without allocating.
+	raw    syscall.RawConn
+	peekFn func(fd uintptr) bool
+	peekOK bool
 }
 
 // DefaultMaxIdle is how many idle connections a pool keeps per target, in
@@ -134,20 +139,32 @@ func (p *Pool) Get(ctx context.Context, timeout time.Duration, now int64, check 
 // it has sent a FIN (the read returns 0) or an error; one that sent bytes
 // while idle is out of step. Either way the connection is not reusable.
 func (c *Conn) alive() bool {
-	sc, ok := c.Conn.(syscall.Conn)
-	if !ok {
+	if c.raw == nil {
 		return true
 	}
-	raw, err := sc.SyscallConn()
-	if err != nil {
+	c.peekOK = false
+	if c.raw.Read(c.peekFn) != nil {
 		return false
 	}
-	alive := false
-	raw.Read(func(fd uintptr) bool {
-		alive = peekIdle(int(fd))
-		return true
-	})
-	return alive
+	return c.peekOK
+}
+
+func (c *Conn) peek(fd uintptr) bool {
+	c.peekOK = peekIdle(int(fd))
+	return true
+}
+
+// setConn makes nc the connection's socket, and readies alive's peek on it.
+func (c *Conn) setConn(nc net.Conn) {
+	c.Conn, c.raw = nc, nil
+	if sc, ok := nc.(syscall.Conn); ok {
+		if raw, err := sc.SyscallConn(); err == nil {
+			c.raw = raw
+			if c.peekFn == nil {
+				c.peekFn = c.peek
+			}
+		}
+	}
 }
 
 // peekIdle reports whether an idle socket is still open and quiet: nothing
@@ -165,7 +182,8 @@ func (p *Pool) Dial(ctx context.Context, timeout time.Duration) (*Conn, error) {
 	if err != nil {
 		return nil, &DialError{Addr: p.addr, Err: err}
 	}
-	c := &Conn{Conn: nc, R: h1.NewReader(nc, false), W: h1.NewWriter(nc), pool: p}
+	c := &Conn{R: h1.NewReader(nc, false), W: h1.NewWriter(nc), pool: p}
+	c.setConn(nc)
 	if !p.track(c) {
 		nc.Close()
 		return nil, ErrClosed

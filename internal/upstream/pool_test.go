@@ -9,7 +9,7 @@ import (
 )
 
 // listen accepts connections and hands them to the test.
-func listen(t *testing.T) (string, <-chan net.Conn) {
+func listen(t testing.TB) (string, <-chan net.Conn) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -112,5 +112,32 @@ func TestSetIdleDeadlineIsLazy(t *testing.T) {
 	c.SetIdleDeadline(now+int64(2*time.Second), 16*time.Second)
 	if c.Deadline == first {
 		t.Errorf("the deadline did not move after 2 s of a 16 s timeout")
+	}
+}
+
+// BenchmarkPoolGetChecked is what a request that could not be sent twice
+// pays to make sure its pooled connection is still open: a peek.
+func BenchmarkPoolGetChecked(b *testing.B) {
+	for _, check := range []bool{false, true} {
+		b.Run(map[bool]string{false: "unchecked", true: "checked"}[check], func(b *testing.B) {
+			addr, accepted := listen(b)
+			p := NewPool(addr, 4)
+			defer p.Close()
+			now := time.Now().UnixNano()
+			c, err := p.Get(context.Background(), time.Second, now, false)
+			if err != nil {
+				b.Fatal(err)
+			}
+			<-accepted
+			p.Put(c, now)
+			b.ReportAllocs()
+			for b.Loop() {
+				c, err := p.Get(context.Background(), time.Second, now, check)
+				if err != nil {
+					b.Fatal(err)
+				}
+				p.Put(c, now)
+			}
+		})
 	}
 }
