@@ -291,10 +291,11 @@ func (x *exchange) finish(keep bool, err error) bool {
 		x.h2.close()
 		x.h2 = nil
 	}
-	x.release()
 	if x.answered {
 		x.reportOutcome(err)
 	}
+	// After the outcome: a request is in flight until it is counted.
+	x.release()
 	if err != nil {
 		x.clientFailed(err)
 	}

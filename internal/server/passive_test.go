@@ -78,12 +78,28 @@ func ejected(lb *running, id string) bool {
 	return h.Ejected && h.State == target.Unhealthy && h.Reason == target.ReasonPassiveFailures
 }
 
-// waitAllHealthy waits for every target of "web" to be healthy.
+// settle waits until latch is done with every request it was sent: a
+// client has its answer a moment before latch counts the request's outcome
+// and ends its count in flight.
+func settle(t *testing.T, lb *running) {
+	t.Helper()
+	poll(t, 5*time.Second, "no request in flight", func() bool {
+		for _, h := range lb.Health("web") {
+			if h.Inflight != 0 {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// waitAllHealthy waits for every target of "web" to be healthy, in the
+// view that routes requests.
 func waitAllHealthy(t *testing.T, lb *running) {
 	t.Helper()
 	lb.waitFor(t, 5*time.Second, "every target healthy", func() bool {
 		for _, h := range lb.Health("web") {
-			if h.State != target.Healthy {
+			if h.State != target.Healthy || !h.Routable {
 				return false
 			}
 		}
@@ -314,6 +330,7 @@ func TestPassiveHealthTarget5xx(t *testing.T) {
 				t.Fatalf("target_5xx %t, request %d: %d from %q; want the target's 500", count, i, r.status, r.backend)
 			}
 		}
+		settle(t, lb)
 		if got := ejected(lb, bad.addr); got != count {
 			t.Errorf("target_5xx %t: ejected %t after 3 answers of 500", count, got)
 		}
@@ -525,7 +542,16 @@ func TestPassiveHealthEveryAlgorithmAndStickiness(t *testing.T) {
 					ss = append(ss, &session{c: &http.Client{Jar: jar, Transport: client.Transport, Timeout: 10 * time.Second},
 						user: fmt.Sprint("user-", i)})
 				}
+				// Hash affinity bounds each target's load, and a request
+				// still counted in flight after its client has the answer
+				// (latch has not yet counted it done) sends the next one of
+				// its key elsewhere: requests of one key wait for none to be
+				// in flight, so that each goes to its key's own target.
+				keyed := k.name == "source_ip" || k.name == "hash"
 				send := func(s *session) (int, string) {
+					if keyed {
+						settle(t, lb)
+					}
 					req, _ := http.NewRequest("GET", lb.url+"/", nil)
 					if s.header != "" {
 						req.Header.Set("X-Session", s.header)
@@ -607,6 +633,7 @@ func TestPassiveHealthCutBodies(t *testing.T) {
 			t.Fatalf("request %d: %d, body error %v; want the target's 200 cut short", i, resp.StatusCode, err)
 		}
 	}
+	settle(t, lb)
 	if !ejected(lb, bad.addr) {
 		h := statusOf(lb, bad.addr)
 		t.Fatalf("after 3 responses cut short the target is %s (%s); want ejected", h.State, h.Reason)

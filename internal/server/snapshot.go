@@ -78,6 +78,10 @@ type TargetStatus struct {
 	// target.WeightUnit per unit of configured weight (slow start and
 	// anomaly mitigation lower it).
 	EffectiveWeight int
+	// Routable says the group's view sends requests to the target now. It
+	// follows Health: a change of health is in Health a moment before the
+	// view that acts on it is published.
+	Routable bool
 	// Ejected says passive health checking holds the target out
 	// (unhealthy, Target.PassiveFailures) at least until EjectedUntil.
 	Ejected      bool
@@ -97,11 +101,16 @@ func (s *Server) Snapshot() *Snapshot {
 	for _, g := range p.groups {
 		gs := GroupStatus{Name: g.Name}
 		v := g.View()
+		routable := make(map[*target.Target]bool, len(v.Routable))
+		for _, t := range v.Routable {
+			routable[t] = true
+		}
 		for _, t := range slices.Concat(v.Targets, v.Draining) {
 			a, m := t.Anomaly()
 			ts := TargetStatus{ID: t.ID, Generation: t.Generation, Weight: t.Weight(),
 				Drained: t.Drained(), Inflight: t.Inflight.Load(), Health: t.Health(), Checks: t.Checks(), Anomaly: a, Mitigated: m,
 				EffectiveWeight: t.EffectiveWeight()}
+			ts.Routable = routable[t]
 			if on, until := t.Ejected(); on {
 				ts.Ejected, ts.EjectedUntil = true, until
 			}
