@@ -67,6 +67,12 @@ type Record struct {
 	Sticky       sticky.Outcome
 	StickyReason sticky.Reason
 	MovedFrom    string
+	// Sent is when the request was last sent to a target, and Head when
+	// the target's response head came (zero: none came). ALB's
+	// request_processing_time is Start to Sent, its target_processing_time
+	// (and TargetResponseTime metric) Sent to Head, its
+	// response_processing_time Head to the end.
+	Sent, Head time.Time
 	// BytesIn and BytesOut count the request and response bodies' bytes.
 	BytesIn, BytesOut int64
 	// Classified says the request was classified for desync mitigation
@@ -94,6 +100,50 @@ type ConnEvent struct {
 	Listener string
 	// OnLoop says an event loop serves the connection (ConnOpened).
 	OnLoop bool
+}
+
+// Tee returns an Observer that passes each call to every one of obs, in
+// order (nil ones skipped): metrics and the access log both watch.
+func Tee(obs ...Observer) Observer {
+	var list tee
+	for _, o := range obs {
+		if o != nil {
+			list = append(list, o)
+		}
+	}
+	switch len(list) {
+	case 0:
+		return nil
+	case 1:
+		return list[0]
+	}
+	return list
+}
+
+type tee []Observer
+
+func (t tee) Begin(r *Record) {
+	for _, o := range t {
+		o.Begin(r)
+	}
+}
+
+func (t tee) End(r *Record) {
+	for _, o := range t {
+		o.End(r)
+	}
+}
+
+func (t tee) Refused(r *Record) {
+	for _, o := range t {
+		o.Refused(r)
+	}
+}
+
+func (t tee) Conn(e ConnEvent) {
+	for _, o := range t {
+		o.Conn(e)
+	}
 }
 
 // noObserver is the Observer of a handler that has none.

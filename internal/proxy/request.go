@@ -3,6 +3,7 @@ package proxy
 import (
 	"bytes"
 	"math/rand/v2"
+	"time"
 
 	"github.com/latch-lb/latch/internal/config"
 	"github.com/latch-lb/latch/internal/h1"
@@ -38,6 +39,7 @@ var (
 // used.
 func (x *exchange) writeHead(w *h1.Writer, t *target.Target) {
 	req := &x.req
+	x.rec.Sent = time.Now()
 	w.Write(req.Method)
 	w.WriteByte(' ')
 	w.Write(req.Target)

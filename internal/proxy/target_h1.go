@@ -180,7 +180,7 @@ func (x *exchange) gotHead() (final bool, err error) {
 	}
 	r := &x.out
 	r.reset()
-	x.answered = true
+	x.answered, x.rec.Head = true, time.Now()
 	r.status, r.reason, r.stdReason, r.sticky = resp.Status, resp.Reason, true, true
 	r.fields, r.kinds = append(r.fields, resp.Fields...), append(r.kinds, resp.Kinds...)
 	r.keep = x.mayKeep(x.body.Done())

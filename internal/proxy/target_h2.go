@@ -241,6 +241,7 @@ func (x *exchange) tryH2() error {
 		// an empty body without a content-length.
 		out.Body = emptyBody{}
 	}
+	x.rec.Sent = time.Now()
 	resp, err := x.be.H2.RoundTrip(out.WithContext(ctx))
 	if err != nil {
 		// Canceled before close cancels it: the idle timer fired (or the
@@ -267,7 +268,7 @@ func (x *exchange) tryH2() error {
 		return h1.ErrResponseStatus
 	}
 	t.Record(resp.StatusCode)
-	x.answered = true
+	x.answered, x.rec.Head = true, time.Now()
 	st.timer.Reset(idle)
 
 	r := &x.out
