@@ -179,12 +179,22 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- counter(dListenerDesyncBlocked, l.desyncBlocked.Load(), name)
 	}
 
+	stickyGroups := map[string]bool{}
+	if sn != nil && sn.Config != nil {
+		for _, g := range sn.Config.TargetGroups {
+			stickyGroups[g.Name] = g.Stickiness.Enabled
+		}
+	}
 	for name, g := range m.groups.load() {
 		ch <- counter(dGroupRetries, g.retries.Load(), name)
 		ch <- counter(dGroupRetriesRefused, g.retriesRefused.Load(), name)
+		// A group without stickiness has no sessions to report: its
+		// series show only if it had some before a reload turned it off.
+		all := sn == nil || stickyGroups[name]
 		for _, p := range stickyPairs {
-			ch <- counter(dSticky, g.sticky[p[0]][p[1]].Load(), name, sticky.Outcome(p[0]).String(),
-				reasonLabel(sticky.Reason(p[1])))
+			if v := g.sticky[p[0]][p[1]].Load(); all || v > 0 {
+				ch <- counter(dSticky, v, name, sticky.Outcome(p[0]).String(), reasonLabel(sticky.Reason(p[1])))
+			}
 		}
 	}
 
