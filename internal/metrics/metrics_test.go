@@ -106,7 +106,7 @@ func start(t *testing.T, path server.DataPath, yaml string) *lb {
 }
 
 type answer struct {
-	status           int
+	status          int
 	backend, cookie string
 }
 
