@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/latch-lb/latch/internal/proxy"
 	"github.com/latch-lb/latch/internal/proxy/proxytest"
 )
 
@@ -109,22 +110,40 @@ func (bc *benchClient) do() error {
 var proxyCases = []struct {
 	name                 string
 	sticky, cookie, post bool
+	// metrics puts latch's metrics (internal/metrics) on the data path
+	// beside the counting observer.
+	metrics bool
 }{
-	{"plain", false, false, false},
-	{"sticky/new-session", true, false, false},
-	{"sticky/session", true, true, false},
+	{"plain", false, false, false, false},
+	{"sticky/new-session", true, false, false, false},
+	{"sticky/session", true, true, false, false},
 	// A request that could not be sent twice: its pooled target
 	// connection is peeked at first, every time.
-	{"post", false, false, true},
+	{"post", false, false, true, false},
+	{"metrics/plain", false, false, false, true},
+	{"metrics/sticky/session", true, true, false, true},
 }
 
+// MetricsObserver returns latch's metrics observer, for the cases with
+// metrics: metrics_test.go sets it, as an external test, since
+// internal/metrics imports this package and so cannot be imported here.
+var MetricsObserver func() proxy.Observer
+
 // proxyRequest starts latch in front of a fast target for the case, with a
-// counting observer on its data path, as metrics would be, and returns its
+// counting observer on its data path (and latch's metrics, for metrics),
+// and returns its
 // address, the request to send it (with a session cookie when the case has
 // one; a POST with an empty body for post) and the observer.
-func proxyRequest(tb testing.TB, sticky, cookie, post bool) (addr string, req []byte, obs *proxytest.Counter) {
+func proxyRequest(tb testing.TB, sticky, cookie, post, metrics bool) (addr string, req []byte, obs *proxytest.Counter) {
 	obs = &proxytest.Counter{}
-	lb := startLB(tb, lbConfig{targets: []string{fastTarget(tb)}, sticky: sticky, observer: obs})
+	var o proxy.Observer = obs
+	if metrics {
+		if MetricsObserver == nil {
+			tb.Fatal("no MetricsObserver: metrics_test.go sets it")
+		}
+		o = proxy.Tee(obs, MetricsObserver())
+	}
+	lb := startLB(tb, lbConfig{targets: []string{fastTarget(tb)}, sticky: sticky, observer: o})
 	r := "GET /index.html HTTP/1.1\r\nHost: bench.example\r\nUser-Agent: bench\r\nAccept: */*\r\n"
 	if post {
 		r = "POST /submit HTTP/1.1\r\nHost: bench.example\r\nUser-Agent: bench\r\nContent-Length: 0\r\n"
@@ -142,7 +161,7 @@ func proxyRequest(tb testing.TB, sticky, cookie, post bool) (addr string, req []
 func BenchmarkProxy(b *testing.B) {
 	for _, bc := range proxyCases {
 		b.Run(dataPath.String()+"/"+bc.name, func(b *testing.B) {
-			addr, req, _ := proxyRequest(b, bc.sticky, bc.cookie, bc.post)
+			addr, req, _ := proxyRequest(b, bc.sticky, bc.cookie, bc.post, bc.metrics)
 			run := func(b *testing.B, c *benchClient) {
 				if err := c.do(); err != nil {
 					b.Fatal(err)
