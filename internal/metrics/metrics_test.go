@@ -479,3 +479,76 @@ func TestOpenMetrics(t *testing.T) {
 		t.Errorf("body does not look like OpenMetrics with latch's metrics:\n%s", body)
 	}
 }
+
+// TestMetricsFollowChanges checks that series follow the running config:
+// a group renamed by a reload loses its old series and starts the new ones
+// at zero, and changes applied and refused are counted by source.
+func TestMetricsFollowChanges(t *testing.T) {
+	a := startBackend(t, "a")
+	dir := t.TempDir()
+	yaml := func(group string) string {
+		return fmt.Sprintf(`listeners:
+  - name: front
+    address: 127.0.0.1:0
+    default_action: { type: forward, forward: { target_group: %[1]s } }
+target_groups:
+  - name: %[1]s
+    targets: [ { id: %[2]s } ]
+    health_check: { enabled: false }
+    attributes: { deregistration_delay.timeout_seconds: 0 }
+state_dir: %[3]s
+`, group, a.addr, dir)
+	}
+	l := start(t, server.Goroutines, yaml("web"))
+	if got := l.get(t, "/", ""); got.status != 200 {
+		t.Fatalf("got %d, want 200", got.status)
+	}
+	fams := l.families(t)
+	if got, _ := value(fams, "latch_target_requests_total", "target_group=web", "target="+a.addr); got != 1 {
+		t.Fatalf("web/a took %v requests, want 1", got)
+	}
+
+	cfg, err := config.Parse([]byte(yaml("shop")), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.srv.Apply(t.Context(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	err = l.srv.Update(t.Context(), func(c *config.Config) error {
+		c.TargetGroups[0].Targets[0].Weight = 5000
+		return nil
+	})
+	if err == nil {
+		t.Fatal("an update to weight 5000 was applied, want it refused")
+	}
+	// The counts come from the server's events, which the metrics read
+	// on their own goroutine: no event says they have, so look again.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		fams = l.families(t)
+		ok, _ := value(fams, "latch_config_reloads_total", "source=file", "result=success")
+		refused, _ := value(fams, "latch_config_reloads_total", "source=update", "result=failure")
+		_, web := value(fams, "latch_target_requests_total", "target_group=web", "target="+a.addr)
+		if ok == 2 && refused == 1 && !web {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after a reload and a refused update: %v file successes, %v update failures, web's series there: %v;"+
+				" want 2, 1, false", ok, refused, web)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got, ok := value(fams, "latch_target_requests_total", "target_group=shop", "target="+a.addr); !ok || got != 0 {
+		t.Errorf("shop/a: %v requests (series there: %v), want 0 before any request", got, ok)
+	}
+	if _, ok := value(fams, "latch_target_group_retries_total", "target_group=web"); ok {
+		t.Errorf("the renamed group web still has series")
+	}
+	if got := l.get(t, "/", ""); got.status != 200 {
+		t.Fatalf("got %d, want 200", got.status)
+	}
+	if got, _ := value(l.families(t), "latch_target_requests_total", "target_group=shop", "target="+a.addr); got != 1 {
+		t.Errorf("shop/a took %v requests, want 1", got)
+	}
+}
