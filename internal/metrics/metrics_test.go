@@ -429,6 +429,24 @@ func testMetrics(t *testing.T, path server.DataPath) {
 		t.Errorf("latch_config_last_reload_success_timestamp_seconds = %v, want within the last minute", last)
 	}
 
+	// Every connection closed, none is open: latch tells the observer of a
+	// close after the client sees it, so look again until it has.
+	l.clients.Transport.(*http.Transport).CloseIdleConnections()
+	tr.CloseIdleConnections()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		f := l.families(t)
+		open1, _ := value(f, "latch_listener_connections_open", front)
+		open2, _ := value(f, "latch_listener_connections_open", secure)
+		if open1 == 0 && open2 == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("connections open after every client closed: front %v, secure %v; want 0", open1, open2)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+
 	// The dashboard's read agrees with the scrape.
 	for _, tt := range l.m.Targets() {
 		if tt.Group == "web" && tt.Target == stuck.addr {
