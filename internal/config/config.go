@@ -28,6 +28,9 @@ type Config struct {
 	// CookieKeys, when set, replace the key ring kept in StateDir. The first
 	// key encrypts; all of them decrypt. Nil: the key ring in StateDir.
 	CookieKeys []CookieKey
+	// AccessLog, when set, has latch write one line per request (see
+	// AccessLog); nil: no access log.
+	AccessLog *AccessLog
 }
 
 // Listener accepts client connections on one address. The zero value is not
