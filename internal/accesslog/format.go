@@ -423,11 +423,14 @@ func appendRequestLine(b []byte, r *proxy.Record) []byte {
 	b = append(b, ':')
 	b = append(b, r.Port...)
 	b = append(b, pathOf(r.URI)...)
-	if r.HTTP2 {
+	switch {
+	case r.HTTP2:
 		return append(b, " HTTP/2.0"...)
+	case len(r.Version) == 0:
+		return append(b, " -"...) // HTTP/0.9's line has none
 	}
-	b = append(b, " HTTP/1."...)
-	return strconv.AppendInt(b, int64(r.Minor), 10)
+	b = append(b, ' ')
+	return append(b, r.Version...)
 }
 
 // stripPort returns host without a port ("example.com:8080", "[::1]:80").

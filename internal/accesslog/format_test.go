@@ -98,9 +98,9 @@ func testRecord() *proxy.Record {
 	start := time.Date(2026, 12, 7, 6, 30, 0, 123456000, time.UTC)
 	return &proxy.Record{
 		Listener: "public", Proto: "https", Port: "443", Client: []byte("192.0.2.7:50123"),
-		Start: start, Duration: 27 * time.Millisecond, Minor: 1, Method: []byte("GET"),
+		Start: start, Duration: 27 * time.Millisecond, Minor: 1, Method: []byte("GET"), Version: []byte("HTTP/1.1"),
 		Host: []byte("shop.example.com:8443"), URI: []byte("/cart?item=7&q=a%20b"),
-		UserAgent: []byte(`curl/8.5 "quoted" \ ` + "caf\xc3\xa9"),
+		UserAgent:  []byte(`curl/8.5 "quoted" \ ` + "caf\xc3\xa9"),
 		TLSVersion: tls.VersionTLS13, TLSCipher: tls.TLS_AES_128_GCM_SHA256, SNI: "shop.example.com",
 		Status: 200, Routed: true, Action: proxy.Forward, Rule: 10, Group: "web",
 		Target: &target.Target{ID: "10.0.0.5:8080"}, Retried: true,
@@ -166,7 +166,7 @@ func TestFormatJSON(t *testing.T) {
 // a request refused before its line could be read, a client gone.
 func TestFormatNotForwarded(t *testing.T) {
 	start := time.Date(2026, 12, 7, 6, 30, 0, 0, time.UTC)
-	base := proxy.Record{Listener: "l", Proto: "http", Port: "80", Client: []byte("[::1]:4000"), Start: start, Minor: 1}
+	base := proxy.Record{Listener: "l", Proto: "http", Port: "80", Client: []byte("[::1]:4000"), Start: start, Minor: 1, Version: []byte("HTTP/1.1")}
 
 	redirect := base
 	redirect.Method, redirect.Host, redirect.URI = []byte("GET"), []byte("a.example"), []byte("http://a.example/old?x=1")

@@ -225,7 +225,7 @@ func (s *stream) refuse(x *exchange, status int, cause string) {
 	x.req.Method = []byte(s.r.Method) // no body to HEAD
 	x.newRecord(x.now)
 	x.answerError(status, cause, false)
-	x.rec.Status = status
+	x.rec.Status, x.rec.BytesOut = status, x.out.bodyLength()
 	x.h.obs.Refused(&x.rec)
 	s.write(x)
 }

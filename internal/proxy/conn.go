@@ -110,7 +110,7 @@ func (c *h1conn) reject(status int, cause string) {
 	x.now = now
 	x.newRecord(now)
 	x.answerError(status, cause, false)
-	x.rec.Status = status
+	x.rec.Status, x.rec.BytesOut = status, x.out.bodyLength()
 	c.h.obs.Refused(&x.rec) // before the answer: a client that reads it finds it counted
 	c.write(x)
 }

@@ -146,9 +146,14 @@ func (x *exchange) newRecord(now time.Time) {
 		TLSVersion: x.tlsVersion, TLSCipher: x.tlsCipher, SNI: x.sni,
 		Classified: x.rec.Classified, Desync: x.rec.Desync, DesyncBlocked: x.rec.DesyncBlocked}
 	if x.req.Method != nil {
-		x.rec.Host, x.rec.URI = x.req.Host, x.req.Target
+		x.rec.Host, x.rec.URI, x.rec.Version = x.req.Host, x.req.Target, x.req.Proto
 		if x.h.observed {
 			x.rec.UserAgent = x.field(userAgent)
+			if x.rec.Host == nil {
+				// A request refused before it was framed (desync
+				// mitigation's) has its Host among its fields alone.
+				x.rec.Host = x.fieldOf(h1.KindHost)
+			}
 		}
 	}
 }
@@ -423,6 +428,16 @@ func (x *exchange) writeSticky(sink sticky.FieldSink) {
 }
 
 var userAgent = []byte("User-Agent")
+
+// fieldOf returns the value of the request's first field of that kind.
+func (x *exchange) fieldOf(k h1.Kind) []byte {
+	for i, f := range x.req.Fields {
+		if x.req.Kinds[i] == k {
+			return f.Value
+		}
+	}
+	return nil
+}
 
 // field returns the value of the request's first field of that name.
 func (x *exchange) field(name []byte) []byte {

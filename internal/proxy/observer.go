@@ -49,10 +49,10 @@ type Record struct {
 	Minor  int
 	Method []byte
 	// Host is the request's host (its Host field, :authority, or an
-	// absolute-form target's authority), URI its target exactly as sent,
-	// UserAgent its User-Agent field; nil when the request did not say
-	// (or could not be read that far).
-	Host, URI, UserAgent []byte
+	// absolute-form target's authority), URI its target and Version its
+	// version exactly as sent, UserAgent its User-Agent field; nil when
+	// the request did not say (or could not be read that far).
+	Host, URI, Version, UserAgent []byte
 	// TLSVersion and TLSCipher are the client connection's TLS version and
 	// cipher suite (crypto/tls's values; 0 without TLS), SNI the server
 	// name the client asked for in its handshake ("" for none).
