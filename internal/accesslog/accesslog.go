@@ -213,28 +213,28 @@ func (l *Log) run() {
 			l.write(buf)
 			// Write what else came before flushing: under load, the
 			// bufio.Writer's 64 KiB go out in one write.
-			for drained := false; !drained; {
-				select {
-				case buf := <-l.queue:
-					l.write(buf)
-				default:
-					drained = true
-				}
-			}
+			l.drain()
 			l.flush()
 		case <-tick.C:
 			l.flush()
 		case reply := <-l.reopen:
+			l.drain() // what came before the signal goes to the old file
 			reply <- l.reopenFile()
 		case <-l.stop:
-			for {
-				select {
-				case buf := <-l.queue:
-					l.write(buf)
-				default:
-					return // Close flushes
-				}
-			}
+			l.drain()
+			return // Close flushes
+		}
+	}
+}
+
+// drain writes every line queued now.
+func (l *Log) drain() {
+	for {
+		select {
+		case buf := <-l.queue:
+			l.write(buf)
+		default:
+			return
 		}
 	}
 }
