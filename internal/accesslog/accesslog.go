@@ -24,8 +24,8 @@ import (
 // path formats into a buffer taken from a fixed set and hands it to the
 // writer through a bounded queue: when the writer has fallen behind (a
 // slow disk) and no buffer is free, the line is dropped and counted
-// (Dropped), never waited for. Lines are written through a bufio.Writer,
-// flushed when the queue runs empty and at least every second.
+// (Dropped), never waited for. The writer writes what was queued every
+// 10 ms through a bufio.Writer, and flushes it then.
 type Log struct {
 	format config.AccessLogFormat
 	path   string // the file, for Reopen; "" for a writer given to New
@@ -55,12 +55,14 @@ type Log struct {
 type buffer struct{ b []byte }
 
 const (
-	// DefaultQueue is how many lines may wait for the writer: at 300
-	// bytes a line, about 1.2 MB, and a second of 4,000 requests a
-	// second.
+	// DefaultQueue is how many lines may wait for the writer: 4096
+	// buffers of 512 bytes (2 MiB, allocated once), what 400,000
+	// requests a second queue between two of the writer's rounds.
 	DefaultQueue = 4096
 	maxKept      = 16 << 10
-	flushEvery   = time.Second
+	// pollEvery is how often the writer writes what was queued, and
+	// flushes: a line is in the file within that of its request's end.
+	pollEvery = 10 * time.Millisecond
 )
 
 var _ proxy.Observer = (*Log)(nil)
@@ -201,22 +203,21 @@ func (l *Log) Close() error {
 	return err
 }
 
-// run is the writer: it writes lines as they come, flushes when the queue
-// runs empty and every second, and reopens the file when asked.
+// run is the writer. It wakes every pollEvery, writes what was queued and
+// flushes; a request never wakes it: a send on a channel with a
+// goroutine waiting on it hands that goroutine to the scheduler, which on
+// an event loop's thread cost a request a third of its time (BenchmarkProxy,
+// access-log case: 150 µs a request against 50 µs with a polling writer).
 func (l *Log) run() {
 	defer close(l.done)
-	tick := time.NewTicker(flushEvery)
+	tick := time.NewTicker(pollEvery)
 	defer tick.Stop()
 	for {
 		select {
-		case buf := <-l.queue:
-			l.write(buf)
-			// Write what else came before flushing: under load, the
-			// bufio.Writer's 64 KiB go out in one write.
-			l.drain()
-			l.flush()
 		case <-tick.C:
-			l.flush()
+			if l.drain() > 0 {
+				l.flush()
+			}
 		case reply := <-l.reopen:
 			l.drain() // what came before the signal goes to the old file
 			reply <- l.reopenFile()
@@ -227,14 +228,16 @@ func (l *Log) run() {
 	}
 }
 
-// drain writes every line queued now.
-func (l *Log) drain() {
+// drain writes every line queued now (to the bufio.Writer, which writes
+// to the file as its 64 KiB fill), and returns how many.
+func (l *Log) drain() (n int) {
 	for {
 		select {
 		case buf := <-l.queue:
 			l.write(buf)
+			n++
 		default:
-			return
+			return n
 		}
 	}
 }
