@@ -408,6 +408,7 @@ func testEndToEnd(t *testing.T, path server.DataPath) {
 		{"type": "h2", "elb": "secure", "elb_status_code": 200.0, "user_agent": "json-h2", "ssl_protocol": "TLSv1.3",
 			"domain_name": "front.example.test", "trace_id": resp.Header.Get("X-Seen-Trace")},
 	} {
+		t.Logf("%s", jsonLines[i])
 		var got map[string]any
 		if err := json.Unmarshal([]byte(jsonLines[i]), &got); err != nil {
 			t.Fatalf("line %d is not JSON: %v\n%s", i+1, err, jsonLines[i])
