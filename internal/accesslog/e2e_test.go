@@ -274,6 +274,28 @@ func testEndToEnd(t *testing.T, path server.DataPath) {
 		"target_status_code_list": "200", "sticky": "new", "retried": "false",
 	}})
 
+	// HTTPS over HTTP/1.1, with TLS 1.2: OpenSSL's names for its suites.
+	h1s := &http.Client{Transport: &http.Transport{TLSNextProto: map[string]func(string, *tls.Conn) http.RoundTripper{},
+		TLSClientConfig: &tls.Config{RootCAs: e.ca.Pool, ServerName: "front.example.test", MaxVersion: tls.VersionTLS12}}}
+	defer h1s.CloseIdleConnections()
+	resp, body, local = get(t, h1s, "https://"+secure+"/h1s", "h1s-client")
+	if resp.StatusCode != 200 || body != "hello" || resp.ProtoMajor != 1 {
+		t.Fatalf("GET /h1s over HTTPS: %s %d %q", resp.Proto, resp.StatusCode, body)
+	}
+	e.ended.wait(t, "GET /h1s")
+	want = append(want, expect{timed: true, fields: map[string]string{
+		"type": "https", "elb": "secure", "client:port": local, "target:port": e.web,
+		"elb_status_code": "200", "target_status_code": "200", "received_bytes": "0", "sent_bytes": "5",
+		"request":    "GET https://" + secure[:strings.LastIndexByte(secure, ':')] + ":" + securePort + "/h1s HTTP/1.1",
+		"user_agent": "h1s-client", "ssl_cipher": cipherName(resp.TLS.CipherSuite), "ssl_protocol": "TLSv1.2",
+		"target_group_arn": "web", "trace_id": resp.Header.Get("X-Seen-Trace"), "domain_name": "front.example.test",
+		"matched_rule_priority": "0", "actions_executed": "forward", "target:port_list": e.web,
+		"target_status_code_list": "200", "sticky": "new", "retried": "false",
+	}})
+	if c := cipherName(resp.TLS.CipherSuite); !strings.HasPrefix(c, "ECDHE-") {
+		t.Errorf("TLS 1.2's cipher suite is written %q, want OpenSSL's name", c)
+	}
+
 	// A WebSocket upgrade: logged when the tunnel closes.
 	conn, rd, resp := raw(t, plain, "GET /ws HTTP/1.1\r\nHost: ws.example\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nUser-Agent: ws-client\r\n\r\n")
 	if resp.StatusCode != 101 {
