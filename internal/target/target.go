@@ -93,6 +93,11 @@ type Target struct {
 	// ejection time ends, unix nanoseconds, 0 when it is not ejected.
 	failedRun    atomic.Int32
 	ejectedUntil atomic.Int64
+	// lastSession is when the target last served a sticky request, unix
+	// nanoseconds (0: never); sessions counts the distinct sessions it
+	// served (sessions.go), nil until its first.
+	lastSession atomic.Int64
+	sessions    atomic.Pointer[sessionSketch]
 
 	// Guarded by the owning group's mu:
 	okRun, failRun int // consecutive probe results
