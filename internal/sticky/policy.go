@@ -520,3 +520,18 @@ func expires(now time.Time) string {
 	expiryCache.Store(e)
 	return e.text
 }
+
+// Mint seals a new session that pins target (generation gen) from now, as
+// a response of the data path would, and returns where a request carries
+// it: the cookie's or header's name, and the sealed value. An app_cookie
+// session holds only while the request also carries the application's
+// cookie (AppCookie), as ALB's.
+func (p *Policy) Mint(target string, gen uint64, now time.Time) (name, value string) {
+	v, _ := p.appendValue(nil, target, gen, now.Unix(), 0, now)
+	switch p.Kind {
+	case AppCookie:
+		return appShardNames[0], string(v)
+	default:
+		return p.Name, string(v)
+	}
+}
