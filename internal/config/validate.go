@@ -74,6 +74,7 @@ func (c *Config) validate(files bool) []problem {
 		v.add("state_dir", "must not be empty")
 	}
 	v.cookieKeys()
+	v.accessLog()
 	return v.probs
 }
 
@@ -204,6 +205,12 @@ func (v *validator) targetGroups() {
 			ids[t.ID] = true
 			if msg := checkRange(t.Weight, 1, 1000, ""); msg != "" {
 				v.add(tpath+".weight", msg)
+			}
+			if t.Drain != nil {
+				paths, msgs := t.Drain.WithDefaults().problems()
+				for k := range paths {
+					v.addf(tpath+".drain."+paths[k], "target %s of group %q: %s", t.ID, g.Name, msgs[k])
+				}
 			}
 		}
 		if !g.ProtocolVersion.valid() {

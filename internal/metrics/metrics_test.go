@@ -317,8 +317,9 @@ func testMetrics(t *testing.T, path server.DataPath) {
 	}
 	stuck.sick.Store(true)
 	l.waitState(t, "web", stuck.addr, "unhealthy")
-	if got := l.get(t, "/", first.cookie); got.backend != other.name { // moved: unhealthy
-		t.Fatalf("session of an unhealthy target went to %q, want %q", got.backend, other.name)
+	moved := l.get(t, "/", first.cookie) // moved: unhealthy
+	if moved.backend != other.name || moved.cookie == "" {
+		t.Fatalf("session of an unhealthy target went to %q (cookie %q), want %q and a cookie", moved.backend, moved.cookie, other.name)
 	}
 	if got := l.get(t, "/down", ""); got.status != 502 {
 		t.Fatalf("/down: got %d, want 502", got.status)
@@ -344,7 +345,6 @@ func testMetrics(t *testing.T, path server.DataPath) {
 	resp.Body.Close()
 	raw(t, l.secure, "this is no ClientHello\r\n\r\n")
 
-	fams := l.families(t)
 	const front, secure = "listener=front", "listener=secure"
 	web, stuckT, otherT := "target_group=web", "target="+stuck.addr, "target="+other.addr
 	checks := []struct {
@@ -398,54 +398,59 @@ func testMetrics(t *testing.T, path server.DataPath) {
 		{"latch_config_reloads_total", []string{"source=file", "result=success"}, 1},
 		{"latch_config_reloads_total", []string{"source=file", "result=failure"}, 0},
 	}
-	for _, c := range checks {
-		got, ok := value(fams, c.name, c.labels...)
-		if !ok {
-			t.Errorf("%s{%s}: no such series", c.name, strings.Join(c.labels, ","))
-		} else if got != c.want {
-			t.Errorf("%s{%s} = %v, want %v", c.name, strings.Join(c.labels, ","), got, c.want)
+	// latch tells the observer of a request once its answer is written,
+	// which a client may read a moment before: look again until every
+	// count is in (or 10 s have passed).
+	fams := settle(t, l, func(fams map[string]*dto.MetricFamily) (bad []string) {
+		for _, c := range checks {
+			got, ok := value(fams, c.name, c.labels...)
+			if !ok {
+				bad = append(bad, fmt.Sprintf("%s{%s}: no such series", c.name, strings.Join(c.labels, ",")))
+			} else if got != c.want {
+				bad = append(bad, fmt.Sprintf("%s{%s} = %v, want %v", c.name, strings.Join(c.labels, ","), got, c.want))
+			}
 		}
-	}
-	// Of the web group's 5 requests, the stuck target took the new
-	// session's, the hit's, the 500 and perhaps the tampered one's; every
-	// one had a response head timed.
-	var reqs, timed float64
-	for _, id := range []string{stuckT, otherT} {
-		r, _ := value(fams, "latch_target_requests_total", web, id)
-		h, _ := value(fams, "latch_target_response_time_seconds", web, id)
-		reqs, timed = reqs+r, timed+h
-	}
-	if reqs != 5 || timed != 5 {
-		t.Errorf("web's targets took %v requests, %v timed; want 5 and 5", reqs, timed)
-	}
-	// Every pair request that found the dead target first was retried:
-	// as many retries as connect failures there.
-	retries, _ := value(fams, "latch_target_group_retries_total", "target_group=pair")
-	fails, _ := value(fams, "latch_target_connect_failures_total", "target_group=pair", "target="+dead)
-	if retries < 1 || retries != fails {
-		t.Errorf("pair: %v retries, %v connect failures on the dead target; want as many, at least 1", retries, fails)
-	}
-	if last, _ := value(fams, "latch_config_last_reload_success_timestamp_seconds"); last < float64(time.Now().Add(-time.Minute).Unix()) {
-		t.Errorf("latch_config_last_reload_success_timestamp_seconds = %v, want within the last minute", last)
-	}
+		// Of the web group's 5 requests, the stuck target took the new
+		// session's, the hit's, the 500 and perhaps the tampered one's; every
+		// one had a response head timed.
+		var reqs, timed float64
+		for _, id := range []string{stuckT, otherT} {
+			r, _ := value(fams, "latch_target_requests_total", web, id)
+			h, _ := value(fams, "latch_target_response_time_seconds", web, id)
+			reqs, timed = reqs+r, timed+h
+		}
+		if reqs != 5 || timed != 5 {
+			bad = append(bad, fmt.Sprintf("web's targets took %v requests, %v timed; want 5 and 5", reqs, timed))
+		}
+		// Every pair request that found the dead target first was retried:
+		// as many retries as connect failures there.
+		retries, _ := value(fams, "latch_target_group_retries_total", "target_group=pair")
+		fails, _ := value(fams, "latch_target_connect_failures_total", "target_group=pair", "target="+dead)
+		if retries < 1 || retries != fails {
+			bad = append(bad, fmt.Sprintf("pair: %v retries, %v connect failures on the dead target; want as many, at least 1", retries, fails))
+		}
+		if last, _ := value(fams, "latch_config_last_reload_success_timestamp_seconds"); last < float64(time.Now().Add(-time.Minute).Unix()) {
+			bad = append(bad, fmt.Sprintf("latch_config_last_reload_success_timestamp_seconds = %v, want within the last minute", last))
+		}
+		return bad
+	})
 
 	// Every connection closed, none is open: latch tells the observer of a
 	// close after the client sees it, so look again until it has.
 	l.clients.Transport.(*http.Transport).CloseIdleConnections()
 	tr.CloseIdleConnections()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		f := l.families(t)
-		open1, _ := value(f, "latch_listener_connections_open", front)
-		open2, _ := value(f, "latch_listener_connections_open", secure)
-		if open1 == 0 && open2 == 0 {
-			break
+	settle(t, l, func(f map[string]*dto.MetricFamily) (bad []string) {
+		for _, ln := range []string{front, secure} {
+			if n, _ := value(f, "latch_listener_connections_open", ln); n != 0 {
+				bad = append(bad, fmt.Sprintf("latch_listener_connections_open{%s} = %v after every client closed, want 0", ln, n))
+			}
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("connections open after every client closed: front %v, secure %v; want 0", open1, open2)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return bad
+	})
+
+	// The target the session moved to served one or two sessions (the
+	// moved one, and the tampered cookie's new one if it went there).
+	testDrain(t, l, other, moved.cookie)
 
 	// The dashboard's read agrees with the scrape.
 	for _, tt := range l.m.Targets() {
@@ -459,6 +464,78 @@ func testMetrics(t *testing.T, path server.DataPath) {
 				t.Errorf("Targets(): %d requests, %d timed, %d errors; want %v, as many, and 1", tt.Requests, n, tt.Errors, r)
 			}
 		}
+	}
+}
+
+// testDrain drains target b of group web, which served sticky sessions,
+// keeping them; after one more request of the session cookie pins there,
+// it checks the drain's progress and the change's count.
+func testDrain(t *testing.T, l *lb, b *backend, cookie string) {
+	t.Helper()
+	id := b.addr
+	d := config.Drain{Mode: config.DrainKeepSessions, Idle: time.Hour, Deadline: 2 * time.Hour}
+	if err := l.srv.Drain(t.Context(), "web", id, d); err != nil {
+		t.Fatal(err)
+	}
+	if got := l.get(t, "/", cookie); got.backend != b.name {
+		t.Fatalf("a session of a target drained with keep_sessions went to %q, want %q", got.backend, b.name)
+	}
+	// The change is counted on the metrics' own goroutine, the request
+	// once its answer is written.
+	fams := settle(t, l, func(fams map[string]*dto.MetricFamily) []string {
+		n, _ := value(fams, "latch_config_reloads_total", "source=update", "result=success")
+		hits, _ := value(fams, "latch_sticky_requests_total", "target_group=web", "outcome=hit", "reason=")
+		if n != 1 || hits != 3 {
+			return []string{fmt.Sprintf("after the drain and a request of the drained target's session: %v update successes, %v sticky hits; want 1 and 3", n, hits)}
+		}
+		return nil
+	})
+	labels := []string{"target_group=web", "target=" + id}
+	for _, c := range []struct {
+		name     string
+		min, max float64
+	}{
+		{"latch_target_drained", 1, 1},
+		{"latch_target_state", 1, 1}, // state=draining, below
+		{"latch_target_sessions", 1, 2},
+		{"latch_target_drain_sessions_left", 1, 2},
+		{"latch_target_drain_complete", 0, 0},
+	} {
+		ls := labels
+		if c.name == "latch_target_state" {
+			ls = append(ls[:2:2], "state=draining")
+		}
+		got, ok := value(fams, c.name, ls...)
+		if !ok || got < c.min || got > c.max {
+			t.Errorf("%s{%s} = %v (there: %v), want %v to %v", c.name, strings.Join(ls, ","), got, ok, c.min, c.max)
+		}
+	}
+	dl, _ := value(fams, "latch_target_drain_deadline_timestamp_seconds", labels...)
+	if want := float64(time.Now().Add(2 * time.Hour).Unix()); dl < want-60 || dl > want+60 {
+		t.Errorf("latch_target_drain_deadline_timestamp_seconds = %v, want about %v", dl, want)
+	}
+}
+
+// settle scrapes until check finds nothing wrong, and fails t with what it
+// found if that takes over 10 s. Counts come a moment after what they
+// count, with no event to wait for: an answer is counted once written, a
+// close once done, a config change on the metrics' own goroutine.
+func settle(t *testing.T, l *lb, check func(map[string]*dto.MetricFamily) []string) map[string]*dto.MetricFamily {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		fams := l.families(t)
+		bad := check(fams)
+		if len(bad) == 0 {
+			return fams
+		}
+		if time.Now().After(deadline) {
+			for _, b := range bad {
+				t.Error(b)
+			}
+			t.FailNow()
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 
@@ -521,10 +598,12 @@ state_dir: %[3]s
 	if got := l.get(t, "/", ""); got.status != 200 {
 		t.Fatalf("got %d, want 200", got.status)
 	}
-	fams := l.families(t)
-	if got, _ := value(fams, "latch_target_requests_total", "target_group=web", "target="+a.addr); got != 1 {
-		t.Fatalf("web/a took %v requests, want 1", got)
-	}
+	settle(t, l, func(fams map[string]*dto.MetricFamily) []string {
+		if got, _ := value(fams, "latch_target_requests_total", "target_group=web", "target="+a.addr); got != 1 {
+			return []string{fmt.Sprintf("web/a took %v requests, want 1", got)}
+		}
+		return nil
+	})
 
 	cfg, err := config.Parse([]byte(yaml("shop")), "")
 	if err != nil {
@@ -541,22 +620,17 @@ state_dir: %[3]s
 		t.Fatal("an update to weight 5000 was applied, want it refused")
 	}
 	// The counts come from the server's events, which the metrics read
-	// on their own goroutine: no event says they have, so look again.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		fams = l.families(t)
+	// on their own goroutine.
+	fams := settle(t, l, func(fams map[string]*dto.MetricFamily) []string {
 		ok, _ := value(fams, "latch_config_reloads_total", "source=file", "result=success")
 		refused, _ := value(fams, "latch_config_reloads_total", "source=update", "result=failure")
 		_, web := value(fams, "latch_target_requests_total", "target_group=web", "target="+a.addr)
-		if ok == 2 && refused == 1 && !web {
-			break
+		if ok != 2 || refused != 1 || web {
+			return []string{fmt.Sprintf("after a reload and a refused update: %v file successes, %v update failures,"+
+				" web's series there: %v; want 2, 1, false", ok, refused, web)}
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after a reload and a refused update: %v file successes, %v update failures, web's series there: %v;"+
-				" want 2, 1, false", ok, refused, web)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return nil
+	})
 	if got, ok := value(fams, "latch_target_requests_total", "target_group=shop", "target="+a.addr); !ok || got != 0 {
 		t.Errorf("shop/a: %v requests (series there: %v), want 0 before any request", got, ok)
 	}
@@ -566,7 +640,10 @@ state_dir: %[3]s
 	if got := l.get(t, "/", ""); got.status != 200 {
 		t.Fatalf("got %d, want 200", got.status)
 	}
-	if got, _ := value(l.families(t), "latch_target_requests_total", "target_group=shop", "target="+a.addr); got != 1 {
-		t.Errorf("shop/a took %v requests, want 1", got)
-	}
+	settle(t, l, func(fams map[string]*dto.MetricFamily) []string {
+		if got, _ := value(fams, "latch_target_requests_total", "target_group=shop", "target="+a.addr); got != 1 {
+			return []string{fmt.Sprintf("shop/a took %v requests, want 1", got)}
+		}
+		return nil
+	})
 }

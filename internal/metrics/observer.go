@@ -66,34 +66,35 @@ func (c cause) targetCause() bool {
 }
 
 // causeOf maps latch's own answer to its cause. It runs only for latch's
-// answers, off the common path, and compares strings without allocating.
-// The sentences are internal/proxy's (statusFor, refuse); a new one lands
-// in "other" until it is named here.
+// answers, off the common path, and compares strings without allocating:
+// a target's failure by Record.ErrorReason, the rest by status, and a
+// group without targets by internal/proxy's sentence (a new sentence lands
+// in "other" until it is named here).
 func causeOf(r *proxy.Record) cause {
-	c := r.Cause
+	switch r.ErrorReason {
+	case proxy.ErrorReasonConnectRefused, proxy.ErrorReasonConnectTimeout:
+		return causeConnectFailed
+	case proxy.ErrorReasonResponseTimeout:
+		return causeTimeout
+	case proxy.ErrorReasonTargetClosed:
+		return causeTargetClosed
+	case proxy.ErrorReasonInvalidResponse:
+		return causeInvalidResponse
+	case proxy.ErrorReasonDeregistered:
+		return causeDeregistered
+	}
 	switch {
 	case r.DesyncBlocked:
 		return causeDesyncBlocked
-	case c == "":
+	case r.Cause == "":
 		if r.Status >= 300 && r.Status < 400 {
 			return causeRedirect
 		}
 		return causeFixedResponse
-	case strings.HasSuffix(c, "has no registered targets"):
+	case r.Status == 503 && strings.HasSuffix(r.Cause, "has no registered targets"):
 		return causeNoTargets
-	case c == "the target refused the connection", strings.HasPrefix(c, "could not connect to the target"):
-		return causeConnectFailed
-	case strings.HasPrefix(c, "the target did not respond within"):
-		return causeTimeout
-	case c == "the target closed the connection":
-		return causeTargetClosed
-	case strings.HasPrefix(c, "the target was deregistered"):
-		return causeDeregistered
 	case r.Status == 408:
 		return causeRequestTimeout
-	case r.Status == 502:
-		// statusFor's remaining 502s: a response that could not be read.
-		return causeInvalidResponse
 	case r.Status >= 400 && r.Status < 500:
 		return causeRefusedRequest
 	}

@@ -8,9 +8,10 @@ import (
 // TestProxyDoesNotAllocate checks what BenchmarkProxy measures and the
 // README claims: once its pools are warm, latch proxies a plain HTTP/1.1
 // request on a kept-alive client connection without allocating, with or
-// without a sticky session, with an observer counting every request, and
-// with latch's metrics on. It runs the benchmark's serial case (its
-// target, client and requests) through testing.Benchmark and fails when
+// without a sticky session, with an observer counting every request, with
+// the access log on, writing to a file, and with latch's metrics on. It
+// runs the benchmark's serial case (its target, client and requests)
+// through testing.Benchmark and fails when
 // latch allocates once in every maxRequestsPerAlloc requests or more: a
 // steady-state allocation costs one per request, while the rest of the
 // process (the test's other goroutines, timers) may allocate a few times
@@ -22,7 +23,7 @@ func TestProxyDoesNotAllocate(t *testing.T) {
 	const maxRequestsPerAlloc = 100
 	for _, c := range proxyCases {
 		t.Run(c.name, func(t *testing.T) {
-			addr, req, obs := proxyRequest(t, c.sticky, c.cookie, c.post, c.metrics)
+			addr, req, obs := proxyRequest(t, c)
 
 			var client *benchClient
 			var err error

@@ -6,10 +6,13 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 
+	"github.com/latch-lb/latch/internal/accesslog"
+	"github.com/latch-lb/latch/internal/config"
 	"github.com/latch-lb/latch/internal/proxy"
 	"github.com/latch-lb/latch/internal/proxy/proxytest"
 )
@@ -106,22 +109,25 @@ func (bc *benchClient) do() error {
 // processes, as bench/ measures, both paths answer one request at a time
 // in the same time. The parallel case and allocs/op compare the paths.
 // proxyCases are what BenchmarkProxy measures and TestProxyDoesNotAllocate
-// checks: a plain group, and a sticky one without and with a session.
-var proxyCases = []struct {
-	name                 string
-	sticky, cookie, post bool
-	// metrics puts latch's metrics (internal/metrics) on the data path
-	// beside the counting observer.
-	metrics bool
-}{
-	{"plain", false, false, false, false},
-	{"sticky/new-session", true, false, false, false},
-	{"sticky/session", true, true, false, false},
+// checks: a plain group, and a sticky one without and with a session;
+// with the access log, and with latch's metrics.
+var proxyCases = []proxyCase{
+	{name: "plain"},
+	{name: "sticky/new-session", sticky: true},
+	{name: "sticky/session", sticky: true, cookie: true},
 	// A request that could not be sent twice: its pooled target
 	// connection is peeked at first, every time.
-	{"post", false, false, true, false},
-	{"metrics/plain", false, false, false, true},
-	{"metrics/sticky/session", true, true, false, true},
+	{name: "post", post: true},
+	{name: "access-log", sticky: true, cookie: true, accessLog: true},
+	{name: "metrics/plain", metrics: true},
+	{name: "metrics/sticky/session", sticky: true, cookie: true, metrics: true},
+}
+
+type proxyCase struct {
+	name                 string
+	sticky, cookie, post bool
+	accessLog            bool // an access log writing to a file, beside the counting observer
+	metrics              bool // latch's metrics (internal/metrics), beside the counting observer
 }
 
 // MetricsObserver returns latch's metrics observer, for the cases with
@@ -130,30 +136,45 @@ var proxyCases = []struct {
 var MetricsObserver func() proxy.Observer
 
 // proxyRequest starts latch in front of a fast target for the case, with a
-// counting observer on its data path (and latch's metrics, for metrics),
-// and returns its
-// address, the request to send it (with a session cookie when the case has
-// one; a POST with an empty body for post) and the observer.
-func proxyRequest(tb testing.TB, sticky, cookie, post, metrics bool) (addr string, req []byte, obs *proxytest.Counter) {
+// counting observer on its data path (and an access log in ALB's format,
+// writing to a file, with accessLog; latch's metrics with metrics), and
+// returns its address, the request to send it (with a session cookie when
+// the case has one; a POST with an empty body for post) and the observer.
+func proxyRequest(tb testing.TB, c proxyCase) (addr string, req []byte, obs *proxytest.Counter) {
 	obs = &proxytest.Counter{}
-	var o proxy.Observer = obs
-	if metrics {
+	var observer proxy.Observer = obs
+	if c.accessLog {
+		l, err := accesslog.Open(config.AccessLog{Path: filepath.Join(tb.TempDir(), "access.log")}, testLogger(tb))
+		if err != nil {
+			tb.Fatal(err)
+		}
+		observer = proxy.Tee(obs, l)
+		// Registered before startLB's, so run after the server's
+		// shutdown: every line is in.
+		tb.Cleanup(func() {
+			l.Close()
+			if d := l.Dropped(); d > 0 {
+				tb.Logf("the access log dropped %d of %d lines", d, d+l.Written())
+			}
+		})
+	}
+	if c.metrics {
 		if MetricsObserver == nil {
 			tb.Fatal("no MetricsObserver: metrics_test.go sets it")
 		}
-		o = proxy.Tee(obs, MetricsObserver())
+		observer = proxy.Tee(observer, MetricsObserver())
 	}
-	lb := startLB(tb, lbConfig{targets: []string{fastTarget(tb)}, sticky: sticky, observer: o})
+	lb := startLB(tb, lbConfig{targets: []string{fastTarget(tb)}, sticky: c.sticky, observer: observer})
 	r := "GET /index.html HTTP/1.1\r\nHost: bench.example\r\nUser-Agent: bench\r\nAccept: */*\r\n"
-	if post {
+	if c.post {
 		r = "POST /submit HTTP/1.1\r\nHost: bench.example\r\nUser-Agent: bench\r\nContent-Length: 0\r\n"
 	}
-	if cookie {
-		c := get(tb, lb.url+"/", "").cookie
-		if c == "" {
+	if c.cookie {
+		v := get(tb, lb.url+"/", "").cookie
+		if v == "" {
 			tb.Fatal("no AWSALB cookie from a sticky group")
 		}
-		r += "Cookie: AWSALB=" + c + "\r\n"
+		r += "Cookie: AWSALB=" + v + "\r\n"
 	}
 	return strings.TrimPrefix(lb.url, "http://"), []byte(r + "\r\n"), obs
 }
@@ -161,7 +182,7 @@ func proxyRequest(tb testing.TB, sticky, cookie, post, metrics bool) (addr strin
 func BenchmarkProxy(b *testing.B) {
 	for _, bc := range proxyCases {
 		b.Run(dataPath.String()+"/"+bc.name, func(b *testing.B) {
-			addr, req, _ := proxyRequest(b, bc.sticky, bc.cookie, bc.post, bc.metrics)
+			addr, req, _ := proxyRequest(b, bc)
 			run := func(b *testing.B, c *benchClient) {
 				if err := c.do(); err != nil {
 					b.Fatal(err)
