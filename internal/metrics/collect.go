@@ -63,7 +63,7 @@ var (
 		with(grp, "outcome", "reason")...)
 
 	dTargetRequests = desc("target_requests_total",
-		"Requests sent to the target, or picked for it (ALB's RequestCountPerTarget).", tgt...)
+		"Requests that ended on the target, answered by it or failed there; a retried one counts where it ended (ALB's RequestCountPerTarget).", tgt...)
 	dTargetResponses = desc("target_responses_total",
 		"The target's responses, by status class (ALB's HTTPCode_Target_NXX_Count).", with(tgt, "code")...)
 	dTargetErrors = desc("target_errors_total",
