@@ -2,6 +2,7 @@ package admin
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"slices"
@@ -379,10 +380,17 @@ func (a *Admin) patchAttributes(r *http.Request) (reply, error) {
 				ps = append(ps, config.Problem{Path: fmt.Sprintf("target_groups[%d].attributes[%s]", i, strconv.Quote(k)), Msg: err.Error()})
 			}
 		}
-		if len(ps) > 0 {
-			return ps
+		if len(ps) == 0 {
+			return nil
 		}
-		return nil
+		// Every problem at once: those of the values that would set,
+		// as Update would find them, with those that would not.
+		var vps config.Problems
+		if errors.As(c.ValidateExceptFiles(), &vps) {
+			ps = append(ps, vps...)
+		}
+		slices.SortStableFunc(ps, func(a, b config.Problem) int { return strings.Compare(a.Path, b.Path) })
+		return ps
 	})
 	if err != nil {
 		return reply{}, err
