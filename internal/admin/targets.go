@@ -305,6 +305,19 @@ func (a *Admin) undrain(r *http.Request) (reply, error) {
 	return a.targetReply(r.PathValue("name"), r.PathValue("id"), 0)
 }
 
+// Cookie is POST .../cookie's answer.
+type Cookie struct {
+	Cookie string `json:"cookie"` // the Cookie header's value: name=value
+}
+
+// Sessions is GET .../sessions's answer: per target, the distinct sticky
+// sessions seen within Window.
+type Sessions struct {
+	TargetGroup string         `json:"target_group"`
+	Window      string         `json:"window"`
+	Targets     map[string]int `json:"targets"`
+}
+
 func (a *Admin) mintCookie(r *http.Request) (reply, error) {
 	if _, _, err := lookup(a.o.Server.Snapshot(), r.PathValue("name")); err != nil {
 		return reply{}, err
