@@ -228,10 +228,15 @@ func logProblems(log *slog.Logger, msg string, err error) {
 	}
 }
 
+// demoAdmin is the demo's admin address: next to serve's default
+// (127.0.0.1:9901), so that a demo and a latch serve run side by side.
+const demoAdmin = "127.0.0.1:9902"
+
 func runDemo(args []string, stdout, stderr io.Writer) int {
 	fs := newFlags("demo", stderr)
 	addr := fs.String("addr", "127.0.0.1:8080", "address for latch to listen on")
 	sticky := fs.Bool("sticky", true, "turn lb_cookie stickiness on")
+	adminAddr := fs.String("admin", demoAdmin, `address for the admin API and dashboard ("" for none)`)
 	if fs.Parse(args) != nil {
 		return 2
 	}
@@ -243,7 +248,14 @@ func runDemo(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "latch demo: LATCH_DATA_PATH: %v\n", err)
 		return 2
 	}
-	if err := demo.Run(ctx, demo.Options{Addr: *addr, Sticky: *sticky, Out: stdout, Log: log, DataPath: dataPath}); err != nil {
+	o := demo.Options{Addr: *addr, Sticky: *sticky, Out: stdout, Log: log, DataPath: dataPath}
+	if *adminAddr != "" {
+		token := admin.NewToken() // printed: the demo is one person's, on loopback
+		o.Admin = func(b *server.Server) admin.Options {
+			return admin.Options{Server: b, Address: *adminAddr, Token: token, Log: log}
+		}
+	}
+	if err := demo.Run(ctx, o); err != nil {
 		fmt.Fprintln(stderr, "latch demo:", err)
 		return 1
 	}

@@ -86,8 +86,8 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 
 // reply is a handler's answer: the body as JSON, with its ETag.
 type reply struct {
-	status int // 0: 200
-	etag   string
+	status int    // 0: 200
+	etag   string // unquoted, as in bodies' "version"
 	body   any
 }
 
@@ -114,7 +114,7 @@ func (a *Admin) endpoint(write bool, h handlerFunc) http.Handler {
 			return
 		}
 		if rep.etag != "" {
-			w.Header().Set("ETag", rep.etag)
+			w.Header().Set("ETag", `"`+rep.etag+`"`)
 		}
 		if rep.status == 0 {
 			rep.status = http.StatusOK

@@ -125,14 +125,15 @@ func ifMatch(r *http.Request, what, current string) error {
 	if h == "" {
 		return nil
 	}
+	// A version is accepted quoted, as an ETag, or bare, as in a body.
 	for _, v := range strings.Split(h, ",") {
-		v = strings.TrimPrefix(strings.TrimSpace(v), "W/")
+		v = strings.Trim(strings.TrimPrefix(strings.TrimSpace(v), "W/"), `"`)
 		if v == "*" || v == current {
 			return nil
 		}
 	}
 	return &apiError{status: http.StatusConflict,
-		msg: fmt.Sprintf("If-Match %s: %s changed since that version (it is %s now); read it again", h, what, current)}
+		msg: fmt.Sprintf("If-Match %s: %s changed since that version (it is %q now); read it again", h, what, current)}
 }
 
 // update runs change on the running config's copy of the named group,

@@ -85,16 +85,18 @@ type Drain struct {
 	Complete bool `json:"complete"`
 }
 
-// etagOf is a resource's version: a hash of what its config holds, so
+// etagOf is a resource's version (its ETag, unquoted): a hash of what its config holds, so
 // that a change to one target does not make a client's version of
 // another stale.
 func etagOf(v any) string {
 	b, _ := json.Marshal(v)
 	sum := sha256.Sum256(b)
-	return `"` + hex.EncodeToString(sum[:8]) + `"`
+	return hex.EncodeToString(sum[:8])
 }
 
-func configETag(version uint64) string { return fmt.Sprintf(`"v%d"`, version) }
+// configETag is the running config's version, for what spans the whole
+// config (lists, the config, the diff).
+func configETag(version uint64) string { return fmt.Sprintf("v%d", version) }
 
 func seconds(d time.Duration) float64 { return d.Seconds() }
 
