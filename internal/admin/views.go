@@ -50,31 +50,34 @@ type HealthCheck struct {
 // gives it (TargetHealth.State, Reason, Description: Reason and
 // Description empty when healthy), and latch's own state besides.
 type Target struct {
-	ID string `json:"id"`
-	// Registered is false for a deregistered target still draining its
-	// requests (state draining, reason Target.DeregistrationInProgress).
-	Registered  bool   `json:"registered"`
+	ID          string `json:"id"`
 	Weight      int    `json:"weight"`
 	State       string `json:"state"`
 	Reason      string `json:"reason"`
 	Description string `json:"description"`
-	Since       string `json:"since"` // when State was entered, RFC 3339
+	InFlight    int64  `json:"in_flight"`
+	// Sessions is the number of distinct sticky sessions seen on the
+	// target lately; null where latch does not count them.
+	Sessions *int `json:"sessions"`
+	// Drain is the target's runtime drain; null when not drained.
+	Drain *Drain `json:"drain"`
+	// Registered is false for a deregistered target still draining its
+	// requests (state draining, reason Target.DeregistrationInProgress).
+	Registered bool   `json:"registered"`
+	Since      string `json:"since"` // when State was entered, RFC 3339
 	// Checks is what the health checks say, which differs from State
 	// while the target is drained.
-	Checks          string `json:"checks_state"`
-	InFlight        int64  `json:"in_flight"`
-	EffectiveWeight int    `json:"effective_weight"` // in target.WeightUnit per unit of weight
+	Checks string `json:"checks_state"`
+	// EffectiveWeight is the weight new picks use now, in
+	// target.WeightUnit (64) per unit of Weight: slow start and anomaly
+	// mitigation lower it.
+	EffectiveWeight int    `json:"effective_weight"`
 	Anomaly         string `json:"anomaly,omitempty"`
 	Mitigated       bool   `json:"mitigation_in_effect,omitempty"`
 	Ejected         bool   `json:"ejected,omitempty"`
 	EjectedUntil    string `json:"ejected_until,omitempty"`
 	Generation      uint64 `json:"generation"`
-	// Sessions is the number of distinct sticky sessions seen on the
-	// target lately; null where latch does not count them.
-	Sessions *int `json:"sessions"`
-	// Drain is the target's runtime drain; null when not drained.
-	Drain   *Drain `json:"drain"`
-	Version string `json:"version,omitempty"` // the target's ETag; "" once deregistered
+	Version         string `json:"version,omitempty"` // the target's ETag; "" once deregistered
 }
 
 // Drain is a target's runtime drain.
@@ -115,7 +118,7 @@ func timeString(t time.Time) string {
 	if t.IsZero() {
 		return ""
 	}
-	return t.UTC().Format(time.RFC3339Nano)
+	return t.UTC().Format(time.RFC3339)
 }
 
 // targetView renders ts; ct is its config entry, nil once deregistered.
