@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -296,5 +297,39 @@ func TestDemoStartsTheAdminAPI(t *testing.T) {
 	target := fields(stdout)[1][0]
 	if code, stdout, errs := ctlRun(t, env, "weight", "app", target, "2"); code != 0 {
 		t.Errorf("weight with the demo's token: exit %d\n%s%s", code, stdout, errs)
+	}
+}
+
+// TestServeAdminRefusals: latch serve does not start with an admin API
+// open to the network and no token, nor when the admin address is taken.
+func TestServeAdminRefusals(t *testing.T) {
+	dir := t.TempDir()
+	cfgPath := filepath.Join(dir, "latch.yaml")
+	base := configYAML(freeAddr(t), []string{backend(t, "a", 0)}, dir)
+	// 10.255.255.1 is not this host's, so nothing binds should the check go.
+	open := strings.Replace(base, "address: 127.0.0.1:0 # tests run many latches at once", "address: 10.255.255.1:9901", 1)
+	os.WriteFile(cfgPath, []byte(open), 0o644)
+	code, stderr := runLatch(t, "serve", "-config", cfgPath)
+	if code != 1 || !strings.Contains(stderr, "admin.address 10.255.255.1:9901 is not a loopback address and no admin token is set") {
+		t.Errorf("open admin, no token: exit %d, stderr:\n%s", code, stderr)
+	}
+
+	taken := freeAddr(t)
+	ln, err := net.Listen("tcp", taken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	os.WriteFile(cfgPath, []byte(strings.Replace(base, "address: 127.0.0.1:0 # tests run many latches at once", "address: "+taken, 1)), 0o644)
+	code, stderr = runLatch(t, "serve", "-config", cfgPath)
+	if code != 1 || !strings.Contains(stderr, "admin.address: listen tcp "+taken) {
+		t.Errorf("admin address taken: exit %d, stderr:\n%s", code, stderr)
+	}
+
+	// A token in the file: exit 2, saying where the token goes.
+	os.WriteFile(cfgPath, []byte(base+"  token: hunter2\n"), 0o644)
+	code, stderr = runLatch(t, "serve", "-config", cfgPath)
+	if code != 2 || !strings.Contains(stderr, "admin.token: the token is never written in the config") || strings.Contains(stderr, "hunter2") {
+		t.Errorf("token in the file: exit %d, stderr:\n%s", code, stderr)
 	}
 }
