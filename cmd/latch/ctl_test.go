@@ -159,6 +159,11 @@ func TestCtlWrites(t *testing.T) {
 		t.Fatalf("register: exit %d\n%s%s", code, out, errs)
 	}
 
+	// -weight 0 is latch's to refuse, not "no weight given".
+	errs = a.ctl(t, 1, "register", "web", "127.0.0.1:1", "-weight", "0")
+	if !strings.Contains(errs, "target_groups[0].targets[3].weight: 0 is outside 1-1000") {
+		t.Errorf("register -weight 0: stderr %q", errs)
+	}
 	rows := fields(a.ctl(t, 0, "weight", "web", a.targets[0], "5"))
 	if rows[1][0] != a.targets[0] || rows[1][1] != "5" {
 		t.Errorf("weight: got %q", rows)
@@ -249,6 +254,7 @@ func TestCtlUsage(t *testing.T) {
 		{[]string{"weight", "web", "127.0.0.1:1", "heavy"}, `weight "heavy" is not a whole number`},
 		{[]string{"-o", "yaml", "groups"}, `-o "yaml": want table or json`},
 		{[]string{"drain", "web", "127.0.0.1:1", "-bogus"}, "flag provided but not defined: -bogus"},
+		{[]string{"register", "web", "127.0.0.1:1", "-weight", "x"}, `invalid value "x" for flag -weight: "x" is not a whole number`},
 	} {
 		code, out, errs := ctlRun(t, nil, c.args...)
 		if code != 2 || !strings.Contains(errs, c.want) || !strings.Contains(errs, "usage: latch ctl") || out != "" {

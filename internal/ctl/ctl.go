@@ -205,7 +205,7 @@ func init() {
 	verbs = map[string]verb{
 		"groups":      {nil, noFlags, groups},
 		"targets":     {[]string{"GROUP"}, noFlags, targets},
-		"register":    {[]string{"GROUP", "ID"}, func(fs *flag.FlagSet) any { return fs.Int("weight", 0, "the target's weight, 1-1000 (default 1)") }, register},
+		"register":    {[]string{"GROUP", "ID"}, registerFlags, register},
 		"deregister":  {[]string{"GROUP", "ID"}, noFlags, deregister},
 		"weight":      {[]string{"GROUP", "ID", "N"}, noFlags, weight},
 		"drain":       {[]string{"GROUP", "ID"}, drainFlags, drain},
@@ -291,11 +291,35 @@ func (x *cmd) printTarget(t admin.Target) error {
 	return x.print(t, func(w io.Writer) { targetTable(w, []admin.Target{t}) })
 }
 
-func register(x *cmd, pos []string, opts any) error {
-	spec := admin.TargetSpec{ID: pos[1]}
-	if w := *opts.(*int); w != 0 {
-		spec.Weight = &w
+// optionalInt is an int flag that knows whether it was given, so that
+// -weight 0 reaches latch (and is refused there) rather than meaning
+// "not given".
+type optionalInt struct{ v *int }
+
+func (o *optionalInt) String() string {
+	if o == nil || o.v == nil {
+		return ""
 	}
+	return strconv.Itoa(*o.v)
+}
+
+func (o *optionalInt) Set(s string) error {
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		return fmt.Errorf("%q is not a whole number", s)
+	}
+	o.v = &n
+	return nil
+}
+
+func registerFlags(fs *flag.FlagSet) any {
+	w := &optionalInt{}
+	fs.Var(w, "weight", "the target's weight, 1-1000 (default 1)")
+	return w
+}
+
+func register(x *cmd, pos []string, opts any) error {
+	spec := admin.TargetSpec{ID: pos[1], Weight: opts.(*optionalInt).v}
 	var l admin.TargetList
 	if err := x.c.Do(x.ctx, "POST", path("target-groups", pos[0], "targets"), admin.RegisterRequest{Targets: []admin.TargetSpec{spec}}, &l); err != nil {
 		return err
