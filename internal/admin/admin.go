@@ -40,10 +40,10 @@ type Options struct {
 	Reload func(context.Context) error
 	// Metrics is served at /metrics (reads' rules apply). Nil: 404.
 	Metrics http.Handler
-	// Dashboard is served at / and below, but for /api/ and /metrics,
-	// with no token check: a browser cannot send one when it loads a
-	// page, so the dashboard must serve nothing but its page and assets,
-	// and read and write through the API with the token. Nil: 404.
+	// Dashboard serves every path but /api/... and /metrics, with no
+	// token check: a browser cannot send one when it loads a page, so the
+	// dashboard must serve its page and assets, and read and write through
+	// the API with the token. Nil: JSON 404s.
 	Dashboard http.Handler
 	// Log gets the listener's errors and each change made; never the
 	// token. Nil: slog.Default().

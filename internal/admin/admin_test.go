@@ -678,3 +678,36 @@ func TestRuntimeChangesSurviveReload(t *testing.T) {
 	}
 	checkDiff("after a refused reload")
 }
+
+// TestDashboardAndMetricsMount: the dashboard gets every path but the
+// API's and /metrics, so the API keeps its JSON 404s and 405s; /metrics
+// follows the read rule.
+func TestDashboardAndMetricsMount(t *testing.T) {
+	h := start(t, 200)
+	page := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "page "+r.Method+" "+r.URL.Path) })
+	metrics := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "latch_up 1\n") })
+	a, err := Start(Options{Server: h.srv, Address: "127.0.0.1:0", Token: testToken, Dashboard: page, Metrics: metrics, Log: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Shutdown(context.Background())
+	h2 := &harness{srv: h.srv, base: "http://" + a.Addr()}
+	if r := h2.do(t, req{method: "GET", path: "/"}).want(t, http.StatusOK); string(r.body) != "page GET /" {
+		t.Errorf("/: got %q", r.body)
+	}
+	if r := h2.do(t, req{method: "GET", path: "/static/app.js"}).want(t, http.StatusOK); string(r.body) != "page GET /static/app.js" {
+		t.Errorf("/static/app.js: got %q", r.body)
+	}
+	h2.do(t, req{method: "GET", path: "/api/v1/nothing"}).want(t, http.StatusNotFound).errorBody(t)
+	r := h2.do(t, req{method: "DELETE", path: "/api/v1/target-groups"}).want(t, http.StatusMethodNotAllowed)
+	if r.header.Get("Allow") != "GET, HEAD" {
+		t.Errorf("405 with a dashboard: Allow %q", r.header.Get("Allow"))
+	}
+	if r := h2.do(t, req{method: "GET", path: "/metrics", token: "-"}).want(t, http.StatusOK); string(r.body) != "latch_up 1\n" {
+		t.Errorf("/metrics: got %q", r.body)
+	}
+	h2.do(t, req{method: "POST", path: "/metrics"}).want(t, http.StatusMethodNotAllowed).errorBody(t)
+	a.openRead = false
+	h2.do(t, req{method: "GET", path: "/metrics", token: "-"}).want(t, http.StatusUnauthorized).errorBody(t)
+	h2.do(t, req{method: "GET", path: "/metrics"}).want(t, http.StatusOK)
+}

@@ -185,6 +185,10 @@ func (s *statusRecorder) Header() http.Header         { return s.h }
 func (s *statusRecorder) Write(b []byte) (int, error) { return len(b), nil }
 func (s *statusRecorder) WriteHeader(status int)      { s.status = status }
 
+// routes serves the API and /metrics from one mux, whose 404 and 405
+// answers go out as JSON, and everything else from the dashboard: it has
+// a mux of its own, so that a catch-all page can neither take the API's
+// unknown paths nor its wrong methods.
 func (a *Admin) routes() http.Handler {
 	mux := http.NewServeMux()
 	a.register(mux)
@@ -198,10 +202,11 @@ func (a *Admin) routes() http.Handler {
 			metrics.ServeHTTP(w, r)
 		}))
 	}
-	if a.o.Dashboard != nil {
-		mux.Handle("/", a.o.Dashboard)
-	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !strings.HasPrefix(r.URL.Path, "/api/") && r.URL.Path != "/metrics" && a.o.Dashboard != nil {
+			a.o.Dashboard.ServeHTTP(w, r)
+			return
+		}
 		// Handler finds the pattern without setting r's path values, which
 		// only ServeHTTP does.
 		if _, pattern := mux.Handler(r); pattern != "" {
