@@ -18,6 +18,10 @@ func (c *Config) Clone() *Config {
 		k.Secret = slices.Clone(k.Secret)
 		return k
 	})
+	if c.AccessLog != nil {
+		a := *c.AccessLog
+		out.AccessLog = &a
+	}
 	return &out
 }
 

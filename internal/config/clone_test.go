@@ -57,6 +57,7 @@ target_groups:
 cookie_keys:
   - {id: 1, secret: ` + key1 + `}
   - {id: 2, secret: ` + key2 + `}
+access_log: {path: access.log, format: json}
 `
 
 // parseEverything parses everything twice: a config to change, and one to

@@ -31,6 +31,9 @@ type Config struct {
 	// Admin is the admin listener's settings; the zero value is off (a
 	// file's default is DefaultAdmin).
 	Admin Admin
+	// AccessLog, when set, has latch write one line per request (see
+	// AccessLog); nil: no access log.
+	AccessLog *AccessLog
 }
 
 // Listener accepts client connections on one address. The zero value is not

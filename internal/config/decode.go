@@ -198,7 +198,7 @@ func (d *decoder) decode(data []byte) *Config {
 		return nil
 	}
 	root := doc.Content[0]
-	m := d.mapping(root, "", "listeners", "target_groups", "state_dir", "cookie_keys", "admin")
+	m := d.mapping(root, "", "listeners", "target_groups", "state_dir", "cookie_keys", "access_log", "admin")
 	if m == nil {
 		return nil
 	}
@@ -225,7 +225,32 @@ func (d *decoder) decode(data []byte) *Config {
 		cfg.CookieKeys = append(cfg.CookieKeys, d.cookieKey(n, item("cookie_keys", i)))
 	}
 	cfg.Admin = d.admin(m["admin"], "admin")
+	if n := m["access_log"]; n != nil {
+		cfg.AccessLog = d.accessLog(n, "access_log")
+	}
 	return cfg
+}
+
+// accessLog decodes access_log. Its path is resolved against the config
+// file's directory, but for "-" (standard output).
+func (d *decoder) accessLog(n *yaml.Node, path string) *AccessLog {
+	a := &AccessLog{}
+	m := d.mapping(n, path, "path", "format")
+	if m == nil {
+		return a
+	}
+	if v := d.required(n, m, path, "path"); v != nil {
+		if s, ok := d.scalar(v, path+".path"); ok {
+			a.Path = s
+			if s != Stdout {
+				a.Path = d.resolve(s)
+			}
+		}
+	}
+	if v := m["format"]; v != nil {
+		d.text(v, path+".format", &a.Format)
+	}
+	return a
 }
 
 var yamlLineRE = regexp.MustCompile(`^line (\d+): `)

@@ -195,6 +195,11 @@ func wrapReadmeBlock(t *testing.T, text string) (doc string, first int) {
 			return text + "target_groups:\n" + groupYAML(""), 1
 		}
 		return text, 1
+	case indent == 0 && top["target_groups"] == nil:
+		// A top-level key of its own (access_log): a minimal config
+		// around it.
+		head := listener + defaultAction + "target_groups:\n  - name: readme\n"
+		return head + text, strings.Count(head, "\n") + 1
 	case indent == 4 && readmeListenerFragment(t, top):
 		groups = append(groups, "readme")
 		head := listener

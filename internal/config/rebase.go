@@ -225,6 +225,9 @@ func CheckRuntimeChange(running, next *Config) error {
 	if !reflect.DeepEqual(next.CookieKeys, running.CookieKeys) {
 		owned("cookie_keys")
 	}
+	if !reflect.DeepEqual(next.AccessLog, running.AccessLog) {
+		owned("access_log")
+	}
 	if next.Admin != running.Admin {
 		owned("admin")
 	}

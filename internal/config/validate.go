@@ -75,6 +75,7 @@ func (c *Config) validate(files bool) []problem {
 	}
 	v.cookieKeys()
 	v.admin()
+	v.accessLog()
 	return v.probs
 }
 

@@ -93,13 +93,16 @@ func (x *exchange) backend(a *Action, now time.Time) *Backend {
 		return a.Backends[0]
 	}
 	if a.Groups != nil {
-		if s, miss := a.Groups.ReadFields(&x.req, now); miss == sticky.Hit {
+		s, miss := a.Groups.ReadFields(&x.req, now)
+		if miss == sticky.Hit {
 			for _, b := range a.Backends {
 				if b.Group.Name == s.Target && healthy(b) {
 					x.groupName, x.groupIssued = b.Group.Name, s.Issued
 					return b
 				}
 			}
+		} else if miss.InvalidReason() != sticky.NoReason {
+			x.rec.ErrorReason = ErrorReasonGroupCookieInvalid
 		}
 	}
 	b := a.pick(healthy)

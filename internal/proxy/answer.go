@@ -48,6 +48,7 @@ func (x *exchange) answer(a *Action) {
 		r := x.latchAnswer(a.Redirect.StatusCode, textHTML, keep)
 		x.buf = route.AppendLocation(x.buf[:0], a.Redirect, x.input(), x.h.proto, x.h.port)
 		r.add(nameLocation, x.buf, h1.KindOther)
+		x.rec.Redirect = x.buf
 		r.fixed, r.length = append(r.fixed[:0], a.body...), int64(len(a.body))
 	} else {
 		r := x.latchAnswer(a.Fixed.StatusCode, a.contentType, keep)

@@ -187,10 +187,13 @@ func (h *Handler) serveStream(w http.ResponseWriter, r *http.Request) {
 		}
 	}()
 	b, _ := r.Context().Value(burstKey{}).(*burst)
-	*x = exchange{h: h, body: s, ctx: r.Context(), burst: b, buf: x.buf[:0], xff: x.xff[:0],
+	*x = exchange{h: h, body: s, ctx: r.Context(), burst: b, buf: x.buf[:0], xff: x.xff[:0], trace: x.trace[:0],
 		req: h1.Request{Fields: x.req.Fields[:0], Kinds: x.req.Kinds[:0]}, resp: x.resp,
 		out: response{fields: x.out.fields[:0], kinds: x.out.kinds[:0], fixed: x.out.fixed[:0]}}
 	x.ipPort = []byte(r.RemoteAddr)
+	if r.TLS != nil {
+		x.tlsVersion, x.tlsCipher, x.sni = r.TLS.Version, r.TLS.CipherSuite, r.TLS.ServerName
+	}
 	x.ip, x.src = peerAddr(r.RemoteAddr)
 	if hosts := r.Header["Host"]; len(hosts) > 0 && (len(hosts) > 1 || hosts[0] != r.Host) {
 		// RFC 9113 §8.3.1: a host field beside :authority must match it.
@@ -220,9 +223,9 @@ func (h *Handler) serveStream(w http.ResponseWriter, r *http.Request) {
 func (s *stream) refuse(x *exchange, status int, cause string) {
 	x.now = time.Now()
 	x.req.Method = []byte(s.r.Method) // no body to HEAD
-	x.rec = Record{Listener: x.h.name, Start: x.now, HTTP2: true, Method: x.req.Method}
+	x.newRecord(x.now)
 	x.answerError(status, cause, false)
-	x.rec.Status = status
+	x.rec.Status, x.rec.BytesOut = status, x.out.bodyLength()
 	x.h.obs.Refused(&x.rec)
 	s.write(x)
 }

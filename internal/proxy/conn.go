@@ -108,10 +108,9 @@ func (c *h1conn) reject(status int, cause string) {
 	x.rt = c.h.route.Load()
 	c.touch(now.UnixNano(), x.rt.IdleTimeout)
 	x.now = now
-	x.rec = Record{Listener: c.h.name, Start: now, Minor: x.req.Minor, Method: x.req.Method,
-		Classified: x.rec.Classified, Desync: x.rec.Desync, DesyncBlocked: x.rec.DesyncBlocked}
+	x.newRecord(now)
 	x.answerError(status, cause, false)
-	x.rec.Status = status
+	x.rec.Status, x.rec.BytesOut = status, x.out.bodyLength()
 	c.h.obs.Refused(&x.rec) // before the answer: a client that reads it finds it counted
 	c.write(x)
 }

@@ -118,7 +118,9 @@ func (c *goConn) handshake(tc *tls.Conn) bool {
 		return false
 	}
 	c.deadline = 0 // the handshake's deadline is not the idle one
-	if tc.ConnectionState().NegotiatedProtocol == "h2" {
+	st := tc.ConnectionState()
+	c.x.tlsVersion, c.x.tlsCipher, c.x.sni = st.Version, st.CipherSuite, st.ServerName
+	if st.NegotiatedProtocol == "h2" {
 		c.handedOn = true
 		c.h.serveH2(tc, nil, c.h.route.Load().IdleTimeout)
 		return false

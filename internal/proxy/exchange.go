@@ -52,10 +52,14 @@ type exchange struct {
 	ip, ipPort []byte
 	src        netip.Addr
 	xff        []byte // scratch: the X-Forwarded-For value
-	buf        []byte // scratch: cookie values, redirect locations
-	in         route.Input
-	act        *Action  // the matched rule's action
-	be         *Backend // the target group the request goes to
+	trace      []byte // the trace header's value sent to the target
+	// The client connection's TLS, for the Observer (tlsVersion 0: none).
+	tlsVersion, tlsCipher uint16
+	sni                   string
+	buf                   []byte // scratch: cookie values, redirect locations
+	in                    route.Input
+	act                   *Action  // the matched rule's action
+	be                    *Backend // the target group the request goes to
 
 	// The pick (pick.go). burst, when set, pins the first requests of a
 	// connection that carry no session to one target (HTTP/2's first-burst
@@ -127,10 +131,31 @@ const maxForwardedFor = 30
 func (x *exchange) start(rt *Route) {
 	x.rt = rt
 	x.now = time.Now()
-	x.rec = Record{Listener: x.h.name, Start: x.now, HTTP2: x.ctx != nil, Minor: x.req.Minor, Method: x.req.Method,
-		Classified: x.rec.Classified, Desync: x.rec.Desync}
+	x.newRecord(x.now)
+	x.rec.DesyncBlocked = false
 	x.t, x.held, x.hp, x.uc, x.failure, x.retried, x.answered, x.moved = nil, nil, nil, nil, nil, false, false, ""
 	x.h.obs.Begin(&x.rec)
+}
+
+// newRecord starts x.rec afresh for the request in x.req, keeping its
+// desync classification. A request whose head could not be read has no
+// Method (readRequest resets it), and what x.req holds besides is stale.
+func (x *exchange) newRecord(now time.Time) {
+	x.rec = Record{Listener: x.h.name, Proto: x.h.proto, Port: x.h.port, Client: x.ipPort, Start: now,
+		HTTP2: x.ctx != nil, Minor: x.req.Minor, Method: x.req.Method,
+		TLSVersion: x.tlsVersion, TLSCipher: x.tlsCipher, SNI: x.sni,
+		Classified: x.rec.Classified, Desync: x.rec.Desync, DesyncBlocked: x.rec.DesyncBlocked}
+	if x.req.Method != nil {
+		x.rec.Host, x.rec.URI, x.rec.Version = x.req.Host, x.req.Target, x.req.Proto
+		if x.h.observed {
+			x.rec.UserAgent = x.field(userAgent)
+			if x.rec.Host == nil {
+				// A request refused before it was framed (desync
+				// mitigation's) has its Host among its fields alone.
+				x.rec.Host = x.fieldOf(h1.KindHost)
+			}
+		}
+	}
 }
 
 // begin does what comes before forwarding: it refuses what latch does not
@@ -155,6 +180,7 @@ func (x *exchange) begin(rt *Route) bool {
 		rule := rt.Rules.Match(x.input())
 		a, x.rec.Rule = rt.Actions[rule.Index], rule.Priority
 	}
+	x.rec.Routed, x.rec.Action = true, a.Kind
 	if a.Kind != Forward {
 		x.answer(a)
 		return false
@@ -322,6 +348,7 @@ func (x *exchange) clientFailed(err error) {
 	if x.failure == nil {
 		x.failure = err
 		x.rec.Cause = err.Error()
+		x.rec.ErrorReason = errorReason(err)
 	}
 }
 
@@ -331,6 +358,9 @@ func (x *exchange) clientFailed(err error) {
 func (x *exchange) report() {
 	rec := &x.rec
 	rec.Status = x.out.status
+	if x.answered {
+		rec.TargetStatus = x.out.status
+	}
 	rec.Duration = time.Since(x.now)
 	x.h.obs.End(rec)
 	if x.failure != nil && !errors.Is(x.failure, errClientGone) {
@@ -399,6 +429,16 @@ func (x *exchange) writeSticky(sink sticky.FieldSink) {
 
 var userAgent = []byte("User-Agent")
 
+// fieldOf returns the value of the request's first field of that kind.
+func (x *exchange) fieldOf(k h1.Kind) []byte {
+	for i, f := range x.req.Fields {
+		if x.req.Kinds[i] == k {
+			return f.Value
+		}
+	}
+	return nil
+}
+
 // field returns the value of the request's first field of that name.
 func (x *exchange) field(name []byte) []byte {
 	for _, f := range x.req.Fields {
@@ -462,6 +502,36 @@ func statusFor(err error, connect, idle time.Duration) (int, string) {
 		return http.StatusBadGateway, "the target sent an invalid response"
 	}
 	return http.StatusBadGateway, "the target closed the connection"
+}
+
+// errorReason maps a failure to its Record.ErrorReason, as statusFor maps
+// it to a status.
+func errorReason(err error) string {
+	var de *upstream.DialError
+	var he *h1.Error
+	switch {
+	case errors.Is(err, errClientGone):
+		return ErrorReasonClientClosed
+	case errors.Is(err, errCut):
+		return ErrorReasonResponseCut
+	case errors.As(err, &he):
+		if he.Status == http.StatusBadRequest {
+			return ErrorReasonBadRequestBody
+		}
+		return ErrorReasonInvalidResponse
+	case errors.Is(err, errDeregistered), errors.Is(err, upstream.ErrClosed):
+		return ErrorReasonDeregistered
+	case errors.As(err, &de):
+		if de.Timeout() {
+			return ErrorReasonConnectTimeout
+		}
+		return ErrorReasonConnectRefused
+	case isTimeout(err):
+		return ErrorReasonResponseTimeout
+	case errors.Is(err, errUnrequestedSwitch):
+		return ErrorReasonInvalidResponse
+	}
+	return ErrorReasonTargetClosed
 }
 
 // aLongTimeAgo is a deadline in the past, to unblock reads and writes at once.

@@ -35,6 +35,10 @@ type Observer interface {
 // connection's buffers and are valid only during the call.
 type Record struct {
 	Listener string
+	// Proto and Port are the listener's: "http" or "https", and its port.
+	Proto, Port string
+	// Client is the client's address, "ip:port" ("[ipv6]:port").
+	Client []byte
 	// Start is when latch had read the request's head; Duration, at End,
 	// how long it took from then to the end of the answer.
 	Start    time.Time
@@ -44,6 +48,16 @@ type Record struct {
 	HTTP2  bool
 	Minor  int
 	Method []byte
+	// Host is the request's host (its Host field, :authority, or an
+	// absolute-form target's authority), URI its target and Version its
+	// version exactly as sent, UserAgent its User-Agent field; nil when
+	// the request did not say (or could not be read that far).
+	Host, URI, Version, UserAgent []byte
+	// TLSVersion and TLSCipher are the client connection's TLS version and
+	// cipher suite (crypto/tls's values; 0 without TLS), SNI the server
+	// name the client asked for in its handshake ("" for none).
+	TLSVersion, TLSCipher uint16
+	SNI                   string
 	// Status is the answer's status code (0: none was sent, the client
 	// having gone away).
 	Status int
@@ -51,8 +65,14 @@ type Record struct {
 	// an error), not a target; Cause then says why, for errors.
 	ByLatch bool
 	Cause   string
-	// Rule is the matched rule's priority; 0 for the default action.
-	Rule int
+	// Routed says the rules ran and gave Action (a request refused before
+	// them, for a TRACE or a 463, has none); Rule is the matched rule's
+	// priority, 0 for the default action. Redirect is a redirect's
+	// Location.
+	Routed   bool
+	Action   ActionKind
+	Rule     int
+	Redirect []byte
 	// Group and Target are where the request went (Target nil: nowhere);
 	// Retried says it failed on a first target and went to a second;
 	// RetryRefused that a retry was safe but the group's retry budget
@@ -73,6 +93,18 @@ type Record struct {
 	// (and TargetResponseTime metric) Sent to Head, its
 	// response_processing_time Head to the end.
 	Sent, Head time.Time
+	// TargetStatus is the status code of the target's response (0: no
+	// target's response came; Status is then latch's own).
+	TargetStatus int
+	// Trace is the trace header's value latch sent to the target
+	// (X-Amzn-Trace-Id, the last one sent after a retry); nil when none
+	// was sent.
+	Trace []byte
+	// ErrorReason names what went wrong, in the style of ALB's
+	// error_reason: AWSALBTGCookieInvalid for a group-stickiness cookie
+	// that is no live session, and latch's codes for a forward that
+	// failed (ErrorReason* constants); "" for none.
+	ErrorReason string
 	// BytesIn and BytesOut count the request and response bodies' bytes.
 	BytesIn, BytesOut int64
 	// Classified says the request was classified for desync mitigation
@@ -153,3 +185,22 @@ func (noObserver) Begin(*Record)   {}
 func (noObserver) End(*Record)     {}
 func (noObserver) Refused(*Record) {}
 func (noObserver) Conn(ConnEvent)  {}
+
+// The error reasons latch records. ALB documents error_reason codes for
+// authentication, Lambda targets and weighted target groups only; for a
+// target that fails, latch's codes name the cause as statusFor's answer
+// does, in the same style.
+const (
+	// ErrorReasonGroupCookieInvalid is ALB's own: an AWSALBTG value that
+	// is no live group session (the group was picked anew by weight).
+	ErrorReasonGroupCookieInvalid = "AWSALBTGCookieInvalid"
+	ErrorReasonConnectRefused     = "TargetConnectionRefused"     // 502
+	ErrorReasonConnectTimeout     = "TargetConnectionTimeout"     // 504
+	ErrorReasonResponseTimeout    = "TargetResponseTimeout"       // 504
+	ErrorReasonTargetClosed       = "TargetConnectionClosed"      // 502
+	ErrorReasonInvalidResponse    = "TargetInvalidResponse"       // 502
+	ErrorReasonDeregistered       = "TargetDeregistrationTimeout" // 502: its delay elapsed
+	ErrorReasonResponseCut        = "TargetResponseIncomplete"    // the target cut its response short
+	ErrorReasonClientClosed       = "ClientConnectionClosed"      // the client went away (ALB's 460)
+	ErrorReasonBadRequestBody     = "ClientBodyMalformed"         // 400: the request body's framing was bad
+)

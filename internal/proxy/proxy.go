@@ -106,6 +106,7 @@ type Handler struct {
 	log                   *slog.Logger
 	loops                 *Loops
 	obs                   Observer
+	observed              bool       // obs is not a no-op: a Record gets what only an observer needs
 	failures              logLimiter // for failed requests' warnings
 
 	mu       sync.Mutex // guards conns and h2s; taken when a connection opens or closes
@@ -131,6 +132,8 @@ func NewHandler(o Options) *Handler {
 		log: o.Log, loops: o.Loops, obs: o.Observer, conns: map[conn]struct{}{}, stopping: make(chan struct{})}
 	if h.obs == nil {
 		h.obs = noObserver{}
+	} else {
+		h.observed = true
 	}
 	h.failures.every = time.Second
 	return h

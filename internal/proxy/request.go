@@ -126,8 +126,9 @@ func (x *exchange) forwardFields(sink fieldSink, t *target.Target) {
 		sink.WriteField(nameXFF, xff)
 	}
 	if rt.TraceHeader != "" {
-		x.buf = appendTrace(x.buf[:0], trace, x.now.Unix())
-		sink.WriteField(rt.traceName, x.buf)
+		x.trace = appendTrace(x.trace[:0], trace, x.now.Unix())
+		x.rec.Trace = x.trace
+		sink.WriteField(rt.traceName, x.trace)
 	}
 	sink.WriteField(nameXFProto, x.h.protoBytes)
 	sink.WriteField(nameXFPort, x.h.portBytes)

@@ -82,3 +82,12 @@ func statusText(code int) string {
 	}
 	return "Status " + strconv.Itoa(code)
 }
+
+// bodyLength is how many body bytes latch's own answer sends, for a
+// Record made before it is written (Observer.Refused).
+func (r *response) bodyLength() int64 {
+	if r.noBody {
+		return 0
+	}
+	return int64(len(r.fixed))
+}

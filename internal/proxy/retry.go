@@ -210,6 +210,7 @@ func (x *exchange) fail(err error) {
 		err = errClientGone
 	}
 	x.failure = err
+	x.rec.ErrorReason = errorReason(err)
 	if errors.Is(err, errClientGone) {
 		x.out.reset()
 		x.rec.Cause = err.Error()

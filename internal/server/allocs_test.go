@@ -9,7 +9,7 @@ import (
 // README claims: once its pools are warm, latch proxies a plain HTTP/1.1
 // request on a kept-alive client connection without allocating, with or
 // without a sticky session, and with an observer counting every request
-// (as metrics will). It runs the benchmark's serial case (its
+// (as metrics will), and with the access log on, writing to a file. It runs the benchmark's serial case (its
 // target, client and requests) through testing.Benchmark and fails when
 // latch allocates once in every maxRequestsPerAlloc requests or more: a
 // steady-state allocation costs one per request, while the rest of the
@@ -22,7 +22,7 @@ func TestProxyDoesNotAllocate(t *testing.T) {
 	const maxRequestsPerAlloc = 100
 	for _, c := range proxyCases {
 		t.Run(c.name, func(t *testing.T) {
-			addr, req, obs := proxyRequest(t, c.sticky, c.cookie, c.post)
+			addr, req, obs := proxyRequest(t, c.sticky, c.cookie, c.post, c.accessLog)
 
 			var client *benchClient
 			var err error

@@ -6,10 +6,14 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 
+	"github.com/latch-lb/latch/internal/accesslog"
+	"github.com/latch-lb/latch/internal/config"
+	"github.com/latch-lb/latch/internal/proxy"
 	"github.com/latch-lb/latch/internal/proxy/proxytest"
 )
 
@@ -109,22 +113,41 @@ func (bc *benchClient) do() error {
 var proxyCases = []struct {
 	name                 string
 	sticky, cookie, post bool
+	accessLog            bool // an access log writing to a file, beside the counting observer
 }{
-	{"plain", false, false, false},
-	{"sticky/new-session", true, false, false},
-	{"sticky/session", true, true, false},
+	{"plain", false, false, false, false},
+	{"sticky/new-session", true, false, false, false},
+	{"sticky/session", true, true, false, false},
 	// A request that could not be sent twice: its pooled target
 	// connection is peeked at first, every time.
-	{"post", false, false, true},
+	{"post", false, false, true, false},
+	{"access-log", true, true, false, true},
 }
 
 // proxyRequest starts latch in front of a fast target for the case, with a
-// counting observer on its data path, as metrics would be, and returns its
+// counting observer on its data path, as metrics would be (and an access
+// log in ALB's format, writing to a file, with accessLog), and returns its
 // address, the request to send it (with a session cookie when the case has
 // one; a POST with an empty body for post) and the observer.
-func proxyRequest(tb testing.TB, sticky, cookie, post bool) (addr string, req []byte, obs *proxytest.Counter) {
+func proxyRequest(tb testing.TB, sticky, cookie, post, accessLog bool) (addr string, req []byte, obs *proxytest.Counter) {
 	obs = &proxytest.Counter{}
-	lb := startLB(tb, lbConfig{targets: []string{fastTarget(tb)}, sticky: sticky, observer: obs})
+	var observer proxy.Observer = obs
+	if accessLog {
+		l, err := accesslog.Open(config.AccessLog{Path: filepath.Join(tb.TempDir(), "access.log")}, testLogger(tb))
+		if err != nil {
+			tb.Fatal(err)
+		}
+		observer = proxy.Tee(obs, l)
+		// Registered before startLB's, so run after the server's
+		// shutdown: every line is in.
+		tb.Cleanup(func() {
+			l.Close()
+			if d := l.Dropped(); d > 0 {
+				tb.Logf("the access log dropped %d of %d lines", d, d+l.Written())
+			}
+		})
+	}
+	lb := startLB(tb, lbConfig{targets: []string{fastTarget(tb)}, sticky: sticky, observer: observer})
 	r := "GET /index.html HTTP/1.1\r\nHost: bench.example\r\nUser-Agent: bench\r\nAccept: */*\r\n"
 	if post {
 		r = "POST /submit HTTP/1.1\r\nHost: bench.example\r\nUser-Agent: bench\r\nContent-Length: 0\r\n"
@@ -142,7 +165,7 @@ func proxyRequest(tb testing.TB, sticky, cookie, post bool) (addr string, req []
 func BenchmarkProxy(b *testing.B) {
 	for _, bc := range proxyCases {
 		b.Run(dataPath.String()+"/"+bc.name, func(b *testing.B) {
-			addr, req, _ := proxyRequest(b, bc.sticky, bc.cookie, bc.post)
+			addr, req, _ := proxyRequest(b, bc.sticky, bc.cookie, bc.post, bc.accessLog)
 			run := func(b *testing.B, c *benchClient) {
 				if err := c.do(); err != nil {
 					b.Fatal(err)
