@@ -193,7 +193,14 @@ type Config struct {
 	TargetGroups []TargetGroup `json:"target_groups"`
 	StateDir     string        `json:"state_dir"`
 	CookieKeys   []CookieKey   `json:"cookie_keys,omitempty"`
+	AccessLog    *AccessLog    `json:"access_log"` // null: none
 	Admin        AdminConfig   `json:"admin"`
+}
+
+// AccessLog is the access_log section.
+type AccessLog struct {
+	Path   string `json:"path"`
+	Format string `json:"format"`
 }
 
 // CookieKey is a cookie key without its secret.
@@ -225,6 +232,9 @@ func (a *Admin) getConfig(r *http.Request) (reply, error) {
 	}
 	for _, k := range c.CookieKeys {
 		out.CookieKeys = append(out.CookieKeys, CookieKey{ID: k.ID})
+	}
+	if al := c.AccessLog; al != nil {
+		out.AccessLog = &AccessLog{Path: al.Path, Format: al.Format.String()}
 	}
 	return reply{etag: configETag(sn.Version), body: out}, nil
 }
