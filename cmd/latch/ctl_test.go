@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -133,6 +135,30 @@ func TestCtlReadsAndJSON(t *testing.T) {
 			t.Errorf("%v: got %v", args, ts[0])
 		}
 	}
+	// A minted cookie: the Cookie header value alone, for scripts and curl.
+	out = a.ctl(t, 0, "mint-cookie", "web", a.targets[1])
+	if !regexp.MustCompile(`^AWSALB=\S+\n$`).MatchString(out) {
+		t.Errorf("mint-cookie: got %q", out)
+	}
+	req, _ := http.NewRequest("GET", a.url+"/", nil)
+	req.Header.Set("Cookie", strings.TrimSpace(out))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(body) != "b" {
+		t.Errorf("with the minted cookie: served by %q, want b", body)
+	}
+	rows = fields(a.ctl(t, 0, "sessions", "web", "-window", "10m"))
+	if len(rows) != 3 || strings.Join(rows[0], " ") != "TARGET SESSIONS (last 10m0s)" {
+		t.Errorf("sessions: got %q", rows)
+	}
+	if errs := a.ctl(t, 1, "sessions", "web", "-window", "10s"); !strings.Contains(errs, "session window 10s is not between 1m and") {
+		t.Errorf("sessions -window 10s: stderr %q", errs)
+	}
+
 	var groups []map[string]any
 	if err := json.Unmarshal([]byte(a.ctl(t, 0, "-o", "json", "groups")), &groups); err != nil || len(groups) != 1 || groups[0]["name"] != "web" {
 		t.Errorf("groups -o json: %v %v", groups, err)
@@ -181,16 +207,21 @@ func TestCtlWrites(t *testing.T) {
 		t.Errorf("unknown target: stderr %q", errs)
 	}
 
-	// Flags after the arguments; -wait returns once the drain is done.
-	out = a.ctl(t, 0, "drain", "web", a.targets[1], "-wait")
-	if rows := fields(out); rows[1][2] != "draining" || !strings.Contains(out, "immediate, complete") {
+	// Flags after the arguments; -wait returns once the drain is done:
+	// with no session on the target, after the idle window.
+	out = a.ctl(t, 0, "drain", "web", a.targets[1], "-mode", "keep_sessions", "-idle", "1s", "-wait")
+	if rows := fields(out); rows[1][2] != "draining" || !strings.Contains(out, "keep_sessions, complete") {
 		t.Errorf("drain -wait:\n%s", out)
+	}
+	errs = a.ctl(t, 1, "drain", "web", a.targets[1], "-idle", "0.5s")
+	if !strings.Contains(errs, "idle 500ms is not between 1s and 24h0m0s") {
+		t.Errorf("drain -idle 0.5s: stderr %q", errs)
 	}
 	var tv map[string]any
 	if err := json.Unmarshal([]byte(a.ctl(t, 0, "undrain", "web", a.targets[1], "-o", "json")), &tv); err != nil || tv["drain"] != nil {
 		t.Errorf("undrain -o json: %v %v", tv, err)
 	}
-	a.ctl(t, 0, "drain", "web", a.targets[1])
+	a.ctl(t, 0, "drain", "web", a.targets[1], "-mode", "immediate")
 	a.ctl(t, 0, "deregister", "web", a.targets[0])
 
 	// The diff, then a SIGHUP of the unchanged file: the runtime changes stay.
@@ -198,7 +229,7 @@ func TestCtlWrites(t *testing.T) {
 		{"GROUP", "CHANGE", "WHAT", "RUNNING", "FILE"},
 		{"web", "registered", extra, "weight", "3", "-"},
 		{"web", "deregistered", a.targets[0], "-", "weight", "1"},
-		{"web", "drained", a.targets[1], "draining", "-"},
+		{"web", "drained", a.targets[1], "immediate", "-"},
 	}
 	check := func(when string) {
 		t.Helper()

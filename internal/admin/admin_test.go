@@ -40,13 +40,15 @@ type harness struct {
 // status.
 func backend(t *testing.T, status int) string {
 	t.Helper()
+	var self string
 	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/healthz" {
 			w.WriteHeader(status)
 			return
 		}
-		io.WriteString(w, "hello")
+		io.WriteString(w, self) // which target answered
 	}))
+	self = strings.TrimPrefix(ts.URL, "http://")
 	t.Cleanup(ts.Close)
 	return strings.TrimPrefix(ts.URL, "http://")
 }
@@ -638,7 +640,7 @@ func TestRuntimeChangesSurviveReload(t *testing.T) {
 		Registered:   []TargetWeight{{extra, 5}},
 		Deregistered: []TargetWeight{{h.targets[1], 1}},
 		Reweighted:   []Reweighted{{h.targets[0], 1, 9}},
-		Drained:      []string{extra},
+		Drained:      []Drained{{extra, "keep_sessions"}},
 		Attributes:   []AttributeDiff{{"load_balancing.algorithm.type", "round_robin", "least_outstanding_requests"}},
 	}}}
 	checkDiff := func(when string) {
@@ -710,4 +712,115 @@ func TestDashboardAndMetricsMount(t *testing.T) {
 	a.openRead = false
 	h2.do(t, req{method: "GET", path: "/metrics", token: "-"}).want(t, http.StatusUnauthorized).errorBody(t)
 	h2.do(t, req{method: "GET", path: "/metrics"}).want(t, http.StatusOK)
+}
+
+// TestKeepSessionsDrain: a keep_sessions drain through the API shows its
+// progress and completes once no session came for its idle window; bad
+// windows are refused with their paths.
+func TestKeepSessionsDrain(t *testing.T) {
+	h := start(t, 200, 200)
+	id := h.targets[0]
+	h.waitState(t, "web", id, target.Healthy)
+	sub := h.srv.Subscribe(256)
+	defer sub.Close()
+	var tv Target
+	h.do(t, req{method: "POST", path: "/api/v1/target-groups/web/targets/" + id + "/drain", body: `{"mode": "keep_sessions", "idle": "1s", "deadline": "1m"}`}).
+		want(t, http.StatusOK).json(t, &tv)
+	if d := tv.Drain; d == nil || d.Mode != "keep_sessions" || d.IdleSeconds != 1 || d.Deadline == "" || d.Since == "" || d.Complete {
+		t.Fatalf("drain: got %+v", tv.Drain)
+	}
+	timeout := time.After(10 * time.Second)
+	for done := false; !done; {
+		select {
+		case e := <-sub.C:
+			done = e.Kind == server.DrainCompleted && e.Target == id
+		case <-timeout:
+			t.Fatal("the drain did not complete within 10 s")
+		}
+	}
+	h.do(t, req{method: "GET", path: "/api/v1/target-groups/web/targets/" + id}).want(t, http.StatusOK).json(t, &tv)
+	if d := tv.Drain; d == nil || !d.Complete || d.CompletedAt == "" || d.SessionsLeft != 0 {
+		t.Errorf("after the idle window: got %+v", tv.Drain)
+	}
+
+	for _, c := range []struct{ body, path, msg string }{
+		{`{"idle": "500ms"}`, "target_groups[0].targets[1].drain.idle", "idle 500ms is not between 1s and 24h0m0s"},
+		{`{"idle": "10s", "deadline": "5s"}`, "target_groups[0].targets[1].drain.deadline", "deadline 5s is neither 0 (none) nor between the idle window (10s) and 168h0m0s"},
+	} {
+		e := h.do(t, req{method: "POST", path: "/api/v1/target-groups/web/targets/" + h.targets[1] + "/drain", body: c.body}).
+			want(t, http.StatusUnprocessableEntity).errorBody(t)
+		want := fmt.Sprintf("target %s of group %q: %s", h.targets[1], "web", c.msg)
+		if len(e.Problems) != 1 || e.Problems[0].Path != c.path || e.Problems[0].Message != want {
+			t.Errorf("%s: got %+v, want %s: %s", c.body, e.Problems, c.path, c.msg)
+		}
+	}
+	for _, c := range []struct{ body, want string }{
+		{`{"mode": "slow"}`, `request body: mode: `},
+		{`{"mode": "immediate", "idle": "5s"}`, "request body: idle applies to mode keep_sessions only"},
+		{`{"idle": "soon"}`, `request body: idle: "soon" is not a duration`},
+	} {
+		e := h.do(t, req{method: "POST", path: "/api/v1/target-groups/web/targets/" + h.targets[1] + "/drain", body: c.body}).
+			want(t, http.StatusBadRequest).errorBody(t)
+		if !strings.HasPrefix(e.Error, c.want) {
+			t.Errorf("%s: got %q, want it to start %q", c.body, e.Error, c.want)
+		}
+	}
+}
+
+// TestSessionsAndMintedCookie: sessions counted per target after real
+// requests, and a minted cookie that takes requests through latch to the
+// target it names.
+func TestSessionsAndMintedCookie(t *testing.T) {
+	h := start(t, 200, 200)
+	h.waitState(t, "web", h.targets[0], target.Healthy)
+	h.waitState(t, "web", h.targets[1], target.Healthy)
+	lb := "http://" + h.srv.Addr("public") + "/"
+	get := func(cookie string) string {
+		t.Helper()
+		r, _ := http.NewRequest("GET", lb, nil)
+		if cookie != "" {
+			r.Header.Set("Cookie", cookie)
+		}
+		resp, err := http.DefaultClient.Do(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return string(b)
+	}
+	const fresh = 6
+	for range fresh { // no cookie: a new session each
+		get("")
+	}
+	var ss Sessions
+	h.do(t, req{method: "GET", path: "/api/v1/target-groups/web/sessions?window=5m"}).want(t, http.StatusOK).json(t, &ss)
+	total := ss.Targets[h.targets[0]] + ss.Targets[h.targets[1]]
+	if ss.Window != "5m0s" || len(ss.Targets) != 2 || total < fresh-1 || total > fresh+1 {
+		t.Errorf("sessions: got %+v, want %d in all (±1)", ss, fresh)
+	}
+	h.do(t, req{method: "GET", path: "/api/v1/target-groups/web/sessions?window=30s"}).want(t, http.StatusBadRequest).errorBody(t)
+	h.do(t, req{method: "GET", path: "/api/v1/target-groups/web/sessions?window=later"}).want(t, http.StatusBadRequest).errorBody(t)
+	h.do(t, req{method: "GET", path: "/api/v1/target-groups/nope/sessions"}).want(t, http.StatusNotFound).errorBody(t)
+
+	for _, id := range h.targets {
+		var c Cookie
+		h.do(t, req{method: "POST", path: "/api/v1/target-groups/web/targets/" + id + "/cookie"}).want(t, http.StatusOK).json(t, &c)
+		if c.Kind != "lb_cookie" || c.Header != "Cookie" || c.Name != "AWSALB" || !strings.HasPrefix(c.Cookie, "AWSALB=") {
+			t.Fatalf("minted: got %+v", c)
+		}
+		for range 4 {
+			if got := get(c.Cookie); got != id {
+				t.Errorf("with the cookie minted for %s: served by %q", id, got)
+			}
+		}
+	}
+	h.do(t, req{method: "POST", path: "/api/v1/target-groups/web/targets/10.9.9.9:1/cookie"}).want(t, http.StatusNotFound).errorBody(t)
+	h.do(t, req{method: "POST", path: "/api/v1/target-groups/web/targets/" + h.targets[0] + "/cookie", token: "-"}).want(t, http.StatusUnauthorized).errorBody(t)
+	// The api group has no target and no stickiness.
+	h.do(t, req{method: "POST", path: "/api/v1/target-groups/api/targets", body: `{"targets": [{"id": "127.0.0.1:9"}]}`}).want(t, http.StatusOK)
+	e := h.do(t, req{method: "POST", path: "/api/v1/target-groups/api/targets/127.0.0.1:9/cookie"}).want(t, http.StatusConflict).errorBody(t)
+	if !strings.Contains(e.Error, "stickiness") {
+		t.Errorf("no stickiness: got %q", e.Error)
+	}
 }

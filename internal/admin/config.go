@@ -253,7 +253,7 @@ type GroupDiff struct {
 	Registered   []TargetWeight  `json:"registered,omitempty"`   // not in the file
 	Deregistered []TargetWeight  `json:"deregistered,omitempty"` // in the file, with its weight there
 	Reweighted   []Reweighted    `json:"reweighted,omitempty"`
-	Drained      []string        `json:"drained,omitempty"`
+	Drained      []Drained       `json:"drained,omitempty"`
 	Attributes   []AttributeDiff `json:"attributes,omitempty"`
 }
 
@@ -268,6 +268,12 @@ type Reweighted struct {
 	ID         string `json:"id"`
 	FileWeight int    `json:"file_weight"`
 	Weight     int    `json:"weight"`
+}
+
+// Drained is a target drained at run time.
+type Drained struct {
+	ID   string `json:"id"`
+	Mode string `json:"mode"`
 }
 
 // AttributeDiff is an attribute set at run time.
@@ -307,8 +313,8 @@ func diffGroup(fg, rg *config.TargetGroup) GroupDiff {
 		case ft.Weight != t.Weight:
 			d.Reweighted = append(d.Reweighted, Reweighted{t.ID, ft.Weight, t.Weight})
 		}
-		if t.Drain {
-			d.Drained = append(d.Drained, t.ID)
+		if t.Drain != nil {
+			d.Drained = append(d.Drained, Drained{t.ID, t.Drain.Mode.String()})
 		}
 	}
 	for _, t := range fg.Targets {

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/latch-lb/latch/internal/config"
 	"github.com/latch-lb/latch/internal/server"
@@ -261,11 +262,11 @@ func (a *Admin) setWeight(r *http.Request) (reply, error) {
 
 // DrainRequest is POST .../drain. Every field is optional.
 type DrainRequest struct {
-	// Mode is keep_sessions (sticky sessions stay until idle) or
-	// immediate (ALB's: no new request).
+	// Mode is keep_sessions (the default: sticky sessions stay until
+	// none comes for Idle) or immediate (ALB's: every session moves).
 	Mode     string `json:"mode,omitempty"`
-	Idle     string `json:"idle,omitempty"`     // keep_sessions: how long no session is seen before the drain is complete (a Go duration)
-	Deadline string `json:"deadline,omitempty"` // the longest the drain may take (a Go duration)
+	Idle     string `json:"idle,omitempty"`     // keep_sessions: a Go duration, 1s-24h; default 60s
+	Deadline string `json:"deadline,omitempty"` // keep_sessions: the longest the drain may take (a Go duration); none by default
 }
 
 func (a *Admin) drain(r *http.Request) (reply, error) {
@@ -273,30 +274,48 @@ func (a *Admin) drain(r *http.Request) (reply, error) {
 	if err := decode(r, &req, true); err != nil {
 		return reply{}, err
 	}
-	switch req.Mode {
-	case "", "immediate":
-	case "keep_sessions":
-		return reply{}, &apiError{status: http.StatusNotImplemented, msg: `drain mode "keep_sessions" is not available in this build; use "immediate"`}
-	default:
-		return reply{}, badRequest(`request body: mode: %q is not one of keep_sessions, immediate`, req.Mode)
+	var d config.Drain
+	if req.Mode != "" {
+		m, err := config.ParseDrainMode(req.Mode)
+		if err != nil {
+			return reply{}, badRequest("request body: mode: %v", err)
+		}
+		d.Mode = m
 	}
-	if req.Idle != "" || req.Deadline != "" {
-		return reply{}, badRequest(`request body: idle and deadline apply to mode keep_sessions only`)
+	for _, f := range []struct {
+		name, v string
+		to      *time.Duration
+	}{{"idle", req.Idle, &d.Idle}, {"deadline", req.Deadline, &d.Deadline}} {
+		if f.v == "" {
+			continue
+		}
+		if d.Mode != config.DrainKeepSessions {
+			return reply{}, badRequest("request body: %s applies to mode keep_sessions only", f.name)
+		}
+		v, err := time.ParseDuration(f.v)
+		if err != nil {
+			return reply{}, badRequest("request body: %s: %q is not a duration (write it as 90s, 5m or 1h)", f.name, f.v)
+		}
+		*f.to = v
 	}
+	// Through Update as Server.Drain is, so that If-Match is checked
+	// against the target in the same change, and an unknown group or
+	// target is a 404; the server stamps the drain's start.
 	err := a.updateTarget(r, func(g *config.TargetGroup, t *config.Target) error {
-		t.Drain = true
+		dd := d
+		t.Drain = &dd
 		return nil
 	})
 	if err != nil {
 		return reply{}, err
 	}
-	a.o.Log.Info("admin: target drained", "target_group", r.PathValue("name"), "target", r.PathValue("id"))
+	a.o.Log.Info("admin: target drained", "target_group", r.PathValue("name"), "target", r.PathValue("id"), "mode", d.Mode.String())
 	return a.targetReply(r.PathValue("name"), r.PathValue("id"), 0)
 }
 
 func (a *Admin) undrain(r *http.Request) (reply, error) {
 	err := a.updateTarget(r, func(g *config.TargetGroup, t *config.Target) error {
-		t.Drain = false
+		t.Drain = nil
 		return nil
 	})
 	if err != nil {
@@ -306,9 +325,17 @@ func (a *Admin) undrain(r *http.Request) (reply, error) {
 	return a.targetReply(r.PathValue("name"), r.PathValue("id"), 0)
 }
 
-// Cookie is POST .../cookie's answer.
+// Cookie is POST .../cookie's answer: a new sticky session pinned to the
+// target, as the data path would issue it.
 type Cookie struct {
-	Cookie string `json:"cookie"` // the Cookie header's value: name=value
+	Kind   string `json:"kind"`   // the group's stickiness.type: lb_cookie, app_cookie or header
+	Header string `json:"header"` // the request header that carries it: Cookie, or the header kind's
+	Name   string `json:"name"`   // the cookie's or header's name
+	Value  string `json:"value"`  // Header's value
+	// Cookie is the whole Cookie header value to send (with app_cookie's
+	// application cookie too); for the header kind, Value.
+	Cookie    string `json:"cookie"`
+	AppCookie string `json:"app_cookie,omitempty"` // app_cookie's application cookie name
 }
 
 // Sessions is GET .../sessions's answer: per target, the distinct sticky
@@ -320,17 +347,52 @@ type Sessions struct {
 }
 
 func (a *Admin) mintCookie(r *http.Request) (reply, error) {
-	if _, _, err := lookup(a.o.Server.Snapshot(), r.PathValue("name")); err != nil {
+	group, id := r.PathValue("name"), r.PathValue("id")
+	if _, err := a.targetReply(group, id, 0); err != nil {
 		return reply{}, err
 	}
-	return reply{}, &apiError{status: http.StatusNotImplemented, msg: "minting a sticky cookie is not available in this build"}
+	m, err := a.o.Server.MintCookie(group, id)
+	if err != nil {
+		// The group and target exist (above): what is left is a group
+		// whose stickiness carries no session, or a target deregistered
+		// meanwhile.
+		return reply{}, &apiError{status: http.StatusConflict, msg: err.Error()}
+	}
+	a.o.Log.Info("admin: sticky session minted", "target_group", group, "target", id)
+	return reply{body: Cookie{Kind: m.Kind, Header: m.Header, Name: m.Name, Value: m.Value, Cookie: cookieValue(m), AppCookie: m.AppCookie}}, nil
 }
 
+// cookieValue is what a client sends in its Cookie header for the
+// session: the sealed cookie, and app_cookie's application cookie, which
+// must come too; for the header kind, the header's value.
+func cookieValue(m server.MintedSession) string {
+	if m.AppCookie != "" {
+		return m.Value + "; " + m.AppCookie + "=1"
+	}
+	return m.Value
+}
+
+// DefaultSessionWindow is GET .../sessions's window when none is given.
+const DefaultSessionWindow = 5 * time.Minute
+
 func (a *Admin) sessions(r *http.Request) (reply, error) {
-	if _, _, err := lookup(a.o.Server.Snapshot(), r.PathValue("name")); err != nil {
+	group := r.PathValue("name")
+	if _, _, err := lookup(a.o.Server.Snapshot(), group); err != nil {
 		return reply{}, err
 	}
-	return reply{}, &apiError{status: http.StatusNotImplemented, msg: "session counts are not available in this build"}
+	window := DefaultSessionWindow
+	if w := r.URL.Query().Get("window"); w != "" {
+		d, err := time.ParseDuration(w)
+		if err != nil {
+			return reply{}, badRequest("window: %q is not a duration (write it as 5m or 1h)", w)
+		}
+		window = d
+	}
+	counts, err := a.o.Server.Sessions(group, window)
+	if err != nil {
+		return reply{}, badRequest("window: %v", err)
+	}
+	return reply{body: Sessions{TargetGroup: group, Window: window.String(), Targets: counts}}, nil
 }
 
 // Attributes is GET .../attributes and PATCH's body: ALB's

@@ -56,9 +56,10 @@ type Target struct {
 	Reason      string `json:"reason"`
 	Description string `json:"description"`
 	InFlight    int64  `json:"in_flight"`
-	// Sessions is the number of distinct sticky sessions seen on the
-	// target lately; null where latch does not count them.
-	Sessions *int `json:"sessions"`
+	// Sessions estimates the distinct sticky sessions the target served
+	// in the last 5 minutes; LastSession is the last one's time.
+	Sessions    int    `json:"sessions"`
+	LastSession string `json:"last_session,omitempty"`
 	// Drain is the target's runtime drain; null when not drained.
 	Drain *Drain `json:"drain"`
 	// Registered is false for a deregistered target still draining its
@@ -80,12 +81,23 @@ type Target struct {
 	Version         string `json:"version,omitempty"` // the target's ETag; "" once deregistered
 }
 
-// Drain is a target's runtime drain.
+// Drain is a target's runtime drain and its progress.
 type Drain struct {
-	Mode string `json:"mode"` // keep_sessions or immediate
-	// Complete says the drain is done: in immediate mode, when no request
-	// is in flight on the target.
-	Complete bool `json:"complete"`
+	Mode        string  `json:"mode"`  // keep_sessions or immediate
+	Since       string  `json:"since"` // when it began
+	IdleSeconds float64 `json:"idle_seconds"`
+	// Deadline is when the sessions left move whatever they do; "" for
+	// none.
+	Deadline string `json:"deadline,omitempty"`
+	// SessionsLeft estimates the distinct sessions seen on the target
+	// within the idle window; 0 once complete.
+	SessionsLeft int    `json:"sessions_left"`
+	LastSeen     string `json:"last_seen,omitempty"` // the last sticky request since the drain began
+	// Complete says the target may be stopped: no session came for the
+	// idle window, the deadline passed, or the drain is immediate and
+	// nothing is in flight.
+	Complete    bool   `json:"complete"`
+	CompletedAt string `json:"completed_at,omitempty"`
 }
 
 // etagOf is a resource's version (its ETag, unquoted): a hash of what its config holds, so
@@ -134,8 +146,11 @@ func targetView(ts *server.TargetStatus, ct *config.Target) Target {
 	if ts.Ejected {
 		t.Ejected, t.EjectedUntil = true, timeString(ts.EjectedUntil)
 	}
-	if ts.Drained {
-		t.Drain = &Drain{Mode: "immediate", Complete: ts.Inflight == 0}
+	t.Sessions, t.LastSession = ts.Sessions, timeString(ts.LastSession)
+	if d := ts.Drain; d != nil {
+		t.Drain = &Drain{Mode: d.Mode, Since: timeString(d.Since), IdleSeconds: d.Idle.Seconds(),
+			Deadline: timeString(d.Deadline), SessionsLeft: d.SessionsLeft, LastSeen: timeString(d.LastSession),
+			Complete: d.Complete, CompletedAt: timeString(d.CompletedAt)}
 	}
 	if ct != nil {
 		t.Version = etagOf(ct)

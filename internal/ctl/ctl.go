@@ -250,7 +250,7 @@ func groups(x *cmd, _ []string, _ any) error {
 func targetTable(w io.Writer, ts []admin.Target) {
 	fmt.Fprintln(w, "ID\tWEIGHT\tSTATE\tREASON\tIN-FLIGHT\tSESSIONS\tDRAIN")
 	for _, t := range ts {
-		fmt.Fprintf(w, "%s\t%d\t%s\t%s\t%d\t%s\t%s\n", t.ID, t.Weight, t.State, dash(t.Reason), t.InFlight, sessionsText(t.Sessions), drainText(t.Drain))
+		fmt.Fprintf(w, "%s\t%d\t%s\t%s\t%d\t%d\t%s\n", t.ID, t.Weight, t.State, dash(t.Reason), t.InFlight, t.Sessions, drainText(t.Drain))
 	}
 }
 
@@ -261,19 +261,14 @@ func dash(s string) string {
 	return s
 }
 
-func sessionsText(n *int) string {
-	if n == nil {
-		return "-"
-	}
-	return strconv.Itoa(*n)
-}
-
 func drainText(d *admin.Drain) string {
 	switch {
 	case d == nil:
 		return "-"
 	case d.Complete:
 		return d.Mode + ", complete"
+	case d.Mode == "keep_sessions":
+		return fmt.Sprintf("%s, %d sessions left", d.Mode, d.SessionsLeft)
 	}
 	return d.Mode
 }
@@ -480,8 +475,8 @@ func diff(x *cmd, _ []string, _ any) error {
 			for _, t := range g.Reweighted {
 				fmt.Fprintf(w, "%s\tweight\t%s\t%d\t%d\n", g.Name, t.ID, t.Weight, t.FileWeight)
 			}
-			for _, id := range g.Drained {
-				fmt.Fprintf(w, "%s\tdrained\t%s\tdraining\t-\n", g.Name, id)
+			for _, d := range g.Drained {
+				fmt.Fprintf(w, "%s\tdrained\t%s\t%s\t-\n", g.Name, d.ID, d.Mode)
 			}
 			for _, a := range g.Attributes {
 				fmt.Fprintf(w, "%s\tattribute\t%s\t%s\t%s\n", g.Name, a.Key, quoteEmpty(a.Value), quoteEmpty(a.File))
