@@ -26,6 +26,7 @@ type adminLatch struct {
 	admin     string // the admin API's URL
 	tokenFile string
 	cfgPath   string
+	addr      string // the listener's
 	targets   []string
 }
 
@@ -35,17 +36,23 @@ func startAdminLatch(t *testing.T) *adminLatch {
 	t.Helper()
 	dir := t.TempDir()
 	a := &adminLatch{cfgPath: filepath.Join(dir, "latch.yaml"), tokenFile: filepath.Join(dir, "admin.token"),
-		targets: []string{backend(t, "a", 0), backend(t, "b", 0)}}
+		targets: []string{backend(t, "a", 0), backend(t, "b", 0)}, addr: freeAddr(t)}
 	if err := os.WriteFile(a.tokenFile, []byte(ctlToken+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	addr := freeAddr(t)
 	// token_file is relative to the config file.
-	cfg := configYAML(addr, a.targets, dir) + "  token_file: admin.token\n"
+	cfg := configYAML(a.addr, a.targets, dir) + "  token_file: admin.token\n"
 	if err := os.WriteFile(a.cfgPath, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	a.latchProcess = startLatch(t, a.cfgPath, addr)
+	a.start(t)
+	return a
+}
+
+// start runs latch serve on a's config, and finds its admin API.
+func (a *adminLatch) start(t *testing.T) {
+	t.Helper()
+	a.latchProcess = startLatch(t, a.cfgPath, a.addr)
 	m := adminAddrRE.FindStringSubmatch(a.logs.String())
 	if m == nil {
 		t.Fatalf("latch did not log the admin API's address:\n%s", a.logs.String())
@@ -54,7 +61,6 @@ func startAdminLatch(t *testing.T) *adminLatch {
 	if strings.Contains(a.logs.String(), ctlToken) {
 		t.Errorf("latch logged the admin token:\n%s", a.logs.String())
 	}
-	return a
 }
 
 // ctlRun runs `latch ctl` with args and env (LATCH_ADMIN and
@@ -246,6 +252,13 @@ func TestCtlWrites(t *testing.T) {
 		t.Errorf("reload: got %q", out)
 	}
 	check("after ctl reload")
+	// And a restart: the runtime changes persist in state_dir.
+	a.cmd.Process.Signal(syscall.SIGTERM)
+	if code := a.wait(t); code != 0 {
+		t.Fatalf("SIGTERM: exit %d", code)
+	}
+	a.start(t)
+	check("after a restart")
 	var d struct {
 		TargetGroups []map[string]any `json:"target_groups"`
 	}
