@@ -165,8 +165,9 @@ func (a *Admin) authorize(r *http.Request, write bool) *apiError {
 		}
 		return &apiError{status: http.StatusUnauthorized, msg: what + " needs the admin token: send Authorization: Bearer <token>"}
 	}
-	got, ok := strings.CutPrefix(h, "Bearer ")
-	if !ok || subtle.ConstantTimeCompare([]byte(strings.TrimSpace(got)), []byte(a.o.Token)) != 1 {
+	// The scheme's name is case-insensitive (RFC 9110 §11.1).
+	scheme, got, _ := strings.Cut(h, " ")
+	if !strings.EqualFold(scheme, "Bearer") || subtle.ConstantTimeCompare([]byte(strings.TrimSpace(got)), []byte(a.o.Token)) != 1 {
 		return &apiError{status: http.StatusUnauthorized, msg: "the Authorization header does not hold the admin token (want Authorization: Bearer <token>)"}
 	}
 	return nil

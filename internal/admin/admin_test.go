@@ -244,6 +244,19 @@ func TestAuthorization(t *testing.T) {
 	// A token that is the right one's prefix is as wrong.
 	write(testToken[:len(testToken)-1]).want(t, http.StatusUnauthorized)
 	write("").want(t, http.StatusOK)
+	r, _ := http.NewRequest("PUT", h.base+"/api/v1/target-groups/web/targets/"+h.targets[0]+"/weight", strings.NewReader(`{"weight": 2}`))
+	for _, auth := range []string{"bearer " + testToken, "Basic " + testToken, testToken} {
+		r.Body = io.NopCloser(strings.NewReader(`{"weight": 2}`))
+		r.Header.Set("Authorization", auth)
+		resp, err := http.DefaultClient.Do(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if want := map[bool]int{true: 200, false: 401}[strings.HasPrefix(auth, "bearer ")]; resp.StatusCode != want {
+			t.Errorf("Authorization %q: got %d, want %d", strings.Replace(auth, testToken, "<token>", 1), resp.StatusCode, want)
+		}
+	}
 
 	// Loopback: reads need no token.
 	h.do(t, req{method: "GET", path: "/api/v1/target-groups", token: "-"}).want(t, http.StatusOK)
