@@ -153,7 +153,10 @@ wait:
 			defer cancel()
 			adm.Shutdown(ctx)
 		}()
-		adminLine = fmt.Sprintf("Admin API and dashboard: http://%s/ (the API under /api/v1/)\n", adm.Addr())
+		adminLine = fmt.Sprintf("Admin API: http://%s/api/v1/\n", adm.Addr())
+		if ao.Dashboard != nil {
+			adminLine = fmt.Sprintf("Dashboard: http://%s/ (the admin API under /api/v1/)\n", adm.Addr())
+		}
 		if ao.Token != "" {
 			adminLine += fmt.Sprintf("Admin token: %s\n  export LATCH_ADMIN=http://%s LATCH_ADMIN_TOKEN=%s\n  latch ctl targets app\n", ao.Token, adm.Addr(), ao.Token)
 		}
