@@ -696,12 +696,13 @@ func TestRuntimeChangesSurviveReload(t *testing.T) {
 
 // TestDashboardAndMetricsMount: the dashboard gets every path but the
 // API's and /metrics, so the API keeps its JSON 404s and 405s; /metrics
-// follows the read rule.
+// and the dashboard's stream follow the read rule.
 func TestDashboardAndMetricsMount(t *testing.T) {
 	h := start(t, 200)
 	page := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "page "+r.Method+" "+r.URL.Path) })
 	metrics := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "latch_up 1\n") })
-	a, err := Start(Options{Server: h.srv, Address: "127.0.0.1:0", Token: testToken, Dashboard: page, Metrics: metrics, Log: quiet})
+	stream := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "data: {}\n\n") })
+	a, err := Start(Options{Server: h.srv, Address: "127.0.0.1:0", Token: testToken, Dashboard: page, Metrics: metrics, Stream: stream, Log: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -722,7 +723,11 @@ func TestDashboardAndMetricsMount(t *testing.T) {
 		t.Errorf("/metrics: got %q", r.body)
 	}
 	h2.do(t, req{method: "POST", path: "/metrics"}).want(t, http.StatusMethodNotAllowed).errorBody(t)
+	if r := h2.do(t, req{method: "GET", path: "/api/v1/stream", token: "-"}).want(t, http.StatusOK); string(r.body) != "data: {}\n\n" {
+		t.Errorf("/api/v1/stream: got %q", r.body)
+	}
 	a.openRead = false
+	h2.do(t, req{method: "GET", path: "/api/v1/stream", token: "-"}).want(t, http.StatusUnauthorized).errorBody(t)
 	h2.do(t, req{method: "GET", path: "/metrics", token: "-"}).want(t, http.StatusUnauthorized).errorBody(t)
 	h2.do(t, req{method: "GET", path: "/metrics"}).want(t, http.StatusOK)
 }

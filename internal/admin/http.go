@@ -202,6 +202,16 @@ func (a *Admin) routes() http.Handler {
 			metrics.ServeHTTP(w, r)
 		}))
 	}
+	if a.o.Stream != nil {
+		stream := a.o.Stream
+		mux.Handle("GET /api/v1/stream", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if e := a.authorize(r, false); e != nil {
+				writeError(w, e)
+				return
+			}
+			stream.ServeHTTP(w, r)
+		}))
+	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !strings.HasPrefix(r.URL.Path, "/api/") && r.URL.Path != "/metrics" && a.o.Dashboard != nil {
 			a.o.Dashboard.ServeHTTP(w, r)
