@@ -1,0 +1,94 @@
+// Package dashboard is latch's web page on the admin listener: the running
+// state, live, with drain and weight controls that call the admin API.
+package dashboard
+
+import (
+	"embed"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/latch-lb/latch/internal/server"
+)
+
+//go:embed static
+var static embed.FS
+
+// TargetTotals is one target's counts since latch started, as the metrics
+// keep them: they only grow (a target registered again starts anew).
+type TargetTotals struct {
+	Group, Target string
+	Requests      uint64 // answered by the target
+	Errors        uint64 // failed or answered 5xx
+	// Buckets is the target's response-time histogram: Counts[i] requests
+	// took at most Bounds[i] seconds (cumulative, as Prometheus keeps it);
+	// the last bound may be +Inf.
+	Bounds []float64
+	Counts []uint64
+}
+
+// Totals gives every target's totals. The metrics package implements it;
+// nil means no metrics: the page shows no rates or response times.
+type Totals interface {
+	Targets() []TargetTotals
+}
+
+// Dashboard serves the page and its live stream.
+type Dashboard struct {
+	srv    *server.Server
+	totals Totals
+	log    *slog.Logger
+	// tick is how often the stream sends the state; window how far back
+	// p50 and p99 look.
+	tick   time.Duration
+	window time.Duration
+	files  http.Handler
+}
+
+// New returns the dashboard of srv, with totals for rates and response
+// times (nil: none).
+func New(srv *server.Server, totals Totals, log *slog.Logger) *Dashboard {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	sub, err := fs.Sub(static, "static")
+	if err != nil {
+		panic(err) // the embedded tree is fixed at build time
+	}
+	return &Dashboard{srv: srv, totals: totals, log: log, tick: time.Second, window: 10 * time.Second,
+		files: http.FileServerFS(sub)}
+}
+
+// Handler serves the page and its script and style, at "/" of the admin
+// listener. The page holds no data of its own: it reads the stream and
+// calls the admin API, sending the token the person enters.
+func (d *Dashboard) Handler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			w.Header().Set("Allow", "GET, HEAD")
+			http.Error(w, "the dashboard is read with GET", http.StatusMethodNotAllowed)
+			return
+		}
+		switch r.URL.Path {
+		case "/", "/app.js", "/app.css", "/favicon.svg":
+		default:
+			http.NotFound(w, r)
+			return
+		}
+		secure(w.Header())
+		d.files.ServeHTTP(w, r)
+	})
+}
+
+// secure sets the headers that keep the page's script its own: no inline
+// or foreign script runs, no other site frames the page (its buttons
+// cannot be clicked through a disguise), and nothing leaks in a Referer.
+func secure(h http.Header) {
+	h.Set("Content-Security-Policy", "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "+
+		"connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+	h.Set("X-Frame-Options", "DENY")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Referrer-Policy", "no-referrer")
+	h.Set("Cache-Control", "no-cache")
+}

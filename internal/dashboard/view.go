@@ -1,0 +1,106 @@
+package dashboard
+
+import (
+	"time"
+
+	"github.com/latch-lb/latch/internal/config"
+	"github.com/latch-lb/latch/internal/server"
+)
+
+// message is one state the stream sends: the running state, with each
+// target's rates and response times.
+type message struct {
+	Time      time.Time      `json:"time"`
+	Version   uint64         `json:"version"`
+	Cause     string         `json:"cause"` // "hello", "tick", or the event that prompted it
+	Metrics   bool           `json:"metrics"` // rates and response times are known
+	Listeners []listenerView `json:"listeners"`
+	Groups    []groupView    `json:"groups"`
+}
+
+type listenerView struct {
+	Name     string `json:"name"`
+	Addr     string `json:"addr"`
+	Protocol string `json:"protocol"`
+	Rules    int    `json:"rules"`
+	Default  string `json:"default"` // the default action: its group, or its type
+}
+
+type groupView struct {
+	Name       string       `json:"name"`
+	Algorithm  string       `json:"algorithm"`
+	Stickiness string       `json:"stickiness"` // its type, or "" when off
+	Targets    []targetView `json:"targets"`
+}
+
+type targetView struct {
+	ID              string    `json:"id"`
+	State           string    `json:"state"`
+	Reason          string    `json:"reason"`
+	Description     string    `json:"description"`
+	Since           time.Time `json:"since"`
+	Weight          int       `json:"weight"`
+	EffectiveWeight int       `json:"effective_weight"`
+	Inflight        int64     `json:"inflight"`
+	Routable        bool      `json:"routable"`
+	Drained         bool      `json:"drained"`
+	Ejected         bool      `json:"ejected"`
+	Anomaly         string    `json:"anomaly"`
+	rates
+}
+
+// rates are a target's figures from the metrics' totals; nil where they
+// are not known (no metrics, or no request in the window).
+type rates struct {
+	Rate      *float64 `json:"rate"`       // requests a second over the last tick
+	ErrorRate *float64 `json:"error_rate"` // errors a second over the last tick
+	P50       *float64 `json:"p50_ms"`     // response time over the window
+	P99       *float64 `json:"p99_ms"`
+}
+
+// view makes the message of a snapshot, with the rates r has for each
+// target.
+func view(sn *server.Snapshot, cause string, r map[key]rates) message {
+	m := message{Time: time.Now(), Version: sn.Version, Cause: cause, Metrics: r != nil,
+		Listeners: []listenerView{}, Groups: []groupView{}}
+	byName := map[string]config.Listener{}
+	groups := map[string]config.TargetGroup{}
+	if sn.Config != nil {
+		for _, l := range sn.Config.Listeners {
+			byName[l.Name] = l
+		}
+		for _, g := range sn.Config.TargetGroups {
+			groups[g.Name] = g
+		}
+	}
+	for _, l := range sn.Listeners {
+		lv := listenerView{Name: l.Name, Addr: l.Addr}
+		if c, ok := byName[l.Name]; ok {
+			lv.Protocol = c.Protocol.String()
+			lv.Rules = len(c.Rules)
+			lv.Default = c.DefaultAction.Type.String()
+			if c.DefaultAction.TargetGroup != "" {
+				lv.Default += " to " + c.DefaultAction.TargetGroup
+			}
+		}
+		m.Listeners = append(m.Listeners, lv)
+	}
+	for _, g := range sn.Groups {
+		gv := groupView{Name: g.Name, Targets: []targetView{}}
+		if c, ok := groups[g.Name]; ok {
+			gv.Algorithm = c.Algorithm.String()
+			if c.Stickiness.Enabled {
+				gv.Stickiness = c.Stickiness.Type.String()
+			}
+		}
+		for _, t := range g.Targets {
+			tv := targetView{ID: t.ID, State: t.State.String(), Reason: t.Reason, Description: t.Description,
+				Since: t.Since, Weight: t.Weight, EffectiveWeight: t.EffectiveWeight, Inflight: t.Inflight,
+				Routable: t.Routable, Drained: t.Drained, Ejected: t.Ejected, Anomaly: t.Anomaly,
+				rates: r[key{g.Name, t.ID}]}
+			gv.Targets = append(gv.Targets, tv)
+		}
+		m.Groups = append(m.Groups, gv)
+	}
+	return m
+}
