@@ -12,7 +12,7 @@ import (
 type message struct {
 	Time      time.Time      `json:"time"`
 	Version   uint64         `json:"version"`
-	Cause     string         `json:"cause"` // "hello", "tick", or the event that prompted it
+	Cause     string         `json:"cause"`   // "hello", "tick", or the event that prompted it
 	Metrics   bool           `json:"metrics"` // rates and response times are known
 	Listeners []listenerView `json:"listeners"`
 	Groups    []groupView    `json:"groups"`
