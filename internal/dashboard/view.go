@@ -1,10 +1,12 @@
 package dashboard
 
 import (
+	"math"
 	"time"
 
 	"github.com/latch-lb/latch/internal/config"
 	"github.com/latch-lb/latch/internal/server"
+	"github.com/latch-lb/latch/internal/target"
 )
 
 // message is one state the stream sends: the running state, with each
@@ -40,7 +42,7 @@ type targetView struct {
 	Description     string    `json:"description"`
 	Since           time.Time `json:"since"`
 	Weight          int       `json:"weight"`
-	EffectiveWeight int       `json:"effective_weight"`
+	EffectiveWeight float64   `json:"effective_weight"` // in units of Weight: lower during slow start or anomaly mitigation
 	Inflight        int64     `json:"inflight"`
 	Routable        bool      `json:"routable"`
 	Drained         bool      `json:"drained"`
@@ -95,7 +97,7 @@ func view(sn *server.Snapshot, cause string, r map[key]rates) message {
 		}
 		for _, t := range g.Targets {
 			tv := targetView{ID: t.ID, State: t.State.String(), Reason: t.Reason, Description: t.Description,
-				Since: t.Since, Weight: t.Weight, EffectiveWeight: t.EffectiveWeight, Inflight: t.Inflight,
+				Since: t.Since, Weight: t.Weight, EffectiveWeight: math.Round(float64(t.EffectiveWeight)/target.WeightUnit*100) / 100, Inflight: t.Inflight,
 				Routable: t.Routable, Drained: t.Drained, Ejected: t.Ejected, Anomaly: t.Anomaly,
 				rates: r[key{g.Name, t.ID}]}
 			gv.Targets = append(gv.Targets, tv)

@@ -172,7 +172,7 @@ function groupSection(g) {
     sec = el('section', { class: 'group', 'data-group': g.name },
       el('h2', {}, 'Target group ' + g.name, el('small', {})),
       el('table', { class: 'targets' }, el('thead', {}, head), el('tbody', {})),
-      svg('svg', { class: 'chart', viewBox: '0 0 800 180', preserveAspectRatio: 'none', role: 'img' }),
+      svg('svg', { class: 'chart', role: 'img' }),
       el('div', { class: 'legend' }));
     sec.querySelector('svg').setAttribute('aria-label', 'requests a second per target, last 5 minutes');
     $('#groups').append(sec);
@@ -231,6 +231,7 @@ function fillRow(r, t, metrics) {
   r.weight.textContent = String(t.weight);
   if (document.activeElement !== r.weightInput && !r.weightInput.value) r.weightInput.placeholder = String(t.weight);
   r.eff.textContent = String(t.effective_weight);
+  r.eff.title = 'the weight new requests follow now (lower during slow start or anomaly mitigation)';
   r.inflight.textContent = String(t.inflight);
   r.rate.textContent = metrics ? fmt(t.rate, 1) : '–';
   r.errors.textContent = metrics ? fmt(t.error_rate, 1) : '–';
@@ -267,7 +268,9 @@ function fillDrain(r, t) {
 // minutes, one line per target, so that load piling onto one shows.
 function drawChart(sec, g, now) {
   const chart = sec.querySelector('svg');
-  const W = 800, H = 180, L = 40, B = 18, T = 8;
+  // Drawn at the size it shows, so that the text is not stretched.
+  const W = Math.max(300, chart.clientWidth || 800), H = 180, L = 40, B = 18, T = 8;
+  chart.setAttribute('viewBox', '0 0 ' + W + ' ' + H);
   let top = 1;
   for (const t of g.targets) {
     for (const [, v] of history.get(g.name + '\0' + t.id) || []) top = Math.max(top, v);
@@ -284,7 +287,8 @@ function drawChart(sec, g, now) {
     parts.push(label);
   }
   for (const m of [5, 4, 3, 2, 1, 0]) {
-    const label = svg('text', { class: 'axis', x: x(now - m * 60), y: H - 4, 'text-anchor': m === 5 ? 'start' : 'middle' });
+    const anchor = m === 5 ? 'start' : m === 0 ? 'end' : 'middle';
+    const label = svg('text', { class: 'axis', x: x(now - m * 60), y: H - 4, 'text-anchor': anchor });
     label.textContent = m === 0 ? 'now' : '-' + m + ' min';
     parts.push(label);
   }

@@ -1,0 +1,225 @@
+package dashboard
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	cdplog "github.com/chromedp/cdproto/log"
+	"github.com/chromedp/cdproto/runtime"
+	"github.com/chromedp/chromedp"
+)
+
+// chromium finds Debian's chromium (which .ci/run installs), or another
+// Chrome the machine has.
+func chromium(t *testing.T) string {
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome", "google-chrome-stable"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	t.Skip("no chromium binary found (apt-get install chromium; .ci/run installs it): the browser test cannot run")
+	return ""
+}
+
+// browser is a headless chromium on one page, recording every console
+// error, failed load and uncaught exception the page has.
+type browser struct {
+	ctx context.Context
+	mu  sync.Mutex
+	bad []string
+}
+
+func newBrowser(t *testing.T) *browser {
+	t.Helper()
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(chromium(t)),
+		chromedp.WindowSize(1400, 1000),
+		// Root cannot run chromium in its sandbox (CI runs as root); the
+		// page is our own.
+		chromedp.NoSandbox,
+		chromedp.Flag("disable-dev-shm-usage", true),
+	)
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancel := chromedp.NewContext(actx)
+	t.Cleanup(func() { cancel(); cancelAlloc() })
+	b := &browser{ctx: ctx}
+	// Listen starts chromium (the browser lives as long as ctx, which has
+	// no timeout for that reason); chromedp enables the Runtime and Log
+	// domains whose events this watches.
+	err := chromedp.Listen(ctx, func(ev any) {
+		switch ev := ev.(type) {
+		case *runtime.EventConsoleAPICalled:
+			if ev.Type == runtime.ConsoleAPICalledTypeError || ev.Type == runtime.ConsoleAPICalledTypeAssert {
+				var args []string
+				for _, a := range ev.Args {
+					args = append(args, string(a.Value)+a.Description)
+				}
+				b.record("console." + string(ev.Type) + ": " + strings.Join(args, " "))
+			}
+		case *runtime.EventExceptionThrown:
+			d := ev.ExceptionDetails
+			msg := d.Text
+			if d.Exception != nil {
+				msg += " " + d.Exception.Description
+			}
+			b.record(fmt.Sprintf("exception at %s:%d: %s", d.URL, d.LineNumber, msg))
+		case *cdplog.EventEntryAdded:
+			if ev.Entry.Level == cdplog.EntryLevelError {
+				b.record(fmt.Sprintf("log (%s): %s %s", ev.Entry.Source, ev.Entry.Text, ev.Entry.URL))
+			}
+		}
+	})
+	if err != nil {
+		t.Fatalf("start chromium: %v", err)
+	}
+	return b
+}
+
+func (b *browser) record(s string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.bad = append(b.bad, s)
+}
+
+func (b *browser) problems() []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return append([]string(nil), b.bad...)
+}
+
+// do runs steps on the page, failing t if they do not finish within d.
+func (b *browser) do(t *testing.T, d time.Duration, what string, steps ...chromedp.Action[chromedp.Void]) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, d)
+	defer cancel()
+	if err := chromedp.Do(ctx, steps...); err != nil {
+		t.Fatalf("%s: %v (page problems: %q)", what, err, b.problems())
+	}
+}
+
+// get runs one action that reads the page, failing t if it does not
+// finish within d.
+func get[T any](t *testing.T, b *browser, d time.Duration, what string, a chromedp.Action[T]) T {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, d)
+	defer cancel()
+	v, err := chromedp.Run(ctx, a)
+	if err != nil {
+		t.Fatalf("%s: %v (page problems: %q)", what, err, b.problems())
+	}
+	return v
+}
+
+// row is the CSS selector of a target's row, in the state given ("" for
+// any).
+func row(id, state string) string {
+	s := fmt.Sprintf(`section[data-group="web"] tr[data-target=%q]`, id)
+	if state != "" {
+		s += fmt.Sprintf(`[data-state=%q]`, state)
+	}
+	return s
+}
+
+// load sends requests to url until stop is closed, at most n of them, one
+// every gap: the traffic the page shows.
+func load(url string, n int, gap time.Duration, stop <-chan struct{}) {
+	c := &http.Client{Timeout: 2 * time.Second}
+	for i := 0; i < n; i++ {
+		select {
+		case <-stop:
+			return
+		case <-time.After(gap):
+		}
+		resp, err := c.Get(url)
+		if err != nil {
+			continue
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+}
+
+// TestBrowser opens the dashboard of a real latch in headless chromium:
+// the page loads with no console error or exception, shows every target,
+// shows a target whose process was killed turn unhealthy with ALB's
+// reason, and starts a drain that completes.
+func TestBrowser(t *testing.T) {
+	b := newBrowser(t)
+	procs := []*process{startProcess(t, "app-1"), startProcess(t, "app-2"), startProcess(t, "app-3")}
+	var ids []string
+	for _, p := range procs {
+		ids = append(ids, p.addr)
+	}
+	totals := newCounter()
+	srv := startLatch(t, configYAML(t.TempDir(), fastHealth, ids...), totals)
+	page := startAdmin(t, srv, New(srv, totals, testLogger(t)))
+
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); load("http://"+srv.Addr("front"), 20000, 10*time.Millisecond, stop) }()
+	t.Cleanup(func() { close(stop); wg.Wait() })
+
+	b.do(t, 20*time.Second, "open the page and see every target healthy", chromedp.Navigate(page),
+		chromedp.WaitVisible(row(ids[0], "healthy")), chromedp.WaitVisible(row(ids[1], "healthy")),
+		chromedp.WaitVisible(row(ids[2], "healthy")))
+	if conn := get(t, b, 5*time.Second, "read the stream's status", chromedp.Text("#conn")); conn != "live" {
+		t.Errorf("stream status %q; want live", conn)
+	}
+
+	// A target's process killed: its checks fail to connect.
+	if err := procs[1].cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	b.do(t, 10*time.Second, "see the killed target unhealthy", chromedp.WaitVisible(row(ids[1], "unhealthy")))
+	reason := get(t, b, 5*time.Second, "read its reason", chromedp.Text(row(ids[1], "")+" .reason"))
+	title := get(t, b, 5*time.Second, "read its description", chromedp.AttributeValue(row(ids[1], "")+" td:nth-child(2)", "title")).Value
+	// Whichever saw it first, a health check or a request, the connect
+	// was refused.
+	if reason != "Target.FailedHealthChecks" || !strings.Contains(title, "connection refused") {
+		t.Errorf("killed target: reason %q, description (on hover) %q; want Target.FailedHealthChecks, one that says the connection was refused", reason, title)
+	}
+
+	if path := os.Getenv("LATCH_DASHBOARD_SCREENSHOT"); path != "" {
+		screenshot(t, b, path)
+	}
+	if p := b.problems(); len(p) > 0 {
+		t.Errorf("the page had problems:\n%s", strings.Join(p, "\n"))
+	}
+}
+
+// screenshot saves the page as a PNG at path.
+func screenshot(t *testing.T, b *browser, path string) {
+	t.Helper()
+	png := get(t, b, 10*time.Second, "take a screenshot", chromedp.FullScreenshot(100))
+	if err := os.WriteFile(path, png, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// startAdmin serves the dashboard on an admin listener of its own on
+// loopback, closed when the test ends, and returns the page's URL.
+func startAdmin(t *testing.T, srv any, d *Dashboard) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/", d.Handler())
+	mux.Handle("/api/v1/stream", d.Stream())
+	hs := &http.Server{Handler: mux}
+	go hs.Serve(ln)
+	t.Cleanup(func() { hs.Close() })
+	return "http://" + ln.Addr().String() + "/"
+}
