@@ -1,0 +1,392 @@
+package admin
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/latch-lb/latch/internal/config"
+	"github.com/latch-lb/latch/internal/server"
+)
+
+// register adds the API's endpoints to mux.
+func (a *Admin) register(mux *http.ServeMux) {
+	const tg = "/api/v1/target-groups/{name}"
+	const tgt = tg + "/targets/{id}"
+	mux.Handle("GET /api/v1/target-groups", a.endpoint(false, a.listGroups))
+	mux.Handle("GET "+tg, a.endpoint(false, a.getGroup))
+	mux.Handle("GET "+tg+"/targets", a.endpoint(false, a.listTargets))
+	mux.Handle("POST "+tg+"/targets", a.endpoint(true, a.registerTargets))
+	mux.Handle("GET "+tgt, a.endpoint(false, a.getTarget))
+	mux.Handle("DELETE "+tgt, a.endpoint(true, a.deregisterTarget))
+	mux.Handle("PUT "+tgt+"/weight", a.endpoint(true, a.setWeight))
+	mux.Handle("POST "+tgt+"/drain", a.endpoint(true, a.drain))
+	mux.Handle("DELETE "+tgt+"/drain", a.endpoint(true, a.undrain))
+	mux.Handle("POST "+tgt+"/cookie", a.endpoint(true, a.mintCookie))
+	mux.Handle("GET "+tg+"/attributes", a.endpoint(false, a.getAttributes))
+	mux.Handle("PATCH "+tg+"/attributes", a.endpoint(true, a.patchAttributes))
+	mux.Handle("GET "+tg+"/sessions", a.endpoint(false, a.sessions))
+	mux.Handle("GET /api/v1/listeners", a.endpoint(false, a.listListeners))
+	mux.Handle("GET /api/v1/listeners/{name}", a.endpoint(false, a.getListener))
+	mux.Handle("GET /api/v1/config", a.endpoint(false, a.getConfig))
+	mux.Handle("GET /api/v1/diff", a.endpoint(false, a.diff))
+	mux.Handle("POST /api/v1/reload", a.endpoint(true, a.reload))
+}
+
+// TargetGroupList is GET /api/v1/target-groups.
+type TargetGroupList struct {
+	TargetGroups []TargetGroupSummary `json:"target_groups"`
+	Version      string               `json:"version"` // the running config's
+}
+
+func (a *Admin) listGroups(r *http.Request) (reply, error) {
+	sn := a.o.Server.Snapshot()
+	out := TargetGroupList{TargetGroups: []TargetGroupSummary{}, Version: configETag(sn.Version)}
+	if sn.Config != nil {
+		for i := range sn.Config.TargetGroups {
+			gc := &sn.Config.TargetGroups[i]
+			out.TargetGroups = append(out.TargetGroups, groupSummary(gc, sn.Group(gc.Name)))
+		}
+	}
+	return reply{etag: out.Version, body: out}, nil
+}
+
+// lookup finds the named group in a snapshot, or says it does not exist.
+func lookup(sn *server.Snapshot, name string) (*config.TargetGroup, *server.GroupStatus, error) {
+	if sn.Config != nil {
+		if gc := sn.Config.TargetGroup(name); gc != nil {
+			return gc, sn.Group(name), nil
+		}
+	}
+	return nil, nil, noGroup(name)
+}
+
+func noGroup(name string) *apiError { return notFound("target group %q does not exist", name) }
+
+func noTarget(group, id string) *apiError {
+	return notFound("target %s is not registered in target group %q", id, group)
+}
+
+func (a *Admin) getGroup(r *http.Request) (reply, error) {
+	gc, gs, err := lookup(a.o.Server.Snapshot(), r.PathValue("name"))
+	if err != nil {
+		return reply{}, err
+	}
+	v := groupView(gc, gs)
+	return reply{etag: v.Version, body: v}, nil
+}
+
+// TargetList is GET .../targets: ALB's DescribeTargetHealth.
+type TargetList struct {
+	TargetGroup string   `json:"target_group"`
+	Targets     []Target `json:"targets"`
+	Version     string   `json:"version"` // the group's
+}
+
+func (a *Admin) listTargets(r *http.Request) (reply, error) {
+	gc, gs, err := lookup(a.o.Server.Snapshot(), r.PathValue("name"))
+	if err != nil {
+		return reply{}, err
+	}
+	v := TargetList{TargetGroup: gc.Name, Targets: groupTargets(gc, gs), Version: etagOf(gc)}
+	return reply{etag: v.Version, body: v}, nil
+}
+
+// targetReply is one target as it runs now, or 404 if the group has no
+// such target, registered or draining.
+func (a *Admin) targetReply(group, id string, status int) (reply, error) {
+	gc, gs, err := lookup(a.o.Server.Snapshot(), group)
+	if err != nil {
+		return reply{}, err
+	}
+	if gs != nil {
+		for i := range gs.Targets {
+			if ts := &gs.Targets[i]; ts.ID == id {
+				v := targetView(ts, gc.Target(id))
+				return reply{status: status, etag: v.Version, body: v}, nil
+			}
+		}
+	}
+	return reply{}, noTarget(group, id)
+}
+
+func (a *Admin) getTarget(r *http.Request) (reply, error) {
+	return a.targetReply(r.PathValue("name"), r.PathValue("id"), 0)
+}
+
+// ifMatch checks the request's If-Match against the resource's version
+// now: a client that read an older version gets 409 and reads again.
+func ifMatch(r *http.Request, what, current string) error {
+	h := r.Header.Get("If-Match")
+	if h == "" {
+		return nil
+	}
+	for _, v := range strings.Split(h, ",") {
+		v = strings.TrimPrefix(strings.TrimSpace(v), "W/")
+		if v == "*" || v == current {
+			return nil
+		}
+	}
+	return &apiError{status: http.StatusConflict,
+		msg: fmt.Sprintf("If-Match %s: %s changed since that version (it is %s now); read it again", h, what, current)}
+}
+
+// update runs change on the running config's copy of the named group,
+// through Server.Update: 404 for a group that does not exist, and every
+// problem of an invalid result.
+func (a *Admin) update(r *http.Request, group string, change func(g *config.TargetGroup) error) error {
+	return a.o.Server.Update(r.Context(), func(c *config.Config) error {
+		g := c.TargetGroup(group)
+		if g == nil {
+			return noGroup(group)
+		}
+		return change(g)
+	})
+}
+
+// updateTarget is update for one registered target, with If-Match against
+// the target's version.
+func (a *Admin) updateTarget(r *http.Request, change func(g *config.TargetGroup, t *config.Target) error) error {
+	group, id := r.PathValue("name"), r.PathValue("id")
+	return a.update(r, group, func(g *config.TargetGroup) error {
+		t := g.Target(id)
+		if t == nil {
+			return noTarget(group, id)
+		}
+		if err := ifMatch(r, fmt.Sprintf("target %s of %q", id, group), etagOf(t)); err != nil {
+			return err
+		}
+		return change(g, t)
+	})
+}
+
+// TargetSpec is one target of a registration (ALB's TargetDescription,
+// with latch's weight).
+type TargetSpec struct {
+	ID     string `json:"id"`
+	Weight *int   `json:"weight,omitempty"` // default 1; sets the weight of one already registered
+}
+
+// RegisterRequest is POST .../targets: ALB's RegisterTargets.
+type RegisterRequest struct {
+	Targets []TargetSpec `json:"targets"`
+}
+
+func (a *Admin) registerTargets(r *http.Request) (reply, error) {
+	var req RegisterRequest
+	if err := decode(r, &req, false); err != nil {
+		return reply{}, err
+	}
+	if len(req.Targets) == 0 {
+		return reply{}, badRequest(`request body: "targets" is empty; want [{"id": "host:port", "weight": 1}, ...]`)
+	}
+	for i, t := range req.Targets {
+		if t.ID == "" {
+			return reply{}, badRequest(`request body: targets[%d]: "id" is missing`, i)
+		}
+	}
+	group := r.PathValue("name")
+	err := a.update(r, group, func(g *config.TargetGroup) error {
+		if err := ifMatch(r, fmt.Sprintf("target group %q", group), etagOf(g)); err != nil {
+			return err
+		}
+		for _, spec := range req.Targets {
+			if t := g.Target(spec.ID); t != nil {
+				if spec.Weight != nil {
+					t.Weight = *spec.Weight
+				}
+				continue // registering a registered target changes nothing else, as ALB's
+			}
+			w := 1
+			if spec.Weight != nil {
+				w = *spec.Weight
+			}
+			g.Targets = append(g.Targets, config.Target{ID: spec.ID, Weight: w})
+		}
+		return nil
+	})
+	if err != nil {
+		return reply{}, err
+	}
+	a.o.Log.Info("admin: targets registered", "target_group", group, "targets", len(req.Targets))
+	rep, err := a.listTargets(r)
+	return rep, err
+}
+
+func (a *Admin) deregisterTarget(r *http.Request) (reply, error) {
+	group, id := r.PathValue("name"), r.PathValue("id")
+	err := a.updateTarget(r, func(g *config.TargetGroup, t *config.Target) error {
+		g.Targets = slices.DeleteFunc(g.Targets, func(t config.Target) bool { return t.ID == id })
+		return nil
+	})
+	if err != nil {
+		return reply{}, err
+	}
+	a.o.Log.Info("admin: target deregistered", "target_group", group, "target", id)
+	rep, err := a.targetReply(group, id, 0)
+	if err != nil { // gone at once: no requests were left to drain
+		return reply{status: http.StatusNoContent}, nil
+	}
+	return rep, nil
+}
+
+// WeightRequest is PUT .../weight.
+type WeightRequest struct {
+	Weight *int `json:"weight"`
+}
+
+func (a *Admin) setWeight(r *http.Request) (reply, error) {
+	var req WeightRequest
+	if err := decode(r, &req, false); err != nil {
+		return reply{}, err
+	}
+	if req.Weight == nil {
+		return reply{}, badRequest(`request body: "weight" is missing; want {"weight": 1-1000}`)
+	}
+	err := a.updateTarget(r, func(g *config.TargetGroup, t *config.Target) error {
+		t.Weight = *req.Weight
+		return nil
+	})
+	if err != nil {
+		return reply{}, err
+	}
+	a.o.Log.Info("admin: weight set", "target_group", r.PathValue("name"), "target", r.PathValue("id"), "weight", *req.Weight)
+	return a.targetReply(r.PathValue("name"), r.PathValue("id"), 0)
+}
+
+// DrainRequest is POST .../drain. Every field is optional.
+type DrainRequest struct {
+	// Mode is keep_sessions (sticky sessions stay until idle) or
+	// immediate (ALB's: no new request).
+	Mode     string `json:"mode,omitempty"`
+	Idle     string `json:"idle,omitempty"`     // keep_sessions: how long no session is seen before the drain is complete (a Go duration)
+	Deadline string `json:"deadline,omitempty"` // the longest the drain may take (a Go duration)
+}
+
+func (a *Admin) drain(r *http.Request) (reply, error) {
+	var req DrainRequest
+	if err := decode(r, &req, true); err != nil {
+		return reply{}, err
+	}
+	switch req.Mode {
+	case "", "immediate":
+	case "keep_sessions":
+		return reply{}, &apiError{status: http.StatusNotImplemented, msg: `drain mode "keep_sessions" is not available in this build; use "immediate"`}
+	default:
+		return reply{}, badRequest(`request body: mode: %q is not one of keep_sessions, immediate`, req.Mode)
+	}
+	if req.Idle != "" || req.Deadline != "" {
+		return reply{}, badRequest(`request body: idle and deadline apply to mode keep_sessions only`)
+	}
+	err := a.updateTarget(r, func(g *config.TargetGroup, t *config.Target) error {
+		t.Drain = true
+		return nil
+	})
+	if err != nil {
+		return reply{}, err
+	}
+	a.o.Log.Info("admin: target drained", "target_group", r.PathValue("name"), "target", r.PathValue("id"))
+	return a.targetReply(r.PathValue("name"), r.PathValue("id"), 0)
+}
+
+func (a *Admin) undrain(r *http.Request) (reply, error) {
+	err := a.updateTarget(r, func(g *config.TargetGroup, t *config.Target) error {
+		t.Drain = false
+		return nil
+	})
+	if err != nil {
+		return reply{}, err
+	}
+	a.o.Log.Info("admin: target undrained", "target_group", r.PathValue("name"), "target", r.PathValue("id"))
+	return a.targetReply(r.PathValue("name"), r.PathValue("id"), 0)
+}
+
+func (a *Admin) mintCookie(r *http.Request) (reply, error) {
+	if _, _, err := lookup(a.o.Server.Snapshot(), r.PathValue("name")); err != nil {
+		return reply{}, err
+	}
+	return reply{}, &apiError{status: http.StatusNotImplemented, msg: "minting a sticky cookie is not available in this build"}
+}
+
+func (a *Admin) sessions(r *http.Request) (reply, error) {
+	if _, _, err := lookup(a.o.Server.Snapshot(), r.PathValue("name")); err != nil {
+		return reply{}, err
+	}
+	return reply{}, &apiError{status: http.StatusNotImplemented, msg: "session counts are not available in this build"}
+}
+
+// Attributes is GET .../attributes and PATCH's body: ALB's
+// ModifyTargetGroupAttributes, keys and values as in the config file.
+type Attributes struct {
+	Attributes map[string]string `json:"attributes"`
+	Version    string            `json:"version,omitempty"` // the group's; ignored in a request
+}
+
+func (a *Admin) getAttributes(r *http.Request) (reply, error) {
+	gc, _, err := lookup(a.o.Server.Snapshot(), r.PathValue("name"))
+	if err != nil {
+		return reply{}, err
+	}
+	v := Attributes{Attributes: gc.Attributes(), Version: etagOf(gc)}
+	return reply{etag: v.Version, body: v}, nil
+}
+
+func (a *Admin) patchAttributes(r *http.Request) (reply, error) {
+	var req struct {
+		Attributes map[string]json.RawMessage `json:"attributes"`
+		Version    string                     `json:"version"`
+	}
+	if err := decode(r, &req, false); err != nil {
+		return reply{}, err
+	}
+	if len(req.Attributes) == 0 {
+		return reply{}, badRequest(`request body: "attributes" is empty; want {"attributes": {"key": "value", ...}}`)
+	}
+	// A value may be a JSON string or a plain scalar, as in the file.
+	values := map[string]string{}
+	keys := make([]string, 0, len(req.Attributes))
+	for k, raw := range req.Attributes {
+		var s string
+		switch {
+		case json.Unmarshal(raw, &s) == nil:
+		case len(raw) > 0 && (raw[0] == '-' || raw[0] >= '0' && raw[0] <= '9'):
+			s = string(raw)
+		case string(raw) == "true" || string(raw) == "false":
+			s = string(raw)
+		default:
+			return reply{}, badRequest("request body: attributes[%q]: want a string, number or boolean, got %s", k, raw)
+		}
+		values[k] = s
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	group := r.PathValue("name")
+	err := a.o.Server.Update(r.Context(), func(c *config.Config) error {
+		i := slices.IndexFunc(c.TargetGroups, func(g config.TargetGroup) bool { return g.Name == group })
+		if i < 0 {
+			return noGroup(group)
+		}
+		g := &c.TargetGroups[i]
+		if err := ifMatch(r, fmt.Sprintf("target group %q", group), etagOf(g)); err != nil {
+			return err
+		}
+		var ps config.Problems
+		for _, k := range keys {
+			if err := g.SetAttribute(k, values[k]); err != nil {
+				ps = append(ps, config.Problem{Path: fmt.Sprintf("target_groups[%d].attributes[%s]", i, strconv.Quote(k)), Msg: err.Error()})
+			}
+		}
+		if len(ps) > 0 {
+			return ps
+		}
+		return nil
+	})
+	if err != nil {
+		return reply{}, err
+	}
+	a.o.Log.Info("admin: attributes modified", "target_group", group, "keys", strings.Join(keys, ","))
+	return a.getAttributes(r)
+}
