@@ -45,6 +45,9 @@ type Options struct {
 	// page, so the dashboard must serve nothing but its page and assets,
 	// and read and write through the API with the token. Nil: 404.
 	Dashboard http.Handler
+	// Stream is served at GET /api/v1/stream, under reads' rules: the
+	// dashboard's live state (server-sent events). Nil: 404.
+	Stream http.Handler
 	// Log gets the listener's errors and each change made; never the
 	// token. Nil: slog.Default().
 	Log *slog.Logger

@@ -192,6 +192,16 @@ func (a *Admin) routes() http.Handler {
 			metrics.ServeHTTP(w, r)
 		}))
 	}
+	if a.o.Stream != nil {
+		stream := a.o.Stream
+		mux.Handle("GET /api/v1/stream", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if e := a.authorize(r, false); e != nil {
+				writeError(w, e)
+				return
+			}
+			stream.ServeHTTP(w, r)
+		}))
+	}
 	if a.o.Dashboard != nil {
 		mux.Handle("/", a.o.Dashboard)
 	}
