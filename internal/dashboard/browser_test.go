@@ -160,8 +160,8 @@ func TestBrowser(t *testing.T) {
 	for _, p := range procs {
 		ids = append(ids, p.addr)
 	}
-	totals := newCounter()
-	srv := startLatch(t, configYAML(t.TempDir(), fastHealth, ids...), totals)
+	totals := startMetrics(t)
+	srv := startLatch(t, configYAML(t.TempDir(), fastHealth, ids...), totals.Observer())
 	page := startAdmin(t, srv, New(srv, totals, testLogger(t)))
 
 	stop := make(chan struct{})

@@ -9,29 +9,19 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/latch-lb/latch/internal/metrics"
 	"github.com/latch-lb/latch/internal/server"
 )
 
 //go:embed static
 var static embed.FS
 
-// TargetTotals is one target's counts since latch started, as the metrics
-// keep them: they only grow (a target registered again starts anew).
-type TargetTotals struct {
-	Group, Target string
-	Requests      uint64 // answered by the target
-	Errors        uint64 // failed or answered 5xx
-	// Buckets is the target's response-time histogram: Counts[i] requests
-	// took at most Bounds[i] seconds (cumulative, as Prometheus keeps it);
-	// the last bound may be +Inf.
-	Bounds []float64
-	Counts []uint64
-}
-
-// Totals gives every target's totals. The metrics package implements it;
-// nil means no metrics: the page shows no rates or response times.
+// Totals gives every target's totals since latch started: requests,
+// errors, and a response-time histogram whose buckets are
+// metrics.Buckets() and +Inf. *metrics.Metrics implements it; nil means no
+// metrics: the page shows no rates or response times.
 type Totals interface {
-	Targets() []TargetTotals
+	Targets() []metrics.TargetTotals
 }
 
 // Dashboard serves the page and its live stream.

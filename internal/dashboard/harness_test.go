@@ -7,18 +7,17 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/latch-lb/latch/internal/config"
 	"github.com/latch-lb/latch/internal/leaktest"
+	"github.com/latch-lb/latch/internal/metrics"
 	"github.com/latch-lb/latch/internal/proxy"
 	"github.com/latch-lb/latch/internal/server"
 )
@@ -146,56 +145,12 @@ func testLogger(t testing.TB) *slog.Logger {
 	return slog.New(slog.DiscardHandler)
 }
 
-// counter is a Totals of its own for the tests: an observer on latch's
-// data path that counts each target's requests and response times into
-// a histogram, as the metrics do.
-type counter struct {
-	mu     sync.Mutex
-	bounds []float64
-	by     map[[2]string]*TargetTotals
-}
-
-func newCounter() *counter {
-	return &counter{bounds: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, math.Inf(1)},
-		by: map[[2]string]*TargetTotals{}}
-}
-
-func (c *counter) Begin(*proxy.Record)   {}
-func (c *counter) Refused(*proxy.Record) {}
-func (c *counter) Conn(proxy.ConnEvent)  {}
-func (c *counter) End(r *proxy.Record) {
-	if r.Target == nil {
-		return
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	k := [2]string{r.Group, r.Target.ID}
-	tt := c.by[k]
-	if tt == nil {
-		tt = &TargetTotals{Group: r.Group, Target: r.Target.ID, Bounds: c.bounds, Counts: make([]uint64, len(c.bounds))}
-		c.by[k] = tt
-	}
-	tt.Requests++
-	if r.Status == 0 || r.Status >= 500 {
-		tt.Errors++
-	}
-	for i, b := range c.bounds {
-		if r.Duration.Seconds() <= b {
-			tt.Counts[i]++
-		}
-	}
-}
-
-func (c *counter) Targets() []TargetTotals {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	var out []TargetTotals
-	for _, tt := range c.by {
-		cp := *tt
-		cp.Counts = append([]uint64(nil), tt.Counts...)
-		out = append(out, cp)
-	}
-	return out
+// startMetrics returns latch's metrics, whose observer goes on the data
+// path (startLatch's obs) and whose totals the dashboard reads.
+func startMetrics(t *testing.T) *metrics.Metrics {
+	m := metrics.New()
+	t.Cleanup(m.Close)
+	return m
 }
 
 // streamReader reads a stream's messages.

@@ -4,15 +4,17 @@ import (
 	"math"
 	"slices"
 	"time"
+
+	"github.com/latch-lb/latch/internal/metrics"
 )
 
 type key struct{ group, target string }
 
-// sample is one target's totals at one tick.
+// sample is one target's totals at one tick; counts is its histogram,
+// cumulative, by the sampler's bounds.
 type sample struct {
 	at               time.Time
 	requests, errors uint64
-	bounds           []float64
 	counts           []uint64
 }
 
@@ -22,14 +24,16 @@ type sample struct {
 // stream owns it; it is not safe for concurrent use.
 type sampler struct {
 	totals  Totals
-	keep    int // samples kept per target: the window's ticks, and one
+	bounds  []float64 // the histogram's upper bounds, in seconds, the last +Inf
+	keep    int       // samples kept per target: the window's ticks, and one
 	history map[key][]sample
 	latest  map[key]rates
 }
 
 func newSampler(totals Totals, tick, window time.Duration) *sampler {
 	keep := int(window/tick) + 1
-	return &sampler{totals: totals, keep: max(keep, 2), history: map[key][]sample{}}
+	return &sampler{totals: totals, bounds: append(metrics.Buckets(), math.Inf(1)), keep: max(keep, 2),
+		history: map[key][]sample{}}
 }
 
 // rates returns the figures of the latest sample, or nil with no totals.
@@ -50,7 +54,7 @@ func (s *sampler) sample(now time.Time) {
 	for _, t := range s.totals.Targets() {
 		k := key{t.Group, t.Target}
 		seen[k] = true
-		cur := sample{at: now, requests: t.Requests, errors: t.Errors, bounds: t.Bounds, counts: slices.Clone(t.Counts)}
+		cur := sample{at: now, requests: t.Requests, errors: t.Errors, counts: cumulative(t.Buckets)}
 		h := s.history[k]
 		if len(h) > 0 && !follows(h[len(h)-1], cur) {
 			// The totals started anew (the target registered again):
@@ -62,7 +66,7 @@ func (s *sampler) sample(now time.Time) {
 			h = slices.Delete(h, 0, len(h)-s.keep)
 		}
 		s.history[k] = h
-		latest[k] = figures(h)
+		latest[k] = figures(h, s.bounds)
 	}
 	for k := range s.history {
 		if !seen[k] {
@@ -72,11 +76,22 @@ func (s *sampler) sample(now time.Time) {
 	s.latest = latest
 }
 
+// cumulative returns the running sums of buckets, which count each bucket
+// on its own.
+func cumulative(buckets []uint64) []uint64 {
+	out := make([]uint64, len(buckets))
+	var acc uint64
+	for i, c := range buckets {
+		acc += c
+		out[i] = acc
+	}
+	return out
+}
+
 // follows reports whether cur can be the totals that came after prev: none
-// went down, and the histogram has the same buckets.
+// went down.
 func follows(prev, cur sample) bool {
-	if cur.requests < prev.requests || cur.errors < prev.errors || !slices.Equal(prev.bounds, cur.bounds) ||
-		len(prev.counts) != len(cur.counts) {
+	if cur.requests < prev.requests || cur.errors < prev.errors || len(prev.counts) != len(cur.counts) {
 		return false
 	}
 	for i := range cur.counts {
@@ -88,7 +103,7 @@ func follows(prev, cur sample) bool {
 }
 
 // figures works out a target's rates from its samples, oldest first.
-func figures(h []sample) rates {
+func figures(h []sample, bounds []float64) rates {
 	var r rates
 	if len(h) < 2 {
 		return r
@@ -103,10 +118,10 @@ func figures(h []sample) rates {
 	for i := range grew {
 		grew[i] = cur.counts[i] - first.counts[i]
 	}
-	if p, ok := quantile(0.5, cur.bounds, grew); ok {
+	if p, ok := quantile(0.5, bounds, grew); ok {
 		r.P50 = ptr(p * 1000)
 	}
-	if p, ok := quantile(0.99, cur.bounds, grew); ok {
+	if p, ok := quantile(0.99, bounds, grew); ok {
 		r.P99 = ptr(p * 1000)
 	}
 	return r

@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/latch-lb/latch/internal/metrics"
 )
 
 // TestStreamStateAndRates reads the stream of a latch serving two targets:
@@ -16,8 +18,8 @@ import (
 // requests flow, ticks carry each target's rate and response times.
 func TestStreamStateAndRates(t *testing.T) {
 	a, b := startTarget(t, "a"), startTarget(t, "b")
-	totals := newCounter()
-	srv := startLatch(t, configYAML(t.TempDir(), "", a, b), totals)
+	totals := startMetrics(t)
+	srv := startLatch(t, configYAML(t.TempDir(), "", a, b), totals.Observer())
 	d := New(srv, totals, testLogger(t))
 	d.tick = 100 * time.Millisecond
 	web := httptest.NewServer(d.Stream())
@@ -122,7 +124,7 @@ func TestStreamSendsOnChangeAtOnce(t *testing.T) {
 // (startLatch's leak check).
 func TestStreamEndsWhenClientGoes(t *testing.T) {
 	srv := startLatch(t, configYAML(t.TempDir(), "", startTarget(t, "a")), nil)
-	d := New(srv, newCounter(), testLogger(t))
+	d := New(srv, startMetrics(t), testLogger(t))
 	d.tick = 50 * time.Millisecond
 	ended := make(chan struct{}, 2)
 	web := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -151,6 +153,24 @@ func TestStreamEndsWhenClientGoes(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("the stream's handler still runs 5 s after the server shut down")
 	}
+}
+
+// TestStreamOutlivesReadTimeout: the admin listener has a ReadTimeout
+// (30 s), which must not end a stream that lasts longer.
+func TestStreamOutlivesReadTimeout(t *testing.T) {
+	srv := startLatch(t, configYAML(t.TempDir(), "", startTarget(t, "a")), nil)
+	d := New(srv, nil, testLogger(t))
+	d.tick = 50 * time.Millisecond
+	web := httptest.NewUnstartedServer(d.Stream())
+	web.Config.ReadTimeout = 100 * time.Millisecond
+	web.Start()
+	t.Cleanup(web.Close)
+
+	s := openStream(t, t.Context(), web.URL)
+	first := s.waitMessage(t, 5*time.Second, "the first message", func(message) bool { return true })
+	s.waitMessage(t, 5*time.Second, "a message 5 read timeouts later", func(m message) bool {
+		return m.Time.Sub(first.Time) > 5*web.Config.ReadTimeout
+	})
 }
 
 func TestStreamRefusesPost(t *testing.T) {
@@ -197,19 +217,26 @@ func TestQuantile(t *testing.T) {
 // TestSamplerStartsAnewWhenTotalsFall: a target registered again counts
 // from zero; the sampler must not subtract across that.
 func TestSamplerStartsAnewWhenTotalsFall(t *testing.T) {
-	b := []float64{.1, math.Inf(1)}
 	tt := &fixedTotals{}
 	s := newSampler(tt, time.Second, 10*time.Second)
+	buckets := func(fast, slow uint64) []uint64 {
+		b := make([]uint64, len(metrics.Buckets())+1)
+		b[0], b[len(b)-1] = fast, slow
+		return b
+	}
 	t0 := time.Unix(1000, 0)
-	tt.set(TargetTotals{Group: "g", Target: "t", Requests: 100, Bounds: b, Counts: []uint64{90, 100}})
+	tt.set(metrics.TargetTotals{Group: "g", Target: "t", Requests: 100, Buckets: buckets(90, 10)})
 	s.sample(t0)
-	tt.set(TargetTotals{Group: "g", Target: "t", Requests: 150, Bounds: b, Counts: []uint64{140, 150}})
+	tt.set(metrics.TargetTotals{Group: "g", Target: "t", Requests: 150, Buckets: buckets(140, 10)})
 	s.sample(t0.Add(time.Second))
 	r := s.rates()[key{"g", "t"}]
 	if r.Rate == nil || *r.Rate != 50 {
 		t.Fatalf("rate %v; want 50", r.Rate)
 	}
-	tt.set(TargetTotals{Group: "g", Target: "t", Requests: 3, Bounds: b, Counts: []uint64{3, 3}})
+	if want := metrics.Buckets()[0] * 1000 / 2; r.P50 == nil || math.Abs(*r.P50-want) > 1e-9 {
+		t.Errorf("p50 %v ms; want %v (the 50 requests of the tick all in the first bucket)", r.P50, want)
+	}
+	tt.set(metrics.TargetTotals{Group: "g", Target: "t", Requests: 3, Buckets: buckets(3, 0)})
 	s.sample(t0.Add(2 * time.Second))
 	r = s.rates()[key{"g", "t"}]
 	if r.Rate != nil || r.P50 != nil {
@@ -218,7 +245,7 @@ func TestSamplerStartsAnewWhenTotalsFall(t *testing.T) {
 }
 
 // fixedTotals are totals a test sets.
-type fixedTotals struct{ t []TargetTotals }
+type fixedTotals struct{ t []metrics.TargetTotals }
 
-func (f *fixedTotals) set(t ...TargetTotals)   { f.t = t }
-func (f *fixedTotals) Targets() []TargetTotals { return f.t }
+func (f *fixedTotals) set(t ...metrics.TargetTotals)   { f.t = t }
+func (f *fixedTotals) Targets() []metrics.TargetTotals { return f.t }
