@@ -17,6 +17,7 @@ import (
 
 	"github.com/latch-lb/latch/internal/admin"
 	"github.com/latch-lb/latch/internal/config"
+	"github.com/latch-lb/latch/internal/ctl"
 	"github.com/latch-lb/latch/internal/demo"
 	"github.com/latch-lb/latch/internal/server"
 )
@@ -30,6 +31,7 @@ commands:
   serve     -config FILE   run the load balancer (SIGHUP reloads, SIGINT/SIGTERM stop)
   validate  -config FILE   check a config and print every problem (exit 2 on any)
   demo                     run a login demo behind latch, with and without stickiness
+  ctl       VERB ...       operate a running latch through its admin API (latch ctl help)
   version                  print the version
 `
 
@@ -52,6 +54,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return validate(args, stdout, stderr)
 	case "demo":
 		return runDemo(args, stdout, stderr)
+	case "ctl":
+		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+		defer stop()
+		return ctl.Run(ctx, args, os.Getenv, stdout, stderr)
 	case "version", "-version", "--version":
 		fmt.Fprintln(stdout, "latch", versionString())
 		return 0

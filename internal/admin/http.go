@@ -206,13 +206,14 @@ func (a *Admin) routes() http.Handler {
 		mux.Handle("/", a.o.Dashboard)
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		h, pattern := mux.Handler(r)
-		if pattern != "" {
-			h.ServeHTTP(w, r)
+		// Handler finds the pattern without setting r's path values, which
+		// only ServeHTTP does.
+		if _, pattern := mux.Handler(r); pattern != "" {
+			mux.ServeHTTP(w, r)
 			return
 		}
 		rec := &statusRecorder{h: http.Header{}}
-		h.ServeHTTP(rec, r)
+		mux.ServeHTTP(rec, r)
 		switch rec.status {
 		case http.StatusNotFound:
 			writeError(w, notFound("no such endpoint: %s %s (the API is under /api/v1/)", r.Method, r.URL.Path))
@@ -221,7 +222,7 @@ func (a *Admin) routes() http.Handler {
 			writeError(w, &apiError{status: http.StatusMethodNotAllowed,
 				msg: fmt.Sprintf("method %s is not allowed on %s; allowed: %s", r.Method, r.URL.Path, rec.h.Get("Allow"))})
 		default: // a redirect to the clean path
-			h.ServeHTTP(w, r)
+			mux.ServeHTTP(w, r)
 		}
 	})
 }

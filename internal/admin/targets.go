@@ -2,6 +2,7 @@ package admin
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"slices"
@@ -304,6 +305,19 @@ func (a *Admin) undrain(r *http.Request) (reply, error) {
 	return a.targetReply(r.PathValue("name"), r.PathValue("id"), 0)
 }
 
+// Cookie is POST .../cookie's answer.
+type Cookie struct {
+	Cookie string `json:"cookie"` // the Cookie header's value: name=value
+}
+
+// Sessions is GET .../sessions's answer: per target, the distinct sticky
+// sessions seen within Window.
+type Sessions struct {
+	TargetGroup string         `json:"target_group"`
+	Window      string         `json:"window"`
+	Targets     map[string]int `json:"targets"`
+}
+
 func (a *Admin) mintCookie(r *http.Request) (reply, error) {
 	if _, _, err := lookup(a.o.Server.Snapshot(), r.PathValue("name")); err != nil {
 		return reply{}, err
@@ -379,10 +393,17 @@ func (a *Admin) patchAttributes(r *http.Request) (reply, error) {
 				ps = append(ps, config.Problem{Path: fmt.Sprintf("target_groups[%d].attributes[%s]", i, strconv.Quote(k)), Msg: err.Error()})
 			}
 		}
-		if len(ps) > 0 {
-			return ps
+		if len(ps) == 0 {
+			return nil
 		}
-		return nil
+		// Every problem at once: those of the values that would set,
+		// as Update would find them, with those that would not.
+		var vps config.Problems
+		if errors.As(c.ValidateExceptFiles(), &vps) {
+			ps = append(ps, vps...)
+		}
+		slices.SortStableFunc(ps, func(a, b config.Problem) int { return strings.Compare(a.Path, b.Path) })
+		return ps
 	})
 	if err != nil {
 		return reply{}, err

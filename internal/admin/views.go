@@ -80,6 +80,9 @@ type Target struct {
 // Drain is a target's runtime drain.
 type Drain struct {
 	Mode string `json:"mode"` // keep_sessions or immediate
+	// Complete says the drain is done: in immediate mode, when no request
+	// is in flight on the target.
+	Complete bool `json:"complete"`
 }
 
 // etagOf is a resource's version: a hash of what its config holds, so
@@ -127,7 +130,7 @@ func targetView(ts *server.TargetStatus, ct *config.Target) Target {
 		t.Ejected, t.EjectedUntil = true, timeString(ts.EjectedUntil)
 	}
 	if ts.Drained {
-		t.Drain = &Drain{Mode: "immediate"}
+		t.Drain = &Drain{Mode: "immediate", Complete: ts.Inflight == 0}
 	}
 	if ct != nil {
 		t.Version = etagOf(ct)
