@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -17,6 +16,9 @@ import (
 	cdplog "github.com/chromedp/cdproto/log"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
+
+	"github.com/latch-lb/latch/internal/admin"
+	"github.com/latch-lb/latch/internal/server"
 )
 
 // chromium finds Debian's chromium (which .ci/run installs), or another
@@ -162,7 +164,7 @@ func TestBrowser(t *testing.T) {
 	}
 	totals := startMetrics(t)
 	srv := startLatch(t, configYAML(t.TempDir(), fastHealth, ids...), totals.Observer())
-	page := startAdmin(t, srv, New(srv, totals, testLogger(t)))
+	page := startAdmin(t, srv, New(srv, totals, testLogger(t))) + "/"
 
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
@@ -190,6 +192,35 @@ func TestBrowser(t *testing.T) {
 		t.Errorf("killed target: reason %q, description (on hover) %q; want Target.FailedHealthChecks, one that says the connection was refused", reason, title)
 	}
 
+	// Nothing is writable without the token.
+	b.do(t, 5*time.Second, "see the controls off", chromedp.WaitVisible(row(ids[0], "")+` button.drain-btn[disabled]`))
+
+	// The token, then a drain of the first target from its row.
+	b.do(t, 10*time.Second, "enter the token and drain", chromedp.SendKeys("#token", testToken),
+		chromedp.Click("#token-save"), chromedp.WaitEnabled(row(ids[0], "")+" button.drain-btn"),
+		chromedp.SetValue(row(ids[0], "")+" select.mode", "immediate"),
+		chromedp.Click(row(ids[0], "")+" button.drain-btn"),
+		chromedp.WaitVisible(row(ids[0], "draining")))
+	if got := get(t, b, 5*time.Second, "read the notice", chromedp.Text("#notice")); !strings.Contains(got, "drain started") {
+		t.Errorf("notice %q; want one that says the drain started", got)
+	}
+	if got := get(t, b, 5*time.Second, "read the reason", chromedp.Text(row(ids[0], "")+" .reason")); got != "Latch.Drained" {
+		t.Errorf("drained target's reason %q; want Latch.Drained", got)
+	}
+	if got := get(t, b, 5*time.Second, "read the token from sessionStorage",
+		chromedp.Evaluate[string](`sessionStorage.getItem('latch-token') + ' ' + document.cookie.length`)); got != testToken+" 0" {
+		t.Errorf("sessionStorage token and cookie length: %q; want %q", got, testToken+" 0")
+	}
+	if h := srv.Snapshot().Group("web").Targets[0]; h.ID != ids[0] || !h.Drained {
+		t.Errorf("latch's own state: %s drained %t; want %s drained", h.ID, h.Drained, ids[0])
+	}
+
+	// A weight from the page.
+	b.do(t, 10*time.Second, "set a weight", chromedp.SendKeys(row(ids[2], "")+" input.weight", "7"),
+		chromedp.Click(row(ids[2], "")+" button.set-weight"))
+	get(t, b, 10*time.Second, "see the weight 7 on the page",
+		chromedp.Poll[bool](fmt.Sprintf(`document.querySelector('tr[data-target=%q] td:nth-child(3)').textContent === '7'`, ids[2])))
+
 	if path := os.Getenv("LATCH_DASHBOARD_SCREENSHOT"); path != "" {
 		screenshot(t, b, path)
 	}
@@ -207,19 +238,26 @@ func screenshot(t *testing.T, b *browser, path string) {
 	}
 }
 
-// startAdmin serves the dashboard on an admin listener of its own on
-// loopback, closed when the test ends, and returns the page's URL.
-func startAdmin(t *testing.T, srv any, d *Dashboard) string {
+// testToken is the admin token of the tests' admin listeners.
+const testToken = "s3cret-token-for-tests"
+
+// startAdmin runs latch's admin listener on loopback, with the API, the
+// dashboard and its stream, stopped when the test ends, and returns its
+// base URL.
+func startAdmin(t *testing.T, srv *server.Server, d *Dashboard) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	adm, err := admin.Start(admin.Options{Server: srv, Address: "127.0.0.1:0", Token: testToken,
+		Dashboard: d.Handler(), Stream: d.Stream(), Log: testLogger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	mux := http.NewServeMux()
-	mux.Handle("/", d.Handler())
-	mux.Handle("/api/v1/stream", d.Stream())
-	hs := &http.Server{Handler: mux}
-	go hs.Serve(ln)
-	t.Cleanup(func() { hs.Close() })
-	return "http://" + ln.Addr().String() + "/"
+	t.Cleanup(func() {
+		d.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := adm.Shutdown(ctx); err != nil {
+			t.Errorf("admin shutdown: %v", err)
+		}
+	})
+	return "http://" + adm.Addr()
 }

@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/latch-lb/latch/internal/metrics"
@@ -34,6 +35,9 @@ type Dashboard struct {
 	tick   time.Duration
 	window time.Duration
 	files  http.Handler
+	// closed ends every stream (Close).
+	closed    chan struct{}
+	closeOnce sync.Once
 }
 
 // New returns the dashboard of srv, with totals for rates and response
@@ -47,8 +51,13 @@ func New(srv *server.Server, totals Totals, log *slog.Logger) *Dashboard {
 		panic(err) // the embedded tree is fixed at build time
 	}
 	return &Dashboard{srv: srv, totals: totals, log: log, tick: time.Second, window: 10 * time.Second,
-		files: http.FileServerFS(sub)}
+		files: http.FileServerFS(sub), closed: make(chan struct{})}
 }
+
+// Close ends every stream, those open and those to come. Call it before
+// the admin listener's Shutdown, which waits for the requests it serves: a
+// stream would hold it to its timeout.
+func (d *Dashboard) Close() { d.closeOnce.Do(func() { close(d.closed) }) }
 
 // Handler serves the page and its script and style, at "/" of the admin
 // listener. The page holds no data of its own: it reads the stream and

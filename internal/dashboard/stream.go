@@ -14,8 +14,8 @@ const writeTimeout = 10 * time.Second
 // Stream serves GET /api/v1/stream: server-sent events, one JSON message
 // (the running state, with each target's rates) a second, and one at once
 // on every change of the server's (a health transition, a registration, a
-// weight, a drain, a change applied). It ends when the client goes or the
-// server shuts down.
+// weight, a drain, a change applied). It ends when the client goes, the
+// server shuts down or the dashboard is closed.
 func (d *Dashboard) Stream() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodGet {
@@ -65,6 +65,8 @@ func (d *Dashboard) stream(w http.ResponseWriter, r *http.Request) {
 	for {
 		select {
 		case <-r.Context().Done():
+			return
+		case <-d.closed:
 			return
 		case now := <-ticker.C:
 			smp.sample(now)

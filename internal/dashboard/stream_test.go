@@ -120,7 +120,7 @@ func TestStreamSendsOnChangeAtOnce(t *testing.T) {
 }
 
 // TestStreamEndsWhenClientGoes: the handler returns once the client
-// hangs up, and once the server shuts down; nothing is left running
+// hangs up, once the dashboard closes, and once the server shuts down; nothing is left running
 // (startLatch's leak check).
 func TestStreamEndsWhenClientGoes(t *testing.T) {
 	srv := startLatch(t, configYAML(t.TempDir(), "", startTarget(t, "a")), nil)
@@ -143,6 +143,15 @@ func TestStreamEndsWhenClientGoes(t *testing.T) {
 		t.Fatal("the stream's handler still runs 5 s after its client went")
 	}
 
+	s = openStream(t, t.Context(), web.URL)
+	s.waitMessage(t, 5*time.Second, "the first message", func(message) bool { return true })
+	d.Close()
+	select {
+	case <-ended:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the stream's handler still runs 5 s after the dashboard closed")
+	}
+	d = New(srv, nil, testLogger(t))
 	s = openStream(t, t.Context(), web.URL)
 	s.waitMessage(t, 5*time.Second, "the first message", func(message) bool { return true })
 	sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
