@@ -54,6 +54,12 @@ func (c Condition) clone() Condition {
 
 func (g TargetGroup) clone() TargetGroup {
 	g.Targets = slices.Clone(g.Targets)
+	for i := range g.Targets {
+		if d := g.Targets[i].Drain; d != nil {
+			d := *d
+			g.Targets[i].Drain = &d
+		}
+	}
 	g.HealthCheck.Matcher = slices.Clone(g.HealthCheck.Matcher)
 	g.Stickiness.TrustedProxies = slices.Clone(g.Stickiness.TrustedProxies)
 	return g

@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"testing"
+	"time"
 )
 
 // everything sets every list and pointer a Config holds, with an HTTPS
@@ -64,7 +65,12 @@ cookie_keys:
 func parseEverything(t *testing.T) (cfg, again *Config) {
 	t.Helper()
 	file := filepath.Join(certDir(t), "latch.yaml")
-	return mustParse(t, everything, file), mustParse(t, everything, file)
+	cfg, again = mustParse(t, everything, file), mustParse(t, everything, file)
+	// A drain is a runtime change: no file sets one.
+	for _, c := range []*Config{cfg, again} {
+		c.TargetGroups[0].Targets[1].Drain = &Drain{Mode: DrainImmediate, Idle: time.Minute, Since: time.Unix(1800000000, 0)}
+	}
+	return cfg, again
 }
 
 func TestClone(t *testing.T) {

@@ -193,9 +193,94 @@ type Target struct {
 	ID     string // host:port, at most 255 characters; unique in its group
 	Weight int    // 1-1000; a file's default is 1
 	// Drain is set when the target is drained at run time: registered, it
-	// takes no new requests or sessions. Set by the admin API, never by the
-	// file (the decoder does not accept a drain key).
-	Drain bool
+	// takes no new sessions (nor, drained immediately, any request). Set
+	// by the admin API, never by the file (the decoder does not accept a
+	// drain key); nil: not drained.
+	Drain *Drain
+}
+
+// Drain is how a target is drained at run time.
+type Drain struct {
+	Mode DrainMode
+	// Idle is how long no sticky request may have reached the target for
+	// a keep_sessions drain to be complete, counted from Since or its
+	// last session; 1s-24h, DefaultDrainIdle when 0 (Defaults sets it).
+	Idle time.Duration
+	// Deadline ends a keep_sessions drain at Since+Deadline whatever its
+	// sessions do: those left move then. 0: none; else at least Idle and
+	// at most 7 days.
+	Deadline time.Duration
+	// Since is when the drain began; the zero time means when it is
+	// applied (the server sets it then).
+	Since time.Time
+}
+
+// DrainMode is how a drain treats the target's sticky sessions.
+type DrainMode uint8
+
+const (
+	// DrainKeepSessions takes the target out of new picks while the
+	// sessions stuck to it go on there, until none has come for Idle, or
+	// until Deadline.
+	DrainKeepSessions DrainMode = iota
+	// DrainImmediate is ALB's deregistration: every session moves at once.
+	DrainImmediate
+)
+
+var drainModeNames = []string{"keep_sessions", "immediate"}
+
+func (m DrainMode) String() string {
+	if int(m) < len(drainModeNames) {
+		return drainModeNames[m]
+	}
+	return fmt.Sprintf("DrainMode(%d)", m)
+}
+
+// ParseDrainMode returns the mode of that name (keep_sessions or
+// immediate).
+func ParseDrainMode(name string) (DrainMode, error) {
+	for i, n := range drainModeNames {
+		if n == name {
+			return DrainMode(i), nil
+		}
+	}
+	return 0, fmt.Errorf("drain mode %q is not one of %s", name, strings.Join(drainModeNames, ", "))
+}
+
+// DefaultDrainIdle is a keep_sessions drain's idle window when none is set.
+const DefaultDrainIdle = 60 * time.Second
+
+// Bounds of a drain's windows.
+const (
+	MinDrainIdle     = time.Second
+	MaxDrainIdle     = 24 * time.Hour
+	MaxDrainDeadline = 7 * 24 * time.Hour
+)
+
+// WithDefaults returns d with Idle defaulted.
+func (d Drain) WithDefaults() Drain {
+	if d.Idle == 0 {
+		d.Idle = DefaultDrainIdle
+	}
+	return d
+}
+
+// problems returns what is wrong with d (defaulted): for each problem,
+// the path under the target's drain and a message.
+func (d Drain) problems() (path, msg []string) {
+	if int(d.Mode) >= len(drainModeNames) {
+		path = append(path, "mode")
+		msg = append(msg, fmt.Sprintf("drain mode %v is not one of %s", d.Mode, strings.Join(drainModeNames, ", ")))
+	}
+	if d.Idle < MinDrainIdle || d.Idle > MaxDrainIdle {
+		path = append(path, "idle")
+		msg = append(msg, fmt.Sprintf("idle %v is not between %v and %v", d.Idle, MinDrainIdle, MaxDrainIdle))
+	}
+	if d.Deadline != 0 && (d.Deadline < d.Idle || d.Deadline > MaxDrainDeadline) {
+		path = append(path, "deadline")
+		msg = append(msg, fmt.Sprintf("deadline %v is neither 0 (none) nor between the idle window (%v) and %v", d.Deadline, d.Idle, MaxDrainDeadline))
+	}
+	return path, msg
 }
 
 // HealthCheck is a target group's active health check. The zero value is

@@ -85,7 +85,7 @@ func rebaseTargets(g, oldG, runG *TargetGroup, where string) (overridden []strin
 			continue
 		}
 		if n.registered && r.registered {
-			n.Drain = r.Drain
+			n.Drain = cloneDrain(r.Drain)
 		}
 		taken[id] = n
 		if lost := lostChange(o, r, n); lost != "" {
@@ -102,12 +102,21 @@ func rebaseTargets(g, oldG, runG *TargetGroup, where string) (overridden []strin
 		for _, t := range ts {
 			if s := taken[t.ID]; s.registered && !placed[t.ID] {
 				placed[t.ID] = true
+				s.Drain = cloneDrain(s.Drain)
 				out = append(out, s.Target)
 			}
 		}
 	}
 	g.Targets = out
 	return overridden
+}
+
+func cloneDrain(d *Drain) *Drain {
+	if d == nil {
+		return nil
+	}
+	c := *d
+	return &c
 }
 
 // lostChange describes the runtime change to a target (o in oldFile, r
@@ -121,7 +130,7 @@ func lostChange(o, r, n slot) string {
 	}
 	registered := !o.registered
 	weighted := o.registered && r.Weight != o.Weight
-	drained := r.Drain && !o.Drain
+	drained := r.Drain != nil && o.Drain == nil
 	if n.registered { // its drain is kept: only a weight can be lost
 		switch {
 		case n.Weight == r.Weight:

@@ -44,7 +44,7 @@ func checkRebase(t *testing.T, old, running, new *Config) (*Config, []string) {
 func TestRebaseTargets(t *testing.T) {
 	const a, b, c, d = "10.0.0.1:80", "10.0.0.2:80", "10.0.0.3:80", "10.0.0.4:80"
 	T := func(id string, w int) Target { return Target{ID: id, Weight: w} }
-	D := func(id string, w int) Target { return Target{ID: id, Weight: w, Drain: true} }
+	D := func(id string, w int) Target { return Target{ID: id, Weight: w, Drain: &Drain{}} }
 	const web = `target_groups[0] ("web"): target `
 	for _, tc := range []struct {
 		name                    string
@@ -230,7 +230,7 @@ func TestCheckRuntimeChange(t *testing.T) {
 		{"nothing", func(*Config) {}, nil},
 		{"targets, weights, drain", func(c *Config) {
 			g := &c.TargetGroups[0]
-			g.Targets[0].Weight, g.Targets[1].Drain = 9, true
+			g.Targets[0].Weight, g.Targets[1].Drain = 9, &Drain{}
 			g.Targets = append(g.Targets, Target{ID: "10.0.0.9:80", Weight: 1})
 		}, nil},
 		{"attributes", func(c *Config) {

@@ -206,6 +206,12 @@ func (v *validator) targetGroups() {
 			if msg := checkRange(t.Weight, 1, 1000, ""); msg != "" {
 				v.add(tpath+".weight", msg)
 			}
+			if t.Drain != nil {
+				paths, msgs := t.Drain.WithDefaults().problems()
+				for k := range paths {
+					v.addf(tpath+".drain."+paths[k], "target %s of group %q: %s", t.ID, g.Name, msgs[k])
+				}
+			}
 		}
 		if !g.ProtocolVersion.valid() {
 			v.add(path+".protocol_version", enumProblem(g.ProtocolVersion, protocolVersionNames))

@@ -420,7 +420,13 @@ func (f *fuzzConfig) config() *Config {
 			g = TargetGroup{}
 		}
 		g.Name = f.str()
-		g.Targets = list(f, func() Target { return Target{ID: f.str(), Weight: f.int(), Drain: f.bool()} })
+		g.Targets = list(f, func() Target {
+			t := Target{ID: f.str(), Weight: f.int()}
+			if f.bool() {
+				t.Drain = &Drain{Mode: DrainMode(f.int()), Idle: time.Duration(f.int()) * time.Second, Deadline: time.Duration(f.int()) * time.Second}
+			}
+			return t
+		})
 		g.ProtocolVersion, g.Algorithm = ProtocolVersion(f.n(3)), Algorithm(f.n(4))
 		g.DeregistrationDelay, g.ConnectTimeout, g.SlowStart = f.dur(), f.dur(), f.dur()
 		g.MinHealthyCount, g.MinHealthyPercent, g.AnomalyMitigation = f.int(), f.int(), f.bool()

@@ -88,7 +88,7 @@ func NewForward(backends []*Backend, groups *sticky.Policy) *Action {
 // the group cookie expires); when none can serve, the weights decide
 // among all of them.
 func (x *exchange) backend(a *Action, now time.Time) *Backend {
-	x.groupName, x.groupIssued = "", 0
+	x.groupName, x.groupIssued, x.groupID = "", 0, 0
 	if len(a.Backends) == 1 {
 		return a.Backends[0]
 	}
@@ -96,7 +96,7 @@ func (x *exchange) backend(a *Action, now time.Time) *Backend {
 		if s, miss := a.Groups.ReadFields(&x.req, now); miss == sticky.Hit {
 			for _, b := range a.Backends {
 				if b.Group.Name == s.Target && healthy(b) {
-					x.groupName, x.groupIssued = b.Group.Name, s.Issued
+					x.groupName, x.groupIssued, x.groupID = b.Group.Name, s.Issued, s.ID
 					return b
 				}
 			}

@@ -72,6 +72,8 @@ type exchange struct {
 	keyed       bool
 	t           *target.Target
 	issued      int64
+	session     uint64 // the session's ID (0: a new one, sealed with the response)
+	groupID     uint64 // the group session's ID (0: a new one)
 	firstStuck  bool
 	moved       string
 	view        *target.View
@@ -389,11 +391,16 @@ func (x *exchange) writeSticky(sink sticky.FieldSink) {
 			r.AppCookieSet = x.setsCookie(p.AppCookie)
 			r.SameSiteNone = sticky.NeedsSameSiteNone(x.field(userAgent))
 		}
+		r.Session = x.session
 		x.buf = p.WriteFields(sink, x.buf, x.t.ID, x.t.Generation, x.issued, &r)
+		if x.session = r.Session; x.session != 0 {
+			x.t.RecordSession(x.session, x.now)
+		}
 	}
 	if x.groupName != "" {
-		r.Stuck = true
+		r.Stuck, r.Session = true, x.groupID
 		x.buf = x.act.Groups.WriteFields(sink, x.buf, x.groupName, 0, x.groupIssued, &r)
+		x.groupID = r.Session
 	}
 }
 

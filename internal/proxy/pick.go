@@ -24,7 +24,7 @@ import (
 // session first picked the target (0: now), and stuck says whether the
 // request carried a live session.
 func (x *exchange) pick(view *target.View, now time.Time) (t *target.Target, issued int64, stuck bool) {
-	x.moved = ""
+	x.moved, x.session = "", 0
 	rec := &x.rec
 	if k := x.be.Key; k != nil {
 		if h, ok := view.Picker.(*balance.Hash); ok {
@@ -40,12 +40,17 @@ func (x *exchange) pick(view *target.View, now time.Time) (t *target.Target, iss
 		rec.Sticky = sticky.Started
 		switch miss {
 		case sticky.Hit:
+			// A session keeps its ID wherever it goes: moved, it is one
+			// session on its new target.
+			x.session = x.sess.ID
 			t, ok := view.Lookup(x.sess.Target)
 			switch {
 			case t == nil:
 				x.moved = x.sess.Target
 				rec.Sticky, rec.StickyReason = sticky.Invalid, sticky.NoSuchTarget
+				x.session = 0
 				if view.Deregistered(x.sess.Target) {
+					x.session = x.sess.ID
 					rec.Sticky, rec.StickyReason = sticky.Moved, sticky.TargetDeregistered
 				}
 			case t.Generation != x.sess.Generation:
@@ -74,7 +79,10 @@ func (x *exchange) pick(view *target.View, now time.Time) (t *target.Target, iss
 		}
 		if x.burst != nil {
 			// No live session: the connection's first-burst target.
-			t, issued := x.burst.pick(x.be, view, now)
+			t, issued, id := x.burst.pick(x.be, view, now)
+			if x.session == 0 {
+				x.session = id
+			}
 			return t, issued, false
 		}
 		return boundedPick(view, x.be.BalanceFactor), 0, false
@@ -327,23 +335,28 @@ type burst struct {
 	group  *target.Group
 	t      *target.Target
 	issued int64
+	id     uint64 // the session's ID, random (rand.Uint64 takes no lock nor syscall)
 }
 
 type burstKey struct{}
 
 // pick returns the connection's target for a request without a session,
 // picking it (under the lock, so that concurrent streams agree) the first
-// time, or again when it can no longer serve.
-func (b *burst) pick(be *Backend, view *target.View, now time.Time) (*target.Target, int64) {
+// time, or again when it can no longer serve, with the session's issue
+// time and ID.
+func (b *burst) pick(be *Backend, view *target.View, now time.Time) (*target.Target, int64, uint64) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.t != nil && b.group == be.Group {
 		if t, ok := view.Lookup(b.t.ID); ok && t == b.t {
-			return t, b.issued
+			return t, b.issued, b.id
 		}
 	}
 	b.group, b.t, b.issued = be.Group, view.Picker.Pick(nil), now.Unix()
-	return b.t, b.issued
+	if b.id == 0 {
+		b.id = max(rand.Uint64(), 1)
+	}
+	return b.t, b.issued, b.id
 }
 
 // repin moves the connection's session from old, which refused a

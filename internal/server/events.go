@@ -32,10 +32,14 @@ const (
 	ConfigApplied
 	// ConfigRefused: a change was refused (Err says why); nothing changed.
 	ConfigRefused
+	// DrainCompleted: a drained target's drain completed (keep_sessions:
+	// no session came for its idle window, or its deadline passed;
+	// immediate: at once). A waiter needs no poll.
+	DrainCompleted
 )
 
 var eventNames = [...]string{"target_registered", "target_deregistered", "target_removed", "target_health",
-	"target_weight", "target_drain", "target_anomaly", "config_applied", "config_refused"}
+	"target_weight", "target_drain", "target_anomaly", "config_applied", "config_refused", "drain_completed"}
 
 func (k EventKind) String() string {
 	if int(k) < len(eventNames) {
@@ -76,6 +80,7 @@ var targetKinds = [...]EventKind{
 	target.WeightChanged:  TargetWeight,
 	target.DrainChanged:   TargetDrain,
 	target.AnomalyChanged: TargetAnomaly,
+	target.DrainCompleted: DrainCompleted,
 }
 
 // notify is every group's target.Settings.Notify.

@@ -141,7 +141,9 @@ target_groups:
 			t.Fatal(err)
 		}
 	}
-	setTargets(func(g *config.TargetGroup) { g.Target(addrOf(owner, a, b)).Drain = true })
+	setTargets(func(g *config.TargetGroup) {
+		g.Target(addrOf(owner, a, b)).Drain = &config.Drain{Mode: config.DrainImmediate}
+	})
 	get(t, lb.url+"/", "AWSALB="+cookie)
 	if rec := obs.last(t); rec.Sticky != sticky.Moved || rec.StickyReason != sticky.TargetDraining || rec.MovedFrom != addrOf(owner, a, b) {
 		t.Errorf("a session on a drained target: %v/%v from %q", rec.Sticky, rec.StickyReason, rec.MovedFrom)

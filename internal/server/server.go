@@ -11,6 +11,7 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/latch-lb/latch/internal/config"
 	"github.com/latch-lb/latch/internal/proxy"
@@ -223,6 +224,7 @@ func (s *Server) commit(ctx context.Context, next *config.Config, src Source) (e
 			s.refused(src, err)
 		}
 	}()
+	stampDrains(next, time.Now())
 	// The certificate files are read below, where they are loaded.
 	if err := next.ValidateExceptFiles(); err != nil {
 		return err

@@ -86,7 +86,35 @@ type TargetStatus struct {
 	// (unhealthy, Target.PassiveFailures) at least until EjectedUntil.
 	Ejected      bool
 	EjectedUntil time.Time
+	// Sessions estimates the distinct sticky sessions the target served
+	// in the last 5 minutes (see Server.Sessions), and LastSession is
+	// when it last served a sticky request (zero: never).
+	Sessions    int
+	LastSession time.Time
+	// Drain is the progress of the target's drain at run time; nil when
+	// it is not drained.
+	Drain *DrainStatus
 }
+
+// DrainStatus is a drain's progress.
+type DrainStatus struct {
+	Mode     string    // keep_sessions or immediate
+	Since    time.Time // when the drain began
+	Deadline time.Time // when the sessions left move whatever they do; zero: none
+	Idle     time.Duration
+	// SessionsLeft estimates the distinct sessions seen on the target
+	// within the idle window (in whole minutes); 0 once complete.
+	SessionsLeft int
+	LastSession  time.Time // the last sticky request since the drain began; zero: none
+	// Complete says no session came for Idle (or the deadline passed, or
+	// the drain is immediate): the target may be stopped; sessions that
+	// come back move.
+	Complete    bool
+	CompletedAt time.Time
+}
+
+// snapshotSessionWindow is the window TargetStatus.Sessions counts.
+const snapshotSessionWindow = 5 * time.Minute
 
 // Snapshot returns the running state: the running config, and every
 // target's state as its group's view has it now. It takes no lock: during
@@ -95,6 +123,7 @@ type TargetStatus struct {
 func (s *Server) Snapshot() *Snapshot {
 	p := s.published.Load()
 	sn := &Snapshot{Version: p.version, Config: p.cfg}
+	now := time.Now()
 	for _, l := range p.listeners {
 		sn.Listeners = append(sn.Listeners, ListenerStatus{Name: l.name, Addr: l.addr})
 	}
@@ -114,6 +143,8 @@ func (s *Server) Snapshot() *Snapshot {
 			if on, until := t.Ejected(); on {
 				ts.Ejected, ts.EjectedUntil = true, until
 			}
+			ts.Sessions, ts.LastSession = t.SessionsSince(snapshotSessionWindow, now), t.LastSession()
+			ts.Drain = drainStatus(t.Drain(now))
 			gs.Targets = append(gs.Targets, ts)
 		}
 		sn.Groups = append(sn.Groups, gs)
@@ -129,4 +160,12 @@ func (sn *Snapshot) Group(name string) *GroupStatus {
 		}
 	}
 	return nil
+}
+
+func drainStatus(d *target.DrainStatus) *DrainStatus {
+	if d == nil {
+		return nil
+	}
+	return &DrainStatus{Mode: d.Mode.String(), Since: d.Since, Deadline: d.Deadline, Idle: d.Idle,
+		SessionsLeft: d.SessionsLeft, LastSession: d.LastSession, Complete: d.Complete, CompletedAt: d.CompletedAt}
 }

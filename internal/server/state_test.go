@@ -90,7 +90,7 @@ func TestReloadKeepsRuntimeChanges(t *testing.T) {
 	err := lb.Update(t.Context(), func(cfg *config.Config) error {
 		g := cfg.TargetGroup("web")
 		g.Target(a.addr).Weight = 7
-		g.Target(b.addr).Drain = true
+		g.Target(b.addr).Drain = &config.Drain{Mode: config.DrainImmediate}
 		g.Targets = append(g.Targets, config.Target{ID: c.addr, Weight: 3})
 		return g.SetAttribute("load_balancing.algorithm.type", "least_outstanding_requests")
 	})

@@ -86,7 +86,7 @@ func TestUpdatesUnderLoad(t *testing.T) {
 			}
 			undrained := 0
 			for _, t := range g.Targets {
-				if !t.Drain {
+				if t.Drain == nil {
 					undrained++
 				}
 			}
@@ -99,10 +99,14 @@ func TestUpdatesUnderLoad(t *testing.T) {
 						break
 					}
 				}
-			case op == 1 && len(g.Targets) > 2 && (g.Targets[j].Drain || undrained > 1): // deregister one
+			case op == 1 && len(g.Targets) > 2 && (g.Targets[j].Drain != nil || undrained > 1): // deregister one
 				g.Targets = slices.Delete(g.Targets, j, j+1)
-			case op == 2 && (g.Targets[j].Drain || undrained > 1): // drain one, or undrain it
-				g.Targets[j].Drain = !g.Targets[j].Drain
+			case op == 2 && (g.Targets[j].Drain != nil || undrained > 1): // drain one, or undrain it
+				if g.Targets[j].Drain == nil {
+					g.Targets[j].Drain = &config.Drain{Mode: config.DrainMode(rng.IntN(2))}
+				} else {
+					g.Targets[j].Drain = nil
+				}
 			default: // weigh them all anew
 				for j := range g.Targets {
 					g.Targets[j].Weight = 1 + rng.IntN(1000)

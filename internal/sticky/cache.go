@@ -29,13 +29,14 @@ func (c *cache[E]) slot(key []byte) *atomic.Pointer[E] {
 }
 
 // slotFor is the slot of a sealed value's inputs.
-func (c *cache[E]) slotFor(target string, gen uint64, issued int64) *atomic.Pointer[E] {
+func (c *cache[E]) slotFor(target string, gen uint64, issued int64, id uint64) *atomic.Pointer[E] {
 	var h maphash.Hash
 	h.SetSeed(c.seed)
 	h.WriteString(target)
-	var b [16]byte
+	var b [24]byte
 	binary.LittleEndian.PutUint64(b[:], gen)
 	binary.LittleEndian.PutUint64(b[8:], uint64(issued))
+	binary.LittleEndian.PutUint64(b[16:], id)
 	h.Write(b[:])
 	return &c.slots[h.Sum64()&(cacheSlots-1)]
 }
@@ -46,12 +47,13 @@ type openedEntry struct {
 	s     Session
 }
 
-// sealedEntry is the value sealed for a target and issue time during one
-// second (its last-seen time).
+// sealedEntry is the value sealed for a session, target and issue time
+// during one second (its last-seen time).
 type sealedEntry struct {
 	target string
 	gen    uint64
 	issued int64
+	id     uint64
 	sec    int64
 	value  string
 }

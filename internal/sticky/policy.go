@@ -329,22 +329,28 @@ func (p *Policy) open(value []byte, now time.Time) (Session, Miss) {
 }
 
 // appendValue appends the cookie value that pins target (generation gen),
-// for a session that first picked it at issued (0: now). Every response
-// carries a fresh value: its last-seen time, renewed, makes the duration
-// a sliding window.
-func (p *Policy) appendValue(dst []byte, target string, gen uint64, issued int64, now time.Time) []byte {
+// for session id (0: a new session) that first picked it at issued (0:
+// now), and returns the session's ID. Every response carries a fresh
+// value: its last-seen time, renewed, makes the duration a sliding window.
+// A new session is always sealed afresh, for an ID of its own.
+func (p *Policy) appendValue(dst []byte, target string, gen uint64, issued int64, id uint64, now time.Time) ([]byte, uint64) {
 	sec := now.Unix()
 	if issued == 0 {
 		issued = sec
 	}
-	slot := p.sealed.slotFor(target, gen, issued)
-	if e := slot.Load(); e != nil && e.sec == sec && e.issued == issued && e.gen == gen && e.target == target {
-		return append(dst, e.value...)
+	var slot *atomic.Pointer[sealedEntry]
+	if id != 0 {
+		slot = p.sealed.slotFor(target, gen, issued, id)
+		if e := slot.Load(); e != nil && e.sec == sec && e.id == id && e.issued == issued && e.gen == gen && e.target == target {
+			return append(dst, e.value...), id
+		}
 	}
 	start := len(dst)
-	dst = p.keys.appendEncode(dst, Session{Group: p.group, Target: target, Generation: gen, Issued: issued, LastSeen: sec})
-	slot.Store(&sealedEntry{target: target, gen: gen, issued: issued, sec: sec, value: string(dst[start:])})
-	return dst
+	dst, id = p.keys.appendEncode(dst, Session{ID: id, Group: p.group, Target: target, Generation: gen, Issued: issued, LastSeen: sec})
+	if slot != nil {
+		slot.Store(&sealedEntry{target: target, gen: gen, issued: issued, id: id, sec: sec, value: string(dst[start:])})
+	}
+	return dst, id
 }
 
 // appendSetCookie appends one Set-Cookie field value (without the field
@@ -383,6 +389,10 @@ type Response struct {
 	// SameSiteNone says the client is a browser that needs
 	// SameSite=None; Secure on third-party cookies (Chromium 80 and later).
 	SameSiteNone bool
+	// Session is the session's ID: the one the request carried, or 0 for
+	// a new session, which WriteFields sets to the ID it sealed (0 when it
+	// sealed none: app_cookie with no session).
+	Session uint64
 }
 
 // FieldSink takes the header fields a policy issues: an h1.Writer writes
@@ -394,7 +404,8 @@ type FieldSink interface {
 var setCookie = []byte("Set-Cookie")
 
 // WriteFields writes to sink the response header fields that pin the
-// session to target (generation gen), first picked at issued (0: now):
+// session r.Session (0: a new one, whose ID it sets there) to target
+// (generation gen), first picked at issued (0: now):
 // AWSALB and AWSALBCORS on every response; AWSALBAPP-0..3 (the value, or
 // _remove_) for app_cookie; the header for the header kind. buf is scratch
 // space, returned grown for the next call, so that a caller that keeps it
@@ -403,13 +414,14 @@ func (p *Policy) WriteFields(sink FieldSink, buf []byte, target string, gen uint
 	buf = buf[:0]
 	if p.Kind == AppCookie && !r.Stuck && !r.AppCookieSet {
 		// No session, none starting: ALB clears the shards.
+		r.Session = 0
 		for _, n := range appShardNames {
 			buf = p.appShard(buf[:0], n, removed, r)
 			sink.WriteField(setCookie, buf)
 		}
 		return buf
 	}
-	buf = p.appendValue(buf, target, gen, issued, r.Now)
+	buf, r.Session = p.appendValue(buf, target, gen, issued, r.Session, r.Now)
 	v := len(buf)
 	switch p.Kind {
 	case Header:
@@ -507,4 +519,19 @@ func expires(now time.Time) string {
 	e := &expiry{sec, time.Unix(sec, 0).Add(cookieLifetime).UTC().Format(http.TimeFormat)}
 	expiryCache.Store(e)
 	return e.text
+}
+
+// Mint seals a new session that pins target (generation gen) from now, as
+// a response of the data path would, and returns where a request carries
+// it: the cookie's or header's name, and the sealed value. An app_cookie
+// session holds only while the request also carries the application's
+// cookie (AppCookie), as ALB's.
+func (p *Policy) Mint(target string, gen uint64, now time.Time) (name, value string) {
+	v, _ := p.appendValue(nil, target, gen, now.Unix(), 0, now)
+	switch p.Kind {
+	case AppCookie:
+		return appShardNames[0], string(v)
+	default:
+		return p.Name, string(v)
+	}
 }

@@ -2,7 +2,9 @@ package sticky
 
 import (
 	"bytes"
+	"crypto/rand"
 	"encoding/base64"
+	"encoding/binary"
 	"fmt"
 	"net/url"
 	"strings"
@@ -28,7 +30,7 @@ func key(id uint32, fill byte) Key {
 
 func TestCodecRoundTrip(t *testing.T) {
 	kr := mustRing(t, key(7, 1))
-	want := Session{Group: GroupTag("web"), Target: "10.0.0.1:8080", Generation: 42, Issued: 1700000000, LastSeen: 1700000100}
+	want := Session{ID: 0x1122334455667788, Group: GroupTag("web"), Target: "10.0.0.1:8080", Generation: 42, Issued: 1700000000, LastSeen: 1700000100}
 	v := kr.Encode(want)
 	got, err := kr.Decode(v)
 	if err != nil {
@@ -92,7 +94,11 @@ func TestCodecRejects(t *testing.T) {
 		{"url-encoded", url.QueryEscape(good), ErrMalformed},
 		{"truncated", good[:len(good)-8], ErrMalformed},
 		{"too long", good + strings.Repeat("A", MaxValueLen), ErrMalformed},
-		{"wrong version", func() string { r := append([]byte(nil), raw...); r[0] = 2; return base64.StdEncoding.EncodeToString(r) }(), ErrMalformed},
+		{"wrong version", func() string { r := append([]byte(nil), raw...); r[0] = 3; return base64.StdEncoding.EncodeToString(r) }(), ErrMalformed},
+		{"version 0", func() string { r := append([]byte(nil), raw...); r[0] = 0; return base64.StdEncoding.EncodeToString(r) }(), ErrMalformed},
+		// A version 2 value relabelled version 1 fails authentication: the
+		// version is additional data.
+		{"version 2 read as 1", func() string { r := append([]byte(nil), raw...); r[0] = 1; return base64.StdEncoding.EncodeToString(r) }(), ErrTampered},
 		{"foreign key", other.Encode(Session{Target: "a:1"}), ErrUnknownKey},
 		{"same key id, other secret", sameIDOtherSecret.Encode(Session{Target: "a:1"}), ErrTampered},
 		{"flipped ciphertext bit", flip(good, len(raw)-20), ErrTampered},
@@ -476,6 +482,7 @@ func BenchmarkPolicyReadIssue(b *testing.B) {
 			b.Fatal(miss)
 		}
 		out = out[:0]
+		r.Session = s.ID
 		buf = p.WriteFields(&out, buf, s.Target, s.Generation, s.Issued, r)
 	}
 }
@@ -644,7 +651,8 @@ func BenchmarkSelection(b *testing.B) {
 	} {
 		b.Run(tt.name, func(b *testing.B) {
 			p := NewPolicy("web", tt.s, mustRing(b, key(1, 1)))
-			v := string(p.appendValue(nil, "10.0.0.1:8080", 1, now.Unix(), now))
+			vb, _ := p.appendValue(nil, "10.0.0.1:8080", 1, now.Unix(), 0, now)
+			v := string(vb)
 			req := request(tt.req(v)...)
 			buf := make([]byte, 0, 2048)
 			out := make(lines, 0, 2048)
@@ -656,8 +664,119 @@ func BenchmarkSelection(b *testing.B) {
 					b.Fatal(m)
 				}
 				out = out[:0]
+				r.Session = s.ID
 				buf = p.WriteFields(&out, buf, s.Target, s.Generation, s.Issued, r)
 			}
 		})
 	}
+}
+
+// sealV1 seals s in the version 1 format latch used before sessions had an
+// identity, as an older latch did.
+func sealV1(kr *Keyring, s Session) string {
+	raw := make([]byte, headerLen+nonceLen, maxSealed)
+	raw[0] = version1
+	binary.BigEndian.PutUint32(raw[1:5], kr.primary)
+	rand.Read(raw[headerLen:])
+	nonce := raw[headerLen : headerLen+nonceLen]
+	var p []byte
+	p = binary.BigEndian.AppendUint64(p, s.Group)
+	p = binary.BigEndian.AppendUint64(p, s.Generation)
+	p = binary.BigEndian.AppendUint64(p, uint64(s.Issued))
+	p = binary.BigEndian.AppendUint64(p, uint64(s.LastSeen))
+	p = append(p, byte(len(s.Target)))
+	p = append(p, s.Target...)
+	raw = kr.aeads[kr.primary].Seal(raw, nonce, p, raw[:headerLen])
+	return base64.StdEncoding.EncodeToString(raw)
+}
+
+func TestVersion1OpensAndKeepsItsID(t *testing.T) {
+	kr := mustRing(t, key(1, 1))
+	p := policy(t, nil)
+	p.keys = kr
+	now := time.Unix(1800000000, 0)
+	old := Session{Group: p.group, Target: "10.0.0.1:8080", Generation: 3, Issued: now.Unix() - 10, LastSeen: now.Unix() - 5}
+	v1 := sealV1(kr, old)
+	got, err := kr.Decode(v1)
+	if err != nil {
+		t.Fatalf("Decode(version 1): %v", err)
+	}
+	raw, _ := base64.StdEncoding.DecodeString(v1)
+	wantID := binary.BigEndian.Uint64(raw[headerLen:])
+	old.ID = wantID
+	if got != old {
+		t.Fatalf("got %+v, want %+v (ID from the nonce)", got, old)
+	}
+	// Sealed again (the response to its next request), it is version 2
+	// with the same ID.
+	r := &Response{Now: now, Stuck: true, Session: got.ID}
+	out := string(appendFields(p, nil, got.Target, got.Generation, got.Issued, r))
+	v2 := strings.SplitN(strings.TrimPrefix(out, "Set-Cookie: AWSALB="), ";", 2)[0]
+	raw2, _ := base64.StdEncoding.DecodeString(v2)
+	if len(raw2) == 0 || raw2[0] != version2 {
+		t.Fatalf("re-sealed value %q is not version 2", v2)
+	}
+	s2, err := kr.Decode(v2)
+	if err != nil || s2.ID != wantID || r.Session != wantID {
+		t.Errorf("re-sealed: got ID %x (Response.Session %x), %v; want %x", s2.ID, r.Session, err, wantID)
+	}
+}
+
+func TestNewSessionsGetTheirOwnID(t *testing.T) {
+	now := time.Unix(1800000000, 0)
+	for _, kind := range []string{"lb_cookie", "app_cookie", "header"} {
+		t.Run(kind, func(t *testing.T) {
+			p := policy(t, func(s *config.Stickiness) {
+				switch kind {
+				case "app_cookie":
+					s.Type, s.AppCookie, s.AppCookieDuration = config.AppCookie, "JSESSIONID", time.Hour
+				case "header":
+					s.Type, s.Header, s.HeaderDuration = config.Header, "X-Session", time.Hour
+				}
+			})
+			seen := map[uint64]string{}
+			values := map[string]bool{}
+			for range 50 {
+				// 50 clients starting on one target in one second.
+				r := &Response{Now: now, AppCookieSet: true}
+				var out lines
+				p.WriteFields(&out, nil, "10.0.0.1:8080", 1, now.Unix(), r)
+				if r.Session == 0 {
+					t.Fatalf("WriteFields sealed no session ID")
+				}
+				if prev, ok := seen[r.Session]; ok {
+					t.Fatalf("ID %x given twice (first with %q)", r.Session, prev)
+				}
+				seen[r.Session] = string(out)
+				if values[string(out)] {
+					t.Fatalf("two new sessions got the same fields %q", out)
+				}
+				values[string(out)] = true
+				// The value opens to that ID.
+				v := valueOf(t, p, string(out))
+				if s, err := p.keys.Decode(v); err != nil || s.ID != r.Session {
+					t.Fatalf("value opens to ID %x, %v; WriteFields said %x", s.ID, err, r.Session)
+				}
+			}
+		})
+	}
+}
+
+// valueOf finds the sealed value in the fields a policy wrote.
+func valueOf(t *testing.T, p *Policy, out string) string {
+	for _, l := range strings.Split(strings.TrimSuffix(out, "\r\n"), "\r\n") {
+		name, v, _ := strings.Cut(l, ": ")
+		if p.Kind == Header {
+			if name == p.Name {
+				return v
+			}
+			continue
+		}
+		v, _, _ = strings.Cut(v, ";")
+		if n, val, _ := strings.Cut(v, "="); (n == "AWSALB" || n == "AWSALBAPP-0") && val != appRemoved {
+			return val
+		}
+	}
+	t.Fatalf("no sealed value in %q", out)
+	return ""
 }

@@ -23,10 +23,14 @@ const (
 	// AnomalyChanged: anomaly detection found a target anomalous, or
 	// normal again.
 	AnomalyChanged
+	// DrainCompleted: a drained target's drain completed: no session came
+	// for its idle window, or its deadline passed (keep_sessions), or it
+	// began (immediate).
+	DrainCompleted
 )
 
 var eventNames = [...]string{"registered", "deregistered", "removed", "health_changed", "weight_changed",
-	"drain_changed", "anomaly_changed"}
+	"drain_changed", "anomaly_changed", "drain_completed"}
 
 func (k EventKind) String() string {
 	if int(k) < len(eventNames) {

@@ -90,6 +90,9 @@ type View struct {
 type entry struct {
 	t      *Target
 	sticky bool
+	// keeps: t is drained with keep_sessions and may serve its sessions
+	// until the drain completes, which Lookup asks t.
+	keeps bool
 }
 
 // Lookup finds a registered target by id and says whether it may serve a
@@ -98,8 +101,14 @@ type entry struct {
 // latch (which starts every target initial) moves none; only new sessions
 // wait for the check. A dead one is found out on connect and the session
 // moved then.
+//
+// A target drained with keep_sessions keeps its sessions until its drain
+// completes (drain.go); that costs a clock read, for such a target only.
 func (v *View) Lookup(id string) (t *Target, sticky bool) {
 	e := v.byID[id]
+	if e.keeps {
+		return e.t, e.t.keepsSessions()
+	}
 	return e.t, e.sticky
 }
 
@@ -138,6 +147,8 @@ type Group struct {
 	// anomalyTimer runs anomaly evaluations; budgetTimer samples the
 	// retry budget's counts. Each is nil when not needed.
 	rampTimer, anomalyTimer, budgetTimer *time.Timer
+	// drainTimer completes keep_sessions drains (drain.go).
+	drainTimer *time.Timer
 	// pending are the events waiting for the view that goes with them.
 	pending []Event
 }
@@ -203,12 +214,13 @@ func (g *Group) SetWeight(id string, weight int) bool {
 	return g.set(id, func(c *config.Target) { c.Weight = weight })
 }
 
-// SetDrain drains a registered target, or ends its drain: a drained target
-// stays registered and checked, but takes no new requests, and its sticky
-// sessions move (as a deregistered one's). It reports false when no target
-// has that id.
-func (g *Group) SetDrain(id string, drain bool) bool {
-	return g.set(id, func(c *config.Target) { c.Drain = drain })
+// SetDrain drains a registered target (d), or ends its drain (nil): a
+// drained target stays registered and checked, but takes no new sessions;
+// its sticky sessions move at once (immediate, as a deregistered one's),
+// or once its drain completes (keep_sessions). It reports false when no
+// target has that id.
+func (g *Group) SetDrain(id string, d *config.Drain) bool {
+	return g.set(id, func(c *config.Target) { c.Drain = d })
 }
 
 func (g *Group) set(id string, change func(*config.Target)) bool {
@@ -232,7 +244,7 @@ func (g *Group) edit(change func([]config.Target) []config.Target, gen func(id s
 	defer g.mu.Unlock()
 	list := make([]config.Target, len(g.active))
 	for i, t := range g.active {
-		list[i] = config.Target{ID: t.ID, Weight: t.Weight(), Drain: t.Drained()}
+		list[i] = config.Target{ID: t.ID, Weight: t.Weight(), Drain: t.DrainConfig()}
 	}
 	g.reconcile(change(list), g.settings, gen) // same settings: no checker to close
 }
@@ -270,9 +282,14 @@ func (g *Group) reconcile(targets []config.Target, s Settings, gen func(id strin
 				t.weight.Store(int32(ct.Weight))
 				g.notify(Event{Kind: WeightChanged, Target: t})
 			}
-			if ct.Drain != t.Drained() {
-				t.setDrained(ct.Drain, now)
-				g.log.Info("target drain changed", "target", t.ID, "drained", ct.Drain)
+			if cur := t.drain.Load(); (ct.Drain == nil) != (cur == nil) || cur != nil && !cur.same(ct.Drain) {
+				if ct.Drain == nil {
+					t.drain.Store(nil)
+					g.log.Info("target drain changed", "target", t.ID, "drained", false)
+				} else {
+					t.drain.Store(newDrainState(ct.Drain, now))
+					g.log.Info("target drain changed", "target", t.ID, "drained", true, "mode", ct.Drain.Mode.String())
+				}
 				g.notify(Event{Kind: DrainChanged, Target: t})
 			}
 			if checksChanged {
@@ -288,8 +305,8 @@ func (g *Group) reconcile(targets []config.Target, s Settings, gen func(id strin
 			}
 		} else {
 			t = New(ct.ID, ct.Weight, gen(ct.ID), s.HealthChecks)
-			if ct.Drain {
-				t.setDrained(true, now)
+			if ct.Drain != nil {
+				t.drain.Store(newDrainState(ct.Drain, now))
 			}
 			// Slow start skips targets registered together into an empty
 			// group (ALB: "in a single registration call").
@@ -559,7 +576,12 @@ func (g *Group) rebuild(weightsOnly bool) {
 	}
 	v.Draining, v.left = g.drainingList()
 	for _, t := range g.active {
-		v.byID[t.ID] = entry{t, routable[t] || t.state() == Initial && !t.Drained()}
+		e := entry{t: t, sticky: routable[t] || t.state() == Initial && !t.Drained()}
+		if ds := t.drain.Load(); ds != nil && ds.mode == config.DrainKeepSessions {
+			st := t.state()
+			e.keeps = st.inService() || st == Initial
+		}
+		v.byID[t.ID] = e
 	}
 	if len(v.Routable) > 0 && g.settings.NewPicker != nil {
 		if last := g.view.Load(); weightsOnly && g.settings.WeightBlind && last != nil && last.Picker != nil &&
@@ -629,6 +651,7 @@ func (g *Group) schedule(now time.Time, inService int) {
 	} else {
 		disarm(&g.budgetTimer)
 	}
+	g.drainTick()
 }
 
 // budgetTick samples the retry budget's counts, and arms the next sample.

@@ -102,7 +102,7 @@ func TestRegisterDeregisterSetWeight(t *testing.T) {
 	if !g.SetWeight("b:1", 5) || b.Weight() != 5 || b.EffectiveWeight() != 5*WeightUnit {
 		t.Errorf("SetWeight(b:1, 5): weight %d, effective %d", b.Weight(), b.EffectiveWeight())
 	}
-	if g.SetWeight("zz:1", 5) || g.SetDrain("zz:1", true) {
+	if g.SetWeight("zz:1", 5) || g.SetDrain("zz:1", &config.Drain{Mode: config.DrainImmediate}) {
 		t.Errorf("SetWeight or SetDrain of an unknown target reported it found")
 	}
 	if got := rec.take(); !slices.Equal(got, []string{"weight_changed b:1"}) {
@@ -154,7 +154,7 @@ func TestSetDrain(t *testing.T) {
 	g.Observe(b, ok)
 	rec.take()
 
-	if !g.SetDrain("a:1", true) {
+	if !g.SetDrain("a:1", &config.Drain{Mode: config.DrainImmediate}) {
 		t.Fatal("SetDrain(a:1) did not find a:1")
 	}
 	v := g.View()
@@ -191,7 +191,7 @@ func TestSetDrain(t *testing.T) {
 		t.Errorf("b unhealthy, a drained: fail-open %v, routable %v; want true, [b:1]", v.FailOpen, ids(v.Routable))
 	}
 
-	g.SetDrain("a:1", false)
+	g.SetDrain("a:1", nil)
 	if h := a.Health(); h.State != Healthy || a.Drained() {
 		t.Errorf("undrained a:1 reads %v (drained %v), want healthy", h.State, a.Drained())
 	}

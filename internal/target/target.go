@@ -72,10 +72,9 @@ type Target struct {
 	// weight is the configured weight (1-1000), which a reload or the
 	// admin API may change while requests read it.
 	weight atomic.Int32
-	// drained is set while the target is drained at run time: it stays
-	// registered and keeps being checked, but takes no new requests.
-	drained    atomic.Bool
-	drainSince atomic.Int64 // when drained was set, unix nanoseconds
+	// drain is set while the target is drained at run time (drain.go): it
+	// stays registered and keeps being checked, but takes no new sessions.
+	drain atomic.Pointer[drainState]
 	// eff is the weight the balancing algorithms use, in WeightUnit units,
 	// set by the owning group on every rebuild; 0 (a target no group
 	// manages) means the configured weight.
@@ -93,6 +92,11 @@ type Target struct {
 	// ejection time ends, unix nanoseconds, 0 when it is not ejected.
 	failedRun    atomic.Int32
 	ejectedUntil atomic.Int64
+	// lastSession is when the target last served a sticky request, unix
+	// nanoseconds (0: never); sessions counts the distinct sessions it
+	// served (sessions.go), nil until its first.
+	lastSession atomic.Int64
+	sessions    atomic.Pointer[sessionSketch]
 
 	// Guarded by the owning group's mu:
 	okRun, failRun int // consecutive probe results
@@ -140,7 +144,7 @@ func (t *Target) EffectiveWeight() int {
 func (t *Target) Weight() int { return max(int(t.weight.Load()), 1) }
 
 // Drained reports whether the target is drained at run time.
-func (t *Target) Drained() bool { return t.drained.Load() }
+func (t *Target) Drained() bool { return t.drain.Load() != nil }
 
 // Record counts a request the target answered with status: a 5xx counts as
 // an error for anomaly detection. A failure after the request reached the
@@ -193,9 +197,9 @@ func (t *Target) Joined() int64 { return t.joined.Load() }
 // checks say.
 func (t *Target) Health() Health {
 	h := *t.health.Load()
-	if t.drained.Load() && h.State != Draining && h.State != Unused {
+	if d := t.drain.Load(); d != nil && h.State != Draining && h.State != Unused {
 		return Health{State: Draining, Reason: ReasonDrained, Description: "Target drained at run time",
-			Since: time.Unix(0, t.drainSince.Load())}
+			Since: d.since}
 	}
 	return h
 }
@@ -212,13 +216,7 @@ func (t *Target) state() State { return t.health.Load().State }
 // inService reports whether the target counts toward its group's healthy
 // targets and may take new requests: healthy (or unchecked) and not
 // drained.
-func (t *Target) inService() bool { return !t.drained.Load() && t.state().inService() }
-
-// setDrained drains t or ends its drain. Its group's mu is held.
-func (t *Target) setDrained(on bool, now time.Time) {
-	t.drainSince.Store(now.UnixNano())
-	t.drained.Store(on)
-}
+func (t *Target) inService() bool { return !t.Drained() && t.state().inService() }
 
 func (t *Target) setHealth(h Health) {
 	h.Since = time.Now()
