@@ -297,7 +297,7 @@ func diffGroup(fg, rg *config.TargetGroup) GroupDiff {
 		case ft.Weight != t.Weight:
 			d.Reweighted = append(d.Reweighted, Reweighted{t.ID, ft.Weight, t.Weight})
 		}
-		if t.Drain {
+		if t.Drain != nil {
 			d.Drained = append(d.Drained, t.ID)
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/latch-lb/latch/internal/config"
 	"github.com/latch-lb/latch/internal/server"
@@ -272,18 +273,32 @@ func (a *Admin) drain(r *http.Request) (reply, error) {
 	if err := decode(r, &req, true); err != nil {
 		return reply{}, err
 	}
+	d := config.Drain{Mode: config.DrainImmediate, Since: time.Now()}
 	switch req.Mode {
 	case "", "immediate":
+		if req.Idle != "" || req.Deadline != "" {
+			return reply{}, badRequest(`request body: idle and deadline apply to mode keep_sessions only`)
+		}
 	case "keep_sessions":
-		return reply{}, &apiError{status: http.StatusNotImplemented, msg: `drain mode "keep_sessions" is not available in this build; use "immediate"`}
+		d.Mode = config.DrainKeepSessions
+		for _, f := range []struct {
+			name, v string
+			to      *time.Duration
+		}{{"idle", req.Idle, &d.Idle}, {"deadline", req.Deadline, &d.Deadline}} {
+			if f.v == "" {
+				continue
+			}
+			v, err := time.ParseDuration(f.v)
+			if err != nil {
+				return reply{}, badRequest(`request body: %s: %q is not a duration (write it as 90s, 5m, 1h)`, f.name, f.v)
+			}
+			*f.to = v
+		}
 	default:
 		return reply{}, badRequest(`request body: mode: %q is not one of keep_sessions, immediate`, req.Mode)
 	}
-	if req.Idle != "" || req.Deadline != "" {
-		return reply{}, badRequest(`request body: idle and deadline apply to mode keep_sessions only`)
-	}
 	err := a.updateTarget(r, func(g *config.TargetGroup, t *config.Target) error {
-		t.Drain = true
+		t.Drain = &d
 		return nil
 	})
 	if err != nil {
@@ -295,7 +310,7 @@ func (a *Admin) drain(r *http.Request) (reply, error) {
 
 func (a *Admin) undrain(r *http.Request) (reply, error) {
 	err := a.updateTarget(r, func(g *config.TargetGroup, t *config.Target) error {
-		t.Drain = false
+		t.Drain = nil
 		return nil
 	})
 	if err != nil {
