@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/cookiejar"
 	"os"
 	"os/exec"
 	"strings"
@@ -132,23 +133,43 @@ func row(id, state string) string {
 	return s
 }
 
-// load sends requests to url until stop is closed, at most n of them, one
-// every gap: the traffic the page shows.
-func load(url string, n int, gap time.Duration, stop <-chan struct{}) {
-	c := &http.Client{Timeout: 2 * time.Second}
+// load sends requests to url as users clients, each with a cookie jar of
+// its own (a sticky session), one request every gap in turn, at most n,
+// until stop is closed: the traffic the page shows.
+func load(url string, users, n int, gap time.Duration, stop <-chan struct{}) {
+	clients := make([]*http.Client, users)
+	for i := range clients {
+		jar, _ := cookiejar.New(nil)
+		clients[i] = &http.Client{Jar: jar, Timeout: 2 * time.Second}
+	}
+	tick := time.NewTicker(gap)
+	defer tick.Stop()
 	for i := 0; i < n; i++ {
 		select {
 		case <-stop:
 			return
-		case <-time.After(gap):
+		case <-tick.C:
 		}
-		resp, err := c.Get(url)
+		resp, err := clients[i%users].Get(url)
 		if err != nil {
 			continue
 		}
 		io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
 	}
+}
+
+// startLoad runs load until the returned stop is called (or the test
+// ends), and stop waits for it.
+func startLoad(t *testing.T, url string, users int, gap time.Duration) (stop func()) {
+	done := make(chan struct{})
+	var once sync.Once
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); load(url, users, 100000, gap, done) }()
+	stop = func() { once.Do(func() { close(done) }); wg.Wait() }
+	t.Cleanup(stop)
+	return stop
 }
 
 // TestBrowser opens the dashboard of a real latch in headless chromium:
@@ -166,11 +187,7 @@ func TestBrowser(t *testing.T) {
 	srv := startLatch(t, configYAML(t.TempDir(), fastHealth, ids...), totals.Observer())
 	page := startAdmin(t, srv, New(srv, totals, testLogger(t))) + "/"
 
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() { defer wg.Done(); load("http://"+srv.Addr("front"), 20000, 10*time.Millisecond, stop) }()
-	t.Cleanup(func() { close(stop); wg.Wait() })
+	stopLoad := startLoad(t, "http://"+srv.Addr("front"), 12, 5*time.Millisecond)
 
 	b.do(t, 20*time.Second, "open the page and see every target healthy", chromedp.Navigate(page),
 		chromedp.WaitVisible(row(ids[0], "healthy")), chromedp.WaitVisible(row(ids[1], "healthy")),
@@ -195,25 +212,38 @@ func TestBrowser(t *testing.T) {
 	// Nothing is writable without the token.
 	b.do(t, 5*time.Second, "see the controls off", chromedp.WaitVisible(row(ids[0], "")+` button.drain-btn[disabled]`))
 
-	// The token, then a drain of the first target from its row.
+	// The token, then a drain of the first target from its row, keeping
+	// its sessions until none has come for 1 s.
+	first := row(ids[0], "")
+	get(t, b, 10*time.Second, "see sessions on the first target",
+		chromedp.Poll[bool](fmt.Sprintf(`Number(document.querySelector('%s td:nth-child(10)').textContent) > 0`, first)))
 	b.do(t, 10*time.Second, "enter the token and drain", chromedp.SendKeys("#token", testToken),
-		chromedp.Click("#token-save"), chromedp.WaitEnabled(row(ids[0], "")+" button.drain-btn"),
-		chromedp.SetValue(row(ids[0], "")+" select.mode", "immediate"),
-		chromedp.Click(row(ids[0], "")+" button.drain-btn"),
-		chromedp.WaitVisible(row(ids[0], "draining")))
+		chromedp.Click("#token-save"), chromedp.WaitEnabled(first+" button.drain-btn"),
+		chromedp.SendKeys(first+" input.idle", "1s"),
+		chromedp.Click(first+" button.drain-btn"),
+		chromedp.WaitVisible(row(ids[0], "draining")+`[data-drain="draining"]`))
 	if got := get(t, b, 5*time.Second, "read the notice", chromedp.Text("#notice")); !strings.Contains(got, "drain started") {
 		t.Errorf("notice %q; want one that says the drain started", got)
 	}
-	if got := get(t, b, 5*time.Second, "read the reason", chromedp.Text(row(ids[0], "")+" .reason")); got != "Latch.Drained" {
+	if got := get(t, b, 5*time.Second, "read the reason", chromedp.Text(first+" .reason")); got != "Latch.Drained" {
 		t.Errorf("drained target's reason %q; want Latch.Drained", got)
+	}
+	// Its users keep coming to it: the drain waits for them.
+	if got := get(t, b, 5*time.Second, "read the drain's progress", chromedp.Text(first+" td:nth-child(11)")); !strings.Contains(got, "keep sessions") || !strings.Contains(got, "sessions left") {
+		t.Errorf("drain cell %q; want keep sessions, n sessions left", got)
 	}
 	if got := get(t, b, 5*time.Second, "read the token from sessionStorage",
 		chromedp.Evaluate[string](`sessionStorage.getItem('latch-token') + ' ' + document.cookie.length`)); got != testToken+" 0" {
 		t.Errorf("sessionStorage token and cookie length: %q; want %q", got, testToken+" 0")
 	}
-	if h := srv.Snapshot().Group("web").Targets[0]; h.ID != ids[0] || !h.Drained {
-		t.Errorf("latch's own state: %s drained %t; want %s drained", h.ID, h.Drained, ids[0])
+	// The users go: 1 s later the drain is complete.
+	stopLoad()
+	b.do(t, 10*time.Second, "see the drain complete", chromedp.WaitVisible(row(ids[0], "draining")+`[data-drain="complete"]`))
+	if d := srv.Snapshot().Group("web").Targets[0].Drain; d == nil || !d.Complete {
+		t.Errorf("latch's own state: drain %+v; want complete", d)
 	}
+	b.do(t, 10*time.Second, "undrain", chromedp.Click(first+" button.undrain-btn"),
+		chromedp.WaitVisible(row(ids[0], "healthy")+`[data-drain=""]`))
 
 	// A weight from the page.
 	b.do(t, 10*time.Second, "set a weight", chromedp.SendKeys(row(ids[2], "")+" input.weight", "7"),

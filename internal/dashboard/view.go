@@ -48,7 +48,40 @@ type targetView struct {
 	Drained         bool      `json:"drained"`
 	Ejected         bool      `json:"ejected"`
 	Anomaly         string    `json:"anomaly"`
+	// Sessions estimates the distinct sticky sessions the target served
+	// in the last 5 minutes; LastSession is the last one's time.
+	Sessions    int        `json:"sessions"`
+	LastSession *time.Time `json:"last_session,omitempty"`
+	Drain       *drainView `json:"drain,omitempty"` // nil: not drained
 	rates
+}
+
+// drainView is a drain's progress.
+type drainView struct {
+	Mode         string     `json:"mode"`
+	Since        time.Time  `json:"since"`
+	IdleSeconds  float64    `json:"idle_seconds"`
+	Deadline     *time.Time `json:"deadline,omitempty"`
+	SessionsLeft int        `json:"sessions_left"`
+	LastSeen     *time.Time `json:"last_seen,omitempty"` // the last sticky request since the drain began
+	Complete     bool       `json:"complete"`
+	CompletedAt  *time.Time `json:"completed_at,omitempty"`
+}
+
+// when is t, or nil for the zero time (never).
+func when(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	return &t
+}
+
+func drainOf(d *server.DrainStatus) *drainView {
+	if d == nil {
+		return nil
+	}
+	return &drainView{Mode: d.Mode, Since: d.Since, IdleSeconds: d.Idle.Seconds(), Deadline: when(d.Deadline),
+		SessionsLeft: d.SessionsLeft, LastSeen: when(d.LastSession), Complete: d.Complete, CompletedAt: when(d.CompletedAt)}
 }
 
 // rates are a target's figures from the metrics' totals; nil where they
@@ -99,6 +132,7 @@ func view(sn *server.Snapshot, cause string, r map[key]rates) message {
 			tv := targetView{ID: t.ID, State: t.State.String(), Reason: t.Reason, Description: t.Description,
 				Since: t.Since, Weight: t.Weight, EffectiveWeight: math.Round(float64(t.EffectiveWeight)/target.WeightUnit*100) / 100, Inflight: t.Inflight,
 				Routable: t.Routable, Drained: t.Drained, Ejected: t.Ejected, Anomaly: t.Anomaly,
+				Sessions: t.Sessions, LastSession: when(t.LastSession), Drain: drainOf(t.Drain),
 				rates: r[key{g.Name, t.ID}]}
 			gv.Targets = append(gv.Targets, tv)
 		}

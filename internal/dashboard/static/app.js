@@ -199,10 +199,11 @@ function newRow(group, id) {
   const setWeight = el('button', { type: 'button', class: 'set-weight' }, 'Set');
   const mode = el('select', { class: 'mode', 'aria-label': 'drain mode' },
     el('option', { value: 'keep_sessions' }, 'keep sessions'), el('option', { value: 'immediate' }, 'immediate'));
-  const idle = el('input', { type: 'text', class: 'idle', placeholder: '60s', title: 'idle window (keep sessions)', 'aria-label': 'idle window' });
+  const idle = el('input', { type: 'text', class: 'idle', placeholder: 'idle 60s', title: 'keep sessions: complete once no session came for this long', 'aria-label': 'idle window' });
+  const deadline = el('input', { type: 'text', class: 'deadline', placeholder: 'deadline', title: 'keep sessions: the sessions left move at this time from now (e.g. 10m); empty: none', 'aria-label': 'deadline' });
   const drain = el('button', { type: 'button', class: 'drain-btn' }, 'Drain');
   const undrain = el('button', { type: 'button', class: 'undrain-btn' }, 'Undrain');
-  c.controls.append(weight, setWeight, ' ', mode, idle, drain, undrain);
+  c.controls.append(weight, setWeight, ' ', mode, idle, deadline, drain, undrain);
   c.buttons = [setWeight, drain, undrain];
   c.weightInput = weight;
 
@@ -215,6 +216,7 @@ function newRow(group, id) {
   drain.addEventListener('click', () => {
     const body = { mode: mode.value };
     if (mode.value === 'keep_sessions' && idle.value.trim()) body.idle = idle.value.trim();
+    if (mode.value === 'keep_sessions' && deadline.value.trim()) body.deadline = deadline.value.trim();
     write('POST', path + '/drain', body, id + ': drain started (' + mode.value + ')');
   });
   undrain.addEventListener('click', () => write('DELETE', path + '/drain', null, id + ' undrained'));
@@ -237,7 +239,8 @@ function fillRow(r, t, metrics) {
   r.errors.textContent = metrics ? fmt(t.error_rate, 1) : '–';
   r.p50.textContent = fmt(t.p50_ms, 1);
   r.p99.textContent = fmt(t.p99_ms, 1);
-  r.sessions.textContent = t.sessions === undefined || t.sessions === null ? '–' : String(t.sessions);
+  r.sessions.textContent = String(t.sessions);
+  r.sessions.title = t.last_session ? 'last sticky request ' + ago(t.last_session) : 'no sticky request yet';
   fillDrain(r, t);
   const hasToken = token() !== '';
   for (const b of r.buttons) {
@@ -249,19 +252,18 @@ function fillRow(r, t, metrics) {
 function fillDrain(r, t) {
   const d = t.drain;
   r.drain.replaceChildren();
-  r.tr.dataset.drain = '';
-  if (!d) {
-    if (t.drained) r.drain.textContent = 'drained';
-    return;
+  r.tr.dataset.drain = d ? (d.complete ? 'complete' : 'draining') : '';
+  if (!d) return;
+  const parts = [d.mode.replace('_', ' ')];
+  if (d.complete) {
+    parts.push('complete' + (d.completed_at ? ' ' + ago(d.completed_at) : ''));
+  } else {
+    if (d.mode === 'keep_sessions') parts.push(d.sessions_left + ' sessions left', 'idle ' + d.idle_seconds + ' s');
+    if (d.deadline) parts.push('deadline ' + until(d.deadline));
   }
-  r.tr.dataset.drain = d.complete ? 'complete' : 'draining';
-  const parts = [];
-  if (d.mode) parts.push(d.mode.replace('_', ' '));
-  if (d.complete) parts.push('complete');
-  else if (d.sessions_left !== undefined) parts.push(d.sessions_left + ' sessions left');
   if (d.last_seen) parts.push('last seen ' + ago(d.last_seen));
-  if (d.deadline && !d.complete) parts.push('deadline ' + until(d.deadline));
   r.drain.append(el('span', { class: 'drain' + (d.complete ? ' complete' : '') }, parts.join(', ')));
+  r.drain.title = 'draining since ' + new Date(d.since).toLocaleTimeString();
 }
 
 // drawChart draws each target's requests a second over the last five
