@@ -6,8 +6,11 @@ import (
 	"io"
 	"net/http"
 	"net/http/cookiejar"
+	"net/http/httptest"
+	"net/url"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -290,4 +293,86 @@ func startAdmin(t *testing.T, srv *server.Server, d *Dashboard) string {
 		}
 	})
 	return "http://" + adm.Addr()
+}
+
+// TestBrowserCrossOriginWriteRefused: a page of another site, in the same
+// browser, that knows the token still cannot drain a target: its request
+// with the token needs a CORS preflight the admin listener never grants,
+// and the one a form could send carries its Origin and no token. Neither
+// changes latch.
+func TestBrowserCrossOriginWriteRefused(t *testing.T) {
+	b := newBrowser(t)
+	id := startTarget(t, "a")
+	srv := startLatch(t, configYAML(t.TempDir(), "", id), nil)
+	d := New(srv, nil, testLogger(t))
+	adm, err := admin.New(admin.Options{Server: srv, Address: "127.0.0.1:0", Token: testToken,
+		Dashboard: d.Handler(), Stream: d.Stream(), Log: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The admin API behind a recorder of what reached it.
+	type seen struct {
+		method, origin string
+		status         int
+	}
+	var mu sync.Mutex
+	var got []seen
+	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rec := &statusWriter{ResponseWriter: w, status: 200}
+		adm.Handler().ServeHTTP(rec, r)
+		mu.Lock()
+		got = append(got, seen{r.Method, r.Header.Get("Origin"), rec.status})
+		mu.Unlock()
+	}))
+	t.Cleanup(api.Close)
+	drain := api.URL + "/api/v1/target-groups/web/targets/" + url.PathEscape(id) + "/drain"
+
+	evil := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html")
+		fmt.Fprintf(w, `<!doctype html><title>evil</title><script>
+window.results = [];
+const u = %q;
+fetch(u, {method: 'POST', mode: 'no-cors', headers: {'Content-Type': 'text/plain'}, body: '{"mode":"immediate"}'})
+  .then(r => results.push('simple: ' + r.type), e => results.push('simple: ' + e));
+fetch(u, {method: 'POST', headers: {'Authorization': 'Bearer %s', 'Content-Type': 'application/json'}, body: '{"mode":"immediate"}'})
+  .then(r => results.push('token: ' + r.status), e => results.push('token: blocked'));
+</script>`, drain, testToken)
+	}))
+	t.Cleanup(evil.Close)
+
+	b.do(t, 10*time.Second, "open the other site's page", chromedp.Navigate(evil.URL))
+	results := get(t, b, 10*time.Second, "wait for both requests to settle",
+		chromedp.Poll[[]string](`window.results.length === 2 ? window.results : null`))
+	if !slices.Contains(results, "token: blocked") {
+		t.Errorf("the page's request with the token: %q; want it blocked by the browser", results)
+	}
+	if ts := srv.Snapshot().Group("web").Targets[0]; ts.Drained {
+		t.Fatalf("target %s drained by another site's page", id)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	t.Logf("reached the API: %+v; the page saw %q", got, results)
+	refused := false
+	for _, s := range got {
+		if s.method == http.MethodPost && s.status < 400 {
+			t.Errorf("a POST from %q reached the API and got %d; want it refused", s.origin, s.status)
+		}
+		if s.method == http.MethodPost && s.origin == evil.URL {
+			refused = s.status == http.StatusForbidden
+		}
+	}
+	if !refused {
+		t.Errorf("requests that reached the API: %+v; want the page's simple POST refused with 403 for its Origin", got)
+	}
+}
+
+// statusWriter keeps the status a handler wrote.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (s *statusWriter) WriteHeader(code int) {
+	s.status = code
+	s.ResponseWriter.WriteHeader(code)
 }
