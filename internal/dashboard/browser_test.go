@@ -136,14 +136,17 @@ func row(id, state string) string {
 	return s
 }
 
-// load sends requests to url as users clients, each with a cookie jar of
-// its own (a sticky session), one request every gap in turn, at most n,
-// until stop is closed: the traffic the page shows.
+// load sends requests to url as users clients, one request every gap in
+// turn, at most n, until stop is closed: the traffic the page shows. Even
+// clients keep a cookie jar (a sticky session), odd ones none (picked
+// afresh each time, by weight).
 func load(url string, users, n int, gap time.Duration, stop <-chan struct{}) {
 	clients := make([]*http.Client, users)
 	for i := range clients {
-		jar, _ := cookiejar.New(nil)
-		clients[i] = &http.Client{Jar: jar, Timeout: 2 * time.Second}
+		clients[i] = &http.Client{Timeout: 2 * time.Second}
+		if i%2 == 0 {
+			clients[i].Jar, _ = cookiejar.New(nil)
+		}
 	}
 	tick := time.NewTicker(gap)
 	defer tick.Stop()
@@ -254,20 +257,48 @@ func TestBrowser(t *testing.T) {
 	get(t, b, 10*time.Second, "see the weight 7 on the page",
 		chromedp.Poll[bool](fmt.Sprintf(`document.querySelector('tr[data-target=%q] td:nth-child(3)').textContent === '7'`, ids[2])))
 
-	if path := os.Getenv("LATCH_DASHBOARD_SCREENSHOT"); path != "" {
-		screenshot(t, b, path)
-	}
 	if p := b.problems(); len(p) > 0 {
 		t.Errorf("the page had problems:\n%s", strings.Join(p, "\n"))
 	}
 }
 
-// screenshot saves the page as a PNG at path.
-func screenshot(t *testing.T, b *browser, path string) {
-	t.Helper()
+// TestBrowserScreenshot runs a minute and a quarter of a small story and
+// saves the page as a PNG at $LATCH_DASHBOARD_SCREENSHOT (docs/dashboard.png
+// is one): steady load over three targets, one's weight raised to 4 from
+// the page, another's process killed, the first drained keeping its
+// sessions. It runs only when asked.
+func TestBrowserScreenshot(t *testing.T) {
+	path := os.Getenv("LATCH_DASHBOARD_SCREENSHOT")
+	if path == "" {
+		t.Skip("set LATCH_DASHBOARD_SCREENSHOT=file.png to take the README's screenshot (75 s)")
+	}
+	b := newBrowser(t)
+	procs := []*process{startProcess(t, "app-1"), startProcess(t, "app-2"), startProcess(t, "app-3")}
+	var ids []string
+	for _, p := range procs {
+		ids = append(ids, p.addr)
+	}
+	totals := startMetrics(t)
+	srv := startLatch(t, configYAML(t.TempDir(), fastHealth, ids...), totals.Observer())
+	page := startAdmin(t, srv, New(srv, totals, testLogger(t))) + "/"
+	startLoad(t, "http://"+srv.Addr("front"), 40, 5*time.Millisecond)
+	b.do(t, 20*time.Second, "open the page", chromedp.Navigate(page), chromedp.WaitVisible(row(ids[2], "healthy")),
+		chromedp.SendKeys("#token", testToken), chromedp.Click("#token-save"))
+	time.Sleep(20 * time.Second) // the story needs the clock: a chart of minutes
+	b.do(t, 10*time.Second, "raise a weight", chromedp.SendKeys(row(ids[2], "")+" input.weight", "4"),
+		chromedp.Click(row(ids[2], "")+" button.set-weight"))
+	time.Sleep(20 * time.Second)
+	procs[1].cmd.Process.Signal(syscall.SIGKILL)
+	time.Sleep(15 * time.Second)
+	b.do(t, 10*time.Second, "drain", chromedp.Click(row(ids[0], "")+" button.drain-btn"),
+		chromedp.WaitVisible(row(ids[0], "draining")))
+	time.Sleep(15 * time.Second)
 	png := get(t, b, 10*time.Second, "take a screenshot", chromedp.FullScreenshot(100))
 	if err := os.WriteFile(path, png, 0o644); err != nil {
 		t.Fatal(err)
+	}
+	if p := b.problems(); len(p) > 0 {
+		t.Errorf("the page had problems:\n%s", strings.Join(p, "\n"))
 	}
 }
 

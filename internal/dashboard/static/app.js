@@ -189,7 +189,7 @@ function newRow(group, id) {
   const tr = el('tr', { 'data-target': id },
     td('id', 'id'), td('health'), td('weight', 'num'), td('eff', 'num'), td('inflight', 'num'),
     td('rate', 'num'), td('errors', 'num'), td('p50', 'num'), td('p99', 'num'), td('sessions', 'num'),
-    td('drain'), td('controls', 'controls'));
+    td('drain', 'drain-col'), td('controls', 'controls'));
   c.id.textContent = id;
   c.state = el('span', { class: 'state' });
   c.reason = el('span', { class: 'reason' });
