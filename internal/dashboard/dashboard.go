@@ -4,6 +4,7 @@ package dashboard
 
 import (
 	"embed"
+	"fmt"
 	"io/fs"
 	"log/slog"
 	"net/http"
@@ -64,15 +65,15 @@ func (d *Dashboard) Close() { d.closeOnce.Do(func() { close(d.closed) }) }
 // calls the admin API, sending the token the person enters.
 func (d *Dashboard) Handler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodGet && r.Method != http.MethodHead {
-			w.Header().Set("Allow", "GET, HEAD")
-			http.Error(w, "the dashboard is read with GET", http.StatusMethodNotAllowed)
-			return
-		}
 		switch r.URL.Path {
 		case "/", "/app.js", "/app.css", "/favicon.svg":
 		default:
-			http.NotFound(w, r)
+			writeError(w, http.StatusNotFound, fmt.Sprintf("no such page: %s (the dashboard is at /, the API under /api/v1/)", r.URL.Path))
+			return
+		}
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			w.Header().Set("Allow", "GET, HEAD")
+			writeError(w, http.StatusMethodNotAllowed, fmt.Sprintf("method %s is not allowed on %s; the dashboard is read with GET", r.Method, r.URL.Path))
 			return
 		}
 		secure(w.Header())
