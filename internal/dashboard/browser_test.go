@@ -316,7 +316,7 @@ func startAdmin(t *testing.T, srv *server.Server, d *Dashboard) string {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		d.Close()
+		// A page's stream is open still: Shutdown must end it, not wait.
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		if err := adm.Shutdown(ctx); err != nil {

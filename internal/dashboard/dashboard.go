@@ -39,6 +39,8 @@ type Dashboard struct {
 	// closed ends every stream (Close).
 	closed    chan struct{}
 	closeOnce sync.Once
+	// servers are the http.Servers whose Shutdown closes the dashboard.
+	servers sync.Map
 }
 
 // New returns the dashboard of srv, with totals for rates and response
@@ -46,6 +48,9 @@ type Dashboard struct {
 func New(srv *server.Server, totals Totals, log *slog.Logger) *Dashboard {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
+	}
+	if m, ok := totals.(*metrics.Metrics); ok && m == nil {
+		totals = nil // metrics off, passed as a nil *Metrics
 	}
 	sub, err := fs.Sub(static, "static")
 	if err != nil {
@@ -55,10 +60,21 @@ func New(srv *server.Server, totals Totals, log *slog.Logger) *Dashboard {
 		files: http.FileServerFS(sub), closed: make(chan struct{})}
 }
 
-// Close ends every stream, those open and those to come. Call it before
-// the admin listener's Shutdown, which waits for the requests it serves: a
-// stream would hold it to its timeout.
+// Close ends every stream, those open and those to come. The Shutdown of
+// an http.Server that served a stream calls it (a stream never goes idle,
+// so Shutdown would otherwise wait for it until its context ends).
 func (d *Dashboard) Close() { d.closeOnce.Do(func() { close(d.closed) }) }
+
+// closeAtShutdown makes the Shutdown of the server serving r close d.
+func (d *Dashboard) closeAtShutdown(r *http.Request) {
+	hs, ok := r.Context().Value(http.ServerContextKey).(*http.Server)
+	if !ok {
+		return
+	}
+	if _, loaded := d.servers.LoadOrStore(hs, true); !loaded {
+		hs.RegisterOnShutdown(d.Close)
+	}
+}
 
 // Handler serves the page and its script and style, at "/" of the admin
 // listener. The page holds no data of its own: it reads the stream and

@@ -28,6 +28,7 @@ func (d *Dashboard) Stream() http.Handler {
 }
 
 func (d *Dashboard) stream(w http.ResponseWriter, r *http.Request) {
+	d.closeAtShutdown(r)
 	rc := http.NewResponseController(w)
 	// Subscribe before the first snapshot, so that no change falls
 	// between them.

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/latch-lb/latch/internal/admin"
 	"github.com/latch-lb/latch/internal/metrics"
 )
 
@@ -180,6 +181,28 @@ func TestStreamOutlivesReadTimeout(t *testing.T) {
 	s.waitMessage(t, 5*time.Second, "a message 5 read timeouts later", func(m message) bool {
 		return m.Time.Sub(first.Time) > 5*web.Config.ReadTimeout
 	})
+}
+
+// TestStreamEndsAtListenerShutdown: the admin listener's Shutdown ends
+// the streams it serves, rather than waiting for them until its timeout.
+func TestStreamEndsAtListenerShutdown(t *testing.T) {
+	srv := startLatch(t, configYAML(t.TempDir(), "", startTarget(t, "a")), nil)
+	d := New(srv, (*metrics.Metrics)(nil), testLogger(t))
+	adm, err := admin.Start(admin.Options{Server: srv, Address: "127.0.0.1:0", Dashboard: d.Handler(),
+		Stream: d.Stream(), Log: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := openStream(t, t.Context(), "http://"+adm.Addr()+"/api/v1/stream")
+	if m := s.waitMessage(t, 5*time.Second, "the first message", func(message) bool { return true }); m.Metrics {
+		t.Error("metrics: true with a nil *metrics.Metrics; want false")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	start := time.Now()
+	if err := adm.Shutdown(ctx); err != nil {
+		t.Fatalf("admin shutdown with a stream open: %v after %v; want it to end the stream", err, time.Since(start))
+	}
 }
 
 func TestStreamRefusesPost(t *testing.T) {

@@ -9,7 +9,7 @@ const HISTORY_SECONDS = 300;
 const COLORS = ['#0969da', '#cf222e', '#1a7f37', '#9a6700', '#8250df', '#bf3989', '#1b7c83', '#6e7781'];
 
 const $ = (sel) => document.querySelector(sel);
-const history = new Map(); // "group\0target" -> [[unix seconds, rate], ...]
+const rateHistory = new Map(); // "group\0target" -> [[unix seconds, rate], ...]
 const rows = new Map();    // "group\0target" -> the row's cells and controls
 const groupEls = new Map(); // group name -> its section
 let last = null;
@@ -140,16 +140,16 @@ function onState(m) {
       if (tbody.children[i] !== r.tr) tbody.insertBefore(r.tr, tbody.children[i] || null);
       fillRow(r, t, m.metrics);
       if (m.cause === 'tick' && m.metrics) {
-        const h = history.get(k) || [];
+        const h = rateHistory.get(k) || [];
         h.push([now, t.rate || 0]);
         while (h.length && h[0][0] < now - HISTORY_SECONDS) h.shift();
-        history.set(k, h);
+        rateHistory.set(k, h);
       }
     });
     drawChart(sec, g, now);
   }
   for (const [k, r] of rows) {
-    if (!live.has(k)) { r.tr.remove(); rows.delete(k); history.delete(k); }
+    if (!live.has(k)) { r.tr.remove(); rows.delete(k); rateHistory.delete(k); }
   }
   const names = new Set(m.groups.map((g) => g.name));
   for (const [name, sec] of groupEls) {
@@ -203,7 +203,7 @@ function newRow(group, id) {
   const deadline = el('input', { type: 'text', class: 'deadline', placeholder: 'deadline', title: 'keep sessions: the sessions left move at this time from now (e.g. 10m); empty: none', 'aria-label': 'deadline' });
   const drain = el('button', { type: 'button', class: 'drain-btn' }, 'Drain');
   const undrain = el('button', { type: 'button', class: 'undrain-btn' }, 'Undrain');
-  c.controls.append(weight, setWeight, ' ', mode, idle, deadline, drain, undrain);
+  c.controls.append(el('span', { class: 'ctl' }, weight, setWeight), el('span', { class: 'ctl' }, mode, idle, deadline, drain, undrain));
   c.buttons = [setWeight, drain, undrain];
   c.weightInput = weight;
 
@@ -275,7 +275,7 @@ function drawChart(sec, g, now) {
   chart.setAttribute('viewBox', '0 0 ' + W + ' ' + H);
   let top = 1;
   for (const t of g.targets) {
-    for (const [, v] of history.get(g.name + '\0' + t.id) || []) top = Math.max(top, v);
+    for (const [, v] of rateHistory.get(g.name + '\0' + t.id) || []) top = Math.max(top, v);
   }
   top = niceCeil(top);
   const x = (s) => L + (W - L - 4) * (1 - (now - s) / HISTORY_SECONDS);
@@ -297,7 +297,7 @@ function drawChart(sec, g, now) {
   const legend = [];
   g.targets.forEach((t, i) => {
     const color = COLORS[i % COLORS.length];
-    const h = history.get(g.name + '\0' + t.id) || [];
+    const h = rateHistory.get(g.name + '\0' + t.id) || [];
     if (h.length > 1) {
       parts.push(svg('polyline', { stroke: color, points: h.map(([s, v]) => x(s).toFixed(1) + ',' + y(v).toFixed(1)).join(' ') }));
     }
