@@ -204,7 +204,7 @@ type Drain struct {
 	Mode DrainMode
 	// Idle is how long no sticky request may have reached the target for
 	// a keep_sessions drain to be complete, counted from Since or its
-	// last session; 1s-24h, DefaultDrainIdle when 0 (Defaults sets it).
+	// last session; 1s-24h; 0 means DefaultDrainIdle (WithDefaults).
 	Idle time.Duration
 	// Deadline ends a keep_sessions drain at Since+Deadline whatever its
 	// sessions do: those left move then. 0: none; else at least Idle and
@@ -257,7 +257,8 @@ const (
 	MaxDrainDeadline = 7 * 24 * time.Hour
 )
 
-// WithDefaults returns d with Idle defaulted.
+// WithDefaults returns d with Idle defaulted. A config keeps Idle 0 as
+// given, so that what persists says the default was taken.
 func (d Drain) WithDefaults() Drain {
 	if d.Idle == 0 {
 		d.Idle = DefaultDrainIdle

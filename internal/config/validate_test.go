@@ -5,6 +5,7 @@ import (
 	"math"
 	"net/netip"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -506,5 +507,56 @@ func TestValidateExceptFiles(t *testing.T) {
 	l.Certificates[0].KeyFile = ""
 	if err := c.ValidateExceptFiles(); !errors.As(err, &ps) || len(ps) != 1 || ps[0].Path != "listeners[0].certificates[0].key_file" {
 		t.Errorf("ValidateExceptFiles with an empty key file: %v, want its problem", err)
+	}
+}
+
+// TestDrainValidation: a drain's mode, idle window and deadline, each
+// problem named with the target's path, id and group.
+func TestDrainValidation(t *testing.T) {
+	for _, tt := range []struct {
+		d    Drain
+		want []string // the problems' paths under the target, "" for none
+	}{
+		{Drain{}, nil},
+		{Drain{Mode: DrainImmediate}, nil},
+		{Drain{Idle: time.Second, Deadline: time.Second}, nil},
+		{Drain{Idle: 24 * time.Hour, Deadline: 7 * 24 * time.Hour}, nil},
+		{Drain{Deadline: time.Minute}, nil}, // the default idle, 60 s
+		{Drain{Idle: 999 * time.Millisecond}, []string{"drain.idle"}},
+		{Drain{Idle: 24*time.Hour + 1}, []string{"drain.idle"}},
+		{Drain{Deadline: 59 * time.Second}, []string{"drain.deadline"}},
+		{Drain{Idle: time.Second, Deadline: 7*24*time.Hour + 1}, []string{"drain.deadline"}},
+		{Drain{Mode: 2, Idle: -1}, []string{"drain.mode", "drain.idle"}},
+	} {
+		c := goConfig()
+		g := &c.TargetGroups[0]
+		d := tt.d
+		g.Targets[0].Drain = &d
+		var ps Problems
+		err := c.ValidateExceptFiles()
+		errors.As(err, &ps)
+		var got []string
+		for _, p := range ps {
+			prefix := "target_groups[0].targets[0]."
+			if !strings.HasPrefix(p.Path, prefix) {
+				t.Errorf("drain %+v: problem at %s, want under %s", tt.d, p.Path, prefix)
+				continue
+			}
+			got = append(got, strings.TrimPrefix(p.Path, prefix))
+			if !strings.Contains(p.Msg, g.Targets[0].ID) || !strings.Contains(p.Msg, `"`+g.Name+`"`) {
+				t.Errorf("drain %+v: %q does not name the target and group", tt.d, p.Msg)
+			}
+		}
+		if !slices.Equal(got, tt.want) {
+			t.Errorf("drain %+v: got problems %v (%v), want %v", tt.d, got, err, tt.want)
+		}
+	}
+	for name, want := range map[string]DrainMode{"keep_sessions": DrainKeepSessions, "immediate": DrainImmediate} {
+		if m, err := ParseDrainMode(name); err != nil || m != want || m.String() != name {
+			t.Errorf("ParseDrainMode(%s): got %v, %v", name, m, err)
+		}
+	}
+	if _, err := ParseDrainMode("slow"); err == nil || !strings.Contains(err.Error(), "keep_sessions, immediate") {
+		t.Errorf("ParseDrainMode(slow): got %v, want the modes listed", err)
 	}
 }

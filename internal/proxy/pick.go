@@ -348,7 +348,9 @@ func (b *burst) pick(be *Backend, view *target.View, now time.Time) (*target.Tar
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.t != nil && b.group == be.Group {
-		if t, ok := view.Lookup(b.t.ID); ok && t == b.t {
+		// A drained target keeps the sessions it has, not the new ones of
+		// a connection whose client holds no cookie yet.
+		if t, ok := view.Lookup(b.t.ID); ok && t == b.t && !t.Drained() {
 			return t, b.issued, b.id
 		}
 	}

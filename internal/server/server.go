@@ -165,16 +165,29 @@ func (s *Server) Apply(ctx context.Context, file *config.Config) error {
 	if s.shut {
 		return errShutDown
 	}
-	next := file.Clone()
+	var next *config.Config
 	var overridden []string
 	if s.file != nil {
 		next, overridden = config.Rebase(s.file, s.running, file)
+	} else {
+		// A process's first Apply: the runtime changes made before the
+		// restart come back, as on a reload.
+		store, dir := s.storeFor(file)
+		var err error
+		if next, overridden, err = restoreRuntime(ctx, store, dir, file); err != nil {
+			s.refused(FromFile, err)
+			return err
+		}
 	}
-	if err := s.commit(ctx, next, FromFile); err != nil {
+	if err := s.commit(ctx, next, file, FromFile); err != nil {
 		return err
 	}
+	msg := "the reloaded file overrides a runtime change"
+	if s.file == nil {
+		msg = "the config file overrides a runtime change made before the restart"
+	}
 	for _, o := range overridden {
-		s.log.Warn("the reloaded file overrides a runtime change", "change", o)
+		s.log.Warn(msg, "change", o)
 	}
 	s.file = file.Clone()
 	return nil
@@ -210,15 +223,17 @@ func (s *Server) Update(ctx context.Context, change func(*config.Config) error) 
 		s.refused(FromUpdate, err)
 		return err
 	}
-	return s.commit(ctx, next, FromUpdate)
+	return s.commit(ctx, next, s.file, FromUpdate)
 }
 
 // commit validates next and makes it the running config. Everything that
 // can fail (validation, the state store, rules, certificates, binding new
 // listeners) happens before anything changes. A change from the file
 // reads the files it names; an Update, which cannot change listeners or
-// the key ring, keeps what they gave. s.mu is held.
-func (s *Server) commit(ctx context.Context, next *config.Config, src Source) (err error) {
+// the key ring, keeps what they gave. file is the file's config next is
+// based on: the runtime changes kept in the store are next's over it.
+// s.mu is held.
+func (s *Server) commit(ctx context.Context, next, file *config.Config, src Source) (err error) {
 	defer func() {
 		if err != nil {
 			s.refused(src, err)
@@ -286,6 +301,10 @@ func (s *Server) commit(ctx context.Context, next *config.Config, src Source) (e
 	}
 	if err != nil {
 		s.log.Error("cannot keep target registrations; a restart will start new sessions", "err", err)
+	}
+	if err := saveRuntime(ctx, store, dir, file, next); err != nil {
+		closeBound()
+		return err
 	}
 
 	// From here on nothing fails.

@@ -207,8 +207,30 @@ func (d *Dir) Keys(context.Context) ([]sticky.Key, error) {
 	return keys, nil
 }
 
+// RuntimeFile is the file of the directory that keeps the runtime changes
+// (the server encodes them: SaveRuntime and LoadRuntime only store bytes).
+const RuntimeFile = "runtime.json"
+
+// SaveRuntime writes the runtime changes' file atomically.
+func (d *Dir) SaveRuntime(_ context.Context, data []byte) error {
+	return d.write(RuntimeFile, data, 0o600)
+}
+
+// LoadRuntime reads the runtime changes' file; nil, nil when there is none.
+func (d *Dir) LoadRuntime(context.Context) ([]byte, error) {
+	b, err := os.ReadFile(d.RuntimePath())
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	return b, err
+}
+
+// RuntimePath is the path of the runtime changes' file.
+func (d *Dir) RuntimePath() string { return filepath.Join(d.path, RuntimeFile) }
+
 // write writes data to name in the directory atomically: a temporary
-// file, fsync, rename, so that a crash never leaves a half-written file.
+// file, fsync, rename, fsync of the directory, so that a crash never
+// leaves a half-written file, nor loses the rename.
 func (d *Dir) write(name string, data []byte, mode os.FileMode) error {
 	if err := os.MkdirAll(d.path, 0o700); err != nil {
 		return err
@@ -234,5 +256,13 @@ func (d *Dir) write(name string, data []byte, mode os.FileMode) error {
 	if err := tmp.Close(); err != nil {
 		return err
 	}
-	return os.Rename(tmp.Name(), path)
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return err
+	}
+	dir, err := os.Open(d.path)
+	if err != nil {
+		return err
+	}
+	defer dir.Close()
+	return dir.Sync()
 }

@@ -57,8 +57,7 @@ var (
 // Encode seals s with the ring's primary key (a new session ID when s.ID
 // is 0).
 func (kr *Keyring) Encode(s Session) string {
-	var out [MaxValueLen]byte
-	b, _ := kr.appendEncode(out[:0], s)
+	b, _ := kr.appendEncode(make([]byte, 0, MaxValueLen+maxSealed), s)
 	return string(b)
 }
 

@@ -540,8 +540,10 @@ func TestDrainThenUnused(t *testing.T) {
 	if h := a.Health(); h.State != Draining {
 		t.Fatalf("a:1 right after removal: got %v, want draining", h.State)
 	}
-	if !waitFor(t, 5*time.Second, func() bool { return a.Health().State == Unused }) {
-		t.Fatalf("a:1 still %v after 5 s, want unused (delay 50 ms)", a.Health().State)
+	// Its health turns unused a moment before the view without it is
+	// published: wait for both.
+	if !waitFor(t, 5*time.Second, func() bool { return a.Health().State == Unused && len(g.Draining()) == 0 }) {
+		t.Fatalf("a:1 still %v (draining %v) after 5 s, want unused and gone (delay 50 ms)", a.Health().State, ids(g.Draining()))
 	}
 	if h := a.Health(); h.Reason != ReasonNotRegistered {
 		t.Errorf("a:1 reason: got %q, want %q", h.Reason, ReasonNotRegistered)
