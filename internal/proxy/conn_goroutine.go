@@ -113,6 +113,11 @@ func (c *goConn) handshake(tc *tls.Conn) bool {
 	tc.SetDeadline(time.Now().Add(d))
 	err := tc.Handshake()
 	c.idle.Store(false)
+	kind := ConnHandshake
+	if err != nil {
+		kind = ConnHandshakeFailed
+	}
+	c.h.obs.Conn(ConnEvent{Kind: kind, Listener: c.h.name})
 	if err != nil {
 		c.h.log.Debug("TLS handshake failed", "client", c.nc.RemoteAddr().String(), "err", err)
 		return false

@@ -27,7 +27,8 @@ type Observer interface {
 	// within the idle timeout. Begin and End never see it.
 	Refused(r *Record)
 	// Conn is called when a client connection opens, moves from an event
-	// loop to a goroutine, and closes.
+	// loop to a goroutine, completes or fails its TLS handshake, and
+	// closes.
 	Conn(e ConnEvent)
 }
 
@@ -124,6 +125,11 @@ const (
 	// (a body still coming, an upgrade, HTTP/2...).
 	ConnHandedOff
 	ConnClosed
+	// ConnHandshake: a TLS connection's handshake completed;
+	// ConnHandshakeFailed: it failed (or timed out), and the connection
+	// closes.
+	ConnHandshake
+	ConnHandshakeFailed
 )
 
 // ConnEvent is one client connection event.
