@@ -15,7 +15,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/latch-lb/latch/internal/admin"
 	"github.com/latch-lb/latch/internal/config"
+	"github.com/latch-lb/latch/internal/ctl"
 	"github.com/latch-lb/latch/internal/demo"
 	"github.com/latch-lb/latch/internal/server"
 )
@@ -29,6 +31,7 @@ commands:
   serve     -config FILE   run the load balancer (SIGHUP reloads, SIGINT/SIGTERM stop)
   validate  -config FILE   check a config and print every problem (exit 2 on any)
   demo                     run a login demo behind latch, with and without stickiness
+  ctl       VERB ...       operate a running latch through its admin API (latch ctl help)
   version                  print the version
 `
 
@@ -51,6 +54,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return validate(args, stdout, stderr)
 	case "demo":
 		return runDemo(args, stdout, stderr)
+	case "ctl":
+		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+		defer stop()
+		return ctl.Run(ctx, args, os.Getenv, stdout, stderr)
 	case "version", "-version", "--version":
 		fmt.Fprintln(stdout, "latch", versionString())
 		return 0
@@ -139,14 +146,25 @@ func serve(args []string, stderr io.Writer) int {
 		b.Shutdown(context.Background())
 		return 1
 	}
+	// SIGHUP and the admin API's reload are this one function.
+	reload := func(ctx context.Context) error { return reloadFile(ctx, b, *path, cfg.Admin, log) }
+	adm, err := startAdmin(cfg.Admin, b, reload, log)
+	if err != nil {
+		log.Error("cannot start", "err", err)
+		b.Shutdown(context.Background())
+		return 1
+	}
 	log.Info("latch started", "version", versionString(), "config", *path)
 	for sig := range sigs {
 		if sig == syscall.SIGHUP {
-			reload(b, *path, log)
+			reload(context.Background())
 			continue
 		}
 		log.Info("shutting down", "signal", sig.String(), "timeout", *grace)
 		ctx, cancel := context.WithTimeout(context.Background(), *grace)
+		if adm != nil {
+			adm.Shutdown(ctx)
+		}
 		err := b.Shutdown(ctx)
 		cancel()
 		if err != nil {
@@ -157,21 +175,45 @@ func serve(args []string, stderr io.Writer) int {
 	return 0
 }
 
-// reload validates the config file and applies it; on any problem the
-// running config stays and every problem is logged.
-func reload(b *server.Server, path string, log *slog.Logger) {
+// startAdmin starts the admin listener the config asks for, or returns
+// nil when it is off.
+func startAdmin(ac config.Admin, b *server.Server, reload func(context.Context) error, log *slog.Logger) (*admin.Admin, error) {
+	if !ac.Enabled {
+		return nil, nil
+	}
+	token, err := admin.Token(ac, os.Getenv(admin.TokenEnv))
+	if err != nil {
+		return nil, err
+	}
+	adm, err := admin.Start(admin.Options{Server: b, Address: ac.Address, Token: token, Reload: reload, Log: log})
+	if err != nil {
+		return nil, err
+	}
+	log.Info("admin API listening", "address", adm.Addr(), "url", "http://"+adm.Addr()+"/api/v1/", "token", token != "")
+	return adm, nil
+}
+
+// reloadFile validates the config file and applies it; on any problem the
+// running config stays, every problem is logged and returned. started is
+// the admin section latch started with: a change to it takes effect at
+// the next start.
+func reloadFile(ctx context.Context, b *server.Server, path string, started config.Admin, log *slog.Logger) error {
 	cfg, err := config.Load(path)
 	if err != nil {
 		logProblems(log, "reload rejected; keeping the running config", err)
-		return
+		return err
 	}
-	if err := b.Apply(context.Background(), cfg); err != nil {
+	if err := b.Apply(ctx, cfg); err != nil {
 		// The file with the changes made at run time carried over
 		// (Rebase) may not go together: its problems, one a line.
 		logProblems(log, "reload failed; keeping the running config", err)
-		return
+		return err
+	}
+	if cfg.Admin != started {
+		log.Warn("the admin section changed in the file; it takes effect when latch restarts")
 	}
 	log.Info("config reloaded", "config", path)
+	return nil
 }
 
 // logProblems logs err, a config's problems one a line.
@@ -186,10 +228,15 @@ func logProblems(log *slog.Logger, msg string, err error) {
 	}
 }
 
+// demoAdmin is the demo's admin address: next to serve's default
+// (127.0.0.1:9901), so that a demo and a latch serve run side by side.
+const demoAdmin = "127.0.0.1:9902"
+
 func runDemo(args []string, stdout, stderr io.Writer) int {
 	fs := newFlags("demo", stderr)
 	addr := fs.String("addr", "127.0.0.1:8080", "address for latch to listen on")
 	sticky := fs.Bool("sticky", true, "turn lb_cookie stickiness on")
+	adminAddr := fs.String("admin", demoAdmin, `address for the admin API and dashboard ("" for none)`)
 	if fs.Parse(args) != nil {
 		return 2
 	}
@@ -201,7 +248,14 @@ func runDemo(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "latch demo: LATCH_DATA_PATH: %v\n", err)
 		return 2
 	}
-	if err := demo.Run(ctx, demo.Options{Addr: *addr, Sticky: *sticky, Out: stdout, Log: log, DataPath: dataPath}); err != nil {
+	o := demo.Options{Addr: *addr, Sticky: *sticky, Out: stdout, Log: log, DataPath: dataPath}
+	if *adminAddr != "" {
+		token := admin.NewToken() // printed: the demo is one person's, on loopback
+		o.Admin = func(b *server.Server) admin.Options {
+			return admin.Options{Server: b, Address: *adminAddr, Token: token, Log: log}
+		}
+	}
+	if err := demo.Run(ctx, o); err != nil {
 		fmt.Fprintln(stderr, "latch demo:", err)
 		return 1
 	}

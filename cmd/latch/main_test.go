@@ -132,6 +132,8 @@ target_groups:
       stickiness.type: lb_cookie
       deregistration_delay.timeout_seconds: "2"
 state_dir: %s
+admin:
+  address: 127.0.0.1:0 # tests run many latches at once
 `, stateDir)
 	return b.String()
 }

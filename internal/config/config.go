@@ -28,6 +28,9 @@ type Config struct {
 	// CookieKeys, when set, replace the key ring kept in StateDir. The first
 	// key encrypts; all of them decrypt. Nil: the key ring in StateDir.
 	CookieKeys []CookieKey
+	// Admin is the admin listener's settings; the zero value is off (a
+	// file's default is DefaultAdmin).
+	Admin Admin
 	// AccessLog, when set, has latch write one line per request (see
 	// AccessLog); nil: no access log.
 	AccessLog *AccessLog
@@ -433,8 +436,8 @@ func (p Problem) Error() string {
 }
 
 // Problems is every mistake found in one config: in file order from Parse;
-// from Validate, target groups first, then listeners, state_dir and cookie
-// keys.
+// from Validate, target groups first, then listeners, state_dir, cookie
+// keys and admin.
 type Problems []Problem
 
 func (ps Problems) Error() string {

@@ -139,6 +139,7 @@ func TestParseDefaults(t *testing.T) {
 			Retry:               latchRetry,
 		}},
 		StateDir: filepath.Join(dir, "latch-state"),
+		Admin:    DefaultAdmin(),
 	}
 	if !reflect.DeepEqual(cfg, want) {
 		t.Errorf("got\n%+v\nwant\n%+v", cfg, want)
@@ -179,6 +180,7 @@ func TestParseExample(t *testing.T) {
 			Retry:               latchRetry,
 		}},
 		StateDir: filepath.Join(dir, "latch-state"),
+		Admin:    DefaultAdmin(),
 	}
 	if !reflect.DeepEqual(cfg, want) {
 		t.Errorf("got\n%+v\nwant\n%+v", cfg, want)
@@ -307,6 +309,10 @@ cookie_keys:
     secret: `+key1+`
   - id: 1
     secret: "`+key2+`"
+admin:
+  enabled: false
+  address: "[::1]:0"
+  token_file: secrets/admin.token
 `, filepath.Join(dir, "latch.yaml"))
 	want := &Config{
 		Listeners: []Listener{
@@ -359,6 +365,7 @@ cookie_keys:
 		},
 		StateDir:   "/var/lib/latch",
 		CookieKeys: []CookieKey{{ID: 4294967295, Secret: secret1}, {ID: 1, Secret: secret2}},
+		Admin:      Admin{Address: "[::1]:0", TokenFile: filepath.Join(dir, "secrets/admin.token")},
 	}
 	if !reflect.DeepEqual(cfg, want) {
 		t.Errorf("got\n%+v\nwant\n%+v", cfg, want)

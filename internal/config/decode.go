@@ -198,7 +198,7 @@ func (d *decoder) decode(data []byte) *Config {
 		return nil
 	}
 	root := doc.Content[0]
-	m := d.mapping(root, "", "listeners", "target_groups", "state_dir", "cookie_keys", "access_log")
+	m := d.mapping(root, "", "listeners", "target_groups", "state_dir", "cookie_keys", "access_log", "admin")
 	if m == nil {
 		return nil
 	}
@@ -224,6 +224,7 @@ func (d *decoder) decode(data []byte) *Config {
 	for i, n := range items {
 		cfg.CookieKeys = append(cfg.CookieKeys, d.cookieKey(n, item("cookie_keys", i)))
 	}
+	cfg.Admin = d.admin(m["admin"], "admin")
 	if n := m["access_log"]; n != nil {
 		cfg.AccessLog = d.accessLog(n, "access_log")
 	}

@@ -27,7 +27,7 @@ import (
 //     otherwise running's.
 //
 // Everything else (listeners, rules, certificates, health checks, protocol
-// versions, which groups exist, state_dir, cookie_keys) is newFile's: a
+// versions, which groups exist, state_dir, cookie_keys, admin) is newFile's: a
 // group newFile adds has no runtime changes, and one it removes is gone.
 // With no runtime changes (running equal to oldFile), merged is a copy of
 // newFile. merged shares nothing with the inputs, and it is not validated:
@@ -192,7 +192,7 @@ func shown(v string) string {
 // runtime changes own (see Rebase): each group's targets (registered or
 // not, their weight and drain) and its attributes. What else a change
 // touched (a listener, which groups exist, a health check, a protocol
-// version, state_dir, cookie_keys) belongs to the file, whose next reload
+// version, state_dir, cookie_keys, admin) belongs to the file, whose next reload
 // would silently undo it: the error is a Problems naming each such path,
 // or nil.
 func CheckRuntimeChange(running, next *Config) error {
@@ -236,6 +236,9 @@ func CheckRuntimeChange(running, next *Config) error {
 	}
 	if !reflect.DeepEqual(next.AccessLog, running.AccessLog) {
 		owned("access_log")
+	}
+	if next.Admin != running.Admin {
+		owned("admin")
 	}
 	if len(ps) == 0 {
 		return nil

@@ -74,6 +74,7 @@ func (c *Config) validate(files bool) []problem {
 		v.add("state_dir", "must not be empty")
 	}
 	v.cookieKeys()
+	v.admin()
 	v.accessLog()
 	return v.probs
 }

@@ -18,6 +18,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/latch-lb/latch/internal/admin"
 	"github.com/latch-lb/latch/internal/config"
 	"github.com/latch-lb/latch/internal/server"
 	"github.com/latch-lb/latch/internal/target"
@@ -33,6 +34,11 @@ type Options struct {
 	Ready func(url string)
 	// DataPath is latch's data path (event loops by default).
 	DataPath server.DataPath
+	// Admin, if set, gives the admin listener's options for the demo's
+	// server (Address, Token, and whatever it serves besides the API);
+	// the demo starts it once latch serves and prints its URL. Nil: no
+	// admin listener.
+	Admin func(*server.Server) admin.Options
 }
 
 // Instances is how many app instances the demo runs.
@@ -108,6 +114,13 @@ state_dir: %s
 		defer cancel()
 		b.Shutdown(ctx)
 	}()
+	// The running config tells where the admin API is, as a file would.
+	var ao admin.Options
+	cfg.Admin = config.Admin{}
+	if o.Admin != nil {
+		ao = o.Admin(b)
+		cfg.Admin = config.Admin{Enabled: true, Address: ao.Address}
+	}
 	events := b.Subscribe(64)
 	defer events.Close()
 	if err := b.Apply(ctx, cfg); err != nil {
@@ -129,8 +142,27 @@ wait:
 		}
 	}
 	u := "http://" + b.Addr("demo") + "/"
-	fmt.Fprintf(o.Out, "latch demo: %d app instances behind latch, stickiness %s.\n\n%s\n\nOpen %s and log in. Ctrl-C ends the demo.\n",
-		Instances, map[bool]string{true: "on (lb_cookie)", false: "OFF: watch the logins fail"}[o.Sticky], yaml, u)
+	var adminLine string
+	if o.Admin != nil {
+		adm, err := admin.Start(ao)
+		if err != nil {
+			return err
+		}
+		defer func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			adm.Shutdown(ctx)
+		}()
+		adminLine = fmt.Sprintf("Admin API: http://%s/api/v1/\n", adm.Addr())
+		if ao.Dashboard != nil {
+			adminLine = fmt.Sprintf("Dashboard: http://%s/ (the admin API under /api/v1/)\n", adm.Addr())
+		}
+		if ao.Token != "" {
+			adminLine += fmt.Sprintf("Admin token: %s\n  export LATCH_ADMIN=http://%s LATCH_ADMIN_TOKEN=%s\n  latch ctl targets app\n", ao.Token, adm.Addr(), ao.Token)
+		}
+	}
+	fmt.Fprintf(o.Out, "latch demo: %d app instances behind latch, stickiness %s.\n\n%s\n\nOpen %s and log in. Ctrl-C ends the demo.\n%s",
+		Instances, map[bool]string{true: "on (lb_cookie)", false: "OFF: watch the logins fail"}[o.Sticky], yaml, u, adminLine)
 	if o.Ready != nil {
 		o.Ready(u)
 	}

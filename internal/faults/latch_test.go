@@ -135,6 +135,8 @@ func (p *latchProc) writeConfig(t *testing.T, addr string, o latchOptions) {
 		writeAttrs(&y, "    ", attrs)
 	}
 	fmt.Fprintf(&y, "state_dir: state\ncookie_keys:\n  - id: %d\n    secret: %q\n", cookieKeyID, b64(cookieSecret))
+	// Several latches run at once: none may take the admin API's default port.
+	y.WriteString("admin:\n  address: 127.0.0.1:0\n")
 	if err := os.WriteFile(p.cfgPath, []byte(y.String()), 0o644); err != nil {
 		t.Fatal(err)
 	}
