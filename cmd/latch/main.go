@@ -15,10 +15,14 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/latch-lb/latch/internal/accesslog"
 	"github.com/latch-lb/latch/internal/admin"
 	"github.com/latch-lb/latch/internal/config"
 	"github.com/latch-lb/latch/internal/ctl"
+	"github.com/latch-lb/latch/internal/dashboard"
 	"github.com/latch-lb/latch/internal/demo"
+	"github.com/latch-lb/latch/internal/metrics"
+	"github.com/latch-lb/latch/internal/proxy"
 	"github.com/latch-lb/latch/internal/server"
 )
 
@@ -133,13 +137,32 @@ func serve(args []string, stderr io.Writer) int {
 	}
 	// Signals are caught before anything listens, so none is missed.
 	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGUSR1)
 	defer signal.Stop(sigs)
 
-	b, err := server.New(server.Options{Log: log, DataPath: dataPath})
+	// The access log is closed after the server's shutdown, so that every
+	// request's line is written.
+	alog := accesslog.NewSwitch(log)
+	if err := alog.Apply(cfg.AccessLog); err != nil {
+		log.Error("cannot start", "err", err)
+		return 1
+	}
+	defer alog.Close()
+	// Metrics are served on the admin listener: without it, none are
+	// counted.
+	var m *metrics.Metrics
+	if cfg.Admin.Enabled {
+		m = metrics.New()
+		defer m.Close()
+		m.CountDroppedLogLines(alog.Dropped)
+	}
+	b, err := server.New(server.Options{Log: log, DataPath: dataPath, Observer: proxy.Tee(observer(m), alog)})
 	if err != nil {
 		log.Error("cannot start", "err", err)
 		return 1
+	}
+	if m != nil {
+		m.Watch(b) // before Apply: the first config counts
 	}
 	if err := b.Apply(context.Background(), cfg); err != nil {
 		log.Error("cannot start", "err", err)
@@ -147,8 +170,8 @@ func serve(args []string, stderr io.Writer) int {
 		return 1
 	}
 	// SIGHUP and the admin API's reload are this one function.
-	reload := func(ctx context.Context) error { return reloadFile(ctx, b, *path, cfg.Admin, log) }
-	adm, err := startAdmin(cfg.Admin, b, reload, log)
+	reload := func(ctx context.Context) error { return reloadFile(ctx, b, alog, *path, cfg.Admin, log) }
+	adm, err := startAdmin(cfg.Admin, b, m, reload, log)
 	if err != nil {
 		log.Error("cannot start", "err", err)
 		b.Shutdown(context.Background())
@@ -156,8 +179,12 @@ func serve(args []string, stderr io.Writer) int {
 	}
 	log.Info("latch started", "version", versionString(), "config", *path)
 	for sig := range sigs {
-		if sig == syscall.SIGHUP {
+		switch sig {
+		case syscall.SIGHUP:
 			reload(context.Background())
+			continue
+		case syscall.SIGUSR1:
+			alog.Reopen() // logrotate moved the file; Reopen logs its own failure
 			continue
 		}
 		log.Info("shutting down", "signal", sig.String(), "timeout", *grace)
@@ -177,7 +204,7 @@ func serve(args []string, stderr io.Writer) int {
 
 // startAdmin starts the admin listener the config asks for, or returns
 // nil when it is off.
-func startAdmin(ac config.Admin, b *server.Server, reload func(context.Context) error, log *slog.Logger) (*admin.Admin, error) {
+func startAdmin(ac config.Admin, b *server.Server, m *metrics.Metrics, reload func(context.Context) error, log *slog.Logger) (*admin.Admin, error) {
 	if !ac.Enabled {
 		return nil, nil
 	}
@@ -185,19 +212,36 @@ func startAdmin(ac config.Admin, b *server.Server, reload func(context.Context) 
 	if err != nil {
 		return nil, err
 	}
-	adm, err := admin.Start(admin.Options{Server: b, Address: ac.Address, Token: token, Reload: reload, Log: log})
+	adm, err := admin.Start(adminOptions(b, m, ac.Address, token, log, reload))
 	if err != nil {
 		return nil, err
 	}
-	log.Info("admin API listening", "address", adm.Addr(), "url", "http://"+adm.Addr()+"/api/v1/", "token", token != "")
+	log.Info("admin API listening", "address", adm.Addr(), "url", "http://"+adm.Addr()+"/api/v1/",
+		"dashboard", "http://"+adm.Addr()+"/", "token", token != "")
 	return adm, nil
+}
+
+// adminOptions are the admin listener's: the API, the metrics, the
+// dashboard and its stream.
+func adminOptions(b *server.Server, m *metrics.Metrics, address, token string, log *slog.Logger, reload func(context.Context) error) admin.Options {
+	d := dashboard.New(b, m, log)
+	return admin.Options{Server: b, Address: address, Token: token, Reload: reload, Log: log,
+		Metrics: m.Handler(), Dashboard: d.Handler(), Stream: d.Stream()}
+}
+
+// observer is m's request observer, or nil without metrics.
+func observer(m *metrics.Metrics) proxy.Observer {
+	if m == nil {
+		return nil
+	}
+	return m.Observer()
 }
 
 // reloadFile validates the config file and applies it; on any problem the
 // running config stays, every problem is logged and returned. started is
 // the admin section latch started with: a change to it takes effect at
 // the next start.
-func reloadFile(ctx context.Context, b *server.Server, path string, started config.Admin, log *slog.Logger) error {
+func reloadFile(ctx context.Context, b *server.Server, alog *accesslog.Switch, path string, started config.Admin, log *slog.Logger) error {
 	cfg, err := config.Load(path)
 	if err != nil {
 		logProblems(log, "reload rejected; keeping the running config", err)
@@ -208,6 +252,10 @@ func reloadFile(ctx context.Context, b *server.Server, path string, started conf
 		// (Rebase) may not go together: its problems, one a line.
 		logProblems(log, "reload failed; keeping the running config", err)
 		return err
+	}
+	if err := alog.Apply(cfg.AccessLog); err != nil {
+		// The config is running; only the access log stays as it was.
+		log.Error("access log unchanged", "err", err)
 	}
 	if cfg.Admin != started {
 		log.Warn("the admin section changed in the file; it takes effect when latch restarts")
@@ -251,8 +299,12 @@ func runDemo(args []string, stdout, stderr io.Writer) int {
 	o := demo.Options{Addr: *addr, Sticky: *sticky, Out: stdout, Log: log, DataPath: dataPath}
 	if *adminAddr != "" {
 		token := admin.NewToken() // printed: the demo is one person's, on loopback
+		m := metrics.New()
+		defer m.Close()
+		o.Observer = m.Observer()
 		o.Admin = func(b *server.Server) admin.Options {
-			return admin.Options{Server: b, Address: *adminAddr, Token: token, Log: log}
+			m.Watch(b)
+			return adminOptions(b, m, *adminAddr, token, log, nil)
 		}
 	}
 	if err := demo.Run(ctx, o); err != nil {

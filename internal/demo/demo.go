@@ -20,6 +20,7 @@ import (
 
 	"github.com/latch-lb/latch/internal/admin"
 	"github.com/latch-lb/latch/internal/config"
+	"github.com/latch-lb/latch/internal/proxy"
 	"github.com/latch-lb/latch/internal/server"
 	"github.com/latch-lb/latch/internal/target"
 )
@@ -39,6 +40,8 @@ type Options struct {
 	// the demo starts it once latch serves and prints its URL. Nil: no
 	// admin listener.
 	Admin func(*server.Server) admin.Options
+	// Observer sees every request latch serves (metrics); nil: none.
+	Observer proxy.Observer
 }
 
 // Instances is how many app instances the demo runs.
@@ -105,7 +108,7 @@ state_dir: %s
 	if err != nil {
 		return fmt.Errorf("demo config: %w", err)
 	}
-	b, err := server.New(server.Options{Log: o.Log, DataPath: o.DataPath})
+	b, err := server.New(server.Options{Log: o.Log, DataPath: o.DataPath, Observer: o.Observer})
 	if err != nil {
 		return err
 	}

@@ -172,3 +172,13 @@ func (m *Metrics) Targets() []TargetTotals {
 	}
 	return out
 }
+
+// CountDroppedLogLines adds latch_access_log_dropped_lines_total, read
+// from dropped at each scrape: the access-log lines dropped because the
+// writer fell behind (a slow disk never slows a request; it costs lines).
+func (m *Metrics) CountDroppedLogLines(dropped func() uint64) {
+	m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "latch_access_log_dropped_lines_total",
+		Help: "Access-log lines dropped because the log's writer fell behind.",
+	}, func() float64 { return float64(dropped()) }))
+}
