@@ -24,6 +24,9 @@ import (
 var latchBin string
 
 func TestMain(m *testing.M) {
+	if spec := os.Getenv(appEnv); spec != "" {
+		runAppProcess(spec)
+	}
 	dir, err := os.MkdirTemp("", "latch-bin-")
 	if err != nil {
 		panic(err)

@@ -55,7 +55,7 @@ func Run(ctx context.Context, o Options) error {
 	if o.Log == nil {
 		o.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	idp, err := serve(http.HandlerFunc(identityProvider))
+	idp, err := serve(http.HandlerFunc(IdentityProvider))
 	if err != nil {
 		return err
 	}
@@ -202,10 +202,10 @@ func serve(h http.Handler) (*httpServer, error) {
 	return s, nil
 }
 
-// identityProvider plays the IdP: it "authenticates" at once and sends the
+// IdentityProvider plays the IdP: it "authenticates" at once and sends the
 // browser back to the app's callback with the request id, as a SAML IdP
 // posts its answer back for an AuthnRequest.
-func identityProvider(w http.ResponseWriter, r *http.Request) {
+func IdentityProvider(w http.ResponseWriter, r *http.Request) {
 	back := r.URL.Query().Get("return")
 	id := r.URL.Query().Get("request_id")
 	if back == "" || id == "" {
