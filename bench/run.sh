@@ -9,7 +9,9 @@
 # Settings (environment variable, or the flag in brackets):
 #   ROUNDS=3 (--rounds)  DURATION=10s (--duration)  CONNS=64 (--conns)
 #   THREADS=2 (--threads, wrk's)  SESSIONS=64 (--sessions)
-#   FRONTENDS="direct haproxy nginx latch" (--frontends direct,latch)
+#   FRONTENDS="direct haproxy nginx latch" (--frontends direct,latch);
+#     latch-nometrics is latch with its admin listener off, so no metrics
+#     are counted (latch counts them whenever the admin listener is on)
 #   CLIENTS="wrk closedloop" (--clients wrk): the load generators, each
 #     measuring every front end (closedloop is bench/closedloop, in Go)
 #   IDLE_CONNS=10000 (--idle-conns)  IDLE_FRONTENDS="haproxy latch" (--idle-frontends)
@@ -66,7 +68,7 @@ read -ra FES <<<"$FRONTENDS"
 read -ra CLS <<<"$CLIENTS"
 read -ra IDLE_FES <<<"$IDLE_FRONTENDS"
 for fe in "${FES[@]}"; do
-	case $fe in direct | haproxy | nginx | latch) ;; *) echo "run.sh: unknown front end $fe (direct, haproxy, nginx, latch)" >&2; exit 2 ;; esac
+	case $fe in direct | haproxy | nginx | latch | latch-nometrics) ;; *) echo "run.sh: unknown front end $fe (direct, haproxy, nginx, latch, latch-nometrics)" >&2; exit 2 ;; esac
 done
 for cl in "${CLS[@]}"; do
 	case $cl in wrk | closedloop) ;; *) echo "run.sh: unknown client $cl (wrk, closedloop)" >&2; exit 2 ;; esac
@@ -490,6 +492,8 @@ start_latch() { # NAME PORT
 	local name=$1 port=$2 d=$TMP/$1
 	build_latch || return 1
 	mkdir -p "$d"
+	local admin="admin: { address: $HOST:0 }"
+	[[ $name == latch-nometrics ]] && admin="admin: { enabled: false }"
 	cat >"$d/latch.yaml" <<EOF
 listeners:
   - name: bench
@@ -513,6 +517,7 @@ target_groups:
       stickiness.enabled: "true"
       stickiness.type: lb_cookie
       load_balancing.algorithm.type: round_robin
+$admin
 state_dir: $TMP/latch-state
 EOF
 	"$TMP/bin/latch" validate -config "$d/latch.yaml" >"$d/check.log" 2>&1 || { cat "$d/check.log" >&2; return 1; }
@@ -560,7 +565,7 @@ start_frontend() {
 		[[ $mode == idle ]] && wc=$((IDLE_CONNS + 2048))
 		start_nginx_proxy "$name" "$port" "$wc"
 		;;
-	latch) start_latch "$name" "$port" ;;
+	latch | latch-nometrics) start_latch "$name" "$port" ;;
 	esac
 }
 
@@ -571,7 +576,7 @@ start_frontend() {
 collect_sessions() {
 	local fe=$1 url=$2 file=$3 i st be cookies cookie name c
 	: >"$file"
-	case $fe in haproxy) name=SERVERID ;; latch) name=AWSALB ;; esac
+	case $fe in haproxy) name=SERVERID ;; latch | latch-nometrics) name=AWSALB ;; esac
 	for ((i = 0; i < SESSIONS; i++)); do
 		if [[ $fe == nginx ]]; then
 			read -r st be _ <<<"$(probe "$url" -H "Cookie: sid=$i")"

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
@@ -142,5 +143,38 @@ func TestSIGTERMShutdownTimeoutExits0(t *testing.T) {
 	}
 	if logs := p.logs.String(); !strings.Contains(logs, "requests were still running at the shutdown timeout") {
 		t.Errorf("no timeout logged:\n%s", logs)
+	}
+}
+
+// TestServeLogFormat: README "-log-format (text, the default, or json ...)".
+// An unknown format exits 2 naming the flag; json logs one JSON object a
+// line, each with its level and message.
+func TestServeLogFormat(t *testing.T) {
+	dir := t.TempDir()
+	addr := freeAddr(t)
+	cfg := filepath.Join(dir, "latch.yaml")
+	if err := os.WriteFile(cfg, []byte(configYAML(addr, []string{backend(t, "a", 0)}, dir)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code, stderr := runLatch(t, "serve", "-config", cfg, "-log-format", "yaml"); code != 2 || !strings.Contains(stderr, "-log-format") {
+		t.Errorf("-log-format yaml: exit %d, stderr %q; want exit 2 naming -log-format", code, stderr)
+	}
+	notListening(t, addr)
+
+	cmd := exec.Command(latchBin, "serve", "-config", cfg, "-log-format", "json")
+	logs := &syncBuffer{}
+	cmd.Stderr = logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	p := &latchProcess{cmd: cmd, logs: logs, done: make(chan error, 1)}
+	go func() { p.done <- cmd.Wait() }()
+	p.waitLog(t, `"msg":"latch started"`, 1)
+	for _, line := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
+		var entry struct{ Level, Msg string }
+		if err := json.Unmarshal([]byte(line), &entry); err != nil || entry.Level == "" || entry.Msg == "" {
+			t.Errorf("log line %q: %v; want a JSON object with level and msg", line, err)
+		}
 	}
 }

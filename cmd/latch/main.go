@@ -111,6 +111,7 @@ func serve(args []string, stderr io.Writer) int {
 	path := fs.String("config", "latch.yaml", "config file")
 	grace := fs.Duration("shutdown-timeout", 30*time.Second, "how long requests in flight may take to finish on SIGINT/SIGTERM")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
+	format := fs.String("log-format", "text", "text or json")
 	if fs.Parse(args) != nil {
 		return 2
 	}
@@ -119,7 +120,17 @@ func serve(args []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "latch serve: -log-level: %v\n", err)
 		return 2
 	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lvl}))
+	var handler slog.Handler
+	switch *format {
+	case "text":
+		handler = slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lvl})
+	case "json":
+		handler = slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: lvl})
+	default:
+		fmt.Fprintf(stderr, "latch serve: -log-format: %q is not one of text, json\n", *format)
+		return 2
+	}
+	log := slog.New(handler)
 	server.TuneRuntime(log)
 	// LATCH_DATA_PATH=goroutines serves every connection with a goroutine
 	// of its own instead of the event loops: a diagnostic switch, to
