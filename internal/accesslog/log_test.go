@@ -159,3 +159,42 @@ func TestSwitch(t *testing.T) {
 		t.Errorf("a.log holds %q, want /a1 and /a2", lines)
 	}
 }
+
+// TestSwitchCountsLinesDroppedAtClose: the lines a log's Close drops (queued
+// after its writer's last round) count in the Switch's Dropped, when the log
+// is switched away from and when the Switch closes.
+func TestSwitchCountsLinesDroppedAtClose(t *testing.T) {
+	for _, how := range []string{"Apply(nil)", "Close"} {
+		t.Run(how, func(t *testing.T) {
+			s := NewSwitch(slog.New(slog.DiscardHandler))
+			// A log whose writer has made its last round already: the
+			// lines End queues now are those Close drops.
+			var out bytes.Buffer
+			l := newLog(&out, nil, Options{Queue: 8, Log: slog.New(slog.DiscardHandler)})
+			close(l.done)
+			s.cur.Store(l)
+			s.cfg = &config.AccessLog{Path: config.Stdout}
+			for range 3 {
+				s.End(request("/late"))
+			}
+			if got := s.Dropped(); got != 0 {
+				t.Fatalf("Dropped before the close = %d, want 0", got)
+			}
+			var err error
+			if how == "Close" {
+				err = s.Close()
+			} else {
+				err = s.Apply(nil)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := s.Dropped(); got != 3 {
+				t.Errorf("Dropped after %s = %d, want 3 (the lines the log's Close dropped)", how, got)
+			}
+			if out.Len() != 0 {
+				t.Errorf("a dropped line was written: %q", out.String())
+			}
+		})
+	}
+}

@@ -15,11 +15,17 @@ import (
 // the log a config describes and swaps it in; the request path reads the
 // current one with an atomic load.
 type Switch struct {
-	log     *slog.Logger
-	cur     atomic.Pointer[Log]
-	mu      sync.Mutex // serialises Apply, Reopen and Close
-	cfg     *config.AccessLog
-	dropped atomic.Uint64 // of the logs switched away from
+	log *slog.Logger
+	cur atomic.Pointer[Log]
+	mu  sync.Mutex // serialises Apply, Reopen and Close
+	cfg *config.AccessLog
+	// countMu keeps what Dropped adds up consistent while a log is
+	// switched away from: dropped counts the logs closed, closing is the
+	// one being closed (its count grows until its Close returns). It is
+	// never held across a Close, which may wait on a slow disk.
+	countMu sync.Mutex
+	dropped uint64
+	closing *Log
 }
 
 var _ proxy.Observer = (*Switch)(nil)
@@ -51,11 +57,7 @@ func (s *Switch) Apply(cfg *config.AccessLog) error {
 			return err
 		}
 	}
-	old := s.cur.Swap(next)
-	if old != nil {
-		s.dropped.Add(old.Dropped())
-		old.Close()
-	}
+	s.retire(next)
 	if cfg != nil {
 		c := *cfg
 		s.cfg = &c
@@ -83,17 +85,37 @@ func (s *Switch) Reopen() error {
 func (s *Switch) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if l := s.cur.Swap(nil); l != nil {
-		s.dropped.Add(l.Dropped())
-		s.cfg = nil
-		return l.Close()
-	}
-	return nil
+	s.cfg = nil
+	return s.retire(nil)
 }
 
-// Dropped is how many lines every log the Switch has had dropped.
+// retire swaps next in and closes the log it replaces, counting what that
+// log dropped, those lines its Close drops included. s.mu is held.
+func (s *Switch) retire(next *Log) error {
+	s.countMu.Lock()
+	old := s.cur.Swap(next)
+	s.closing = old
+	s.countMu.Unlock()
+	if old == nil {
+		return nil
+	}
+	err := old.Close()
+	s.countMu.Lock()
+	s.dropped += old.Dropped()
+	s.closing = nil
+	s.countMu.Unlock()
+	return err
+}
+
+// Dropped is how many lines every log the Switch has had dropped. It
+// never goes down, a switch of logs included: it is a metric's counter.
 func (s *Switch) Dropped() uint64 {
-	n := s.dropped.Load()
+	s.countMu.Lock()
+	defer s.countMu.Unlock()
+	n := s.dropped
+	if s.closing != nil {
+		n += s.closing.Dropped()
+	}
 	if l := s.cur.Load(); l != nil {
 		n += l.Dropped()
 	}
