@@ -129,7 +129,7 @@ func newLog(w io.Writer, c io.Closer, o Options) *Log {
 }
 
 // Dropped is how many lines were dropped because the writer had fallen
-// behind (for the metric latch_access_log_dropped_total).
+// behind (for the metric latch_access_log_dropped_lines_total).
 func (l *Log) Dropped() uint64 { return l.dropped.Load() }
 
 // Written is how many lines the writer has written (to its buffer: a
