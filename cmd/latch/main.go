@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"sync"
 	"syscall"
 	"time"
 
@@ -180,8 +181,15 @@ func serve(args []string, stderr io.Writer) int {
 		b.Shutdown(context.Background())
 		return 1
 	}
-	// SIGHUP and the admin API's reload are this one function.
-	reload := func(ctx context.Context) error { return reloadFile(ctx, b, alog, *path, cfg.Admin, log) }
+	// SIGHUP and the admin API's reload are this one function, one call at
+	// a time: two reloads interleaved could leave the access log of the
+	// file read first with the config of the one read last.
+	var reloading sync.Mutex
+	reload := func(ctx context.Context) error {
+		reloading.Lock()
+		defer reloading.Unlock()
+		return reloadFile(ctx, b, alog, *path, cfg.Admin, log)
+	}
 	adm, err := startAdmin(cfg.Admin, b, m, reload, log)
 	if err != nil {
 		log.Error("cannot start", "err", err)
