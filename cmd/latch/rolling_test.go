@@ -243,7 +243,14 @@ state_dir: %s
 		results []loginResult
 	)
 	stop := make(chan struct{})
+	logged := make(chan struct{}, 1) // a login ended
 	var wg sync.WaitGroup
+	var stopOnce sync.Once
+	stopLogins := func() {
+		stopOnce.Do(func() { close(stop) })
+		wg.Wait()
+	}
+	defer stopLogins() // on a failure too
 	for range 8 {
 		wg.Add(1)
 		go func() {
@@ -260,6 +267,10 @@ state_dir: %s
 				results = append(results, r)
 				n := len(results)
 				mu.Unlock()
+				select {
+				case logged <- struct{}{}:
+				default:
+				}
 				if n >= 20000 {
 					return
 				}
@@ -272,10 +283,22 @@ state_dir: %s
 		defer mu.Unlock()
 		return len(results)
 	}
-	// Wait for logins on every instance before the first drain.
-	for start := count(); count() < start+20; {
-		time.Sleep(20 * time.Millisecond)
+	// waitLogins waits until n logins have ended, or fails t after 30 s:
+	// the stream of logins ends at its own bound, and a stall must not
+	// hang the test.
+	waitLogins := func(n int, what string) {
+		t.Helper()
+		deadline := time.After(30 * time.Second)
+		for count() < n {
+			select {
+			case <-logged:
+			case <-deadline:
+				t.Fatalf("%s: %d logins ended within 30 s, want %d", what, count(), n)
+			}
+		}
 	}
+	// Logins before the first drain.
+	waitLogins(count()+20, "before the first drain")
 
 	for _, a := range addrs {
 		before := count()
@@ -289,15 +312,10 @@ state_dir: %s
 		}
 		waitHealthy(3)
 		// Logins go on before the next instance's turn.
-		for count() < before+16 {
-			time.Sleep(20 * time.Millisecond)
-		}
+		waitLogins(before+16, "after the restart of "+a)
 	}
-	for start := count(); count() < start+20; {
-		time.Sleep(20 * time.Millisecond)
-	}
-	close(stop)
-	wg.Wait()
+	waitLogins(count()+20, "after the last restart")
+	stopLogins()
 
 	by := map[string]int{}
 	for i, r := range results {

@@ -32,7 +32,8 @@ type Options struct {
 	// tells which).
 	Address string
 	// Token is the bearer token. It is required for every write, and for
-	// reads too unless Address is loopback. "": no write is allowed, and
+	// reads too unless Address is loopback and the request's Host names a
+	// loopback address or localhost. "": no write is allowed, and
 	// Start refuses a non-loopback Address.
 	Token string
 	// Reload reloads the config file, as SIGHUP does (the same function),
@@ -142,7 +143,8 @@ func (a *Admin) Shutdown(ctx context.Context) error {
 }
 
 // authorize checks the request's bearer token: writes always need it,
-// reads when the listener is not loopback. The token is compared in
+// reads when the listener is not loopback or the request's Host names
+// neither a loopback address nor localhost. The token is compared in
 // constant time, and neither it nor what the client sent is logged.
 func (a *Admin) authorize(r *http.Request, write bool) *apiError {
 	if write {
@@ -154,8 +156,13 @@ func (a *Admin) authorize(r *http.Request, write bool) *apiError {
 			}
 		}
 	}
-	if !write && a.openRead {
+	if !write && a.openRead && loopbackHost(r.Host) {
 		return nil
+	}
+	if a.o.Token == "" && !write {
+		// Only a loopback listener runs with no token (New).
+		return &apiError{status: http.StatusForbidden, msg: fmt.Sprintf("a read for host %q needs the admin token, and none is set: "+
+			"name the admin listener by a loopback address or localhost, or set admin.token_file (or LATCH_ADMIN_TOKEN) and restart latch", r.Host)}
 	}
 	if a.o.Token == "" {
 		return &apiError{status: http.StatusForbidden, msg: "writes are off: no admin token is set (set admin.token_file in the config, or LATCH_ADMIN_TOKEN, and restart latch)"}
@@ -163,7 +170,11 @@ func (a *Admin) authorize(r *http.Request, write bool) *apiError {
 	h := r.Header.Get("Authorization")
 	if h == "" {
 		what := "a write"
-		if !write {
+		switch {
+		case write:
+		case a.openRead:
+			what = fmt.Sprintf("a read for host %q (not a loopback address nor localhost)", r.Host)
+		default:
 			what = "a read on a non-loopback admin address"
 		}
 		return &apiError{status: http.StatusUnauthorized, msg: what + " needs the admin token: send Authorization: Bearer <token>"}
@@ -174,4 +185,25 @@ func (a *Admin) authorize(r *http.Request, write bool) *apiError {
 		return &apiError{status: http.StatusUnauthorized, msg: "the Authorization header does not hold the admin token (want Authorization: Bearer <token>)"}
 	}
 	return nil
+}
+
+// loopbackHost reports whether a request's Host names a loopback address
+// or localhost. Reads on a loopback listener need no token only then: a
+// web page that rebinds its own name to 127.0.0.1 (DNS rebinding) reaches
+// the listener from the operator's browser as its own origin, and its
+// requests carry its name. A request with no Host (HTTP/1.0) comes from
+// no browser.
+func loopbackHost(host string) bool {
+	if host == "" {
+		return true
+	}
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -159,6 +160,7 @@ type req struct {
 	method, path, body string
 	token              string // "-" for none
 	header             map[string]string
+	host               string // the Host header; "": the listener's address
 }
 
 func (h *harness) do(t *testing.T, q req) response {
@@ -180,6 +182,9 @@ func (h *harness) do(t *testing.T, q req) response {
 	}
 	for k, v := range q.header {
 		r.Header.Set(k, v)
+	}
+	if q.host != "" {
+		r.Host = q.host
 	}
 	resp, err := http.DefaultClient.Do(r)
 	if err != nil {
@@ -276,6 +281,44 @@ func TestAuthorization(t *testing.T) {
 	}
 	h.do(t, req{method: "PUT", path: "/api/v1/target-groups/web/targets/" + h.targets[0] + "/weight", body: `{"weight": 3}`,
 		header: map[string]string{"Origin": h.base}}).want(t, http.StatusOK)
+}
+
+// TestReadsForAForeignHostNeedTheToken: a page whose name its DNS rebinds
+// to 127.0.0.1 reaches a loopback listener from the operator's browser as
+// its own origin, with its own name in Host: reads for such a Host need
+// the token, as off loopback; reads for a loopback address or localhost
+// do not.
+func TestReadsForAForeignHostNeedTheToken(t *testing.T) {
+	h := start(t, 200)
+	port := h.adm.Addr()[strings.LastIndex(h.adm.Addr(), ":"):]
+	for _, host := range []string{"127.0.0.1" + port, "localhost" + port, "LOCALHOST", "[::1]" + port, "127.0.0.2"} {
+		for _, path := range []string{"/api/v1/config", "/api/v1/target-groups/web/targets"} {
+			h.do(t, req{method: "GET", path: path, token: "-", host: host}).want(t, http.StatusOK)
+		}
+	}
+	for _, host := range []string{"rebound.example" + port, "rebound.example", "10.0.0.1" + port, "localhost.example.com"} {
+		for _, path := range []string{"/api/v1/config", "/api/v1/target-groups/web/targets"} {
+			e := h.do(t, req{method: "GET", path: path, token: "-", host: host}).want(t, http.StatusUnauthorized).errorBody(t)
+			if !strings.Contains(e.Error, strconv.Quote(host)) || !strings.Contains(e.Error, "needs the admin token") {
+				t.Errorf("GET %s for host %s: got %q, want the host named and the token asked for", path, host, e.Error)
+			}
+			h.do(t, req{method: "GET", path: path, token: "wrong", host: host}).want(t, http.StatusUnauthorized)
+			h.do(t, req{method: "GET", path: path, host: host}).want(t, http.StatusOK)
+		}
+	}
+
+	// With no token set, such a read is refused, saying what to do.
+	a, err := Start(Options{Server: h.srv, Address: "127.0.0.1:0", Log: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Shutdown(context.Background())
+	h2 := &harness{srv: h.srv, base: "http://" + a.Addr()}
+	h2.do(t, req{method: "GET", path: "/api/v1/config", token: "-"}).want(t, http.StatusOK)
+	e := h2.do(t, req{method: "GET", path: "/api/v1/config", token: "-", host: "rebound.example"}).want(t, http.StatusForbidden).errorBody(t)
+	if !strings.Contains(e.Error, `"rebound.example"`) || !strings.Contains(e.Error, "localhost") {
+		t.Errorf("no token set, foreign host: got %q, want the host named and how to read", e.Error)
+	}
 }
 
 func TestNoTokenOffLoopbackRefused(t *testing.T) {

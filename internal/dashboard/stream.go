@@ -30,6 +30,10 @@ func (d *Dashboard) Stream() http.Handler {
 func (d *Dashboard) stream(w http.ResponseWriter, r *http.Request) {
 	d.closeAtShutdown(r)
 	rc := http.NewResponseController(w)
+	// The stream reads nothing after its request: the listener's
+	// ReadTimeout would otherwise end it, for net/http cancels a request's
+	// context when the connection's read deadline passes (golang/go#18447).
+	rc.SetReadDeadline(time.Time{})
 	// Subscribe before the first snapshot, so that no change falls
 	// between them.
 	sub := d.srv.Subscribe(64)
