@@ -22,6 +22,7 @@ import (
 	"github.com/latch-lb/latch/internal/leaktest"
 	"github.com/latch-lb/latch/internal/proxy"
 	"github.com/latch-lb/latch/internal/server"
+	"github.com/latch-lb/latch/internal/testnet"
 	"github.com/latch-lb/latch/internal/tlsconf/tlstest"
 )
 
@@ -74,13 +75,7 @@ func startTarget(t *testing.T) string {
 
 // deadAddr is an address on which nothing listens.
 func deadAddr(t *testing.T) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
+	return testnet.RefusingAddr(t)
 }
 
 const e2eConfig = `listeners:

@@ -15,6 +15,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+
+	"github.com/latch-lb/latch/internal/testnet"
 )
 
 // TestHTTP2 checks HTTP/2 through latch to HTTP/1.1 targets, over cleartext
@@ -896,12 +898,7 @@ func testH2ClientReset(t *testing.T, m h2Mode) {
 // answer) come as proper HTTP/2 responses, the same as HTTP/1.1 gets, with
 // their text body (none to HEAD), and the connection goes on serving.
 func testH2LatchErrors(t *testing.T, m h2Mode) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	refusing := ln.Addr().String()
-	ln.Close()
+	refusing := testnet.RefusingAddr(t)
 	closing := startRawTarget(t, func(c *targetConn) { readRequest(c.br) })
 	for _, tc := range []struct {
 		name    string

@@ -17,6 +17,7 @@ import (
 
 	"github.com/latch-lb/latch/internal/config"
 	"github.com/latch-lb/latch/internal/target"
+	"github.com/latch-lb/latch/internal/testnet"
 )
 
 func testSpec() config.HealthCheck {
@@ -131,14 +132,7 @@ func hang(s *server, _ http.ResponseWriter, r *http.Request) {
 
 // closedAddr returns an address on 127.0.0.1 where nothing listens.
 func closedAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
+	return testnet.RefusingAddr(t)
 }
 
 // probe runs c.Probe, failing the test if it does not return within 5 s

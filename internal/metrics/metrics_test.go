@@ -24,6 +24,7 @@ import (
 	"github.com/latch-lb/latch/internal/leaktest"
 	"github.com/latch-lb/latch/internal/metrics"
 	"github.com/latch-lb/latch/internal/server"
+	"github.com/latch-lb/latch/internal/testnet"
 	"github.com/latch-lb/latch/internal/tlsconf/tlstest"
 )
 
@@ -53,13 +54,7 @@ func startBackend(t *testing.T, name string) *backend {
 
 // deadAddr returns a loopback address nothing listens on.
 func deadAddr(t *testing.T) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
+	return testnet.RefusingAddr(t)
 }
 
 // lb is a latch server with metrics on, and the metrics served over HTTP

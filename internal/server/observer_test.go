@@ -15,6 +15,7 @@ import (
 	"github.com/latch-lb/latch/internal/desync"
 	"github.com/latch-lb/latch/internal/proxy"
 	"github.com/latch-lb/latch/internal/sticky"
+	"github.com/latch-lb/latch/internal/testnet"
 )
 
 // records is an Observer that keeps a copy of every record it sees.
@@ -221,10 +222,5 @@ func other(name string) string {
 // deadAddr returns a loopback address nothing listens on (it refuses
 // connections).
 func deadAddr(t *testing.T) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
+	return testnet.RefusingAddr(t)
 }

@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/latch-lb/latch/internal/testnet"
 )
 
 func TestErrorsAsALB(t *testing.T) {
@@ -78,13 +80,7 @@ func TestErrorsAsALB(t *testing.T) {
 
 // closedPort returns an address where nothing listens.
 func closedPort(t *testing.T) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
+	return testnet.RefusingAddr(t)
 }
 
 // unresponsivePort returns an address whose SYNs go unanswered: a socket

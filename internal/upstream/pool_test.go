@@ -6,6 +6,8 @@ import (
 	"net"
 	"testing"
 	"time"
+
+	"github.com/latch-lb/latch/internal/testnet"
 )
 
 // listen accepts connections and hands them to the test.
@@ -84,9 +86,7 @@ func TestPoolDropsConnectionsTheTargetClosed(t *testing.T) {
 }
 
 func TestPoolDialError(t *testing.T) {
-	ln, _ := net.Listen("tcp", "127.0.0.1:0")
-	addr := ln.Addr().String()
-	ln.Close()
+	addr := testnet.RefusingAddr(t)
 	_, err := NewPool(addr, 1).Get(context.Background(), time.Second, time.Now().UnixNano(), false)
 	var de *DialError
 	if !errors.As(err, &de) || de.Timeout() {
