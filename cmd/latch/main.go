@@ -9,8 +9,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
+	"reflect"
 	"runtime/debug"
 	"sync"
 	"syscall"
@@ -18,6 +20,7 @@ import (
 
 	"github.com/latch-lb/latch/internal/accesslog"
 	"github.com/latch-lb/latch/internal/admin"
+	"github.com/latch-lb/latch/internal/cluster"
 	"github.com/latch-lb/latch/internal/config"
 	"github.com/latch-lb/latch/internal/ctl"
 	"github.com/latch-lb/latch/internal/dashboard"
@@ -168,7 +171,18 @@ func serve(args []string, stderr io.Writer) int {
 		defer m.Close()
 		m.CountDroppedLogLines(alog.Dropped)
 	}
-	b, err := server.New(server.Options{Log: log, DataPath: dataPath, Observer: proxy.Tee(observer(m), alog)})
+	// In cluster mode etcd keeps the shared state: the server's store.
+	var cl *cluster.Cluster
+	var store server.Store
+	if cfg.Cluster != nil {
+		if cl, err = openCluster(cfg, log); err != nil {
+			log.Error("cannot start", "err", err)
+			return 1
+		}
+		defer cl.Close()
+		store = cl
+	}
+	b, err := server.New(server.Options{Log: log, DataPath: dataPath, Observer: proxy.Tee(observer(m), alog), Store: store})
 	if err != nil {
 		log.Error("cannot start", "err", err)
 		return 1
@@ -188,13 +202,22 @@ func serve(args []string, stderr io.Writer) int {
 	reload := func(ctx context.Context) error {
 		reloading.Lock()
 		defer reloading.Unlock()
-		return reloadFile(ctx, b, alog, *path, cfg.Admin, log)
+		return reloadFile(ctx, b, alog, *path, cfg, log)
 	}
-	adm, err := startAdmin(cfg.Admin, b, m, reload, log)
+	adm, err := startAdmin(cfg.Admin, b, m, cl, reload, log)
 	if err != nil {
 		log.Error("cannot start", "err", err)
 		b.Shutdown(context.Background())
 		return 1
+	}
+	if cl != nil {
+		if adm != nil {
+			cl.SetAdmin(adm.Addr())
+		}
+		cl.Run(b)
+		if m != nil {
+			m.WatchCluster(cl)
+		}
 	}
 	log.Info("latch started", "version", versionString(), "config", *path)
 	for sig := range sigs {
@@ -211,6 +234,9 @@ func serve(args []string, stderr io.Writer) int {
 		if adm != nil {
 			adm.Shutdown(ctx)
 		}
+		if cl != nil {
+			cl.Close() // the node's record goes at once
+		}
 		err := b.Shutdown(ctx)
 		cancel()
 		if err != nil {
@@ -223,7 +249,7 @@ func serve(args []string, stderr io.Writer) int {
 
 // startAdmin starts the admin listener the config asks for, or returns
 // nil when it is off.
-func startAdmin(ac config.Admin, b *server.Server, m *metrics.Metrics, reload func(context.Context) error, log *slog.Logger) (*admin.Admin, error) {
+func startAdmin(ac config.Admin, b *server.Server, m *metrics.Metrics, cl *cluster.Cluster, reload func(context.Context) error, log *slog.Logger) (*admin.Admin, error) {
 	if !ac.Enabled {
 		return nil, nil
 	}
@@ -231,13 +257,31 @@ func startAdmin(ac config.Admin, b *server.Server, m *metrics.Metrics, reload fu
 	if err != nil {
 		return nil, err
 	}
-	adm, err := admin.Start(adminOptions(b, m, ac.Address, token, log, reload))
+	o := adminOptions(b, m, ac.Address, token, log, reload)
+	if cl != nil {
+		o.Cluster = cl
+	}
+	adm, err := admin.Start(o)
 	if err != nil {
 		return nil, err
 	}
 	log.Info("admin API listening", "address", adm.Addr(), "url", "http://"+adm.Addr()+"/api/v1/",
 		"dashboard", "http://"+adm.Addr()+"/", "token", token != "")
 	return adm, nil
+}
+
+// openCluster joins the cluster cfg names: the node's name is
+// cluster.node_name, or the host's name and the admin port.
+func openCluster(cfg *config.Config, log *slog.Logger) (*cluster.Cluster, error) {
+	host, _ := os.Hostname()
+	port := ""
+	if cfg.Admin.Enabled {
+		_, port, _ = net.SplitHostPort(cfg.Admin.Address)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	return cluster.Open(ctx, cluster.Options{Config: cfg.Cluster, Node: cfg.Cluster.Node(host, port), StateDir: cfg.StateDir,
+		Version: versionString(), Log: log}, cfg)
 }
 
 // adminOptions are the admin listener's: the API, the metrics, the
@@ -258,9 +302,9 @@ func observer(m *metrics.Metrics) proxy.Observer {
 
 // reloadFile validates the config file and applies it; on any problem the
 // running config stays, every problem is logged and returned. started is
-// the admin section latch started with: a change to it takes effect at
-// the next start.
-func reloadFile(ctx context.Context, b *server.Server, alog *accesslog.Switch, path string, started config.Admin, log *slog.Logger) error {
+// the config latch started with: a change to its admin or cluster section
+// takes effect at the next start.
+func reloadFile(ctx context.Context, b *server.Server, alog *accesslog.Switch, path string, started *config.Config, log *slog.Logger) error {
 	cfg, err := config.Load(path)
 	if err != nil {
 		logProblems(log, "reload rejected; keeping the running config", err)
@@ -276,8 +320,11 @@ func reloadFile(ctx context.Context, b *server.Server, alog *accesslog.Switch, p
 		// The config is running; only the access log stays as it was.
 		log.Error("access log unchanged", "err", err)
 	}
-	if cfg.Admin != started {
+	if cfg.Admin != started.Admin {
 		log.Warn("the admin section changed in the file; it takes effect when latch restarts")
+	}
+	if !reflect.DeepEqual(cfg.Cluster, started.Cluster) {
+		log.Warn("the cluster section changed in the file; it takes effect when latch restarts")
 	}
 	log.Info("config reloaded", "config", path)
 	return nil

@@ -54,6 +54,9 @@ type Options struct {
 	Log *slog.Logger
 	// MaxBody bounds a request's body (413 beyond it); 0: DefaultMaxBody.
 	MaxBody int64
+	// Cluster serves /api/v1/cluster... and the nodes' views of targets
+	// in cluster mode; nil: a lone latch (those endpoints answer 404).
+	Cluster Cluster
 }
 
 // Admin is a running admin listener.

@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/latch-lb/latch/internal/config"
+	"github.com/latch-lb/latch/internal/server"
 )
 
 // apiError is a refusal with its status: every error the API answers is
@@ -45,7 +46,9 @@ type ProblemEntry struct {
 
 // asAPIError maps an error from a handler or from Server.Update to what
 // the client gets: a refused change (config.Problems) is 422 with every
-// problem; anything else not already an apiError is 500.
+// problem; a cluster store that cannot be reached 503, a change that
+// lost a race with another node's 409; anything else not already an
+// apiError is 500.
 func asAPIError(err error) *apiError {
 	var ae *apiError
 	if errors.As(err, &ae) {
@@ -58,6 +61,12 @@ func asAPIError(err error) *apiError {
 			n = fmt.Sprintf("%d problems", len(ps))
 		}
 		return &apiError{status: http.StatusUnprocessableEntity, msg: "the change is refused and nothing changed: " + n, problems: ps}
+	}
+	switch {
+	case errors.Is(err, server.ErrStoreUnavailable):
+		return &apiError{status: http.StatusServiceUnavailable, msg: "the change is refused and nothing changed: " + err.Error()}
+	case errors.Is(err, server.ErrStoreConflict):
+		return &apiError{status: http.StatusConflict, msg: "the change is refused and nothing changed: " + err.Error()}
 	}
 	return &apiError{status: http.StatusInternalServerError, msg: err.Error()}
 }

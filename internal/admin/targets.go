@@ -36,6 +36,7 @@ func (a *Admin) register(mux *http.ServeMux) {
 	mux.Handle("GET /api/v1/config", a.endpoint(false, a.getConfig))
 	mux.Handle("GET /api/v1/diff", a.endpoint(false, a.diff))
 	mux.Handle("POST /api/v1/reload", a.endpoint(true, a.reload))
+	a.registerCluster(mux)
 }
 
 // TargetGroupList is GET /api/v1/target-groups.
@@ -94,6 +95,7 @@ func (a *Admin) listTargets(r *http.Request) (reply, error) {
 		return reply{}, err
 	}
 	v := TargetList{TargetGroup: gc.Name, Targets: groupTargets(gc, gs), Version: etagOf(gc)}
+	a.nodesView(gc.Name, v.Targets)
 	return reply{etag: v.Version, body: v}, nil
 }
 
@@ -107,8 +109,9 @@ func (a *Admin) targetReply(group, id string, status int) (reply, error) {
 	if gs != nil {
 		for i := range gs.Targets {
 			if ts := &gs.Targets[i]; ts.ID == id {
-				v := targetView(ts, gc.Target(id))
-				return reply{status: status, etag: v.Version, body: v}, nil
+				v := []Target{targetView(ts, gc.Target(id))}
+				a.nodesView(group, v)
+				return reply{status: status, etag: v[0].Version, body: v[0]}, nil
 			}
 		}
 	}

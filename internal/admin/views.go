@@ -79,6 +79,10 @@ type Target struct {
 	EjectedUntil    string `json:"ejected_until,omitempty"`
 	Generation      uint64 `json:"generation"`
 	Version         string `json:"version,omitempty"` // the target's ETag; "" once deregistered
+	// Nodes, in cluster mode, is each node's health state of the target
+	// (every node checks for itself), and NodesDisagree says they differ.
+	Nodes         map[string]string `json:"nodes,omitempty"`
+	NodesDisagree bool              `json:"nodes_disagree,omitempty"`
 }
 
 // Drain is a target's runtime drain and its progress.

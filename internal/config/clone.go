@@ -18,6 +18,15 @@ func (c *Config) Clone() *Config {
 		k.Secret = slices.Clone(k.Secret)
 		return k
 	})
+	if c.Cluster != nil {
+		cl := *c.Cluster
+		cl.Etcd.Endpoints = slices.Clone(cl.Etcd.Endpoints)
+		if cl.Etcd.TLS != nil {
+			t := *cl.Etcd.TLS
+			cl.Etcd.TLS = &t
+		}
+		out.Cluster = &cl
+	}
 	if c.AccessLog != nil {
 		a := *c.AccessLog
 		out.AccessLog = &a

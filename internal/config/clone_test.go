@@ -55,6 +55,11 @@ target_groups:
       stickiness.source_ip.trusted_proxies: 10.0.0.0/8, 192.168.0.1
   - name: api
     targets: [{id: "10.0.1.1:80"}]
+cluster:
+  etcd:
+    endpoints: [https://127.0.0.1:2379]
+    tls: {ca_file: certs/good.crt}
+  node_name: node-a
 cookie_keys:
   - {id: 1, secret: ` + key1 + `}
   - {id: 2, secret: ` + key2 + `}

@@ -34,6 +34,9 @@ type Config struct {
 	// AccessLog, when set, has latch write one line per request (see
 	// AccessLog); nil: no access log.
 	AccessLog *AccessLog
+	// Cluster, when set, shares the running state with the other nodes of
+	// a cluster through etcd (see Cluster); nil: a lone latch.
+	Cluster *Cluster
 }
 
 // Listener accepts client connections on one address. The zero value is not

@@ -198,7 +198,7 @@ func (d *decoder) decode(data []byte) *Config {
 		return nil
 	}
 	root := doc.Content[0]
-	m := d.mapping(root, "", "listeners", "target_groups", "state_dir", "cookie_keys", "access_log", "admin")
+	m := d.mapping(root, "", "listeners", "target_groups", "state_dir", "cookie_keys", "access_log", "admin", "cluster")
 	if m == nil {
 		return nil
 	}
@@ -227,6 +227,9 @@ func (d *decoder) decode(data []byte) *Config {
 	cfg.Admin = d.admin(m["admin"], "admin")
 	if n := m["access_log"]; n != nil {
 		cfg.AccessLog = d.accessLog(n, "access_log")
+	}
+	if n := m["cluster"]; n != nil {
+		cfg.Cluster = d.cluster(n, "cluster")
 	}
 	return cfg
 }

@@ -240,6 +240,9 @@ func CheckRuntimeChange(running, next *Config) error {
 	if next.Admin != running.Admin {
 		owned("admin")
 	}
+	if !reflect.DeepEqual(next.Cluster, running.Cluster) {
+		owned("cluster")
+	}
 	if len(ps) == 0 {
 		return nil
 	}

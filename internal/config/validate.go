@@ -76,6 +76,7 @@ func (c *Config) validate(files bool) []problem {
 	v.cookieKeys()
 	v.admin()
 	v.accessLog()
+	v.cluster()
 	return v.probs
 }
 

@@ -97,17 +97,20 @@ func (m *Metrics) Close() {
 
 // reloads counts config changes, from the server's events.
 type reloads struct {
-	applied [2]atomic.Uint64 // by source: file, update
-	refused [2]atomic.Uint64
+	applied [3]atomic.Uint64 // by source: file, update, cluster
+	refused [3]atomic.Uint64
 	last    atomic.Int64 // unix nanoseconds of the last change applied; 0: none
 	sub     atomic.Pointer[server.Subscription]
 }
 
-var sourceNames = [2]server.Source{server.FromFile, server.FromUpdate}
+var sourceNames = [3]server.Source{server.FromFile, server.FromUpdate, server.FromCluster}
 
 func sourceIndex(s server.Source) int {
-	if s == server.FromUpdate {
+	switch s {
+	case server.FromUpdate:
 		return 1
+	case server.FromCluster:
+		return 2
 	}
 	return 0
 }
@@ -181,4 +184,39 @@ func (m *Metrics) CountDroppedLogLines(dropped func() uint64) {
 		Name: "latch_access_log_dropped_lines_total",
 		Help: "Access-log lines dropped because the log's writer fell behind.",
 	}, func() float64 { return float64(dropped()) }))
+}
+
+// Cluster is what the cluster metrics read (cluster.Cluster).
+type Cluster interface {
+	EtcdUp() bool
+	Applied() int64
+	NodeCount() int
+	Resyncs() uint64
+}
+
+// WatchCluster adds cluster mode's metrics, read from c at each scrape.
+func (m *Metrics) WatchCluster(c Cluster) {
+	m.reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "latch_cluster_etcd_up",
+			Help: "1 while this node reaches the cluster's etcd; 0 while it serves the state last applied and refuses admin writes.",
+		}, func() float64 {
+			if c.EtcdUp() {
+				return 1
+			}
+			return 0
+		}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "latch_cluster_revision_applied",
+			Help: "The etcd revision of the shared state this node has applied.",
+		}, func() float64 { return float64(c.Applied()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "latch_cluster_nodes",
+			Help: "The cluster's nodes with a live record in etcd, this one included.",
+		}, func() float64 { return float64(c.NodeCount()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "latch_cluster_resyncs_total",
+			Help: "Times this node read the whole shared state again because etcd had compacted the revisions after its own.",
+		}, func() float64 { return float64(c.Resyncs()) }),
+	)
 }

@@ -163,6 +163,10 @@ func runtimeStore(store Store, dir *state.Dir) (RuntimeStore, string) {
 // that cannot be read is an error that names it: latch does not start on
 // a guess.
 func restoreRuntime(ctx context.Context, store Store, dir *state.Dir, file *config.Config) (*config.Config, []string, error) {
+	if shared, ok := store.(SharedStore); ok {
+		next, err := shared.Restore(ctx, nil, file)
+		return next, nil, err
+	}
 	rs, name := runtimeStore(store, dir)
 	if rs == nil {
 		return file.Clone(), nil, nil

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -73,6 +74,38 @@ type Store interface {
 	// first time it is asked for.
 	Keys(ctx context.Context) ([]sticky.Key, error)
 }
+
+// SharedStore is a Store that other nodes change too: cluster mode's etcd.
+// The running state's runtime-owned parts (each group's targets, with
+// weights, drains and generations, and its attributes) are the store's: a
+// change made on this node (Apply, Update) is applied only once Share has
+// written it, and a change another node made is applied with
+// UpdateFrom(FromCluster).
+type SharedStore interface {
+	Store
+	// Restore returns file with the store's runtime state in place of the
+	// file's for every group the store has, at a process's first Apply
+	// (prev nil); at a reload, for the groups prev (the running config)
+	// lacks, as the file's changes to the others are shared. The groups
+	// the store lacks stay the file's, and Share seeds the store with them.
+	Restore(ctx context.Context, prev, file *config.Config) (*config.Config, error)
+	// Share writes what next changes against prev (nil at the first
+	// Apply) to the store, gens being the generations next's targets run
+	// with, or fails, and then the change is refused: a change the other
+	// nodes cannot see is never applied. A change from FromCluster came
+	// from the store, and is written nowhere.
+	Share(ctx context.Context, src Source, prev, next *config.Config, gens map[string]map[string]uint64) error
+}
+
+// Errors a SharedStore's Share wraps, so that callers (the admin API) can
+// tell a store that cannot be reached from a change that lost a race.
+var (
+	// ErrStoreUnavailable: the shared store cannot be reached; the change
+	// is refused, as the other nodes could not see it.
+	ErrStoreUnavailable = errors.New("the cluster's store cannot be reached")
+	// ErrStoreConflict: another node changed the same item meanwhile.
+	ErrStoreConflict = errors.New("another node changed the same item meanwhile")
+)
 
 // DataPath is how plain-HTTP client connections are served.
 type DataPath uint8
@@ -147,6 +180,9 @@ type Source string
 const (
 	FromFile   Source = "file"   // Apply: the config file, loaded or reloaded
 	FromUpdate Source = "update" // Update: a change made while latch serves
+	// FromCluster is a change another node of the cluster made, read from
+	// the shared store (UpdateFrom).
+	FromCluster Source = "cluster"
 )
 
 var errShutDown = errors.New("the server is shut down")
@@ -169,6 +205,13 @@ func (s *Server) Apply(ctx context.Context, file *config.Config) error {
 	var overridden []string
 	if s.file != nil {
 		next, overridden = config.Rebase(s.file, s.running, file)
+		if shared, ok := s.store.(SharedStore); ok {
+			var err error
+			if next, err = shared.Restore(ctx, s.running, next); err != nil {
+				s.refused(FromFile, err)
+				return err
+			}
+		}
 	} else {
 		// A process's first Apply: the runtime changes made before the
 		// restart come back, as on a reload.
@@ -203,6 +246,13 @@ func (s *Server) Apply(ctx context.Context, file *config.Config) error {
 // (it becomes the running config). Update reads no file: the certificates
 // and key ring the last Apply loaded stay.
 func (s *Server) Update(ctx context.Context, change func(*config.Config) error) error {
+	return s.UpdateFrom(ctx, FromUpdate, change)
+}
+
+// UpdateFrom is Update for a change from src: FromUpdate, or FromCluster
+// for the shared store's state, which is then written back nowhere and
+// reloads the store's cookie key ring.
+func (s *Server) UpdateFrom(ctx context.Context, src Source, change func(*config.Config) error) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.shut {
@@ -213,17 +263,17 @@ func (s *Server) Update(ctx context.Context, change func(*config.Config) error) 
 	}
 	next := s.running.Clone()
 	if err := change(next); err != nil {
-		s.refused(FromUpdate, err)
+		s.refused(src, err)
 		return err
 	}
 	if err := config.CheckRuntimeChange(s.running, next); err != nil {
 		if verr, ok := next.ValidateExceptFiles().(config.Problems); ok {
 			err = append(verr, err.(config.Problems)...)
 		}
-		s.refused(FromUpdate, err)
+		s.refused(src, err)
 		return err
 	}
-	return s.commit(ctx, next, s.file, FromUpdate)
+	return s.commit(ctx, next, s.file, src)
 }
 
 // commit validates next and makes it the running config. Everything that
@@ -246,9 +296,14 @@ func (s *Server) commit(ctx context.Context, next, file *config.Config, src Sour
 	}
 	store, dir := s.storeFor(next)
 	keys := s.keys
-	if src == FromFile || keys == nil {
+	if src == FromFile || src == FromCluster || keys == nil {
 		if keys, err = s.keyring(ctx, next, store); err != nil {
 			return err
+		}
+		if src == FromCluster && s.keys != nil && slices.Equal(keys.IDs(), s.keys.IDs()) {
+			// The cluster's ring as it was: the policies sealing with it
+			// stay.
+			keys = s.keys
 		}
 	}
 	var tables []*route.Table
@@ -302,7 +357,12 @@ func (s *Server) commit(ctx context.Context, next, file *config.Config, src Sour
 	if err != nil {
 		s.log.Error("cannot keep target registrations; a restart will start new sessions", "err", err)
 	}
-	if err := saveRuntime(ctx, store, dir, file, next); err != nil {
+	if shared, ok := store.(SharedStore); ok {
+		err = shared.Share(ctx, src, s.running, next, gens)
+	} else {
+		err = saveRuntime(ctx, store, dir, file, next)
+	}
+	if err != nil {
 		closeBound()
 		return err
 	}
@@ -394,6 +454,17 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.publish()
 	s.events.close()
 	return err
+}
+
+// KeyIDs returns the ids of the cookie key ring the server runs with, the
+// sealing key's first.
+func (s *Server) KeyIDs() []uint32 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.keys == nil {
+		return nil
+	}
+	return s.keys.IDs()
 }
 
 // Addr returns the bound address of the named listener ("" if none), which

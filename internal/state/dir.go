@@ -266,3 +266,16 @@ func (d *Dir) write(name string, data []byte, mode os.FileMode) error {
 	defer dir.Close()
 	return dir.Sync()
 }
+
+// Save writes the directory's file name atomically, readable by its owner
+// only (what a cluster node keeps of the shared state, for example).
+func (d *Dir) Save(name string, data []byte) error { return d.write(name, data, 0o600) }
+
+// Load reads the directory's file name; nil, nil when there is none.
+func (d *Dir) Load(name string) ([]byte, error) {
+	b, err := os.ReadFile(filepath.Join(d.path, name))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	return b, err
+}

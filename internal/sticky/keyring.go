@@ -9,6 +9,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 
 	"golang.org/x/crypto/chacha20poly1305"
 )
@@ -66,4 +67,17 @@ func NewKey() (Key, error) {
 		id = 1
 	}
 	return Key{ID: id, Secret: b[:32]}, nil
+}
+
+// IDs returns the ids of the ring's keys, the sealing key's first, then
+// the others in increasing order.
+func (kr *Keyring) IDs() []uint32 {
+	ids := make([]uint32, 0, len(kr.aeads))
+	for id := range kr.aeads {
+		if id != kr.primary {
+			ids = append(ids, id)
+		}
+	}
+	slices.Sort(ids)
+	return append([]uint32{kr.primary}, ids...)
 }

@@ -70,12 +70,42 @@ func (ds *drainState) complete(t *Target, now time.Time) bool {
 	if ds.done.Load() != 0 {
 		return true
 	}
-	if now.Before(ds.due(t.lastSession.Load())) {
+	due := ds.due(t.lastSession.Load())
+	if now.Before(due) || ds.held(t, due, now) {
 		return false
 	}
 	ds.done.CompareAndSwap(0, now.UnixNano())
 	return true
 }
+
+// held reports whether a drain due at due waits for the other nodes of a
+// cluster: until each has reported its sessions as of due, one of them may
+// have served one since. A deadline does not wait.
+func (ds *drainState) held(t *Target, due, now time.Time) bool {
+	cc := t.clusterClock.Load()
+	if cc == 0 || cc >= due.UnixNano() {
+		return false
+	}
+	return ds.deadline == 0 || now.Before(ds.since.Add(ds.deadline))
+}
+
+// NoteSession records that another node of the cluster served a sticky
+// request of t at at: a drain counts its idle window from the latest
+// session any node saw.
+func (t *Target) NoteSession(at time.Time) {
+	n := at.UnixNano()
+	for {
+		cur := t.lastSession.Load()
+		if cur >= n || t.lastSession.CompareAndSwap(cur, n) {
+			return
+		}
+	}
+}
+
+// SetClusterClock says that every other node of the cluster has reported
+// the sessions it saw on t up to at (cluster mode): a drain of t completes
+// no sooner (but at its deadline).
+func (t *Target) SetClusterClock(at time.Time) { t.clusterClock.Store(at.UnixNano()) }
 
 // keepsSessions reports whether t, drained, still serves the sessions
 // stuck to it: a keep_sessions drain not yet complete.
@@ -150,7 +180,12 @@ func (g *Group) drainTick() {
 			g.notify(Event{Kind: DrainCompleted, Target: t})
 			continue
 		}
-		if due := ds.due(t.lastSession.Load()); next.IsZero() || due.Before(next) {
+		due := ds.due(t.lastSession.Load())
+		if due.Before(now) {
+			// Held for the cluster's reports: look again shortly.
+			due = now.Add(250 * time.Millisecond)
+		}
+		if next.IsZero() || due.Before(next) {
 			next = due
 		}
 	}

@@ -96,7 +96,12 @@ type Target struct {
 	// nanoseconds (0: never); sessions counts the distinct sessions it
 	// served (sessions.go), nil until its first.
 	lastSession atomic.Int64
-	sessions    atomic.Pointer[sessionSketch]
+	// clusterClock, in cluster mode, is the time up to which every other
+	// node has reported the sessions it saw on the target (unix
+	// nanoseconds; 0: a lone latch): a drain completes no sooner, so that
+	// no node moves a session another still serves (drain.go).
+	clusterClock atomic.Int64
+	sessions     atomic.Pointer[sessionSketch]
 
 	// Guarded by the owning group's mu:
 	okRun, failRun int // consecutive probe results

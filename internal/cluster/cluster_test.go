@@ -1,0 +1,282 @@
+package cluster
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+
+	"github.com/latch-lb/latch/internal/cluster/etcdtest"
+	"github.com/latch-lb/latch/internal/config"
+	"github.com/latch-lb/latch/internal/server"
+)
+
+// app is a real HTTP target that says who it is.
+type app struct {
+	name string
+	addr string
+	hits atomic.Int64
+}
+
+func startApp(t *testing.T, name string) *app {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := &app{name: name, addr: ln.Addr().String()}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/healthz" {
+			a.hits.Add(1)
+		}
+		io.WriteString(w, a.name)
+	})}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return a
+}
+
+// node is one latch of the cluster, in this process.
+type node struct {
+	name string
+	srv  *server.Server
+	cl   *Cluster
+	url  string
+	dir  string
+	cfg  *config.Config
+}
+
+func nodeConfig(t *testing.T, dir, endpoint, name string, targets []string) *config.Config {
+	t.Helper()
+	var ts strings.Builder
+	for _, a := range targets {
+		fmt.Fprintf(&ts, "      - id: %q\n", a)
+	}
+	y := fmt.Sprintf(`listeners:
+  - name: web
+    address: 127.0.0.1:0
+    default_action: {type: forward, forward: {target_groups: [{name: app}]}}
+target_groups:
+  - name: app
+    targets:
+%s    health_check: {path: /healthz, interval_seconds: 5, timeout_seconds: 2, healthy_threshold_count: 2}
+    attributes:
+      stickiness.enabled: "true"
+      stickiness.type: lb_cookie
+state_dir: %s
+admin: {enabled: false}
+cluster:
+  etcd: {endpoints: [%s], prefix: /latch-test}
+  node_name: %s
+`, ts.String(), dir, endpoint, name)
+	cfg, err := config.Parse([]byte(y), filepath.Join(dir, "latch.yaml"))
+	if err != nil {
+		t.Fatalf("config: %v\n%s", err, y)
+	}
+	return cfg
+}
+
+func startNode(t *testing.T, e *etcdtest.Etcd, name string, targets []string) *node {
+	t.Helper()
+	dir := filepath.Join(os.TempDir(), "latch-cluster-test-"+name+"-"+fmt.Sprint(time.Now().UnixNano()))
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return startNodeIn(t, e, name, dir, targets)
+}
+
+func startNodeIn(t *testing.T, e *etcdtest.Etcd, name, dir string, targets []string) *node {
+	t.Helper()
+	cfg := nodeConfig(t, dir, e.Endpoint(), name, targets)
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	cl, err := Open(context.Background(), Options{Config: cfg.Cluster, Node: name, StateDir: dir, Log: log, Timeout: time.Second,
+		NodeInterval: 100 * time.Millisecond}, cfg)
+	if err != nil {
+		t.Fatalf("node %s: %v", name, err)
+	}
+	srv, err := server.New(server.Options{Store: cl, DataPath: server.Goroutines, Log: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Apply(context.Background(), cfg); err != nil {
+		t.Fatalf("node %s: apply: %v", name, err)
+	}
+	cl.Run(srv)
+	n := &node{name: name, srv: srv, cl: cl, url: "http://" + srv.Addr("web"), dir: dir, cfg: cfg}
+	t.Cleanup(n.stop)
+	return n
+}
+
+func (n *node) stop() {
+	n.cl.Close()
+	n.srv.Shutdown(context.Background())
+}
+
+// targets returns the node's running targets of group app: id -> weight.
+func (n *node) targets() map[string]int {
+	_, running, _ := n.srv.Configs()
+	out := map[string]int{}
+	for _, t := range running.TargetGroup("app").Targets {
+		out[t.ID] = t.Weight
+	}
+	return out
+}
+
+func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for !cond() {
+		if time.Since(start) > within {
+			t.Fatalf("%s: not within %v", what, within)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return time.Since(start)
+}
+
+func register(t *testing.T, n *node, id string, weight int) error {
+	t.Helper()
+	return n.srv.Update(context.Background(), func(cfg *config.Config) error {
+		g := cfg.TargetGroup("app")
+		if tg := g.Target(id); tg != nil {
+			tg.Weight = weight
+			return nil
+		}
+		g.Targets = append(g.Targets, config.Target{ID: id, Weight: weight})
+		return nil
+	})
+}
+
+func TestChangesReachEveryNode(t *testing.T) {
+	e := etcdtest.Start(t)
+	a1, a2 := startApp(t, "a1"), startApp(t, "a2")
+	na := startNode(t, e, "a", []string{a1.addr})
+	nb := startNode(t, e, "b", []string{a1.addr, "127.0.0.9:1"}) // b's file differs: the cluster's state wins
+	nc := startNode(t, e, "c", nil)
+	for _, n := range []*node{na, nb, nc} {
+		if got := n.targets(); len(got) != 1 || got[a1.addr] != 1 {
+			t.Fatalf("node %s runs %v, want the first node's seed {%s: 1}", n.name, got, a1.addr)
+		}
+	}
+	if err := register(t, na, a2.addr, 3); err != nil {
+		t.Fatal(err)
+	}
+	took := waitFor(t, time.Second, "a registration on a reaching c", func() bool { return nc.targets()[a2.addr] == 3 })
+	t.Logf("a registration on node a ran on node c after %v", took)
+	if err := register(t, nc, a2.addr, 7); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, time.Second, "a weight on c reaching a and b", func() bool { return na.targets()[a2.addr] == 7 && nb.targets()[a2.addr] == 7 })
+	gens := map[uint64]bool{}
+	for _, n := range []*node{na, nb, nc} {
+		for _, g := range n.srv.Snapshot().Groups {
+			for _, ts := range g.Targets {
+				if ts.ID == a2.addr {
+					gens[ts.Generation] = true
+				}
+			}
+		}
+	}
+	if len(gens) != 1 {
+		t.Errorf("the nodes run %s with generations %v, want one", a2.addr, gens)
+	}
+}
+
+func TestStickinessAcrossNodes(t *testing.T) {
+	e := etcdtest.Start(t)
+	apps := []*app{startApp(t, "a1"), startApp(t, "a2"), startApp(t, "a3")}
+	var ids []string
+	for _, a := range apps {
+		ids = append(ids, a.addr)
+	}
+	nodes := []*node{startNode(t, e, "a", ids), startNode(t, e, "b", ids), startNode(t, e, "c", ids)}
+	for _, n := range nodes {
+		waitFor(t, 10*time.Second, "targets healthy on "+n.name, func() bool {
+			for _, g := range n.srv.Snapshot().Groups {
+				for _, ts := range g.Targets {
+					if !ts.Routable {
+						return false
+					}
+				}
+			}
+			return true
+		})
+	}
+	var cookie, first string
+	for i := range 300 {
+		n := nodes[i%3]
+		req, _ := http.NewRequest("GET", n.url+"/", nil)
+		if cookie != "" {
+			req.Header.Set("Cookie", cookie)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		for _, c := range resp.Cookies() {
+			if c.Name == "AWSALB" {
+				cookie = "AWSALB=" + c.Value
+			}
+		}
+		if first == "" {
+			first = string(body)
+		}
+		if string(body) != first || resp.Header.Get("X-Latch-Session-Moved") != "" {
+			t.Fatalf("request %d through node %s reached %s (moved %q), want %s", i, n.name, body, resp.Header.Get("X-Latch-Session-Moved"), first)
+		}
+	}
+}
+
+func TestCompactionForcesAResync(t *testing.T) {
+	e := etcdtest.Start(t)
+	a1, a2, a3 := startApp(t, "a1"), startApp(t, "a2"), startApp(t, "a3")
+	na := startNode(t, e, "a", []string{a1.addr})
+	nc := startNode(t, e, "c", []string{a1.addr})
+	dir := nc.dir
+	nc.stop()
+	if err := register(t, na, a2.addr, 2); err != nil {
+		t.Fatal(err)
+	}
+	if err := register(t, na, a3.addr, 3); err != nil {
+		t.Fatal(err)
+	}
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{e.Endpoint()}, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	resp, err := cli.Get(context.Background(), "/latch-test/", clientv3.WithPrefix())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.Compact(context.Background(), resp.Header.Revision); err != nil {
+		t.Fatal(err)
+	}
+	// c starts from etcd (up), so it reads everything; to make its watch
+	// start behind the compaction, it must start from its snapshot: etcd
+	// down at its start, then back.
+	e.Stop()
+	nc2 := startNodeIn(t, e, "c", dir, []string{a1.addr})
+	if got := nc2.targets(); len(got) != 1 {
+		t.Fatalf("c from its snapshot runs %v, want only %s", got, a1.addr)
+	}
+	e.Start()
+	waitFor(t, 15*time.Second, "c resyncs after the compaction", func() bool {
+		got := nc2.targets()
+		return got[a2.addr] == 2 && got[a3.addr] == 3
+	})
+	if nc2.cl.Resyncs() == 0 {
+		t.Errorf("c caught up without a resync")
+	}
+}
