@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/latch-lb/latch/internal/admin"
+	"github.com/latch-lb/latch/internal/cluster"
 )
 
 // Usage is `latch ctl`'s usage text.
@@ -36,6 +37,8 @@ verbs:
   sessions GROUP [-window D]               distinct sticky sessions per target lately
   diff                                     the runtime changes: the running config against the file
   reload                                   reload the config file, as SIGHUP does
+  nodes                                    the cluster's nodes (cluster mode)
+  keys [rotate]                            the cluster's cookie keys; rotate starts a rotation
 
 -admin defaults to $LATCH_ADMIN, else http://127.0.0.1:9901; the token comes from -token-file,
 else $LATCH_ADMIN_TOKEN. Flags may come before or after the verb's arguments.
@@ -101,7 +104,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return usageError(stderr, "")
 	}
-	if len(pos) != len(v.args) {
+	if len(pos) != len(v.args) && !(v.optional && len(pos) == len(v.args)-1) {
 		return usageError(stderr, fmt.Sprintf("%s takes %s; got %d arguments", verb, argsText(v.args), len(pos)))
 	}
 	if g.output != "table" && g.output != "json" {
@@ -192,9 +195,11 @@ func client(g *globals, getenv func(string) string) (*Client, error) {
 
 // verb is one of ctl's verbs.
 type verb struct {
-	args  []string
-	flags func(*flag.FlagSet) any // the verb's own flags, returned to run
-	run   func(x *cmd, pos []string, opts any) error
+	args []string
+	// optional says the last of args may be left out.
+	optional bool
+	flags    func(*flag.FlagSet) any // the verb's own flags, returned to run
+	run      func(x *cmd, pos []string, opts any) error
 }
 
 func noFlags(*flag.FlagSet) any { return nil }
@@ -203,20 +208,79 @@ var verbs map[string]verb
 
 func init() {
 	verbs = map[string]verb{
-		"groups":      {nil, noFlags, groups},
-		"targets":     {[]string{"GROUP"}, noFlags, targets},
-		"register":    {[]string{"GROUP", "ID"}, registerFlags, register},
-		"deregister":  {[]string{"GROUP", "ID"}, noFlags, deregister},
-		"weight":      {[]string{"GROUP", "ID", "N"}, noFlags, weight},
-		"drain":       {[]string{"GROUP", "ID"}, drainFlags, drain},
-		"undrain":     {[]string{"GROUP", "ID"}, noFlags, undrain},
-		"mint-cookie": {[]string{"GROUP", "ID"}, noFlags, mintCookie},
-		"sessions": {[]string{"GROUP"}, func(fs *flag.FlagSet) any {
+		"groups":      {args: nil, flags: noFlags, run: groups},
+		"targets":     {args: []string{"GROUP"}, flags: noFlags, run: targets},
+		"register":    {args: []string{"GROUP", "ID"}, flags: registerFlags, run: register},
+		"deregister":  {args: []string{"GROUP", "ID"}, flags: noFlags, run: deregister},
+		"weight":      {args: []string{"GROUP", "ID", "N"}, flags: noFlags, run: weight},
+		"drain":       {args: []string{"GROUP", "ID"}, flags: drainFlags, run: drain},
+		"undrain":     {args: []string{"GROUP", "ID"}, flags: noFlags, run: undrain},
+		"mint-cookie": {args: []string{"GROUP", "ID"}, flags: noFlags, run: mintCookie},
+		"sessions": {args: []string{"GROUP"}, flags: func(fs *flag.FlagSet) any {
 			return fs.Duration("window", 0, "how far back to count sessions (default: the server's)")
-		}, sessions},
-		"diff":   {nil, noFlags, diff},
-		"reload": {nil, noFlags, reload},
+		}, run: sessions},
+		"diff":   {args: nil, flags: noFlags, run: diff},
+		"reload": {args: nil, flags: noFlags, run: reload},
+		"nodes":  {args: nil, flags: noFlags, run: nodes},
+		"keys":   {args: []string{"rotate"}, optional: true, flags: noFlags, run: keys},
 	}
+}
+
+// nodes lists the cluster's nodes, as the node asked sees them.
+func nodes(x *cmd, _ []string, _ any) error {
+	var st cluster.Status
+	if err := x.c.Do(x.ctx, "GET", path("cluster"), nil, &st); err != nil {
+		return err
+	}
+	return x.print(st.Nodes, func(w io.Writer) {
+		if !st.Up {
+			fmt.Fprintf(w, "# etcd cannot be reached from %s since %s: it serves the state last applied and refuses writes\n",
+				st.Node, st.DownSince.Format(time.RFC3339))
+		}
+		fmt.Fprintln(w, "NAME\tADMIN\tVERSION\tREVISION\tLAST CONTACT\tSTARTED")
+		for _, n := range st.Nodes {
+			name := n.Name
+			if name == st.Node {
+				name += " (this)"
+			}
+			fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%s ago\t%s\n", name, dash(n.Admin), n.Version, n.Revision,
+				time.Since(n.Updated).Round(100*time.Millisecond), n.Started.Format(time.RFC3339))
+		}
+	})
+}
+
+// keys lists the cluster's cookie keys, or starts a rotation.
+func keys(x *cmd, pos []string, _ any) error {
+	var l admin.KeyList
+	switch {
+	case len(pos) == 0:
+		if err := x.c.Do(x.ctx, "GET", path("cluster", "keys"), nil, &l); err != nil {
+			return err
+		}
+	case pos[0] == "rotate":
+		if err := x.c.Do(x.ctx, "POST", path("cluster", "keys", "rotate"), nil, &l); err != nil {
+			return err
+		}
+	default:
+		return fmt.Errorf("%w: keys takes nothing or rotate; got %q", errUsage, pos[0])
+	}
+	return x.print(l, func(w io.Writer) {
+		if l.Added != 0 {
+			fmt.Fprintf(w, "# key %d added: it seals once every node opens with it\n", l.Added)
+		}
+		fmt.Fprintln(w, "ID\tSTATE\tADDED\tSEALING SINCE\tRETIRES\tNODES")
+		for _, k := range l.Keys {
+			fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%s\t%s\n", k.ID, k.State, k.Added.Format(time.RFC3339), timeOrDash(k.Sealing),
+				timeOrDash(k.Retire), dash(strings.Join(k.Nodes, ",")))
+		}
+	})
+}
+
+func timeOrDash(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return t.Format(time.RFC3339)
 }
 
 // print writes v as JSON with -o json, else the table.
@@ -248,10 +312,32 @@ func groups(x *cmd, _ []string, _ any) error {
 }
 
 func targetTable(w io.Writer, ts []admin.Target) {
-	fmt.Fprintln(w, "ID\tWEIGHT\tSTATE\tREASON\tIN-FLIGHT\tSESSIONS\tDRAIN")
-	for _, t := range ts {
-		fmt.Fprintf(w, "%s\t%d\t%s\t%s\t%d\t%d\t%s\n", t.ID, t.Weight, t.State, dash(t.Reason), t.InFlight, t.Sessions, drainText(t.Drain))
+	clustered := slices.ContainsFunc(ts, func(t admin.Target) bool { return t.Nodes != nil })
+	head := "ID\tWEIGHT\tSTATE\tREASON\tIN-FLIGHT\tSESSIONS\tDRAIN"
+	if clustered {
+		head += "\tNODES"
 	}
+	fmt.Fprintln(w, head)
+	for _, t := range ts {
+		fmt.Fprintf(w, "%s\t%d\t%s\t%s\t%d\t%d\t%s", t.ID, t.Weight, t.State, dash(t.Reason), t.InFlight, t.Sessions, drainText(t.Drain))
+		if clustered {
+			fmt.Fprintf(w, "\t%s", nodesText(t))
+		}
+		fmt.Fprintln(w)
+	}
+}
+
+// nodesText says how the cluster's nodes see a target: "agree" when every
+// node's health checks say the same, else each node's state.
+func nodesText(t admin.Target) string {
+	if !t.NodesDisagree {
+		return fmt.Sprintf("%d agree", len(t.Nodes))
+	}
+	var parts []string
+	for _, n := range slices.Sorted(maps.Keys(t.Nodes)) {
+		parts = append(parts, n+"="+t.Nodes[n])
+	}
+	return "DISAGREE: " + strings.Join(parts, " ")
 }
 
 func dash(s string) string {
