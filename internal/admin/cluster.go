@@ -102,5 +102,13 @@ func (a *Admin) nodesView(group string, ts []Target) {
 		})
 		slices.Sort(states)
 		t.NodesDisagree = len(slices.Compact(states)) > 1
+		if t.Drain != nil {
+			t.Drain.NodesSessionsLeft = map[string]int{}
+			for _, n := range nodes {
+				if s, ok := n.Sessions[group][t.ID]; ok {
+					t.Drain.NodesSessionsLeft[n.Name] = s.Left
+				}
+			}
+		}
 	}
 }

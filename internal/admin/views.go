@@ -102,6 +102,10 @@ type Drain struct {
 	// nothing is in flight.
 	Complete    bool   `json:"complete"`
 	CompletedAt string `json:"completed_at,omitempty"`
+	// NodesSessionsLeft, in cluster mode, is each node's estimate of the
+	// sessions it saw on the target within the idle window (as of its
+	// last report): the drain completes when no node has seen one.
+	NodesSessionsLeft map[string]int `json:"nodes_sessions_left,omitempty"`
 }
 
 // etagOf is a resource's version (its ETag, unquoted): a hash of what its config holds, so

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -40,6 +41,8 @@ func startApp(t *testing.T, name string) *app {
 		if r.URL.Path != "/healthz" {
 			a.hits.Add(1)
 		}
+		// latch tells the app, on the request, that a session moved.
+		w.Header().Set("X-Moved-From", r.Header.Get("X-Latch-Session-Moved"))
 		io.WriteString(w, a.name)
 	})}
 	go srv.Serve(ln)
@@ -232,8 +235,8 @@ func TestStickinessAcrossNodes(t *testing.T) {
 		if first == "" {
 			first = string(body)
 		}
-		if string(body) != first || resp.Header.Get("X-Latch-Session-Moved") != "" {
-			t.Fatalf("request %d through node %s reached %s (moved %q), want %s", i, n.name, body, resp.Header.Get("X-Latch-Session-Moved"), first)
+		if string(body) != first || resp.Header.Get("X-Moved-From") != "" {
+			t.Fatalf("request %d through node %s reached %s (moved %q), want %s", i, n.name, body, resp.Header.Get("X-Moved-From"), first)
 		}
 	}
 }
@@ -278,5 +281,238 @@ func TestCompactionForcesAResync(t *testing.T) {
 	})
 	if nc2.cl.Resyncs() == 0 {
 		t.Errorf("c caught up without a resync")
+	}
+}
+
+// get sends one request through n, with cookie if not "", and returns the
+// app that answered, the AWSALB cookie set, and the moved header.
+func get(t *testing.T, n *node, cookie string) (body, setCookie, moved string) {
+	t.Helper()
+	req, _ := http.NewRequest("GET", n.url+"/", nil)
+	if cookie != "" {
+		req.Header.Set("Cookie", cookie)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("through %s: %v", n.name, err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("through %s: %d %s", n.name, resp.StatusCode, b)
+	}
+	for _, c := range resp.Cookies() {
+		if c.Name == "AWSALB" {
+			setCookie = "AWSALB=" + c.Value
+		}
+	}
+	return string(b), setCookie, resp.Header.Get("X-Moved-From")
+}
+
+func healthy(t *testing.T, nodes ...*node) {
+	t.Helper()
+	for _, n := range nodes {
+		waitFor(t, 10*time.Second, "targets routable on "+n.name, func() bool {
+			for _, g := range n.srv.Snapshot().Groups {
+				if len(g.Targets) == 0 {
+					return false
+				}
+				for _, ts := range g.Targets {
+					if !ts.Routable && ts.Drain == nil {
+						return false
+					}
+				}
+			}
+			return true
+		})
+	}
+}
+
+// drainStatus is how n sees the drain of id.
+func drainStatus(n *node, id string) *server.DrainStatus {
+	for _, g := range n.srv.Snapshot().Groups {
+		for _, ts := range g.Targets {
+			if ts.ID == id {
+				return ts.Drain
+			}
+		}
+	}
+	return nil
+}
+
+// TestDrainWaitsForEveryNodesSessions: a keep_sessions drain started on
+// node b is not complete while node a still serves a session on the
+// target, though b sees none; it completes once they stop.
+func TestDrainWaitsForEveryNodesSessions(t *testing.T) {
+	e := etcdtest.Start(t)
+	a1, a2 := startApp(t, "a1"), startApp(t, "a2")
+	na := startNode(t, e, "a", []string{a1.addr, a2.addr})
+	nb := startNode(t, e, "b", nil)
+	healthy(t, na, nb)
+	// A session on a1, through a only.
+	var cookie string
+	for cookie == "" {
+		body, c, _ := get(t, na, "")
+		if body == "a1" {
+			cookie = c
+		}
+	}
+	if err := nb.srv.Drain(context.Background(), "app", a1.addr, config.Drain{Mode: config.DrainKeepSessions, Idle: time.Second}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, time.Second, "the drain reaching a", func() bool { return drainStatus(na, a1.addr) != nil })
+	// The session goes on through a for 3 s: three idle windows.
+	var last time.Time
+	for end := time.Now().Add(3 * time.Second); time.Now().Before(end); time.Sleep(200 * time.Millisecond) {
+		last = time.Now()
+		body, _, moved := get(t, na, cookie)
+		if body != "a1" || moved != "" {
+			t.Fatalf("during the drain the session reached %s (moved %q), want a1", body, moved)
+		}
+		if d := drainStatus(nb, a1.addr); d == nil || d.Complete {
+			t.Fatalf("b completed the drain while a still served its session: %+v", d)
+		}
+	}
+	waitFor(t, 5*time.Second, "the drain completing on b", func() bool {
+		d := drainStatus(nb, a1.addr)
+		return d != nil && d.Complete
+	})
+	took := time.Since(last)
+	t.Logf("the drain completed on b %v after the last session on a (idle window 1 s)", took)
+	if took < time.Second {
+		t.Errorf("the drain completed %v after the last session, within its idle window of 1 s", took)
+	}
+	if body, _, moved := get(t, na, cookie); body != "a2" || moved != a1.addr {
+		t.Errorf("after the drain the session reached %s (moved %q), want a2, moved from %s", body, moved, a1.addr)
+	}
+}
+
+// TestEtcdAway: while etcd is away, the nodes serve on with what they
+// applied, writes are refused saying why, a node starts from its
+// snapshot; once it is back, a change reaches every node.
+func TestEtcdAway(t *testing.T) {
+	e := etcdtest.Start(t)
+	a1, a2 := startApp(t, "a1"), startApp(t, "a2")
+	na := startNode(t, e, "a", []string{a1.addr})
+	nb := startNode(t, e, "b", nil)
+	healthy(t, na, nb)
+	dir := nb.dir
+	e.Stop()
+	waitFor(t, 10*time.Second, "a seeing etcd away", func() bool { return !na.cl.EtcdUp() })
+	for range 20 {
+		if body, _, _ := get(t, na, ""); body != "a1" {
+			t.Fatalf("during the outage: %s", body)
+		}
+	}
+	err := register(t, na, a2.addr, 1)
+	if !errors.Is(err, server.ErrStoreUnavailable) || !strings.Contains(err.Error(), "refused") {
+		t.Fatalf("a write during the outage: %v, want ErrStoreUnavailable saying writes are refused", err)
+	}
+	if got := na.targets(); len(got) != 1 {
+		t.Fatalf("the refused write changed a: %v", got)
+	}
+	nb.stop()
+	nb2 := startNodeIn(t, e, "b", dir, nil)
+	healthy(t, nb2)
+	if body, _, _ := get(t, nb2, ""); body != "a1" {
+		t.Fatalf("b from its snapshot: %s", body)
+	}
+	e.Start()
+	waitFor(t, 15*time.Second, "a seeing etcd back", func() bool { return na.cl.EtcdUp() })
+	waitFor(t, 15*time.Second, "b seeing etcd back", func() bool { return nb2.cl.EtcdUp() })
+	if err := register(t, na, a2.addr, 4); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 2*time.Second, "the change after the outage reaching b", func() bool { return nb2.targets()[a2.addr] == 4 })
+}
+
+// TestKeyRotation: a rotation seals with the new key only once every node
+// opens with it; sessions sealed before keep their target on every node.
+func TestKeyRotation(t *testing.T) {
+	e := etcdtest.Start(t)
+	a1, a2, a3 := startApp(t, "a1"), startApp(t, "a2"), startApp(t, "a3")
+	ids := []string{a1.addr, a2.addr, a3.addr}
+	nodes := []*node{startNode(t, e, "a", ids), startNode(t, e, "b", ids), startNode(t, e, "c", ids)}
+	healthy(t, nodes...)
+	waitFor(t, 5*time.Second, "every node's record", func() bool { return nodes[0].cl.NodeCount() == 3 })
+	type session struct{ cookie, target string }
+	var sessions []session
+	for i := range 12 {
+		body, c, _ := get(t, nodes[i%3], "")
+		sessions = append(sessions, session{c, body})
+	}
+	old := nodes[0].cl.Status().Keys[0].ID
+	id, err := nodes[1].cl.Rotate(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := nodes[2].cl.Rotate(context.Background()); !errors.Is(err, errRotating) {
+		t.Errorf("a second rotation while one is under way: %v", err)
+	}
+	check := func(when string) {
+		for i, s := range sessions {
+			for _, n := range nodes {
+				if body, _, moved := get(t, n, s.cookie); body != s.target || moved != "" {
+					t.Fatalf("%s: session %d through %s reached %s (moved %q), want %s", when, i, n.name, body, moved, s.target)
+				}
+			}
+		}
+	}
+	check("during the rotation")
+	waitFor(t, 10*time.Second, "the new key sealing", func() bool {
+		for _, k := range nodes[0].cl.Status().Keys {
+			if k.ID == id && k.State == string(keySealing) {
+				return true
+			}
+		}
+		return false
+	})
+	for _, n := range nodes {
+		waitFor(t, 2*time.Second, "node "+n.name+" sealing with the new key", func() bool {
+			ids := n.srv.KeyIDs()
+			return len(ids) == 2 && ids[0] == id && ids[1] == old
+		})
+	}
+	check("after the rotation")
+	// A new session is sealed with the new key: it opens on every node,
+	// and the ring of a node without the old key would still open it.
+	body, c, _ := get(t, nodes[0], "")
+	for _, n := range nodes {
+		if got, _, moved := get(t, n, c); got != body || moved != "" {
+			t.Errorf("a new session through %s reached %s (moved %q), want %s", n.name, got, moved, body)
+		}
+	}
+	for _, k := range nodes[0].cl.Status().Keys {
+		if k.ID == old && (k.State != string(keyOld) || k.Retire.Before(time.Now().Add(23*time.Hour))) {
+			t.Errorf("the old key: %+v, want old, retiring a day (the longest stickiness) from now", k)
+		}
+	}
+}
+
+// TestConcurrentWritesNeverOverwrite: two nodes change the same target
+// at once; one wins, the other is refused with a conflict, and a change
+// to another target on a node behind the cluster does not undo the
+// first.
+func TestConcurrentWritesNeverOverwrite(t *testing.T) {
+	e := etcdtest.Start(t)
+	a1, a2 := startApp(t, "a1"), startApp(t, "a2")
+	na := startNode(t, e, "a", []string{a1.addr, a2.addr})
+	nb := startNode(t, e, "b", nil)
+	// Stop b's watch: it falls behind the cluster.
+	nb.cl.cancel()
+	nb.cl.wg.Wait()
+	if err := register(t, na, a1.addr, 5); err != nil {
+		t.Fatal(err)
+	}
+	err := register(t, nb, a1.addr, 9)
+	if !errors.Is(err, server.ErrStoreConflict) {
+		t.Fatalf("b's write on what a changed: %v, want a conflict", err)
+	}
+	if err := register(t, nb, a2.addr, 3); err != nil {
+		t.Fatalf("b's write on another target: %v", err)
+	}
+	waitFor(t, time.Second, "b's change reaching a", func() bool { return na.targets()[a2.addr] == 3 })
+	if got := na.targets()[a1.addr]; got != 5 {
+		t.Errorf("b's change undid a's: a1 weighs %d, want 5", got)
 	}
 }
