@@ -496,9 +496,13 @@ func (x *cmd) waitDrained(p string, t admin.Target, limit time.Duration) (admin.
 			return t, fmt.Errorf("target %s: the drain is not complete after %v", t.ID, limit)
 		case <-tick.C:
 		}
-		if err := x.c.Do(ctx, "GET", p, nil, &t); err != nil {
+		// A fresh value each time: decoding into t would keep the fields
+		// the answer leaves out (omitempty) from the answer before.
+		var next admin.Target
+		if err := x.c.Do(ctx, "GET", p, nil, &next); err != nil {
 			return t, err
 		}
+		t = next
 	}
 	return t, nil
 }
