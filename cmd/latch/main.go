@@ -257,10 +257,7 @@ func startAdmin(ac config.Admin, b *server.Server, m *metrics.Metrics, cl *clust
 	if err != nil {
 		return nil, err
 	}
-	o := adminOptions(b, m, ac.Address, token, log, reload)
-	if cl != nil {
-		o.Cluster = cl
-	}
+	o := adminOptions(b, m, ac.Address, token, log, reload, cl)
 	adm, err := admin.Start(o)
 	if err != nil {
 		return nil, err
@@ -286,10 +283,16 @@ func openCluster(cfg *config.Config, log *slog.Logger) (*cluster.Cluster, error)
 
 // adminOptions are the admin listener's: the API, the metrics, the
 // dashboard and its stream.
-func adminOptions(b *server.Server, m *metrics.Metrics, address, token string, log *slog.Logger, reload func(context.Context) error) admin.Options {
+func adminOptions(b *server.Server, m *metrics.Metrics, address, token string, log *slog.Logger, reload func(context.Context) error,
+	cl *cluster.Cluster) admin.Options {
 	d := dashboard.New(b, m, log)
-	return admin.Options{Server: b, Address: address, Token: token, Reload: reload, Log: log,
+	o := admin.Options{Server: b, Address: address, Token: token, Reload: reload, Log: log,
 		Metrics: m.Handler(), Dashboard: d.Handler(), Stream: d.Stream()}
+	if cl != nil {
+		d.ShowCluster(cl)
+		o.Cluster = cl
+	}
+	return o
 }
 
 // observer is m's request observer, or nil without metrics.
@@ -370,7 +373,7 @@ func runDemo(args []string, stdout, stderr io.Writer) int {
 		o.Observer = m.Observer()
 		o.Admin = func(b *server.Server) admin.Options {
 			m.Watch(b)
-			return adminOptions(b, m, *adminAddr, token, log, nil)
+			return adminOptions(b, m, *adminAddr, token, log, nil, nil)
 		}
 	}
 	if err := demo.Run(ctx, o); err != nil {

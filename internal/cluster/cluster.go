@@ -78,6 +78,10 @@ type Cluster struct {
 	kick    chan struct{} // a change to apply, for the syncer
 	lease   clientv3.LeaseID
 	started time.Time
+	// What publishNode last wrote, when, under which lease (nodeLoop's).
+	lastRec   *NodeRecord
+	lastPut   time.Time
+	lastLease clientv3.LeaseID
 
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup

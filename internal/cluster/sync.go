@@ -211,6 +211,10 @@ func (c *Cluster) publishNode(ctx context.Context) {
 		return
 	}
 	rec := c.record(srv)
+	// Each put is an etcd revision: while nothing changes and no drain
+	// needs fresh reports, the lease's keep-alive alone says the node
+	// lives, and the record is written again every recordRefresh.
+	same := rec.Sessions == nil && c.lastRec != nil && sameRecord(*c.lastRec, rec) && time.Since(c.lastPut) < recordRefresh
 	b, _ := json.Marshal(rec)
 	cctx, cancel := c.call(ctx)
 	defer cancel()
@@ -227,12 +231,15 @@ func (c *Cluster) publishNode(ctx context.Context) {
 		}
 		c.lease = lr.ID
 	}
-	if _, err := c.cli.Put(cctx, c.prefix+"nodes/"+c.o.Node, string(b), clientv3.WithLease(c.lease)); err != nil {
-		if errors.Is(err, rpctypes.ErrLeaseNotFound) {
-			c.lease = 0 // expired while etcd was away: a new one next time
+	if !same || c.lease != c.lastLease {
+		if _, err := c.cli.Put(cctx, c.prefix+"nodes/"+c.o.Node, string(b), clientv3.WithLease(c.lease)); err != nil {
+			if errors.Is(err, rpctypes.ErrLeaseNotFound) {
+				c.lease = 0 // expired while etcd was away: a new one next time
+			}
+			down(err)
+			return
 		}
-		down(err)
-		return
+		c.lastRec, c.lastPut, c.lastLease = &rec, time.Now(), c.lease
 	}
 	if _, err := c.cli.KeepAliveOnce(cctx, c.lease); err != nil {
 		if errors.Is(err, rpctypes.ErrLeaseNotFound) {
@@ -242,6 +249,18 @@ func (c *Cluster) publishNode(ctx context.Context) {
 		return
 	}
 	c.setUp(true, nil)
+}
+
+// recordRefresh is how often a node writes its record when nothing in it
+// changed.
+const recordRefresh = 10 * time.Second
+
+// sameRecord reports whether two records say the same but for when.
+func sameRecord(a, b NodeRecord) bool {
+	a.Updated, b.Updated = time.Time{}, time.Time{}
+	ja, _ := json.Marshal(a)
+	jb, _ := json.Marshal(b)
+	return string(ja) == string(jb)
 }
 
 // record is the node's record as of now.

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/latch-lb/latch/internal/cluster"
 	"github.com/latch-lb/latch/internal/metrics"
 	"github.com/latch-lb/latch/internal/server"
 )
@@ -26,10 +27,16 @@ type Totals interface {
 	Targets() []metrics.TargetTotals
 }
 
+// Cluster is what the page shows of cluster mode (cluster.Cluster).
+type Cluster interface {
+	Status() cluster.Status
+}
+
 // Dashboard serves the page and its live stream.
 type Dashboard struct {
-	srv    *server.Server
-	totals Totals
+	srv     *server.Server
+	totals  Totals
+	cluster Cluster // nil: a lone latch
 	log    *slog.Logger
 	// tick is how often the stream sends the state; window how far back
 	// p50 and p99 look.
@@ -59,6 +66,11 @@ func New(srv *server.Server, totals Totals, log *slog.Logger) *Dashboard {
 	return &Dashboard{srv: srv, totals: totals, log: log, tick: time.Second, window: 10 * time.Second,
 		files: http.FileServerFS(sub), closed: make(chan struct{})}
 }
+
+// ShowCluster has the page show c's view of the cluster: its nodes,
+// whether etcd answers, and where the nodes' health checks disagree. Call
+// it before serving.
+func (d *Dashboard) ShowCluster(c Cluster) { d.cluster = c }
 
 // Close ends every stream, those open and those to come. The Shutdown of
 // an http.Server that served a stream calls it (a stream never goes idle,

@@ -53,7 +53,11 @@ func (d *Dashboard) stream(w http.ResponseWriter, r *http.Request) {
 	send := func(cause string) bool {
 		buf.Reset()
 		buf.WriteString("data: ")
-		if err := json.NewEncoder(&buf).Encode(view(d.srv.Snapshot(), cause, smp.rates())); err != nil {
+		msg := view(d.srv.Snapshot(), cause, smp.rates())
+		if d.cluster != nil {
+			msg.Cluster = clusterOf(d.cluster.Status())
+		}
+		if err := json.NewEncoder(&buf).Encode(msg); err != nil {
 			d.log.Error("dashboard: cannot encode the state", "err", err)
 			return false
 		}

@@ -4,6 +4,7 @@ import (
 	"math"
 	"time"
 
+	"github.com/latch-lb/latch/internal/cluster"
 	"github.com/latch-lb/latch/internal/config"
 	"github.com/latch-lb/latch/internal/server"
 	"github.com/latch-lb/latch/internal/target"
@@ -18,6 +19,62 @@ type message struct {
 	Metrics   bool           `json:"metrics"` // rates and response times are known
 	Listeners []listenerView `json:"listeners"`
 	Groups    []groupView    `json:"groups"`
+	// Cluster is this node's view of its cluster; nil for a lone latch.
+	Cluster *clusterView `json:"cluster,omitempty"`
+}
+
+// clusterView is what the page shows of cluster mode: the nodes, and
+// whether etcd answers (while it does not, writes are refused).
+type clusterView struct {
+	Node      string     `json:"node"`
+	Nodes     []string   `json:"nodes"`
+	EtcdUp    bool       `json:"etcd_up"`
+	DownSince *time.Time `json:"etcd_down_since,omitempty"`
+	Revision  int64      `json:"revision"`
+	// Disagree lists, per group, the targets whose health the nodes see
+	// otherwise: target -> node -> state.
+	Disagree map[string]map[string]map[string]string `json:"disagree,omitempty"`
+}
+
+func clusterOf(st cluster.Status) *clusterView {
+	v := &clusterView{Node: st.Node, Nodes: []string{}, EtcdUp: st.Up, DownSince: when(st.DownSince), Revision: st.Applied}
+	seen := map[string]map[string]map[string]string{} // group -> target -> node -> state
+	for _, n := range st.Nodes {
+		v.Nodes = append(v.Nodes, n.Name)
+		for g, ts := range n.Health {
+			for id, state := range ts {
+				if seen[g] == nil {
+					seen[g] = map[string]map[string]string{}
+				}
+				if seen[g][id] == nil {
+					seen[g][id] = map[string]string{}
+				}
+				seen[g][id][n.Name] = state
+			}
+		}
+	}
+	for g, ts := range seen {
+		for id, byNode := range ts {
+			first, differ := "", false
+			for _, state := range byNode {
+				if first == "" {
+					first = state
+				} else if state != first {
+					differ = true
+				}
+			}
+			if differ {
+				if v.Disagree == nil {
+					v.Disagree = map[string]map[string]map[string]string{}
+				}
+				if v.Disagree[g] == nil {
+					v.Disagree[g] = map[string]map[string]string{}
+				}
+				v.Disagree[g][id] = byNode
+			}
+		}
+	}
+	return v
 }
 
 type listenerView struct {

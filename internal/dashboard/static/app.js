@@ -124,6 +124,7 @@ function onState(m) {
   last = m;
   $('#updated').textContent = 'state ' + m.version + ', ' + new Date(m.time).toLocaleTimeString();
   renderListeners(m.listeners);
+  renderCluster(m.cluster);
   const now = Date.parse(m.time) / 1000;
   const live = new Set();
   for (const g of m.groups) {
@@ -155,6 +156,32 @@ function onState(m) {
   for (const [name, sec] of groupEls) {
     if (!names.has(name)) { sec.remove(); groupEls.delete(name); }
   }
+}
+
+// renderCluster shows cluster mode's line: this node among the others,
+// etcd's state (while it is away, writes are refused), and the targets
+// whose health the nodes see otherwise.
+function renderCluster(c) {
+  const el = $('#cluster');
+  if (!c) { el.hidden = true; return; }
+  el.hidden = false;
+  let text = 'Cluster: node ' + c.node + ' of ' + c.nodes.length + ' (' + c.nodes.join(', ') + '), state revision ' + c.revision + '. ';
+  if (c.etcd_up) {
+    text += 'etcd answers.';
+    el.className = '';
+  } else {
+    text += 'etcd cannot be reached' + (c.etcd_down_since ? ' since ' + new Date(c.etcd_down_since).toLocaleTimeString() : '') +
+      ': this node serves the state it last applied, and refuses changes until etcd returns.';
+    el.className = 'away';
+  }
+  const dis = [];
+  for (const [g, ts] of Object.entries(c.disagree || {})) {
+    for (const [id, byNode] of Object.entries(ts)) {
+      dis.push(g + '/' + id + ' (' + Object.entries(byNode).map(([n, s]) => n + ': ' + s).join(', ') + ')');
+    }
+  }
+  if (dis.length) text += ' The nodes disagree on ' + dis.join('; ') + '.';
+  el.textContent = text;
 }
 
 function renderListeners(ls) {
