@@ -25,6 +25,7 @@ import (
 	"github.com/latch-lb/latch/internal/ctl"
 	"github.com/latch-lb/latch/internal/dashboard"
 	"github.com/latch-lb/latch/internal/demo"
+	"github.com/latch-lb/latch/internal/discovery"
 	"github.com/latch-lb/latch/internal/metrics"
 	"github.com/latch-lb/latch/internal/proxy"
 	"github.com/latch-lb/latch/internal/server"
@@ -195,6 +196,14 @@ func serve(args []string, stderr io.Writer) int {
 		b.Shutdown(context.Background())
 		return 1
 	}
+	// DNS discovery starts once the first config runs, and stops before
+	// the server does.
+	disc := discovery.New(discovery.Options{Server: b, Log: log})
+	disc.Apply(cfg)
+	defer disc.Stop()
+	if m != nil {
+		m.CountDNSLookups(func() []metrics.DNSLookups { return dnsLookups(disc) })
+	}
 	// SIGHUP and the admin API's reload are this one function, one call at
 	// a time: two reloads interleaved could leave the access log of the
 	// file read first with the config of the one read last.
@@ -202,7 +211,7 @@ func serve(args []string, stderr io.Writer) int {
 	reload := func(ctx context.Context) error {
 		reloading.Lock()
 		defer reloading.Unlock()
-		return reloadFile(ctx, b, alog, *path, cfg, log)
+		return reloadFile(ctx, b, alog, disc, *path, cfg, log)
 	}
 	adm, err := startAdmin(cfg.Admin, b, m, cl, reload, log)
 	if err != nil {
@@ -230,6 +239,7 @@ func serve(args []string, stderr io.Writer) int {
 			continue
 		}
 		log.Info("shutting down", "signal", sig.String(), "timeout", *grace)
+		disc.Stop()
 		ctx, cancel := context.WithTimeout(context.Background(), *grace)
 		if adm != nil {
 			adm.Shutdown(ctx)
@@ -295,6 +305,16 @@ func adminOptions(b *server.Server, m *metrics.Metrics, address, token string, l
 	return o
 }
 
+// dnsLookups is disc's status as the metrics read it.
+func dnsLookups(disc *discovery.Discovery) []metrics.DNSLookups {
+	var out []metrics.DNSLookups
+	for _, s := range disc.Status() {
+		out = append(out, metrics.DNSLookups{Group: s.Group, Lookups: s.Lookups, Failures: s.Failures,
+			Failing: s.Error != "", Targets: len(s.Targets)})
+	}
+	return out
+}
+
 // observer is m's request observer, or nil without metrics.
 func observer(m *metrics.Metrics) proxy.Observer {
 	if m == nil {
@@ -307,7 +327,7 @@ func observer(m *metrics.Metrics) proxy.Observer {
 // running config stays, every problem is logged and returned. started is
 // the config latch started with: a change to its admin or cluster section
 // takes effect at the next start.
-func reloadFile(ctx context.Context, b *server.Server, alog *accesslog.Switch, path string, started *config.Config, log *slog.Logger) error {
+func reloadFile(ctx context.Context, b *server.Server, alog *accesslog.Switch, disc *discovery.Discovery, path string, started *config.Config, log *slog.Logger) error {
 	cfg, err := config.Load(path)
 	if err != nil {
 		logProblems(log, "reload rejected; keeping the running config", err)
@@ -319,6 +339,8 @@ func reloadFile(ctx context.Context, b *server.Server, alog *accesslog.Switch, p
 		logProblems(log, "reload failed; keeping the running config", err)
 		return err
 	}
+	// Groups whose discovery settings changed look their names up anew.
+	disc.Apply(cfg)
 	if err := alog.Apply(cfg.AccessLog); err != nil {
 		// The config is running; only the access log stays as it was.
 		log.Error("access log unchanged", "err", err)

@@ -260,7 +260,7 @@ func (c *Cluster) seed(ctx context.Context, file *config.Config) error {
 			ops = append(ops, clientv3.OpPut(key, string(b)))
 			cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(key), "=", 0))
 			for _, t := range g.Targets {
-				b, _ := json.Marshal(targetRecord{Weight: t.Weight, Generation: next})
+				b, _ := json.Marshal(record(t, next))
 				next++
 				ops = append(ops, clientv3.OpPut(key+"/targets/"+t.ID, string(b)))
 			}
@@ -441,7 +441,7 @@ func (c *Cluster) Share(ctx context.Context, src server.Source, prev, next *conf
 			writes = append(writes, write{gkey, b})
 			cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(c.prefix+gkey), "=", 0))
 			for _, t := range ng.Targets {
-				b, _ := json.Marshal(targetRecord{Weight: t.Weight, Generation: gens[ng.Name][t.ID], Drain: drainToRecord(t.Drain)})
+				b, _ := json.Marshal(record(t, gens[ng.Name][t.ID]))
 				writes = append(writes, write{gkey + "/targets/" + t.ID, b})
 			}
 			continue
@@ -452,13 +452,13 @@ func (c *Cluster) Share(ctx context.Context, src server.Source, prev, next *conf
 			guard(c.prefix + gkey)
 		}
 		for _, t := range ng.Targets {
-			rec := targetRecord{Weight: t.Weight, Generation: gens[ng.Name][t.ID], Drain: drainToRecord(t.Drain)}
+			rec := record(t, gens[ng.Name][t.ID])
 			var shared *sharedTarget
 			if sg != nil {
 				shared = sg.Targets[t.ID]
 			}
 			pt := pg.Target(t.ID)
-			changed := pt == nil || pt.Weight != t.Weight || !drainToRecord(pt.Drain).equalTo(rec.Drain)
+			changed := pt == nil || pt.Weight != t.Weight || pt.Discovered != t.Discovered || !drainToRecord(pt.Drain).equalTo(rec.Drain)
 			if !changed && (shared == nil || shared.Generation == rec.Generation) {
 				continue
 			}

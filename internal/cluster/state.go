@@ -35,6 +35,8 @@ type targetRecord struct {
 	Weight     int          `json:"weight"`
 	Generation uint64       `json:"generation"`
 	Drain      *drainRecord `json:"drain,omitempty"`
+	// Discovered says DNS discovery registered the target.
+	Discovered bool `json:"discovered,omitempty"`
 }
 
 type drainRecord struct {
@@ -42,13 +44,22 @@ type drainRecord struct {
 	Idle     string    `json:"idle"`
 	Deadline string    `json:"deadline"`
 	Since    time.Time `json:"since"`
+	// Discovery says DNS discovery drained the target (its name no
+	// longer gives it).
+	Discovery bool `json:"discovery,omitempty"`
 }
 
 func drainToRecord(d *config.Drain) *drainRecord {
 	if d == nil {
 		return nil
 	}
-	return &drainRecord{Mode: d.Mode.String(), Idle: d.Idle.String(), Deadline: d.Deadline.String(), Since: d.Since.UTC()}
+	return &drainRecord{Mode: d.Mode.String(), Idle: d.Idle.String(), Deadline: d.Deadline.String(), Since: d.Since.UTC(),
+		Discovery: d.Discovery}
+}
+
+// record is t's registration as the cluster keeps it.
+func record(t config.Target, gen uint64) targetRecord {
+	return targetRecord{Weight: t.Weight, Generation: gen, Drain: drainToRecord(t.Drain), Discovered: t.Discovered}
 }
 
 func (r *drainRecord) drain() (*config.Drain, error) {
@@ -67,15 +78,15 @@ func (r *drainRecord) drain() (*config.Drain, error) {
 	if err != nil {
 		return nil, fmt.Errorf("deadline: %v", err)
 	}
-	return &config.Drain{Mode: mode, Idle: idle, Deadline: deadline, Since: r.Since}, nil
+	return &config.Drain{Mode: mode, Idle: idle, Deadline: deadline, Since: r.Since, Discovery: r.Discovery}, nil
 }
 
 func (r targetRecord) equal(o targetRecord) bool {
-	if r.Weight != o.Weight || r.Generation != o.Generation || (r.Drain == nil) != (o.Drain == nil) {
+	if r.Weight != o.Weight || r.Generation != o.Generation || r.Discovered != o.Discovered || (r.Drain == nil) != (o.Drain == nil) {
 		return false
 	}
 	return r.Drain == nil || (*r.Drain == *o.Drain || (r.Drain.Mode == o.Drain.Mode && r.Drain.Idle == o.Drain.Idle &&
-		r.Drain.Deadline == o.Drain.Deadline && r.Drain.Since.Equal(o.Drain.Since)))
+		r.Drain.Deadline == o.Drain.Deadline && r.Drain.Since.Equal(o.Drain.Since) && r.Drain.Discovery == o.Drain.Discovery))
 }
 
 // keyRecord is one key of P/keys.
@@ -336,7 +347,7 @@ func (m *mirror) overlay(cfg *config.Config, selects func(string) bool) error {
 			if err != nil {
 				return fmt.Errorf("target group %q: target %s from etcd: drain: %v", gc.Name, id, err)
 			}
-			targets = append(targets, config.Target{ID: id, Weight: st.Weight, Drain: d})
+			targets = append(targets, config.Target{ID: id, Weight: st.Weight, Drain: d, Discovered: st.Discovered})
 			seen[id] = true
 			return nil
 		}

@@ -75,6 +75,7 @@ func (g TargetGroup) clone() TargetGroup {
 	}
 	g.HealthCheck.Matcher = slices.Clone(g.HealthCheck.Matcher)
 	g.Stickiness.TrustedProxies = slices.Clone(g.Stickiness.TrustedProxies)
+	g.Discovery = cloneDiscovery(g.Discovery)
 	return g
 }
 

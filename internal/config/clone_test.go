@@ -55,6 +55,7 @@ target_groups:
       stickiness.source_ip.trusted_proxies: 10.0.0.0/8, 192.168.0.1
   - name: api
     targets: [{id: "10.0.1.1:80"}]
+    discovery: {dns: {name: _http._tcp.api.internal, type: SRV, resolver: "127.0.0.1:53", drain_idle_seconds: 5}}
 cluster:
   etcd:
     endpoints: [https://127.0.0.1:2379]

@@ -147,6 +147,9 @@ type TargetGroup struct {
 	PassiveHealth PassiveHealth
 	// Retry says which failed requests go once more to another target.
 	Retry Retry
+	// Discovery finds targets besides Targets (DNS); nil: none. It is the
+	// file's: a runtime change cannot set it.
+	Discovery *Discovery
 }
 
 // PassiveHealth is a target group's passive health checking (outlier
@@ -203,6 +206,10 @@ type Target struct {
 	// by the admin API, never by the file (the decoder does not accept a
 	// drain key); nil: not drained.
 	Drain *Drain
+	// Discovered says the group's discovery registered the target (never
+	// the file): discovery drains and deregisters only the targets it
+	// registered.
+	Discovered bool
 }
 
 // Drain is how a target is drained at run time.
@@ -219,6 +226,10 @@ type Drain struct {
 	// Since is when the drain began; the zero time means when it is
 	// applied (the server sets it then).
 	Since time.Time
+	// Discovery says discovery drained the target because its name no
+	// longer resolved to it: the drain discovery ends if the address comes
+	// back, where an operator's stays.
+	Discovery bool
 }
 
 // DrainMode is how a drain treats the target's sticky sessions.

@@ -340,7 +340,7 @@ func (d *decoder) listenerTLS(m map[string]*yaml.Node, path string, l *Listener)
 
 func (d *decoder) targetGroup(n *yaml.Node, path string) TargetGroup {
 	g := DefaultTargetGroup()
-	m := d.mapping(n, path, "name", "targets", "protocol_version", "health_check", "attributes")
+	m := d.mapping(n, path, "name", "targets", "protocol_version", "health_check", "attributes", "discovery")
 	if m == nil {
 		return g
 	}
@@ -356,6 +356,7 @@ func (d *decoder) targetGroup(n *yaml.Node, path string) TargetGroup {
 	}
 	g.HealthCheck = d.healthCheck(m["health_check"], path+".health_check")
 	decodeAttributes(d, groupAttributes, &g, m["attributes"], path+".attributes")
+	g.Discovery = d.discovery(m["discovery"], path+".discovery")
 	return g
 }
 

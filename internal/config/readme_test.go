@@ -195,6 +195,12 @@ func wrapReadmeBlock(t *testing.T, text string) (doc string, first int) {
 			return text + "target_groups:\n" + groupYAML(""), 1
 		}
 		return text, 1
+	case indent == 0 && top["target_groups"] != nil:
+		// Target groups alone: a listener that forwards to the first.
+		defined, _ := top["target_groups"].([]any)
+		first, _ := defined[0].(map[string]any)
+		head := listener + fmt.Sprintf("    default_action: {type: forward, forward: {target_group: %v}}\n", first["name"])
+		return head + text, strings.Count(head, "\n") + 1
 	case indent == 0 && top["target_groups"] == nil:
 		// A top-level key of its own (access_log): a minimal config
 		// around it.

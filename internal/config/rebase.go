@@ -17,7 +17,9 @@ import (
 //
 // Runtime changes own two kinds of item, compared one by one:
 //   - a target group's targets, by ID: whether each is registered, its
-//     Weight and its Drain. Where newFile's (registered, weight) differs
+//     Weight and its Drain (and whether discovery registered it: a
+//     target the file takes over is the file's, and loses the drain
+//     discovery gave it). Where newFile's (registered, weight) differs
 //     from oldFile's, newFile's is taken; otherwise running's (registered,
 //     weight and drain). Drain is never in a file, so running's is kept
 //     for every target that stays. The targets are newFile's in its order,
@@ -27,7 +29,7 @@ import (
 //     otherwise running's.
 //
 // Everything else (listeners, rules, certificates, health checks, protocol
-// versions, which groups exist, state_dir, cookie_keys, admin) is newFile's: a
+// versions, discovery settings, which groups exist, state_dir, cookie_keys, admin) is newFile's: a
 // group newFile adds has no runtime changes, and one it removes is gone.
 // With no runtime changes (running equal to oldFile), merged is a copy of
 // newFile. merged shares nothing with the inputs, and it is not validated:
@@ -84,7 +86,9 @@ func rebaseTargets(g, oldG, runG *TargetGroup, where string) (overridden []strin
 			taken[id] = r // the file did not change it
 			continue
 		}
-		if n.registered && r.registered {
+		if n.registered && r.registered && (r.Drain == nil || !r.Drain.Discovery) {
+			// An operator's drain stays; discovery's does not: the file now
+			// lists the target, and discovery no longer owns it.
 			n.Drain = cloneDrain(r.Drain)
 		}
 		taken[id] = n
@@ -192,7 +196,7 @@ func shown(v string) string {
 // runtime changes own (see Rebase): each group's targets (registered or
 // not, their weight and drain) and its attributes. What else a change
 // touched (a listener, which groups exist, a health check, a protocol
-// version, state_dir, cookie_keys, admin) belongs to the file, whose next reload
+// version, discovery settings, state_dir, cookie_keys, admin) belongs to the file, whose next reload
 // would silently undo it: the error is a Problems naming each such path,
 // or nil.
 func CheckRuntimeChange(running, next *Config) error {
@@ -225,6 +229,9 @@ func CheckRuntimeChange(running, next *Config) error {
 			}
 			if !reflect.DeepEqual(ng.HealthCheck, rg.HealthCheck) {
 				owned(path + ".health_check")
+			}
+			if !sameDiscovery(ng.Discovery, rg.Discovery) {
+				owned(path + ".discovery")
 			}
 		}
 	}

@@ -219,6 +219,7 @@ func (v *validator) targetGroups() {
 			v.add(path+".protocol_version", enumProblem(g.ProtocolVersion, protocolVersionNames))
 		}
 		v.healthCheck(&g.HealthCheck, path+".health_check")
+		v.discovery(g.Discovery, path)
 		checkAttributes(v, groupAttributes, g, path+".attributes")
 		v.groupAttributes(g, path+".attributes")
 	}

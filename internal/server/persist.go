@@ -48,9 +48,10 @@ type runtimeGroup struct {
 }
 
 type runtimeTarget struct {
-	ID     string        `json:"id"`
-	Weight int           `json:"weight"`
-	Drain  *runtimeDrain `json:"drain,omitempty"`
+	ID         string        `json:"id"`
+	Weight     int           `json:"weight"`
+	Drain      *runtimeDrain `json:"drain,omitempty"`
+	Discovered bool          `json:"discovered,omitempty"`
 }
 
 type runtimeDrain struct {
@@ -58,6 +59,8 @@ type runtimeDrain struct {
 	Idle     string    `json:"idle"`
 	Deadline string    `json:"deadline"`
 	Since    time.Time `json:"since"`
+	// Discovery: discovery drained the target (config.Drain.Discovery).
+	Discovery bool `json:"discovery,omitempty"`
 }
 
 func runtimeGroups(cfg *config.Config) []runtimeGroup {
@@ -66,9 +69,9 @@ func runtimeGroups(cfg *config.Config) []runtimeGroup {
 		g := &cfg.TargetGroups[i]
 		rg := runtimeGroup{Name: g.Name, Targets: make([]runtimeTarget, 0, len(g.Targets)), Attributes: g.Attributes()}
 		for _, t := range g.Targets {
-			rt := runtimeTarget{ID: t.ID, Weight: t.Weight}
+			rt := runtimeTarget{ID: t.ID, Weight: t.Weight, Discovered: t.Discovered}
 			if d := t.Drain; d != nil {
-				rt.Drain = &runtimeDrain{Mode: d.Mode.String(), Idle: d.Idle.String(), Deadline: d.Deadline.String(), Since: d.Since}
+				rt.Drain = &runtimeDrain{Mode: d.Mode.String(), Idle: d.Idle.String(), Deadline: d.Deadline.String(), Since: d.Since, Discovery: d.Discovery}
 			}
 			rg.Targets = append(rg.Targets, rt)
 		}
@@ -115,7 +118,7 @@ func runtimeConfig(groups []runtimeGroup, where string) (*config.Config, error) 
 			}
 		}
 		for j, rt := range rg.Targets {
-			t := config.Target{ID: rt.ID, Weight: rt.Weight}
+			t := config.Target{ID: rt.ID, Weight: rt.Weight, Discovered: rt.Discovered}
 			if rd := rt.Drain; rd != nil {
 				d, err := decodeDrain(rd)
 				if err != nil {
@@ -143,7 +146,7 @@ func decodeDrain(rd *runtimeDrain) (*config.Drain, error) {
 	if err != nil {
 		return nil, fmt.Errorf("deadline: %v", err)
 	}
-	return &config.Drain{Mode: mode, Idle: idle, Deadline: deadline, Since: rd.Since}, nil
+	return &config.Drain{Mode: mode, Idle: idle, Deadline: deadline, Since: rd.Since, Discovery: rd.Discovery}, nil
 }
 
 // runtimeStore returns where store keeps the runtime changes, and a name
