@@ -377,6 +377,12 @@ func TestDrainWaitsForEveryNodesSessions(t *testing.T) {
 		d := drainStatus(nb, a1.addr)
 		return d != nil && d.Complete
 	})
+	// Each node decides for itself, once the other's report says it
+	// saw no session either: a follows within a report or so.
+	waitFor(t, 5*time.Second, "the drain completing on a", func() bool {
+		d := drainStatus(na, a1.addr)
+		return d != nil && d.Complete
+	})
 	took := time.Since(last)
 	t.Logf("the drain completed on b %v after the last session on a (idle window 1 s)", took)
 	if took < time.Second {
@@ -514,5 +520,32 @@ func TestConcurrentWritesNeverOverwrite(t *testing.T) {
 	waitFor(t, time.Second, "b's change reaching a", func() bool { return na.targets()[a2.addr] == 3 })
 	if got := na.targets()[a1.addr]; got != 5 {
 		t.Errorf("b's change undid a's: a1 weighs %d, want 5", got)
+	}
+}
+
+// TestReloadPushesTheFilesChanges: a reload of one node's file shares
+// what the file changed since the node read it, and leaves the rest as
+// the cluster has it.
+func TestReloadPushesTheFilesChanges(t *testing.T) {
+	e := etcdtest.Start(t)
+	a1, a2, a3 := startApp(t, "a1"), startApp(t, "a2"), startApp(t, "a3")
+	na := startNode(t, e, "a", []string{a1.addr})
+	nb := startNode(t, e, "b", []string{a1.addr})
+	// A runtime change through b...
+	if err := register(t, nb, a2.addr, 2); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, time.Second, "b's change reaching a", func() bool { return na.targets()[a2.addr] == 2 })
+	// ...then a's file adds a3: the reload shares a3, and keeps a2.
+	file := nodeConfig(t, na.dir, e.Endpoint(), "a", []string{a1.addr, a3.addr})
+	if err := na.srv.Apply(context.Background(), file); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, time.Second, "a's file change reaching b", func() bool {
+		got := nb.targets()
+		return got[a3.addr] == 1 && got[a2.addr] == 2 && got[a1.addr] == 1
+	})
+	if got := na.targets(); len(got) != 3 {
+		t.Errorf("a runs %v after its reload, want a1, a2 and a3", got)
 	}
 }

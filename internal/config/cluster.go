@@ -137,6 +137,8 @@ func (v *validator) cluster() {
 	for i, ep := range e.Endpoints {
 		u, err := url.Parse(ep)
 		switch {
+		case !strings.Contains(ep, "://"):
+			v.addf(item("cluster.etcd.endpoints", i), "%q: the scheme must be http or https (etcd's client URL, such as http://%s)", ep, ep)
 		case err != nil:
 			v.addf(item("cluster.etcd.endpoints", i), "%q is not a URL: %v", ep, err)
 		case u.Scheme != "http" && u.Scheme != "https":

@@ -33,23 +33,28 @@ func TestLogLimiterConcurrent(t *testing.T) {
 	l := logLimiter{every: time.Hour}
 	now := time.Now().UnixNano()
 	var mu sync.Mutex
-	logged := 0
+	logged, reported := 0, int64(0)
 	var wg sync.WaitGroup
 	for range 8 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for range 100 {
-				if ok, _ := l.allow(now); ok {
+				if ok, n := l.allow(now); ok {
 					mu.Lock()
 					logged++
+					reported += n
 					mu.Unlock()
 				}
 			}
 		}()
 	}
 	wg.Wait()
-	if logged != 1 || l.suppressed.Load() != 799 {
-		t.Errorf("800 failures at once: %d logged, %d held back; want 1, 799", logged, l.suppressed.Load())
+	// A failure held back while the one allowed was being decided may be
+	// counted in that line's "held back" (it came at the same time);
+	// none is lost or counted twice.
+	if logged != 1 || reported+l.suppressed.Load() != 799 {
+		t.Errorf("800 failures at once: %d logged, %d held back (%d of them reported with the line); want 1, 799",
+			logged, reported+l.suppressed.Load(), reported)
 	}
 }
