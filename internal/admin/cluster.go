@@ -2,8 +2,11 @@ package admin
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"slices"
+	"strings"
+	"time"
 
 	"github.com/latch-lb/latch/internal/cluster"
 )
@@ -15,6 +18,7 @@ type Cluster interface {
 }
 
 func (a *Admin) registerCluster(mux *http.ServeMux) {
+	mux.Handle("GET /api/v1/health", a.endpoint(false, a.health))
 	mux.Handle("GET /api/v1/cluster", a.endpoint(false, a.clusterStatus))
 	mux.Handle("GET /api/v1/cluster/nodes", a.endpoint(false, a.clusterNodes))
 	mux.Handle("GET /api/v1/cluster/keys", a.endpoint(false, a.clusterKeys))
@@ -111,4 +115,43 @@ func (a *Admin) nodesView(group string, ts []Target) {
 			}
 		}
 	}
+}
+
+// Health is GET /api/v1/health: whether the node serves, and what is
+// wrong that does not stop it (etcd away in cluster mode). It answers 200
+// while the node serves, degraded or not, so that a balancer in front of
+// latch nodes keeps a node that serves on while etcd is away; read
+// "status" to tell.
+type Health struct {
+	Status   string   `json:"status"` // "ok" or "degraded"
+	Problems []string `json:"problems"`
+	// Version is the running config's version (the number of changes
+	// applied since start).
+	Version uint64 `json:"config_version"`
+	// Cluster is the cluster's state as this node sees it (cluster mode).
+	Cluster *HealthCluster `json:"cluster,omitempty"`
+}
+
+// HealthCluster is the cluster part of Health.
+type HealthCluster struct {
+	Node      string `json:"node"`
+	EtcdUp    bool   `json:"etcd_up"`
+	DownSince string `json:"etcd_down_since,omitempty"`
+	Revision  int64  `json:"revision_applied"`
+	Nodes     int    `json:"nodes"`
+}
+
+func (a *Admin) health(*http.Request) (reply, error) {
+	h := Health{Status: "ok", Problems: []string{}, Version: a.o.Server.Snapshot().Version}
+	if a.o.Cluster != nil {
+		st := a.o.Cluster.Status()
+		h.Cluster = &HealthCluster{Node: st.Node, EtcdUp: st.Up, Revision: st.Applied, Nodes: len(st.Nodes)}
+		if !st.Up {
+			h.Status = "degraded"
+			h.Cluster.DownSince = st.DownSince.Format(time.RFC3339)
+			h.Problems = append(h.Problems, fmt.Sprintf("etcd at %s cannot be reached since %s: this node serves the state it last applied (revision %d) and refuses admin writes until etcd returns",
+				strings.Join(st.Endpoints, ", "), h.Cluster.DownSince, st.Applied))
+		}
+	}
+	return reply{body: h}, nil
 }

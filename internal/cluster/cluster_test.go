@@ -60,7 +60,7 @@ type node struct {
 	cfg  *config.Config
 }
 
-func nodeConfig(t *testing.T, dir, endpoint, name string, targets []string) *config.Config {
+func nodeConfig(t *testing.T, dir, endpoint, name string, targets []string, clusterLines ...string) *config.Config {
 	t.Helper()
 	var ts strings.Builder
 	for _, a := range targets {
@@ -82,7 +82,7 @@ admin: {enabled: false}
 cluster:
   etcd: {endpoints: [%s], prefix: /latch-test}
   node_name: %s
-`, ts.String(), dir, endpoint, name)
+%s`, ts.String(), dir, endpoint, name, strings.Join(clusterLines, ""))
 	cfg, err := config.Parse([]byte(y), filepath.Join(dir, "latch.yaml"))
 	if err != nil {
 		t.Fatalf("config: %v\n%s", err, y)
@@ -97,9 +97,9 @@ func startNode(t *testing.T, e *etcdtest.Etcd, name string, targets []string) *n
 	return startNodeIn(t, e, name, dir, targets)
 }
 
-func startNodeIn(t *testing.T, e *etcdtest.Etcd, name, dir string, targets []string) *node {
+func startNodeIn(t *testing.T, e *etcdtest.Etcd, name, dir string, targets []string, clusterLines ...string) *node {
 	t.Helper()
-	cfg := nodeConfig(t, dir, e.Endpoint(), name, targets)
+	cfg := nodeConfig(t, dir, e.Endpoint(), name, targets, clusterLines...)
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	cl, err := Open(context.Background(), Options{Config: cfg.Cluster, Node: name, StateDir: dir, Log: log, Timeout: time.Second,
 		NodeInterval: 100 * time.Millisecond}, cfg)
@@ -547,5 +547,33 @@ func TestReloadPushesTheFilesChanges(t *testing.T) {
 	})
 	if got := na.targets(); len(got) != 3 {
 		t.Errorf("a runs %v after its reload, want a1, a2 and a3", got)
+	}
+}
+
+// TestScheduledKeyRotation: with cluster.key_rotation_days, a sealing key
+// older than that is rotated without anyone asking.
+func TestScheduledKeyRotation(t *testing.T) {
+	e := etcdtest.Start(t)
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{e.Endpoint()}, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	// A ring whose key has sealed for two days.
+	twoDaysAgo := time.Now().UTC().Add(-48 * time.Hour).Truncate(time.Second)
+	ring := fmt.Sprintf(`{"keys": [{"id": 7, "secret": "%s", "state": "sealing", "added": %q, "sealing": %q}]}`,
+		strings.Repeat("A", 43)+"=", twoDaysAgo.Format(time.RFC3339), twoDaysAgo.Format(time.RFC3339))
+	if _, err := cli.Put(context.Background(), "/latch-test/keys", ring); err != nil {
+		t.Fatal(err)
+	}
+	a1 := startApp(t, "a1")
+	dir := filepath.Join(t.TempDir(), "state")
+	n := startNodeIn(t, e, "a", dir, []string{a1.addr}, "  key_rotation_days: 1\n")
+	waitFor(t, 10*time.Second, "the scheduled rotation", func() bool {
+		ks := n.cl.Status().Keys
+		return len(ks) == 2 && ks[0].ID == 7 && ks[0].State == string(keyOld) && ks[1].State == string(keySealing)
+	})
+	if ids := n.srv.KeyIDs(); len(ids) != 2 || ids[1] != 7 {
+		t.Errorf("the node seals with %v, want the new key first, then 7", ids)
 	}
 }

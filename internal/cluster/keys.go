@@ -147,10 +147,9 @@ func (c *Cluster) rotateStep(ctx context.Context) {
 			due = true
 		}
 	}
-	if days := 0; c.o.Config.KeyRotationDays > 0 {
-		days = c.o.Config.KeyRotationDays
-		if s := ring.sealing(); s != nil && !slices.ContainsFunc(ring.Keys, func(k keyRecord) bool { return k.State == keyAdded }) &&
-			now.Sub(s.Sealing) >= time.Duration(days)*24*time.Hour {
+	if days := c.o.Config.KeyRotationDays; days > 0 {
+		rotating := slices.ContainsFunc(ring.Keys, func(k keyRecord) bool { return k.State == keyAdded })
+		if s := ring.sealing(); s != nil && !rotating && now.Sub(s.Sealing) >= time.Duration(days)*24*time.Hour {
 			if _, err := c.Rotate(ctx); err != nil && !errors.Is(err, errRotating) {
 				c.log.Warn("the scheduled key rotation failed; trying again later", "err", err)
 			}
