@@ -37,7 +37,7 @@ type Dashboard struct {
 	srv     *server.Server
 	totals  Totals
 	cluster Cluster // nil: a lone latch
-	log    *slog.Logger
+	log     *slog.Logger
 	// tick is how often the stream sends the state; window how far back
 	// p50 and p99 look.
 	tick   time.Duration
