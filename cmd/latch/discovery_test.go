@@ -65,8 +65,8 @@ func TestServeDNSDiscovery(t *testing.T) {
 	if resp.StatusCode != 200 || string(body) != "a" {
 		t.Errorf("GET through latch: %d %q, want 200 from a", resp.StatusCode, body)
 	}
-	if out := a.ctl(t, 0, "targets", "web"); !strings.Contains(out, target) {
-		t.Errorf("latch ctl targets web does not list %s:\n%s", target, out)
+	if out := a.ctl(t, 0, "targets", "web"); !strings.Contains(out, target+" (dns)") || !strings.Contains(out, "# DNS A app.test: 1 targets in the last answer") {
+		t.Errorf("latch ctl targets web does not list %s as discovered, under the lookup's line:\n%s", target, out)
 	}
 	req, _ := http.NewRequest("GET", a.admin+"/metrics", nil)
 	req.Header.Set("Authorization", "Bearer "+ctlToken)

@@ -213,7 +213,7 @@ func serve(args []string, stderr io.Writer) int {
 		defer reloading.Unlock()
 		return reloadFile(ctx, b, alog, disc, *path, cfg, log)
 	}
-	adm, err := startAdmin(cfg.Admin, b, m, cl, reload, log)
+	adm, err := startAdmin(cfg.Admin, b, m, cl, disc, reload, log)
 	if err != nil {
 		log.Error("cannot start", "err", err)
 		b.Shutdown(context.Background())
@@ -259,7 +259,8 @@ func serve(args []string, stderr io.Writer) int {
 
 // startAdmin starts the admin listener the config asks for, or returns
 // nil when it is off.
-func startAdmin(ac config.Admin, b *server.Server, m *metrics.Metrics, cl *cluster.Cluster, reload func(context.Context) error, log *slog.Logger) (*admin.Admin, error) {
+func startAdmin(ac config.Admin, b *server.Server, m *metrics.Metrics, cl *cluster.Cluster, disc *discovery.Discovery,
+	reload func(context.Context) error, log *slog.Logger) (*admin.Admin, error) {
 	if !ac.Enabled {
 		return nil, nil
 	}
@@ -268,6 +269,7 @@ func startAdmin(ac config.Admin, b *server.Server, m *metrics.Metrics, cl *clust
 		return nil, err
 	}
 	o := adminOptions(b, m, ac.Address, token, log, reload, cl)
+	o.Discovery = disc
 	adm, err := admin.Start(o)
 	if err != nil {
 		return nil, err

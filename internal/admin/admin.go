@@ -57,6 +57,9 @@ type Options struct {
 	// Cluster serves /api/v1/cluster... and the nodes' views of targets
 	// in cluster mode; nil: a lone latch (those endpoints answer 404).
 	Cluster Cluster
+	// Discovery adds each group's DNS discovery status to its views; nil:
+	// none shown.
+	Discovery Discovery
 }
 
 // Admin is a running admin listener.

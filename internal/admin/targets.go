@@ -79,6 +79,8 @@ func (a *Admin) getGroup(r *http.Request) (reply, error) {
 		return reply{}, err
 	}
 	v := groupView(gc, gs)
+	v.Discovery = a.discoveryView(gc.Name)
+	a.nodesView(gc.Name, v.Targets)
 	return reply{etag: v.Version, body: v}, nil
 }
 
@@ -86,7 +88,9 @@ func (a *Admin) getGroup(r *http.Request) (reply, error) {
 type TargetList struct {
 	TargetGroup string   `json:"target_group"`
 	Targets     []Target `json:"targets"`
-	Version     string   `json:"version"` // the group's
+	// Discovery is the group's DNS discovery as it runs; absent without.
+	Discovery *DiscoveryView `json:"discovery,omitempty"`
+	Version   string         `json:"version"` // the group's
 }
 
 func (a *Admin) listTargets(r *http.Request) (reply, error) {
@@ -94,7 +98,7 @@ func (a *Admin) listTargets(r *http.Request) (reply, error) {
 	if err != nil {
 		return reply{}, err
 	}
-	v := TargetList{TargetGroup: gc.Name, Targets: groupTargets(gc, gs), Version: etagOf(gc)}
+	v := TargetList{TargetGroup: gc.Name, Targets: groupTargets(gc, gs), Version: etagOf(gc), Discovery: a.discoveryView(gc.Name)}
 	a.nodesView(gc.Name, v.Targets)
 	return reply{etag: v.Version, body: v}, nil
 }

@@ -30,6 +30,8 @@ type TargetGroup struct {
 	Attributes      map[string]string `json:"attributes"`
 	Targets         []Target          `json:"targets"`
 	Version         string            `json:"version"`
+	// Discovery is the group's DNS discovery as it runs; absent without.
+	Discovery *DiscoveryView `json:"discovery,omitempty"`
 }
 
 // HealthCheck is a group's health check in the file's terms.
@@ -83,6 +85,8 @@ type Target struct {
 	// (every node checks for itself), and NodesDisagree says they differ.
 	Nodes         map[string]string `json:"nodes,omitempty"`
 	NodesDisagree bool              `json:"nodes_disagree,omitempty"`
+	// Discovered says DNS discovery registered the target.
+	Discovered bool `json:"discovered,omitempty"`
 }
 
 // Drain is a target's runtime drain and its progress.
@@ -162,6 +166,7 @@ func targetView(ts *server.TargetStatus, ct *config.Target) Target {
 	}
 	if ct != nil {
 		t.Version = etagOf(ct)
+		t.Discovered = ct.Discovered
 	}
 	return t
 }

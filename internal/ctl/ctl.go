@@ -319,7 +319,11 @@ func targetTable(w io.Writer, ts []admin.Target) {
 	}
 	fmt.Fprintln(w, head)
 	for _, t := range ts {
-		fmt.Fprintf(w, "%s\t%d\t%s\t%s\t%d\t%d\t%s", t.ID, t.Weight, t.State, dash(t.Reason), t.InFlight, t.Sessions, drainText(t.Drain))
+		id := t.ID
+		if t.Discovered {
+			id += " (dns)"
+		}
+		fmt.Fprintf(w, "%s\t%d\t%s\t%s\t%d\t%d\t%s", id, t.Weight, t.State, dash(t.Reason), t.InFlight, t.Sessions, drainText(t.Drain))
 		if clustered {
 			fmt.Fprintf(w, "\t%s", nodesText(t))
 		}
@@ -364,7 +368,16 @@ func targets(x *cmd, pos []string, _ any) error {
 	if err := x.c.Do(x.ctx, "GET", path("target-groups", pos[0], "targets"), nil, &l); err != nil {
 		return err
 	}
-	return x.print(l.Targets, func(w io.Writer) { targetTable(w, l.Targets) })
+	return x.print(l.Targets, func(w io.Writer) {
+		if d := l.Discovery; d != nil {
+			fmt.Fprintf(w, "# DNS %s %s: %d targets in the last answer", d.Type, d.Name, len(d.Targets))
+			if d.Error != "" {
+				fmt.Fprintf(w, "; lookups FAILING (%s), the last answer's targets kept", d.Error)
+			}
+			fmt.Fprintln(w)
+		}
+		targetTable(w, l.Targets)
+	})
 }
 
 // printTarget prints one target: its line of the table, or its JSON.
