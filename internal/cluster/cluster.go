@@ -10,9 +10,11 @@ package cluster
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -67,6 +69,9 @@ type Cluster struct {
 
 	mu sync.Mutex
 	m  *mirror
+	// own are the keys this node wrote last, with the revision of its
+	// write, until it has applied that revision.
+	own map[string]int64
 	// applied is the revision of the shared state the server runs;
 	// pending the one the overlay being applied reads.
 	applied, pending int64
@@ -135,7 +140,7 @@ func Open(ctx context.Context, o Options, file *config.Config) (*Cluster, error)
 		return nil, fmt.Errorf("cluster: etcd at %s: %v", strings.Join(e.Endpoints, ", "), err)
 	}
 	c := &Cluster{o: o, log: o.Log.With("node", o.Node), cli: cli, prefix: e.Prefix + "/", dir: state.NewDir(o.StateDir),
-		m: newMirror(), kick: make(chan struct{}, 1), started: time.Now()}
+		m: newMirror(), own: map[string]int64{}, kick: make(chan struct{}, 1), started: time.Now()}
 	if e.Prefix == "/" {
 		c.prefix = "/"
 	}
@@ -157,12 +162,53 @@ func Open(ctx context.Context, o Options, file *config.Config) (*Cluster, error)
 		return c, nil
 	}
 	c.setUp(true, nil)
+	if err := c.nameFree(ctx); err != nil {
+		cli.Close()
+		return nil, err
+	}
 	if err := c.seed(ctx, file); err != nil {
 		cli.Close()
 		return nil, err
 	}
 	c.saveSnapshot()
 	return c, nil
+}
+
+// nameFree waits for no live node to hold this node's name: the node's
+// own previous run may still hold it until its lease expires (a crash), but
+// two nodes of one name would overwrite each other's records and ignore
+// each other's sessions.
+func (c *Cluster) nameFree(ctx context.Context) error {
+	key := c.prefix + "nodes/" + c.o.Node
+	deadline := time.Now().Add((nodeTTL + 2) * time.Second)
+	for {
+		c.mu.Lock()
+		n, held := c.m.Nodes[c.o.Node]
+		c.mu.Unlock()
+		if !held {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("cluster: a live node already uses the name %q (admin %s, started %s): give each node its own cluster.node_name",
+				c.o.Node, n.Admin, n.Started.Format(time.RFC3339))
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
+		cctx, cancel := c.call(ctx)
+		resp, err := c.cli.Get(cctx, key)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("cluster: reading etcd: %v", err)
+		}
+		c.mu.Lock()
+		if len(resp.Kvs) == 0 {
+			delete(c.m.Nodes, c.o.Node)
+		}
+		c.mu.Unlock()
+	}
 }
 
 func etcdTLS(t *config.EtcdTLS) (*tls.Config, error) {
@@ -336,9 +382,12 @@ func (c *Cluster) Keys(context.Context) ([]sticky.Key, error) {
 // Registrations returns the generation of each of current's targets: the
 // cluster's for those it has, new ones from the cluster's counter for the
 // others. Nothing else is written here: Share writes the registrations.
+// While etcd is away, a target the cluster has never seen (a group new in
+// the file of a node started from its snapshot) gets a provisional
+// generation, unique by chance (random, with the top bit set, above any
+// the counter gives), which the seed made when etcd returns keeps.
 func (c *Cluster) Registrations(ctx context.Context, current map[string][]state.Registration) (map[string]map[string]uint64, error) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	out := make(map[string]map[string]uint64, len(current))
 	type slot struct{ group, id string }
 	var need []slot
@@ -351,7 +400,7 @@ func (c *Cluster) Registrations(ctx context.Context, current map[string][]state.
 				gens[r.ID] = sg.Targets[r.ID].Generation
 			case r.Generation != 0:
 				// Running here, gone from the cluster: the change that
-				// removes it is on its way.
+				// removes it is on its way, or this node shares it next.
 				gens[r.ID] = r.Generation
 			default:
 				need = append(need, slot{group, r.ID})
@@ -359,7 +408,17 @@ func (c *Cluster) Registrations(ctx context.Context, current map[string][]state.
 		}
 		out[group] = gens
 	}
+	c.mu.Unlock()
 	if len(need) == 0 {
+		return out, nil
+	}
+	if !c.up.Load() {
+		for _, s := range need {
+			if c.known(s.group) {
+				return nil, c.unavailable(errors.New("it has been away since "+c.downSince()), false)
+			}
+			out[s.group][s.id] = provisionalGeneration()
+		}
 		return out, nil
 	}
 	first, err := c.allocate(ctx, uint64(len(need)))
@@ -372,69 +431,99 @@ func (c *Cluster) Registrations(ctx context.Context, current map[string][]state.
 	return out, nil
 }
 
-// allocate takes n generations from the cluster's counter. c.mu is held.
+// known reports whether the cluster has the group: a registration in it
+// needs a generation from the cluster's counter.
+func (c *Cluster) known(group string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.m.Groups[group] != nil
+}
+
+// provisionalGeneration is a generation for a target registered while etcd
+// is away in a group etcd has never had.
+func provisionalGeneration() uint64 {
+	var b [8]byte
+	rand.Read(b[:])
+	return binary.BigEndian.Uint64(b[:]) | 1<<63
+}
+
+// allocate takes n generations from the cluster's counter.
 func (c *Cluster) allocate(ctx context.Context, n uint64) (uint64, error) {
-	if !c.up.Load() {
-		return 0, c.unavailable(errors.New("it has been away since " + c.downSince()))
-	}
 	key := c.prefix + "generation"
 	for range 5 {
+		c.mu.Lock()
 		first, mod := c.m.NextGen, c.m.GenMod
+		c.mu.Unlock()
 		cctx, cancel := c.call(ctx)
 		resp, err := c.cli.Txn(cctx).If(clientv3.Compare(clientv3.ModRevision(key), "=", mod)).
 			Then(clientv3.OpPut(key, strconv.FormatUint(first+n, 10))).
 			Else(clientv3.OpGet(key)).Commit()
 		cancel()
 		if err != nil {
-			return 0, c.unavailable(err)
+			// Nothing registered yet: a counter taken and not used is
+			// harmless.
+			return 0, c.unavailable(err, false)
 		}
+		c.mu.Lock()
 		if resp.Succeeded {
-			c.m.NextGen, c.m.GenMod = first+n, resp.Header.Revision
+			c.m.NextGen, c.m.GenMod = max(c.m.NextGen, first+n), max(c.m.GenMod, resp.Header.Revision)
+			c.mu.Unlock()
 			return first, nil
 		}
 		// Another node took some meanwhile: take the counter as it is.
 		if kvs := resp.Responses[0].GetResponseRange().Kvs; len(kvs) == 1 {
 			if err := c.m.put("generation", kvs[0].Value, kvs[0].ModRevision); err != nil {
+				c.mu.Unlock()
 				return 0, err
 			}
 		}
+		c.mu.Unlock()
 	}
 	return 0, fmt.Errorf("%w: target generations: the counter kept changing", server.ErrStoreConflict)
 }
 
 // Share writes what next changes against prev to etcd, each key on the
 // condition that no other node changed it since the revision this node
-// runs: a change another node made meanwhile is never overwritten. It
-// writes only what this change changed, never the rest of next, which may
-// be behind the cluster by a change on its way. A change FromCluster came
-// from etcd, and is only recorded as applied.
+// runs (or since this node's own last write of it): a change another node
+// made meanwhile is never overwritten. It writes only what this change
+// changed, never the rest of next, which may be behind the cluster by a
+// change on its way; a group the cluster lacks is written whole. A change
+// FromCluster came from etcd, and is only recorded as applied.
 func (c *Cluster) Share(ctx context.Context, src server.Source, prev, next *config.Config, gens map[string]map[string]uint64) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
 	if src == server.FromCluster || prev == nil {
 		// From etcd, or the first Apply (which Open seeded etcd for, and
 		// Restore read it): nothing to write.
+		c.mu.Lock()
 		c.applied = max(c.applied, c.pending)
+		c.mu.Unlock()
 		return nil
-	}
-	var ops []clientv3.Op
-	var cmps []clientv3.Cmp
-	guard := func(key string) {
-		cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(key), "<", c.applied+1))
 	}
 	type write struct {
 		rel   string
 		value []byte // nil: delete
 	}
 	var writes []write
+	var cmps []clientv3.Cmp
+	c.mu.Lock()
+	guard := func(rel string) {
+		key := c.prefix + rel
+		if rev, ok := c.own[rel]; ok && rev > c.applied {
+			// This node's own write, newer than what it has applied:
+			// unchanged since, it is what the running config has.
+			cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(key), "=", rev))
+			return
+		}
+		cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(key), "<", c.applied+1))
+	}
 	for _, ng := range next.TargetGroups {
 		gkey := "groups/" + ng.Name
 		pg := prev.TargetGroup(ng.Name)
 		sg := c.m.Groups[ng.Name]
-		if pg == nil {
-			// New to this node: Restore gave it the cluster's state if the
-			// cluster has it; if not, this node seeds it.
-			if sg != nil {
+		if sg == nil || sg.Attributes == nil {
+			// The cluster lacks the group (new in this node's file, or
+			// gone from etcd): this node shares it whole, unless another
+			// does first.
+			if pg == nil && sg != nil {
 				continue
 			}
 			b, _ := json.Marshal(groupRecord{Attributes: ng.Attributes()})
@@ -446,20 +535,20 @@ func (c *Cluster) Share(ctx context.Context, src server.Source, prev, next *conf
 			}
 			continue
 		}
+		if pg == nil {
+			continue // Restore gave it the cluster's state
+		}
 		if na := ng.Attributes(); !equalMaps(na, pg.Attributes()) {
 			b, _ := json.Marshal(groupRecord{Attributes: na})
 			writes = append(writes, write{gkey, b})
-			guard(c.prefix + gkey)
+			guard(gkey)
 		}
 		for _, t := range ng.Targets {
 			rec := record(t, gens[ng.Name][t.ID])
-			var shared *sharedTarget
-			if sg != nil {
-				shared = sg.Targets[t.ID]
-			}
+			shared := sg.Targets[t.ID]
 			pt := pg.Target(t.ID)
 			changed := pt == nil || pt.Weight != t.Weight || pt.Discovered != t.Discovered || !drainToRecord(pt.Drain).equalTo(rec.Drain)
-			if !changed && (shared == nil || shared.Generation == rec.Generation) {
+			if !changed && shared != nil && shared.Generation == rec.Generation {
 				continue
 			}
 			if shared != nil && shared.targetRecord.equal(rec) {
@@ -468,22 +557,25 @@ func (c *Cluster) Share(ctx context.Context, src server.Source, prev, next *conf
 			b, _ := json.Marshal(rec)
 			tkey := gkey + "/targets/" + t.ID
 			writes = append(writes, write{tkey, b})
-			guard(c.prefix + tkey)
+			guard(tkey)
 		}
 		for _, t := range pg.Targets {
-			if ng.Target(t.ID) == nil && sg != nil && sg.Targets[t.ID] != nil {
+			if ng.Target(t.ID) == nil && sg.Targets[t.ID] != nil {
 				tkey := gkey + "/targets/" + t.ID
 				writes = append(writes, write{tkey, nil})
-				guard(c.prefix + tkey)
+				guard(tkey)
 			}
 		}
 	}
+	applied := c.applied
+	c.mu.Unlock()
 	if len(writes) == 0 {
 		return nil
 	}
 	if !c.up.Load() {
-		return c.unavailable(errors.New("it has been away since " + c.downSince()))
+		return c.unavailable(errors.New("it has been away since "+c.downSince()), false)
 	}
+	ops := make([]clientv3.Op, 0, len(writes))
 	for _, w := range writes {
 		if w.value == nil {
 			ops = append(ops, clientv3.OpDelete(c.prefix+w.rel))
@@ -491,20 +583,26 @@ func (c *Cluster) Share(ctx context.Context, src server.Source, prev, next *conf
 			ops = append(ops, clientv3.OpPut(c.prefix+w.rel, string(w.value)))
 		}
 	}
+	// The etcd call runs without c.mu, so that health, metrics and the
+	// watch never wait on it; the server's lock keeps this node's writes
+	// one at a time.
 	cctx, cancel := c.call(ctx)
 	resp, err := c.cli.Txn(cctx).If(cmps...).Then(ops...).Commit()
 	cancel()
 	if err != nil {
-		return c.unavailable(err)
+		return c.unavailable(err, true)
 	}
 	if !resp.Succeeded {
 		return fmt.Errorf("%w (etcd revision %d is newer than this node's %d): read it again and retry",
-			server.ErrStoreConflict, resp.Header.Revision, c.applied)
+			server.ErrStoreConflict, resp.Header.Revision, applied)
 	}
 	rev := resp.Header.Revision
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	// The watch brings the write back; until then the mirror has it, and
 	// if nothing came between, the running state is the cluster's at rev.
 	for _, w := range writes {
+		c.own[w.rel] = rev
 		if w.value == nil {
 			c.m.del(w.rel)
 		} else if err := c.m.put(w.rel, w.value, rev); err != nil {
@@ -516,6 +614,11 @@ func (c *Cluster) Share(ctx context.Context, src server.Source, prev, next *conf
 	}
 	if c.applied == rev-1 {
 		c.applied = rev
+	}
+	for rel, r := range c.own {
+		if r <= c.applied {
+			delete(c.own, rel)
+		}
 	}
 	c.kickSnapshot()
 	return nil
@@ -537,8 +640,17 @@ func equalMaps(a, b map[string]string) bool {
 	return true
 }
 
-// unavailable wraps err as the store being away.
-func (c *Cluster) unavailable(err error) error {
+// unavailable wraps err as the store being away, and marks it so. A
+// write that timed out (wrote) may have been committed all the same: the
+// message says so, and the watch applies it if it was.
+func (c *Cluster) unavailable(err error, wrote bool) error {
+	if !errors.Is(err, server.ErrStoreUnavailable) && !errors.Is(err, context.Canceled) {
+		c.setUp(false, err)
+	}
+	if wrote && errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("%w: etcd at %s did not answer in time (%v): the change may or may not have been made; if it was, every node applies it once etcd answers: read it again then",
+			server.ErrStoreUnavailable, strings.Join(c.o.Config.Etcd.Endpoints, ", "), err)
+	}
 	return fmt.Errorf("%w: etcd at %s: %v; admin writes are refused until it returns, so that no node applies what the others cannot see",
 		server.ErrStoreUnavailable, strings.Join(c.o.Config.Etcd.Endpoints, ", "), err)
 }
@@ -616,7 +728,7 @@ func (c *Cluster) loadSnapshot() (*mirror, error) {
 			g.Targets = map[string]*sharedTarget{}
 		}
 	}
-	m.Nodes = map[string]NodeRecord{}
+	m.Nodes, m.Members = map[string]NodeRecord{}, map[string]NodeRecord{}
 	if _, err := m.Keys.ring(); err != nil {
 		return nil, err
 	}

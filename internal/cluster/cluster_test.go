@@ -577,3 +577,173 @@ func TestScheduledKeyRotation(t *testing.T) {
 		t.Errorf("the node seals with %v, want the new key first, then 7", ids)
 	}
 }
+
+// TestNodeNamesAreUnique: a node whose name a live node holds does not
+// start, saying why; once that node left, the name is free.
+func TestNodeNamesAreUnique(t *testing.T) {
+	e := etcdtest.Start(t)
+	a1 := startApp(t, "a1")
+	na := startNode(t, e, "a", []string{a1.addr})
+	waitFor(t, 5*time.Second, "a's record", func() bool { return na.cl.NodeCount() == 1 })
+	dir := t.TempDir()
+	cfg := nodeConfig(t, dir, e.Endpoint(), "a", nil)
+	start := time.Now()
+	_, err := Open(context.Background(), Options{Config: cfg.Cluster, Node: "a", StateDir: dir, Timeout: time.Second}, cfg)
+	if err == nil || !strings.Contains(err.Error(), `a live node already uses the name "a"`) {
+		t.Fatalf("a second node named a: %v, want it refused", err)
+	}
+	t.Logf("refused after %v", time.Since(start).Round(time.Millisecond))
+	na.stop()
+	cl, err := Open(context.Background(), Options{Config: cfg.Cluster, Node: "a", StateDir: dir, Timeout: time.Second}, cfg)
+	if err != nil {
+		t.Fatalf("after a left cleanly: %v", err)
+	}
+	cl.Close()
+}
+
+// TestAwayNodeHoldsRotations: a node whose lease expired (cut off from
+// etcd, perhaps still serving) still counts until memberTimeout: a
+// rotation does not seal a key it has not reported.
+func TestAwayNodeHoldsRotations(t *testing.T) {
+	e := etcdtest.Start(t)
+	a1 := startApp(t, "a1")
+	na := startNode(t, e, "a", []string{a1.addr})
+	nc := startNode(t, e, "c", nil)
+	waitFor(t, 5*time.Second, "both records", func() bool { return na.cl.NodeCount() == 2 })
+	// c is cut off: its loops stop and its lease expires, but it does
+	// not leave.
+	nc.cl.cancel()
+	nc.cl.wg.Wait()
+	waitFor(t, (nodeTTL+5)*time.Second, "c's lease expiring", func() bool { return na.cl.NodeCount() == 1 })
+	if away := na.cl.Status().Away; len(away) != 1 || away[0].Name != "c" {
+		t.Fatalf("away: %+v, want c", away)
+	}
+	id, err := na.cl.Rotate(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second) // ten of a's rounds
+	for _, k := range na.cl.Status().Keys {
+		if k.ID == id && k.State != string(keyAdded) {
+			t.Fatalf("the new key is %s while c, away, has not reported it", k.State)
+		}
+	}
+}
+
+// TestOneChangeOfManyKeys: a change that writes several keys in one
+// transaction (one revision) reaches the other nodes whole.
+func TestOneChangeOfManyKeys(t *testing.T) {
+	e := etcdtest.Start(t)
+	a1 := startApp(t, "a1")
+	na := startNode(t, e, "a", []string{a1.addr})
+	nb := startNode(t, e, "b", nil)
+	err := na.srv.Update(context.Background(), func(cfg *config.Config) error {
+		g := cfg.TargetGroup("app")
+		for i := range 5 {
+			g.Targets = append(g.Targets, config.Target{ID: fmt.Sprintf("127.0.0.1:%d", 7001+i), Weight: 1 + i})
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, time.Second, "the five registrations on b", func() bool { return len(nb.targets()) == 6 })
+	for i := range 5 {
+		if w := nb.targets()[fmt.Sprintf("127.0.0.1:%d", 7001+i)]; w != 1+i {
+			t.Errorf("target %d weighs %d on b, want %d", i, w, 1+i)
+		}
+	}
+}
+
+// withGroup returns cfg with a second group, extra, of targets ids.
+func withGroup(t *testing.T, cfg *config.Config, ids ...string) *config.Config {
+	t.Helper()
+	g := cfg.Clone().TargetGroup("app")
+	g.Name = "extra"
+	g.Targets = []config.Target{}
+	for _, id := range ids {
+		g.Targets = append(g.Targets, config.Target{ID: id, Weight: 1})
+	}
+	cfg.TargetGroups = append(cfg.TargetGroups, *g)
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+func openNode(t *testing.T, name, dir string, cfg *config.Config) *node {
+	t.Helper()
+	cl, err := Open(context.Background(), Options{Config: cfg.Cluster, Node: name, StateDir: dir, Timeout: time.Second,
+		NodeInterval: 100 * time.Millisecond}, cfg)
+	if err != nil {
+		t.Fatalf("node %s: %v", name, err)
+	}
+	srv, err := server.New(server.Options{Store: cl, DataPath: server.Goroutines})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Apply(context.Background(), cfg); err != nil {
+		t.Fatalf("node %s: apply: %v", name, err)
+	}
+	cl.Run(srv)
+	n := &node{name: name, srv: srv, cl: cl, url: "http://" + srv.Addr("web"), dir: dir, cfg: cfg}
+	t.Cleanup(n.stop)
+	return n
+}
+
+func groupTargets(n *node, group string) []string {
+	_, running, _ := n.srv.Configs()
+	var ids []string
+	if g := running.TargetGroup(group); g != nil {
+		for _, t := range g.Targets {
+			ids = append(ids, t.ID)
+		}
+	}
+	return ids
+}
+
+// TestSnapshotStartWithANewGroup: a node that starts from its snapshot
+// while etcd is away, with a group new in its file, serves it, and shares
+// it whole when etcd returns; a node that starts later takes it.
+func TestSnapshotStartWithANewGroup(t *testing.T) {
+	e := etcdtest.Start(t)
+	a1 := startApp(t, "a1")
+	dir := t.TempDir()
+	nx := openNode(t, "x", dir, nodeConfig(t, dir, e.Endpoint(), "x", []string{a1.addr}))
+	nx.stop()
+	e.Stop()
+	nx2 := openNode(t, "x", dir, withGroup(t, nodeConfig(t, dir, e.Endpoint(), "x", []string{a1.addr}), "127.0.0.1:7001", "127.0.0.1:7002"))
+	if got := groupTargets(nx2, "extra"); len(got) != 2 {
+		t.Fatalf("x from its snapshot runs extra as %v", got)
+	}
+	e.Start()
+	dirY := t.TempDir()
+	waitFor(t, 15*time.Second, "x sharing extra", func() bool {
+		nx2.cl.mu.Lock()
+		defer nx2.cl.mu.Unlock()
+		g := nx2.cl.m.Groups["extra"]
+		return g != nil && g.Attributes != nil && len(g.Targets) == 2
+	})
+	ny := openNode(t, "y", dirY, withGroup(t, nodeConfig(t, dirY, e.Endpoint(), "y", []string{a1.addr}), "127.0.0.1:7009"))
+	if got := groupTargets(ny, "extra"); len(got) != 2 || got[0] != "127.0.0.1:7001" {
+		t.Errorf("y runs extra as %v, want the cluster's 7001 and 7002", got)
+	}
+}
+
+// TestQuickSecondWrite: a node's second write to a target it just wrote
+// is not refused as a conflict with itself.
+func TestQuickSecondWrite(t *testing.T) {
+	e := etcdtest.Start(t)
+	a1 := startApp(t, "a1")
+	na := startNode(t, e, "a", []string{a1.addr})
+	startNode(t, e, "b", nil) // its records move the revision on
+	for i := range 20 {
+		id := fmt.Sprintf("127.0.0.1:%d", 7100+i)
+		if err := register(t, na, id, 1); err != nil {
+			t.Fatal(err)
+		}
+		if err := register(t, na, id, 2); err != nil {
+			t.Fatalf("re-weighting %s just after registering it: %v", id, err)
+		}
+	}
+}

@@ -69,7 +69,7 @@ var (
 // node changed it meanwhile (retrying with what it wrote).
 func (c *Cluster) updateKeys(ctx context.Context, change func(*keyRing) error) error {
 	if !c.up.Load() {
-		return c.unavailable(errors.New("it has been away since " + c.downSince()))
+		return c.unavailable(errors.New("it has been away since "+c.downSince()), false)
 	}
 	key := c.prefix + "keys"
 	for range 5 {
@@ -89,7 +89,7 @@ func (c *Cluster) updateKeys(ctx context.Context, change func(*keyRing) error) e
 			Then(clientv3.OpPut(key, string(b))).Else(clientv3.OpGet(key)).Commit()
 		cancel()
 		if err != nil {
-			return c.unavailable(err)
+			return c.unavailable(err, true)
 		}
 		c.mu.Lock()
 		if resp.Succeeded {
@@ -116,9 +116,13 @@ func (c *Cluster) updateKeys(ctx context.Context, change func(*keyRing) error) e
 func (c *Cluster) rotateStep(ctx context.Context) {
 	now := time.Now().UTC().Truncate(time.Second)
 	c.mu.Lock()
-	nodes := make([]NodeRecord, 0, len(c.m.Nodes))
-	for _, n := range c.m.Nodes {
-		nodes = append(nodes, n)
+	// Every node that seals with the cluster's ring: the live ones (this
+	// one too), and those cut off lately, which may still serve.
+	var nodes []NodeRecord
+	for _, n := range append(c.m.peers(c.o.Node, time.Now()), c.m.Nodes[c.o.Node]) {
+		if n.Name != "" && !n.OwnKeys {
+			nodes = append(nodes, n)
+		}
 	}
 	ring := c.m.Keys
 	c.mu.Unlock()

@@ -178,6 +178,34 @@ type NodeRecord struct {
 	Sessions map[string]map[string]NodeSessions `json:"sessions,omitempty"`
 	// Keys are the ids of the cookie keys the node opens cookies with.
 	Keys []uint32 `json:"keys"`
+	// OwnKeys says the node's file sets cookie_keys: it takes no part in
+	// the cluster's key rotations.
+	OwnKeys bool `json:"own_keys,omitempty"`
+}
+
+// memberTimeout is how long a member that stopped reporting (its lease
+// expired, its durable record left) still counts for key rotations and
+// drains: a node cut off from etcd may serve on meanwhile. Past it, the
+// node is presumed gone.
+const memberTimeout = 10 * time.Minute
+
+// peers are the nodes whose reports count for this node's key rotations
+// and drains: every live node, and every member that stopped reporting
+// less than memberTimeout ago, but self.
+func (m *mirror) peers(self string, now time.Time) []NodeRecord {
+	var out []NodeRecord
+	for name, n := range m.Nodes {
+		if name != self {
+			out = append(out, n)
+		}
+	}
+	for name, n := range m.Members {
+		if _, live := m.Nodes[name]; live || name == self || now.Sub(n.Updated) > memberTimeout {
+			continue
+		}
+		out = append(out, n)
+	}
+	return out
 }
 
 // NodeSessions is a node's view of a drained target's sessions.
@@ -198,6 +226,11 @@ type mirror struct {
 	KeysMod int64                   `json:"keys_mod_revision"`
 	// Nodes are not kept in a snapshot: they are live, under leases.
 	Nodes map[string]NodeRecord `json:"-"`
+	// Members are the nodes' durable records (P/members/NAME, no lease):
+	// a node whose lease expired while it may still serve (cut off from
+	// etcd) stays a member, whose last report counts, until it leaves
+	// cleanly or memberTimeout passes.
+	Members map[string]NodeRecord `json:"-"`
 }
 
 type sharedGroup struct {
@@ -212,7 +245,7 @@ type sharedTarget struct {
 }
 
 func newMirror() *mirror {
-	return &mirror{Groups: map[string]*sharedGroup{}, Nodes: map[string]NodeRecord{}, NextGen: 1}
+	return &mirror{Groups: map[string]*sharedGroup{}, Nodes: map[string]NodeRecord{}, Members: map[string]NodeRecord{}, NextGen: 1}
 }
 
 func (m *mirror) group(name string) *sharedGroup {
@@ -243,12 +276,16 @@ func (m *mirror) put(rel string, value []byte, mod int64) error {
 			return err
 		}
 		m.Keys, m.KeysMod = r, mod
-	case strings.HasPrefix(rel, "nodes/"):
+	case strings.HasPrefix(rel, "nodes/"), strings.HasPrefix(rel, "members/"):
 		var n NodeRecord
 		if err := json.Unmarshal(value, &n); err != nil {
 			return err
 		}
-		m.Nodes[strings.TrimPrefix(rel, "nodes/")] = n
+		if name, ok := strings.CutPrefix(rel, "nodes/"); ok {
+			m.Nodes[name] = n
+		} else {
+			m.Members[strings.TrimPrefix(rel, "members/")] = n
+		}
 	case strings.HasPrefix(rel, "groups/"):
 		group, id, isTarget := splitGroupKey(rel)
 		if group == "" {
@@ -284,6 +321,8 @@ func (m *mirror) del(rel string) {
 	switch {
 	case strings.HasPrefix(rel, "nodes/"):
 		delete(m.Nodes, strings.TrimPrefix(rel, "nodes/"))
+	case strings.HasPrefix(rel, "members/"):
+		delete(m.Members, strings.TrimPrefix(rel, "members/"))
 	case strings.HasPrefix(rel, "groups/"):
 		group, id, isTarget := splitGroupKey(rel)
 		if g := m.Groups[group]; g != nil {
@@ -321,6 +360,7 @@ func (m *mirror) clone() *mirror {
 	}
 	c.Keys.Keys = slices.Clone(m.Keys.Keys)
 	c.Nodes = maps.Clone(m.Nodes)
+	c.Members = maps.Clone(m.Members)
 	return &c
 }
 

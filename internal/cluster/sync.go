@@ -53,7 +53,9 @@ func (c *Cluster) Close() error {
 		}
 		c.wg.Wait()
 		if c.lease != 0 && c.up.Load() {
+			// A clean leave: the node's reports no longer count.
 			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			c.cli.Delete(ctx, c.prefix+"members/"+c.o.Node)
 			c.cli.Revoke(ctx, c.lease)
 			cancel()
 		}
@@ -135,13 +137,16 @@ func (c *Cluster) resync(ctx context.Context, from int64) {
 func (c *Cluster) applyEvents(evs []*clientv3.Event) (state bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	// A transaction's keys share one revision and come in one response:
+	// what the mirror had before this response is what is skipped.
+	had := c.m.Rev
 	for _, ev := range evs {
 		kv := ev.Kv
-		if kv.ModRevision <= c.m.Rev {
+		if kv.ModRevision <= had {
 			continue // this node's own write, already in the mirror
 		}
 		rel := strings.TrimPrefix(string(kv.Key), c.prefix)
-		if !strings.HasPrefix(rel, "nodes/") {
+		if !strings.HasPrefix(rel, "nodes/") && !strings.HasPrefix(rel, "members/") {
 			state = true
 		}
 		switch ev.Type {
@@ -152,7 +157,7 @@ func (c *Cluster) applyEvents(evs []*clientv3.Event) (state bool) {
 		case clientv3.EventTypeDelete:
 			c.m.del(rel)
 		}
-		c.m.Rev = kv.ModRevision
+		c.m.Rev = max(c.m.Rev, kv.ModRevision)
 	}
 	return state
 }
@@ -189,6 +194,7 @@ func (c *Cluster) nodeLoop(ctx context.Context) {
 	for {
 		c.publishNode(ctx)
 		if c.up.Load() {
+			c.reseed(ctx)
 			c.rotateStep(ctx)
 		}
 		c.holdDrains()
@@ -232,7 +238,8 @@ func (c *Cluster) publishNode(ctx context.Context) {
 		c.lease = lr.ID
 	}
 	if !same || c.lease != c.lastLease {
-		if _, err := c.cli.Put(cctx, c.prefix+"nodes/"+c.o.Node, string(b), clientv3.WithLease(c.lease)); err != nil {
+		if _, err := c.cli.Txn(cctx).Then(clientv3.OpPut(c.prefix+"nodes/"+c.o.Node, string(b), clientv3.WithLease(c.lease)),
+			clientv3.OpPut(c.prefix+"members/"+c.o.Node, string(b))).Commit(); err != nil {
 			if errors.Is(err, rpctypes.ErrLeaseNotFound) {
 				c.lease = 0 // expired while etcd was away: a new one next time
 			}
@@ -288,9 +295,8 @@ func (c *Cluster) record(srv *server.Server) NodeRecord {
 		}
 		rec.Health[g.Name] = h
 	}
-	if sn.Config != nil && len(sn.Config.CookieKeys) == 0 {
-		rec.Keys = srv.KeyIDs()
-	}
+	rec.Keys = srv.KeyIDs()
+	rec.OwnKeys = sn.Config != nil && len(sn.Config.CookieKeys) > 0
 	return rec
 }
 
@@ -304,28 +310,34 @@ func (c *Cluster) holdDrains() {
 		return
 	}
 	c.mu.Lock()
-	var others []NodeRecord
-	for name, n := range c.m.Nodes {
-		if name != c.o.Node {
-			others = append(others, n)
-		}
-	}
+	peers := c.m.peers(c.o.Node, time.Now())
 	c.mu.Unlock()
-	clock := time.Unix(0, math.MaxInt64)
-	for _, n := range others {
-		if n.Updated.Before(clock) {
-			clock = n.Updated
-		}
-	}
 	srv.EachTarget(func(group string, t *target.Target) {
 		if !t.Drained() {
 			return
 		}
-		for _, n := range others {
-			if s, ok := n.Sessions[group][t.ID]; ok && !s.LastSession.IsZero() {
+		// A peer's report counts up to when it was made, and only if it
+		// reports the target's drain: a peer that runs the group and has
+		// not applied the drain yet may still give the target new
+		// sessions. A peer that does not run the group has none to give.
+		clock := time.Unix(0, math.MaxInt64)
+		for _, n := range peers {
+			if _, runs := n.Health[group]; !runs {
+				continue
+			}
+			s, ok := n.Sessions[group][t.ID]
+			if !ok {
+				clock = time.Unix(0, 1)
+				continue
+			}
+			if !s.LastSession.IsZero() {
 				t.NoteSession(s.LastSession)
 			}
+			if n.Updated.Before(clock) {
+				clock = n.Updated
+			}
 		}
+		// After NoteSession: a drain reads the clock first (drain.go).
 		t.SetClusterClock(clock)
 	})
 }
@@ -340,7 +352,11 @@ type Status struct {
 	Applied   int64        `json:"revision_applied"`
 	Resyncs   uint64       `json:"resyncs"`
 	Nodes     []NodeRecord `json:"nodes"`
-	Keys      []KeyStatus  `json:"keys"`
+	// Away are members whose lease expired without a clean leave, less
+	// than memberTimeout ago: cut off from etcd, perhaps still serving.
+	// Key rotations and drains wait for them.
+	Away []NodeRecord `json:"away"`
+	Keys []KeyStatus  `json:"keys"`
 }
 
 // KeyStatus is one cookie key of the ring, its secret left out.
@@ -367,6 +383,13 @@ func (c *Cluster) Status() Status {
 		st.Nodes = append(st.Nodes, n)
 	}
 	slices.SortFunc(st.Nodes, func(a, b NodeRecord) int { return strings.Compare(a.Name, b.Name) })
+	st.Away = []NodeRecord{}
+	for _, n := range c.m.peers(c.o.Node, time.Now()) {
+		if _, live := c.m.Nodes[n.Name]; !live {
+			st.Away = append(st.Away, n)
+		}
+	}
+	slices.SortFunc(st.Away, func(a, b NodeRecord) int { return strings.Compare(a.Name, b.Name) })
 	for _, k := range c.m.Keys.Keys {
 		ks := KeyStatus{ID: k.ID, State: string(k.State), Added: k.Added, Sealing: k.Sealing, Retire: k.Retire, Nodes: []string{}}
 		for _, n := range st.Nodes {
@@ -398,3 +421,61 @@ func (c *Cluster) NodeCount() int {
 
 // Resyncs counts the whole reads after a compaction.
 func (c *Cluster) Resyncs() uint64 { return c.resyncs.Load() }
+
+// reseed shares the groups this node runs that etcd lacks: those of a node
+// that started from its snapshot with a group new in its file, or a prefix
+// emptied by hand. Each is written whole, as the node runs it (its
+// targets' generations included, provisional ones too), only if still
+// absent.
+func (c *Cluster) reseed(ctx context.Context) {
+	srv := c.srv.Load()
+	if srv == nil {
+		return
+	}
+	sn := srv.Snapshot()
+	if sn.Config == nil {
+		return
+	}
+	var ops []clientv3.Op
+	var cmps []clientv3.Cmp
+	var names []string
+	c.mu.Lock()
+	for _, gc := range sn.Config.TargetGroups {
+		if sg := c.m.Groups[gc.Name]; sg != nil && sg.Attributes != nil {
+			continue
+		}
+		gens := map[string]uint64{}
+		if gs := sn.Group(gc.Name); gs != nil {
+			for _, ts := range gs.Targets {
+				gens[ts.ID] = ts.Generation
+			}
+		}
+		key := c.prefix + "groups/" + gc.Name
+		b, _ := json.Marshal(groupRecord{Attributes: gc.Attributes()})
+		ops = append(ops, clientv3.OpPut(key, string(b)))
+		cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(key), "=", 0))
+		for _, t := range gc.Targets {
+			if gens[t.ID] == 0 {
+				continue // not applied yet: the next round
+			}
+			b, _ := json.Marshal(record(t, gens[t.ID]))
+			ops = append(ops, clientv3.OpPut(key+"/targets/"+t.ID, string(b)))
+		}
+		names = append(names, gc.Name)
+	}
+	c.mu.Unlock()
+	if len(ops) == 0 {
+		return
+	}
+	cctx, cancel := c.call(ctx)
+	resp, err := c.cli.Txn(cctx).If(cmps...).Then(ops...).Commit()
+	cancel()
+	switch {
+	case err != nil:
+		c.log.Warn("cannot share the groups etcd lacks; trying again", "groups", names, "err", err)
+	case resp.Succeeded:
+		c.log.Info("shared the groups etcd lacked, as this node runs them", "groups", names, "revision", resp.Header.Revision)
+	}
+	// Not succeeded: another node shared one meanwhile; the watch brings
+	// it, and the next round shares the rest.
+}

@@ -70,8 +70,12 @@ func (ds *drainState) complete(t *Target, now time.Time) bool {
 	if ds.done.Load() != 0 {
 		return true
 	}
+	// The cluster clock first: holdDrains sets a session it learns of
+	// before the clock that covers it, so a clock read first never pairs
+	// with a last session older than what it covers.
+	cc := t.clusterClock.Load()
 	due := ds.due(t.lastSession.Load())
-	if now.Before(due) || ds.held(t, due, now) {
+	if now.Before(due) || ds.held(cc, due, now) {
 		return false
 	}
 	ds.done.CompareAndSwap(0, now.UnixNano())
@@ -81,8 +85,7 @@ func (ds *drainState) complete(t *Target, now time.Time) bool {
 // held reports whether a drain due at due waits for the other nodes of a
 // cluster: until each has reported its sessions as of due, one of them may
 // have served one since. A deadline does not wait.
-func (ds *drainState) held(t *Target, due, now time.Time) bool {
-	cc := t.clusterClock.Load()
+func (ds *drainState) held(cc int64, due, now time.Time) bool {
 	if cc == 0 || cc >= due.UnixNano() {
 		return false
 	}
