@@ -357,6 +357,21 @@ func TestClusterStickinessAcrossNodes(t *testing.T) {
 		reached[s.target] = true
 	}
 	t.Logf("3 clients, 300 requests each over the 3 nodes in turn, none moved; their targets: %d distinct", len(reached))
+
+	// latch ctl nodes on any node lists the three, with their admin APIs.
+	rows := fields(c.nodes[1].mustCtl(t, "nodes"))
+	if len(rows) != 4 || strings.Join(rows[0][:4], " ") != "NAME ADMIN VERSION REVISION" {
+		t.Fatalf("latch ctl nodes on node-b:\n%q", rows)
+	}
+	for i, n := range c.nodes {
+		name := n.name
+		if i == 1 {
+			name += " (this)"
+		}
+		if got := strings.Join(rows[i+1][:len(strings.Fields(name))+1], " "); got != name+" "+strings.TrimPrefix(n.admin, "http://") {
+			t.Errorf("latch ctl nodes on node-b, row %d: %q, want %s at %s", i+1, rows[i+1], name, n.admin)
+		}
+	}
 }
 
 func TestClusterChangeReachesEveryNodeWithinASecond(t *testing.T) {
