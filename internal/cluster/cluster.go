@@ -28,6 +28,8 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 
 	"github.com/latch-lb/latch/internal/config"
 	"github.com/latch-lb/latch/internal/server"
@@ -120,6 +122,14 @@ func Open(ctx context.Context, o Options, file *config.Config) (*Cluster, error)
 		// Keep-alive pings find a dead etcd in seconds, not minutes.
 		DialKeepAliveTime:    2 * time.Second,
 		DialKeepAliveTimeout: 2 * time.Second,
+		// gRPC's own backoff between connection attempts grows to 2
+		// minutes: after a long outage a node would go on refusing admin
+		// writes that long after etcd returned (after 10 s away, 5-7 s).
+		// A connection refused costs nothing to try again each second.
+		DialOptions: []grpc.DialOption{grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff:           backoff.Config{BaseDelay: 250 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: time.Second},
+			MinConnectTimeout: 20 * time.Second, // gRPC's default: a slow connection is not cut short
+		})},
 	}
 	if e.TLS != nil {
 		t, err := etcdTLS(e.TLS)

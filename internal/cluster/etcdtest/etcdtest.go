@@ -4,8 +4,10 @@ package etcdtest
 
 import (
 	"fmt"
+	"io"
 	"net"
 	"net/url"
+	"sync"
 	"testing"
 	"time"
 
@@ -15,19 +17,27 @@ import (
 
 // Etcd is an embedded etcd server. Stop and Start stop it and start it
 // again on the same ports and data, as an outage does.
+//
+// Clients reach it through a relay on Endpoint, which Stop closes with
+// every connection through it before it stops the server: embed's Close
+// alone lets the watch streams it has run on for its request timeout
+// (7 s), refusing only new connections and calls meanwhile, which is a
+// slow drain rather than the outage a test means.
 type Etcd struct {
 	t       testing.TB
 	dir     string
-	client  url.URL
+	client  url.URL // the relay's: what clients dial
+	inner   url.URL // etcd's own client listener
 	peer    url.URL
 	e       *embed.Etcd
+	relay   *relay
 	running bool
 }
 
 // Start starts an etcd server for the rest of the test.
 func Start(t testing.TB) *Etcd {
 	t.Helper()
-	e := &Etcd{t: t, dir: t.TempDir(), client: freeURL(t), peer: freeURL(t)}
+	e := &Etcd{t: t, dir: t.TempDir(), client: freeURL(t), inner: freeURL(t), peer: freeURL(t)}
 	e.Start()
 	t.Cleanup(e.Stop)
 	return e
@@ -45,7 +55,7 @@ func (e *Etcd) Start() {
 	cfg := embed.NewConfig()
 	cfg.Name = "latch-test"
 	cfg.Dir = e.dir
-	cfg.ListenClientUrls = []url.URL{e.client}
+	cfg.ListenClientUrls = []url.URL{e.inner}
 	cfg.AdvertiseClientUrls = []url.URL{e.client}
 	cfg.ListenPeerUrls = []url.URL{e.peer}
 	cfg.AdvertisePeerUrls = []url.URL{e.peer}
@@ -70,14 +80,26 @@ func (e *Etcd) Start() {
 		e.e.Close()
 		e.t.Fatal("etcdtest: etcd not ready within 30 s")
 	}
+	for range 20 {
+		if e.relay, err = startRelay(e.client.Host, e.inner.Host); err == nil {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err != nil {
+		e.e.Close()
+		e.t.Fatalf("etcdtest: listening on %s: %v", e.client.Host, err)
+	}
 	e.running = true
 }
 
-// Stop stops the server; its data stays for Start.
+// Stop stops the server at once: its clients' connections are cut, new
+// ones refused. Its data stays for Start.
 func (e *Etcd) Stop() {
 	if !e.running {
 		return
 	}
+	e.relay.close()
 	e.e.Close()
 	<-e.e.Server.StopNotify()
 	e.running = false
@@ -92,4 +114,83 @@ func freeURL(t testing.TB) url.URL {
 	defer ln.Close()
 	u, _ := url.Parse(fmt.Sprintf("http://%s", ln.Addr()))
 	return *u
+}
+
+// relay passes TCP connections from its address to etcd's, and cuts them
+// all when closed.
+type relay struct {
+	ln    net.Listener
+	to    string
+	mu    sync.Mutex
+	conns map[net.Conn]struct{}
+	wg    sync.WaitGroup
+}
+
+func startRelay(addr, to string) (*relay, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	r := &relay{ln: ln, to: to, conns: map[net.Conn]struct{}{}}
+	r.wg.Add(1)
+	go r.accept()
+	return r, nil
+}
+
+func (r *relay) accept() {
+	defer r.wg.Done()
+	for {
+		c, err := r.ln.Accept()
+		if err != nil {
+			return // closed
+		}
+		up, err := net.Dial("tcp", r.to)
+		if err != nil {
+			c.Close()
+			continue
+		}
+		if !r.track(c, up) {
+			return
+		}
+		r.wg.Add(2)
+		go r.pipe(c, up)
+		go r.pipe(up, c)
+	}
+}
+
+// track adds the pair to those close cuts, or closes them if it came
+// after close.
+func (r *relay) track(a, b net.Conn) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.conns == nil {
+		a.Close()
+		b.Close()
+		return false
+	}
+	r.conns[a], r.conns[b] = struct{}{}, struct{}{}
+	return true
+}
+
+func (r *relay) pipe(dst, src net.Conn) {
+	defer r.wg.Done()
+	io.Copy(dst, src)
+	// Either side gone ends both, as one connection would.
+	dst.Close()
+	src.Close()
+	r.mu.Lock()
+	delete(r.conns, dst)
+	delete(r.conns, src)
+	r.mu.Unlock()
+}
+
+func (r *relay) close() {
+	r.ln.Close()
+	r.mu.Lock()
+	for c := range r.conns {
+		c.Close()
+	}
+	r.conns = nil
+	r.mu.Unlock()
+	r.wg.Wait()
 }
