@@ -137,6 +137,11 @@ func Open(ctx context.Context, o Options, file *config.Config) (*Cluster, error)
 			return nil, err
 		}
 		cc.TLS = t
+		if t.ServerName != "" {
+			// The etcd client checks each endpoint's certificate for the
+			// connection's authority, not the TLS config's ServerName.
+			cc.DialOptions = append(cc.DialOptions, grpc.WithAuthority(t.ServerName))
+		}
 	}
 	if e.Username != "" {
 		b, err := os.ReadFile(e.PasswordFile)

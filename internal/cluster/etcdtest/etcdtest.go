@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"go.etcd.io/etcd/client/pkg/v3/transport"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
 )
@@ -32,12 +33,32 @@ type Etcd struct {
 	e       *embed.Etcd
 	relay   *relay
 	running bool
+	tls     *TLS // nil: plain HTTP
 }
 
 // Start starts an etcd server for the rest of the test.
 func Start(t testing.TB) *Etcd {
 	t.Helper()
 	e := &Etcd{t: t, dir: t.TempDir(), client: freeURL(t), inner: freeURL(t), peer: freeURL(t)}
+	e.Start()
+	t.Cleanup(e.Stop)
+	return e
+}
+
+// TLS is how StartTLS's server proves itself, and whether it asks clients
+// for a certificate its CA signed.
+type TLS struct {
+	CertFile, KeyFile string // the server's certificate and key
+	CAFile            string // the CA that signs clients' certificates
+	ClientCertAuth    bool
+}
+
+// StartTLS starts an etcd server that speaks TLS to its clients
+// (https://).
+func StartTLS(t testing.TB, tc TLS) *Etcd {
+	t.Helper()
+	e := &Etcd{t: t, dir: t.TempDir(), client: freeURL(t), inner: freeURL(t), peer: freeURL(t), tls: &tc}
+	e.client.Scheme, e.inner.Scheme = "https", "https"
 	e.Start()
 	t.Cleanup(e.Stop)
 	return e
@@ -61,6 +82,10 @@ func (e *Etcd) Start() {
 	cfg.AdvertisePeerUrls = []url.URL{e.peer}
 	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
 	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
+	if e.tls != nil {
+		cfg.ClientTLSInfo = transport.TLSInfo{CertFile: e.tls.CertFile, KeyFile: e.tls.KeyFile,
+			TrustedCAFile: e.tls.CAFile, ClientCertAuth: e.tls.ClientCertAuth}
+	}
 	// Metrics and a listener for them are not wanted here.
 	cfg.ListenMetricsUrls = nil
 	var err error

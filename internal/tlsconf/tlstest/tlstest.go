@@ -59,6 +59,9 @@ type Options struct {
 	NotBefore  time.Time // zero: an hour ago
 	NotAfter   time.Time // zero: a day from now
 	RSA        bool      // a 2048-bit RSA key instead of ECDSA P-256
+	// Client makes a client certificate (ExtKeyUsageClientAuth), for
+	// mutual TLS, in place of a server's.
+	Client bool
 }
 
 // Pair is an issued certificate and its key, in PEM as files hold them.
@@ -87,6 +90,9 @@ func (ca *CA) Issue(t testing.TB, o Options) *Pair {
 		NotAfter:     o.NotAfter,
 		KeyUsage:     x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	if o.Client {
+		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, key.Public(), ca.Key)
 	if err != nil {
