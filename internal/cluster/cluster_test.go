@@ -747,3 +747,32 @@ func TestQuickSecondWrite(t *testing.T) {
 		}
 	}
 }
+
+// TestOldKeysRetire: an old key leaves the ring once its retire time (the
+// longest stickiness duration after it stopped sealing) has passed; a key
+// still within it stays.
+func TestOldKeysRetire(t *testing.T) {
+	e := etcdtest.Start(t)
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{e.Endpoint()}, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	now := time.Now().UTC().Truncate(time.Second)
+	secret := strings.Repeat("A", 43) + "="
+	ring := fmt.Sprintf(`{"keys": [
+		{"id": 1, "secret": %q, "state": "sealing", "added": %q, "sealing": %q},
+		{"id": 2, "secret": %q, "state": "old", "added": %q, "sealing": %q, "retire": %q},
+		{"id": 3, "secret": %q, "state": "old", "added": %q, "sealing": %q, "retire": %q}]}`,
+		secret, now.Format(time.RFC3339), now.Format(time.RFC3339),
+		secret, now.Add(-72*time.Hour).Format(time.RFC3339), now.Add(-72*time.Hour).Format(time.RFC3339), now.Add(-time.Minute).Format(time.RFC3339),
+		secret, now.Add(-48*time.Hour).Format(time.RFC3339), now.Add(-48*time.Hour).Format(time.RFC3339), now.Add(time.Hour).Format(time.RFC3339))
+	if _, err := cli.Put(context.Background(), "/latch-test/keys", ring); err != nil {
+		t.Fatal(err)
+	}
+	n := startNode(t, e, "a", []string{startApp(t, "a1").addr})
+	waitFor(t, 10*time.Second, "key 2 retiring", func() bool { return len(n.cl.Status().Keys) == 2 })
+	if ids := n.srv.KeyIDs(); len(ids) != 2 || ids[0] != 1 || ids[1] != 3 {
+		t.Errorf("the node's ring: %v, want 1 sealing, then 3 (2 retired)", ids)
+	}
+}
