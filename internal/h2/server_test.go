@@ -32,7 +32,8 @@ type testServer struct {
 	// streams waiting on /hold.
 	heads atomic.Int64
 	held  chan *Stream
-	errs  chan error // what Serve returned, for tests that look
+	errs  chan error   // what Serve returned, for tests that look
+	done  chan ErrCode // the codes of Done calls
 }
 
 // startServer starts a test server; tlsOn serves TLS with ALPN h2 and a
@@ -50,7 +51,8 @@ func startServer(t testing.TB, cfg Config, tlsOn bool) *testServer {
 		cfg.Counters = new(Counters)
 	}
 	srv := &testServer{t: t, ln: ln, cfg: cfg, ctr: cfg.Counters, addr: ln.Addr().String(),
-		conns: map[*Conn]bool{}, held: make(chan *Stream, 1024), errs: make(chan error, 1024)}
+		conns: map[*Conn]bool{}, held: make(chan *Stream, 1024), errs: make(chan error, 1024),
+		done: make(chan ErrCode, 1<<16)}
 	srv.wg.Add(1)
 	go srv.accept()
 	t.Cleanup(srv.close)
@@ -159,8 +161,14 @@ func (e *echo) Head(s *Stream, h *Head) {
 	}
 	es := &echoStream{}
 	s.User = es
-	if path == "/hold" {
+	switch path {
+	case "/hold":
 		e.srv.held <- s
+		return
+	case "/reset":
+		s.WriteHead(200, nil, false)
+		s.Write([]byte("part"), false)
+		s.Reset(InternalError)
 		return
 	}
 	s.WriteHead(200, fields, false)
@@ -223,7 +231,12 @@ func (e *echo) Trailers(s *Stream, fields []Field) {
 
 func (e *echo) Writable(s *Stream) { e.more(s, s.User.(*echoStream)) }
 
-func (e *echo) Done(s *Stream, code ErrCode) {}
+func (e *echo) Done(s *Stream, code ErrCode) {
+	select {
+	case e.srv.done <- code:
+	default:
+	}
+}
 
 // answerHeld answers a held stream with body, in its connection's
 // goroutine.
