@@ -1,6 +1,7 @@
 package h2
 
 import (
+	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -140,6 +141,10 @@ var greeting = func() []byte {
 	return b
 }()
 
+// bigChunk is what a generated body is written in, as large as a
+// forwarding core's reads might be.
+var bigChunk = bytes.Repeat(greeting, 256)
+
 func (e *echo) Head(s *Stream, h *Head) {
 	e.srv.heads.Add(1)
 	if h.Refuse != nil {
@@ -186,8 +191,8 @@ func (e *echo) Head(s *Stream, h *Head) {
 // more writes what the stream has for its client.
 func (e *echo) more(s *Stream, es *echoStream) {
 	for es.left > 0 {
-		k := min(es.left, len(greeting))
-		n, _ := s.Write(greeting[:k], false)
+		k := min(es.left, len(bigChunk))
+		n, _ := s.Write(bigChunk[:k], false)
 		es.left -= n
 		if n < k {
 			return
