@@ -857,7 +857,7 @@ func (c *Conn) Pending() []byte { return c.out[c.o:] }
 // back to the pool, and streams waiting for room are told they have it.
 func (c *Conn) Wrote(n int) {
 	c.o += n
-	if c.o < len(c.out) {
+	if c.outp == nil || c.o < len(c.out) {
 		return
 	}
 	c.queuedCtl = 0
