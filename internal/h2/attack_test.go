@@ -401,3 +401,15 @@ func TestLargeFramesAndRepeatedSettings(t *testing.T) {
 		t.Errorf("got DATA frames of at most %d bytes, want larger than 16,384", largest)
 	}
 }
+
+// TestIdleTimeout: a connection with no stream for IdleTimeout gets
+// GOAWAY NO_ERROR and is closed.
+func TestIdleTimeout(t *testing.T) {
+	srv := startServer(t, Config{IdleTimeout: 100 * time.Millisecond}, false)
+	rc := dialRaw(t, srv)
+	rc.goAway(http2.ErrCodeNo)
+	rc.closed()
+	if got := srv.ctr.IdleClosed.Load(); got != 1 {
+		t.Errorf("got IdleClosed %d, want 1", got)
+	}
+}

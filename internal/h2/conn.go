@@ -64,7 +64,8 @@ type Config struct {
 	// (GOAWAY NO_ERROR); 0: never.
 	IdleTimeout time.Duration
 	// StallTimeout resets (CANCEL) a stream whose response has waited that
-	// long on a flow-control window the client does not open; 0: never.
+	// long on a flow-control window the client does not open, so that a
+	// client cannot hold a handler's buffers forever; 0: 60 s.
 	StallTimeout time.Duration
 	// WriteTimeout closes a connection (on Serve) whose socket takes
 	// nothing for that long; 0: never.
@@ -86,6 +87,9 @@ func (cfg Config) withDefaults() Config {
 	def(&cfg.MaxHeaderList, 80<<10)
 	def(&cfg.FloodLimit, 1000)
 	def(&cfg.ResetLimit, 200)
+	if cfg.StallTimeout <= 0 {
+		cfg.StallTimeout = 60 * time.Second
+	}
 	cfg.StreamWindow = min(cfg.StreamWindow, maxWindow)
 	cfg.ConnWindow = min(cfg.ConnWindow, maxWindow)
 	if cfg.Counters == nil {

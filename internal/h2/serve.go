@@ -26,7 +26,6 @@ func (c *Conn) Serve(nc net.Conn) error {
 	c.mu.Lock()
 	c.wake = func() { nc.SetReadDeadline(aLongTimeAgo) }
 	c.mu.Unlock()
-	tick := c.tickEvery()
 	for {
 		c.runTasks()
 		if err := c.flush(nc); err != nil {
@@ -36,8 +35,8 @@ func (c *Conn) Serve(nc net.Conn) error {
 			return nil
 		}
 		var deadline time.Time
-		if tick > 0 {
-			deadline = time.Now().Add(tick)
+		if at := c.nextDue(); at > 0 {
+			deadline = time.Unix(0, at)
 		}
 		nc.SetReadDeadline(deadline)
 		c.mu.Lock()
@@ -74,15 +73,23 @@ func (c *Conn) Serve(nc net.Conn) error {
 
 var aLongTimeAgo = time.Unix(1, 0)
 
-// tickEvery is how often Serve wakes to Tick.
-func (c *Conn) tickEvery() time.Duration {
-	t := time.Duration(0)
-	for _, d := range [...]time.Duration{c.cfg.IdleTimeout, c.cfg.StallTimeout} {
-		if d > 0 && (t == 0 || d < t) {
-			t = d
+// nextDue returns when Tick has something to do (unix ns): the idle
+// timeout of a connection without streams, or the stall timeout of a
+// stream waiting on its window; 0 when nothing is due, so that an idle
+// connection without an idle timeout is never woken.
+func (c *Conn) nextDue() int64 {
+	var at int64
+	if c.cfg.IdleTimeout > 0 && len(c.streams) == 0 && c.idleSince > 0 && !c.goaway {
+		at = c.idleSince + int64(c.cfg.IdleTimeout)
+	}
+	for _, s := range c.streams {
+		if s.blockedAt > 0 {
+			if due := s.blockedAt + int64(c.cfg.StallTimeout); at == 0 || due < at {
+				at = due
+			}
 		}
 	}
-	return min(t/4, time.Second)
+	return at
 }
 
 // Post runs f in the connection's goroutine, soon; it may be called from
