@@ -284,3 +284,28 @@ func TestHeadLimitsAsHTTP1(t *testing.T) {
 		}
 	}
 }
+
+// TestEarlyAnswer: a handler that answers before the request's body is in
+// (at its head, or at its first DATA frame) ends the stream; the client
+// gets the answer and stops sending (RST_STREAM NO_ERROR), and the
+// connection goes on.
+func TestEarlyAnswer(t *testing.T) {
+	srv := startServer(t, Config{}, false)
+	cl := h2cClient(t, false)
+	for _, path := range []string{"/early", "/early-data"} {
+		resp, err := cl.Post(srv.url(false, path), "application/octet-stream", bytes.NewReader(pattern(4<<20, 1)))
+		if err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 413 || string(body) != "too large" {
+			t.Errorf("%s: got %d %q, want 413 %q", path, resp.StatusCode, body, "too large")
+		}
+	}
+	if resp, err := cl.Get(srv.url(false, "/")); err != nil || resp.StatusCode != 200 {
+		t.Errorf("got %v after the early answers, want 200", err)
+	} else {
+		resp.Body.Close()
+	}
+}

@@ -396,6 +396,8 @@ func (c *Conn) data(fh FrameHeader, p []byte) {
 	s := c.stream(fh.StreamID)
 	if s == nil {
 		switch {
+		case fh.StreamID > c.maxClientID && c.goaway:
+			// A stream above the GOAWAY's last one, ignored (§6.8).
 		case fh.StreamID > c.maxClientID:
 			c.connError(ProtocolError) // idle (§5.1)
 		case !c.resetByUs(fh.StreamID):
@@ -435,6 +437,9 @@ func (c *Conn) data(fh FrameHeader, p []byte) {
 	}
 	if len(body) > 0 || end {
 		c.h.Data(s, body, end)
+		if s.c != c || s.ID != fh.StreamID {
+			return // the handler ended the stream (an early answer)
+		}
 	}
 	if !end {
 		s.flushCredit()
@@ -622,7 +627,9 @@ func (c *Conn) rstStream(fh FrameHeader, p []byte) {
 		c.connError(FrameSizeError)
 		return
 	case fh.StreamID > c.maxClientID:
-		c.connError(ProtocolError) // idle
+		if !c.goaway {
+			c.connError(ProtocolError) // idle
+		}
 		return
 	}
 	s := c.stream(fh.StreamID)
@@ -740,7 +747,7 @@ func (c *Conn) windowUpdate(fh FrameHeader, p []byte) {
 	}
 	s := c.stream(fh.StreamID)
 	if s == nil {
-		if fh.StreamID > c.maxClientID {
+		if fh.StreamID > c.maxClientID && !c.goaway {
 			c.connError(ProtocolError) // idle
 		}
 		return // closed: it may have crossed our end of the stream

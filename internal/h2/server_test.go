@@ -170,6 +170,14 @@ func (e *echo) Head(s *Stream, h *Head) {
 	case "/hold":
 		e.srv.held <- s
 		return
+	case "/early":
+		// An answer before the body (a 413, say): the stream ends with it.
+		s.WriteHead(413, nil, false)
+		s.Write([]byte("too large"), true)
+		return
+	case "/early-data":
+		es.left = -1 // answered at the first DATA frame
+		return
 	case "/reset":
 		s.WriteHead(200, nil, false)
 		s.Write([]byte("part"), false)
@@ -218,6 +226,11 @@ func (e *echo) more(s *Stream, es *echoStream) {
 
 func (e *echo) Data(s *Stream, p []byte, end bool) {
 	es := s.User.(*echoStream)
+	if es.left < 0 {
+		s.WriteHead(413, nil, false)
+		s.Write([]byte("too large"), true)
+		return
+	}
 	es.pending = append(es.pending, p...)
 	es.end = end
 	if es.end || es.left == 0 {
