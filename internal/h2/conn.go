@@ -143,6 +143,7 @@ type Conn struct {
 	contID uint32 // the stream whose header block continues; 0: none
 
 	streams     []*Stream // open streams
+	dead        []*Stream // streams over, for reap
 	maxClientID uint32    // the highest stream the client opened
 	closed      [32]uint32
 	closedPos   uint8
@@ -275,6 +276,7 @@ func (c *Conn) Received(n int) {
 		c.r = c.w // nothing more is read from a connection in error
 	}
 	c.releaseIn()
+	c.reap()
 }
 
 func (c *Conn) process() {
@@ -437,7 +439,7 @@ func (c *Conn) data(fh FrameHeader, p []byte) {
 	}
 	if len(body) > 0 || end {
 		c.h.Data(s, body, end)
-		if s.c != c || s.ID != fh.StreamID {
+		if s.gone {
 			return // the handler ended the stream (an early answer)
 		}
 	}
@@ -837,8 +839,8 @@ func (c *Conn) streamError(id uint32, code ErrCode) {
 // resetStream resets an open stream for an error, telling the handler
 // when notify is set (it has had the stream's head).
 func (c *Conn) resetStream(s *Stream, code ErrCode, notify bool) {
+	c.remove(s, true) // first: a flood the RST_STREAM tips over ends the others
 	c.streamError(s.ID, code)
-	c.remove(s, true)
 	if notify {
 		c.h.Done(s, code)
 	}
@@ -875,6 +877,7 @@ func (c *Conn) Wrote(n int) {
 	outBufs.Put(c.outp)
 	c.outp, c.out, c.o = nil, nil, 0
 	c.wakeBlocked()
+	c.reap()
 }
 
 // Close ends the connection for its owner (the socket closed or failed):
@@ -884,6 +887,7 @@ func (c *Conn) Close() {
 		c.fatal = true
 		c.endStreams(Cancel)
 	}
+	c.reap()
 	c.r, c.w = 0, 0
 	c.releaseIn()
 	if c.outp != nil {
@@ -923,7 +927,7 @@ func (c *Conn) wakeBlocked() {
 	}
 	c.snap = append(c.snap[:0], c.streams...)
 	for _, s := range c.snap {
-		if s.c == c && s.blocked && s.sendWindow > 0 && !s.endSent {
+		if !s.gone && s.blocked && s.sendWindow > 0 {
 			s.blocked, s.blockedAt = false, 0
 			c.h.Writable(s)
 		}
@@ -977,9 +981,25 @@ func (c *Conn) remove(s *Stream, byUs bool) {
 	}
 }
 
+// free marks s over. It goes back to the pool only at reap, once no
+// call that may hold it (a Handler's, or the frame being processed) is
+// under way.
 func (c *Conn) free(s *Stream) {
-	*s = Stream{}
-	streams.Put(s)
+	if s.gone {
+		return
+	}
+	s.gone = true
+	c.dead = append(c.dead, s)
+}
+
+// reap puts the streams that ended back in the pool.
+func (c *Conn) reap() {
+	for i, s := range c.dead {
+		*s = Stream{}
+		streams.Put(s)
+		c.dead[i] = nil
+	}
+	c.dead = c.dead[:0]
 }
 
 // wasClosed reports whether id is among the streams closed lately.

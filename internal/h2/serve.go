@@ -115,6 +115,7 @@ func (c *Conn) runTasks() {
 		for _, f := range tasks {
 			f()
 		}
+		c.reap()
 	}
 }
 

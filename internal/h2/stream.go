@@ -29,6 +29,7 @@ type Stream struct {
 	endSent    bool
 	blocked    bool
 	refused    bool // its Head had Refuse set: its body is dropped
+	gone       bool // over: the handler may not use it again
 }
 
 // Errors of a Stream's writer.
@@ -52,7 +53,7 @@ var statusText = func() (t [600]string) {
 // forbids, are left out). end says there is no body.
 func (s *Stream) WriteHead(status int, fields []Field, end bool) error {
 	switch {
-	case s.endSent:
+	case s.endSent || s.gone:
 		return ErrStreamEnded
 	case s.headSent && status >= 200:
 		return ErrHeadWritten
@@ -85,7 +86,7 @@ func (s *Stream) WriteHead(status int, fields []Field, end bool) error {
 // WriteTrailers writes the response's trailer section, which ends it.
 func (s *Stream) WriteTrailers(fields []Field) error {
 	switch {
-	case s.endSent:
+	case s.endSent || s.gone:
 		return ErrStreamEnded
 	case !s.headSent:
 		return ErrNoHead
@@ -163,7 +164,7 @@ func (c *Conn) endHeaders(start int, id uint32, end bool) {
 // marks the last part; it takes effect only once all of p is written.
 func (s *Stream) Write(p []byte, end bool) (int, error) {
 	switch {
-	case s.endSent:
+	case s.endSent || s.gone:
 		return 0, ErrStreamEnded
 	case !s.headSent:
 		return 0, ErrNoHead
@@ -209,11 +210,9 @@ func (s *Stream) Write(p []byte, end bool) (int, error) {
 func (s *Stream) ended() {
 	s.endSent = true
 	c := s.c
+	c.remove(s, !s.endRecv)
 	if !s.endRecv {
 		c.streamError(s.ID, NoError)
-		c.remove(s, true)
-	} else {
-		c.remove(s, false)
 	}
 	c.free(s)
 }
@@ -221,9 +220,12 @@ func (s *Stream) ended() {
 // Reset resets the stream (a target's response cut short: CANCEL or
 // INTERNAL_ERROR). The stream is over.
 func (s *Stream) Reset(code ErrCode) {
+	if s.gone {
+		return
+	}
 	c := s.c
-	c.streamError(s.ID, code)
 	c.remove(s, true)
+	c.streamError(s.ID, code)
 	c.free(s)
 }
 
