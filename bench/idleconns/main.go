@@ -176,12 +176,16 @@ func run() int {
 	// Watch every connection: a read returns only if the server closes it
 	// (or sends something unasked), which would make the measurement wrong.
 	var closed atomic.Int64
+	// closing is set before the tool closes its connections: what the
+	// server does then (a TLS close_notify sent back, a GOAWAY) answers
+	// the tool's close and is not the server closing an idle connection.
+	var closing atomic.Bool
 	for _, c := range conns {
 		if c == nil {
 			continue
 		}
 		go func(c *idleConn) {
-			if !c.watch() {
+			if !c.watch() && !closing.Load() {
 				closed.Add(1)
 			}
 		}(c)
@@ -216,12 +220,14 @@ wait:
 			}
 		}
 	}
+	k := closed.Load()
+	closing.Store(true)
 	for _, c := range conns {
 		if c != nil {
 			c.conn.Close()
 		}
 	}
-	log("done: closed %d connections, %d had been closed by the server", opened.Load(), closed.Load())
+	log("done: closed %d connections, %d had been closed by the server", opened.Load(), k)
 	if failed.Load() > 0 || opened.Load() < int64(*n) {
 		return 1
 	}
