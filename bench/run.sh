@@ -767,7 +767,7 @@ client_cmd() {
 		;;
 	closedloop)
 		CMD=("$TMP/bin/closedloop" -url "$url" -c "$CONNS" -d "$dur")
-		[[ $fe != direct ]] && CMD+=(-sessions "${SESSFILE[$fe]}")
+		if [[ $fe != direct ]]; then CMD+=(-sessions "${SESSFILE[$fe]}"); fi
 		;;
 	h2load)
 		local be cookie
