@@ -453,7 +453,7 @@ EOF
 
 
 start_haproxy() { # NAME MAXCONN
-	local name=$1 maxconn=$2 d=$TMP/$1 strict= port=${P_H1[$1]}
+	local name=$1 maxconn=$2 d=$TMP/$1 strict='' port=${P_H1[$1]}
 	mkdir -p "$d"
 	# HAProxy wants 2 FDs per maxconn (client and server side) and, by
 	# default, refuses to start if it cannot raise its limit that far. Idle
@@ -736,10 +736,6 @@ scen_clients() {
 	esac
 }
 
-# scen_sticky SCEN: whether the scenario's requests carry a session and
-# X-Expect-Backend, so that a 409 means stickiness broke.
-scen_sticky() { [[ $1 != https-new ]]; }
-
 # url_for SCEN FE
 url_for() {
 	local sc=$1 fe=$2
@@ -820,13 +816,13 @@ check_protocols() {
 
 # scen_fes SCEN: the front ends of a scenario, among those started.
 scen_fes() {
-	local sc=$1 fe out=()
+	local sc=$1 fe list=()
 	for fe in "${OK_FES[@]}"; do
 		[[ $fe == direct && $sc != h1 && $sc != h1-busy ]] && continue
 		[[ -n ${SKIP["$sc $fe"]:-} ]] && continue
-		out+=("$fe")
+		list+=("$fe")
 	done
-	echo "${out[*]}"
+	echo "${list[*]}"
 }
 
 OK_FES=()
