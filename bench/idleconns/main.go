@@ -75,34 +75,7 @@ func run() int {
 		fmt.Fprintf(os.Stderr, "idleconns: -proto must be h1 or h2, got %q\n", *proto)
 		return 2
 	}
-	addr := u.Host
-	if u.Port() == "" {
-		port := "80"
-		if u.Scheme == "https" {
-			port = "443"
-		}
-		addr = net.JoinHostPort(u.Hostname(), port)
-	}
-	o := opener{addr: addr, timeout: *timeout, h2: *proto == "h2"}
-	if u.Scheme == "https" {
-		alpn := "http/1.1"
-		if o.h2 {
-			alpn = "h2"
-		}
-		o.tls = &tls.Config{
-			InsecureSkipVerify: true, // the bench's certificate is made for the run
-			ServerName:         u.Hostname(),
-			NextProtos:         []string{alpn},
-			// No session cache: every connection has a full handshake, so
-			// the server holds what a connection from a new client costs.
-			ClientSessionCache: nil,
-		}
-	}
-	if o.h2 {
-		o.block = h2Request(u)
-	} else {
-		o.req = fmt.Sprintf("GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: idleconns\r\nAccept: */*\r\n\r\n", u.RequestURI(), u.Host)
-	}
+	o := newOpener(u, *proto, *timeout)
 
 	locals := sourceAddrs(u.Hostname(), *n, *sources)
 	if len(locals) > 1 {
@@ -242,6 +215,39 @@ type opener struct {
 	h2      bool
 	req     string // the HTTP/1.1 request
 	block   []byte // the HTTP/2 request's header block
+}
+
+// newOpener returns the opener of -proto proto connections to u.
+func newOpener(u *url.URL, proto string, timeout time.Duration) *opener {
+	addr := u.Host
+	if u.Port() == "" {
+		port := "80"
+		if u.Scheme == "https" {
+			port = "443"
+		}
+		addr = net.JoinHostPort(u.Hostname(), port)
+	}
+	o := &opener{addr: addr, timeout: timeout, h2: proto == "h2"}
+	if u.Scheme == "https" {
+		alpn := "http/1.1"
+		if o.h2 {
+			alpn = "h2"
+		}
+		o.tls = &tls.Config{
+			InsecureSkipVerify: true, // the bench's certificate is made for the run
+			ServerName:         u.Hostname(),
+			NextProtos:         []string{alpn},
+			// No session cache: every connection has a full handshake, so
+			// the server holds what a connection from a new client costs.
+			ClientSessionCache: nil,
+		}
+	}
+	if o.h2 {
+		o.block = h2Request(u)
+	} else {
+		o.req = fmt.Sprintf("GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: idleconns\r\nAccept: */*\r\n\r\n", u.RequestURI(), u.Host)
+	}
+	return o
 }
 
 // idleConn is a used, idle connection and what reads from it.
