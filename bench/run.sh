@@ -38,7 +38,7 @@
 # start or stickiness broke for any front end. See bench/README.md.
 set -euo pipefail
 
-usage() { sed -n '2,37p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,38p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-10s}
