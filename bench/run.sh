@@ -5,16 +5,32 @@
 #   bench/run.sh load            load rounds only
 #   bench/run.sh idle            idle-connection memory only
 #   ROUNDS=5 bench/run.sh        (or --rounds 5) more rounds
+#   SCENARIOS="h1 h2" bench/run.sh load   (or --scenarios h1,h2) a subset
+#
+# Scenarios (SCENARIOS, --scenarios; default all, in this order):
+#   h1           HTTP/1.1 cleartext, SESSIONS sticky sessions (wrk, closedloop)
+#   h1-busy      h1 with bench/burn spinning BUSY_THREADS threads beside it
+#   https        HTTP/1.1 over TLS, one sticky session (wrk -cCONNS)
+#   https-new    HTTP/1.1 over TLS, no cookie kept: a new session per request
+#   https-close  HTTPS with Connection: close: a full handshake per request
+#                (wrk -cCLOSE_CONNS)
+#   h2           HTTP/2 over TLS, one sticky session (h2load -cH2_CONNS -mH2_STREAMS)
+#   h2c          HTTP/2 cleartext, prior knowledge, one sticky session (h2load)
 #
 # Settings (environment variable, or the flag in brackets):
 #   ROUNDS=3 (--rounds)  DURATION=10s (--duration)  CONNS=64 (--conns)
-#   THREADS=2 (--threads, wrk's)  SESSIONS=64 (--sessions)
+#   THREADS=2 (--threads, wrk's and h2load's)  SESSIONS=64 (--sessions)
+#   CLOSE_CONNS=32 (--close-conns)  H2_CONNS=16 (--h2-conns)
+#   H2_STREAMS=16 (--h2-streams)  BUSY_THREADS=<CPUs> (--busy-threads)
 #   FRONTENDS="direct haproxy nginx latch" (--frontends direct,latch);
 #     latch-nometrics is latch with its admin listener off, so no metrics
-#     are counted (latch counts them whenever the admin listener is on)
-#   CLIENTS="wrk closedloop" (--clients wrk): the load generators, each
-#     measuring every front end (closedloop is bench/closedloop, in Go)
+#     are counted (latch counts them whenever the admin listener is on);
+#     direct (no proxy) runs in the cleartext HTTP/1.1 scenarios only
+#   CLIENTS="wrk closedloop" (--clients wrk): the HTTP/1.1 cleartext load
+#     generators, each measuring every front end (closedloop is
+#     bench/closedloop, in Go); HTTPS is wrk's, HTTP/2 h2load's
 #   IDLE_CONNS=10000 (--idle-conns)  IDLE_FRONTENDS="haproxy latch" (--idle-frontends)
+#   IDLE_PROTOS="h1 https h2" (--idle-protos; also h2c)
 #   KEEP_TMP=0 (--keep): keep the temp dir with every config, log and load output
 #
 # Everything runs on 127.0.0.1 in a temp dir; everything started is stopped
@@ -22,7 +38,7 @@
 # start or stickiness broke for any front end. See bench/README.md.
 set -euo pipefail
 
-usage() { sed -n '2,18p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,38p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-10s}
@@ -33,6 +49,12 @@ FRONTENDS=${FRONTENDS:-"direct haproxy nginx latch"}
 CLIENTS=${CLIENTS:-"wrk closedloop"}
 IDLE_CONNS=${IDLE_CONNS:-10000}
 IDLE_FRONTENDS=${IDLE_FRONTENDS:-"haproxy latch"}
+IDLE_PROTOS=${IDLE_PROTOS:-"h1 https h2"}
+SCENARIOS=${SCENARIOS:-"h1 h1-busy https https-new https-close h2 h2c"}
+CLOSE_CONNS=${CLOSE_CONNS:-32}
+H2_CONNS=${H2_CONNS:-16}
+H2_STREAMS=${H2_STREAMS:-16}
+BUSY_THREADS=${BUSY_THREADS:-$(nproc)}
 KEEP_TMP=${KEEP_TMP:-0}
 MODE=all
 
@@ -42,7 +64,8 @@ while (($#)); do
 	val=
 	case $arg in
 	--*=*) val=${arg#*=} arg=${arg%%=*} ;;
-	--rounds | --duration | --conns | --threads | --sessions | --frontends | --clients | --idle-conns | --idle-frontends)
+	--rounds | --duration | --conns | --threads | --sessions | --frontends | --clients | --idle-conns | --idle-frontends | \
+		--idle-protos | --scenarios | --close-conns | --h2-conns | --h2-streams | --busy-threads)
 		(($#)) || { echo "run.sh: $arg needs a value" >&2; exit 2; }
 		val=$1
 		shift
@@ -59,6 +82,12 @@ while (($#)); do
 	--clients) CLIENTS=${val//,/ } ;;
 	--idle-conns) IDLE_CONNS=$val ;;
 	--idle-frontends) IDLE_FRONTENDS=${val//,/ } ;;
+	--idle-protos) IDLE_PROTOS=${val//,/ } ;;
+	--scenarios) SCENARIOS=${val//,/ } ;;
+	--close-conns) CLOSE_CONNS=$val ;;
+	--h2-conns) H2_CONNS=$val ;;
+	--h2-streams) H2_STREAMS=$val ;;
+	--busy-threads) BUSY_THREADS=$val ;;
 	--keep) KEEP_TMP=1 ;;
 	-h | --help) usage; exit 0 ;;
 	*) echo "run.sh: unknown argument $arg (try --help)" >&2; exit 2 ;;
@@ -67,6 +96,15 @@ done
 read -ra FES <<<"$FRONTENDS"
 read -ra CLS <<<"$CLIENTS"
 read -ra IDLE_FES <<<"$IDLE_FRONTENDS"
+read -ra IDLE_PRS <<<"$IDLE_PROTOS"
+read -ra SCENS <<<"$SCENARIOS"
+for sc in "${SCENS[@]}"; do
+	case $sc in h1 | h1-busy | https | https-new | https-close | h2 | h2c) ;; *) echo "run.sh: unknown scenario $sc (h1, h1-busy, https, https-new, https-close, h2, h2c)" >&2; exit 2 ;; esac
+done
+((${#SCENS[@]})) || { echo "run.sh: SCENARIOS is empty (h1, h1-busy, https, https-new, https-close, h2, h2c)" >&2; exit 2; }
+for pr in "${IDLE_PRS[@]}"; do
+	case $pr in h1 | https | h2 | h2c) ;; *) echo "run.sh: unknown idle protocol $pr (h1, https, h2, h2c)" >&2; exit 2 ;; esac
+done
 for fe in "${FES[@]}"; do
 	case $fe in direct | haproxy | nginx | latch | latch-nometrics) ;; *) echo "run.sh: unknown front end $fe (direct, haproxy, nginx, latch, latch-nometrics)" >&2; exit 2 ;; esac
 done
@@ -77,7 +115,7 @@ done
 for fe in "${IDLE_FES[@]}"; do
 	case $fe in haproxy | nginx | latch) ;; *) echo "run.sh: unknown idle front end $fe (haproxy, nginx, latch)" >&2; exit 2 ;; esac
 done
-for v in ROUNDS CONNS THREADS SESSIONS IDLE_CONNS; do
+for v in ROUNDS CONNS THREADS SESSIONS IDLE_CONNS CLOSE_CONNS H2_CONNS H2_STREAMS BUSY_THREADS; do
 	[[ ${!v} =~ ^[1-9][0-9]*$ ]] || { echo "run.sh: $v must be a positive integer, got '${!v}'" >&2; exit 2; }
 done
 [[ $DURATION =~ ^[0-9]+[smh]?$ ]] || { echo "run.sh: DURATION must look like 10s, got '$DURATION'" >&2; exit 2; }
@@ -94,17 +132,18 @@ die() { warn "$*"; exit 1; }
 
 # ---------------------------------------------------------------- packages
 need_pkgs=()
-for c in wrk haproxy nginx curl; do
-	command -v "$c" >/dev/null 2>&1 || need_pkgs+=("$c")
+declare -A PKG_OF=([wrk]=wrk [haproxy]=haproxy [nginx]=nginx [curl]=curl [h2load]=nghttp2-client [openssl]=openssl)
+for c in wrk haproxy nginx curl h2load openssl; do
+	command -v "$c" >/dev/null 2>&1 || need_pkgs+=("${PKG_OF[$c]}")
 done
 if ((${#need_pkgs[@]})); then
 	if [[ $(id -u) == 0 ]]; then
 		say "installing ${need_pkgs[*]} from Debian"
 		export DEBIAN_FRONTEND=noninteractive
-		apt-get install -y wrk haproxy nginx curl >/dev/null 2>&1 ||
-			{ apt-get update -qq && apt-get install -y wrk haproxy nginx curl; }
+		apt-get install -y wrk haproxy nginx curl nghttp2-client openssl >/dev/null 2>&1 ||
+			{ apt-get update -qq && apt-get install -y wrk haproxy nginx curl nghttp2-client openssl; }
 	else
-		die "missing ${need_pkgs[*]}: run  sudo apt-get install -y wrk haproxy nginx curl  (or run this script as root)"
+		die "missing ${need_pkgs[*]}: run  sudo apt-get install -y wrk haproxy nginx curl nghttp2-client openssl  (or run this script as root)"
 	fi
 fi
 command -v go >/dev/null 2>&1 || die "go is not on PATH (needed to build latch)"
@@ -314,6 +353,21 @@ wait_spread() {
 	return 1
 }
 
+# ----------------------------------------------------------- certificate
+# make_cert: an ECDSA P-256 certificate for 127.0.0.1 and localhost, made
+# for this run and valid for two days; bench.pem is the certificate and
+# key in one file, as HAProxy's crt wants them.
+CERT=$TMP/cert
+make_cert() {
+	mkdir -p "$CERT"
+	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+		-subj /CN=localhost -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
+		-keyout "$CERT/bench.key" -out "$CERT/bench.crt" >"$CERT/openssl.log" 2>&1 ||
+		die "openssl could not make the bench certificate: $(cat "$CERT/openssl.log")"
+	cat "$CERT/bench.crt" "$CERT/bench.key" >"$CERT/bench.pem"
+	say "certificate: ECDSA P-256, self-signed for 127.0.0.1 and localhost, made for this run"
+}
+
 # ---------------------------------------------------------------- configs
 NGINX_USER=
 if [[ $(id -u) == 0 ]]; then
@@ -398,8 +452,8 @@ EOF
 }
 
 
-start_haproxy() { # NAME PORT MAXCONN
-	local name=$1 port=$2 maxconn=$3 d=$TMP/$1 strict=
+start_haproxy() { # NAME MAXCONN
+	local name=$1 maxconn=$2 d=$TMP/$1 strict='' port=${P_H1[$1]}
 	mkdir -p "$d"
 	# HAProxy wants 2 FDs per maxconn (client and server side) and, by
 	# default, refuses to start if it cannot raise its limit that far. Idle
@@ -413,6 +467,10 @@ global
     maxconn $maxconn
     $strict
     # default nbthread: one thread per CPU
+    # TLS as latch's default policy: 1.2 and 1.3, AES-128-GCM first
+    # (Go's choice; OpenSSL's client would otherwise get AES-256-GCM).
+    ssl-default-bind-options ssl-min-ver TLSv1.2
+    ssl-default-bind-ciphersuites TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256
 
 defaults
     mode http
@@ -426,6 +484,8 @@ defaults
 
 frontend bench
     bind $HOST:$port
+    bind $HOST:${P_TLS[$name]} ssl crt $CERT/bench.pem alpn h2,http/1.1
+    bind $HOST:${P_H2C[$name]} proto h2
     default_backend web
 
 backend web
@@ -442,8 +502,8 @@ EOF
 	wait_up "$name" "http://$HOST:$port/" 15 || { cat "$d/haproxy.log" >&2; return 1; }
 }
 
-start_nginx_proxy() { # NAME PORT WORKER_CONNECTIONS
-	local name=$1 port=$2 wc=$3 d=$TMP/$1
+start_nginx_proxy() { # NAME WORKER_CONNECTIONS
+	local name=$1 wc=$2 d=$TMP/$1 port=${P_H1[$1]}
 	mkdir -p "$d"
 	{
 		nginx_common "$d" "$wc"
@@ -463,6 +523,16 @@ $(nginx_temp_paths "$d")
     }
     server {
         listen $HOST:$port;
+        # HTTPS: ALPN offers h2 and http/1.1. The plain http2 listen is
+        # h2c with prior knowledge only (nginx before 1.25.1).
+        listen $HOST:${P_TLS[$name]} ssl http2;
+        listen $HOST:${P_H2C[$name]} http2;
+        ssl_certificate $CERT/bench.crt;
+        ssl_certificate_key $CERT/bench.key;
+        # TLS as latch's default policy: 1.2 and 1.3, AES-128-GCM first.
+        ssl_protocols TLSv1.2 TLSv1.3;
+        ssl_prefer_server_ciphers on;
+        ssl_conf_command Ciphersuites TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256;
         location / {
             proxy_pass http://web;
             proxy_http_version 1.1;
@@ -488,8 +558,8 @@ build_latch() {
 	LATCH_BUILT=1
 }
 
-start_latch() { # NAME PORT
-	local name=$1 port=$2 d=$TMP/$1
+start_latch() { # NAME
+	local name=$1 port=${P_H1[$1]} d=$TMP/$1
 	build_latch || return 1
 	mkdir -p "$d"
 	local admin="admin: { address: $HOST:0 }"
@@ -499,6 +569,23 @@ listeners:
   - name: bench
     address: $HOST:$port
     protocol: HTTP
+    attributes: { idle_timeout.timeout_seconds: 300 }
+    default_action:
+      type: forward
+      forward: { target_group: web }
+  - name: bench-tls
+    address: $HOST:${P_TLS[$name]}
+    protocol: HTTPS
+    certificates:
+      - { cert_file: $CERT/bench.crt, key_file: $CERT/bench.key }
+    attributes: { idle_timeout.timeout_seconds: 300, routing.http2.enabled: true }
+    default_action:
+      type: forward
+      forward: { target_group: web }
+  - name: bench-h2c
+    address: $HOST:${P_H2C[$name]}
+    protocol: HTTP
+    attributes: { idle_timeout.timeout_seconds: 300, routing.http2.h2c.enabled: true }
     default_action:
       type: forward
       forward: { target_group: web }
@@ -551,21 +638,30 @@ latch_healthy() { # LOG: how many targets latch last reported healthy
 	END { n = 0; for (t in st) if (st[t] == "healthy") n++; print n }' "$1"
 }
 
-# start_frontend FE NAME PORT MODE: MODE is load or idle (more connections).
+# start_frontend FE NAME MODE: MODE is load or idle (more connections).
+# Every front end listens on three ports: HTTP/1.1 (P_H1), HTTPS offering
+# h2 and http/1.1 by ALPN (P_TLS), and h2c with prior knowledge (P_H2C).
+declare -A P_H1 P_TLS P_H2C
 start_frontend() {
-	local fe=$1 name=$2 port=$3 mode=$4
+	local fe=$1 name=$2 mode=$3
+	pick_port
+	P_H1[$name]=$PORT
+	pick_port
+	P_TLS[$name]=$PORT
+	pick_port
+	P_H2C[$name]=$PORT
 	case $fe in
 	haproxy)
 		local mc=4096
 		[[ $mode == idle ]] && mc=$((IDLE_CONNS + 2048))
-		start_haproxy "$name" "$port" "$mc"
+		start_haproxy "$name" "$mc"
 		;;
 	nginx)
 		local wc=4096
 		[[ $mode == idle ]] && wc=$((IDLE_CONNS + 2048))
-		start_nginx_proxy "$name" "$port" "$wc"
+		start_nginx_proxy "$name" "$wc"
 		;;
-	latch | latch-nometrics) start_latch "$name" "$port" ;;
+	latch | latch-nometrics) start_latch "$name" ;;
 	esac
 }
 
@@ -622,98 +718,232 @@ print_header() {
 	model=$(awk -F': *' '/^model name/ {print $2; exit}' /proc/cpuinfo)
 	say "date:      $(date -u '+%Y-%m-%d %H:%M UTC')"
 	say "machine:   $(nproc) vCPU, ${model:-unknown CPU}, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), Linux $(uname -r)"
-	say "versions:  $(haproxy -v 2>&1 | head -1 | awk '{print "HAProxy", $3}'), $(nginx -v 2>&1 | sed 's/^nginx version: //'), $(go version | awk '{print $3}'), $(wrk -v 2>&1 | head -1 | awk '{print "wrk", $2}'), $(if ((LATCH_BUILT)); then "$TMP/bin/latch" version; else echo "latch (not built)"; fi)$(c=$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null) && echo " (work tree at commit $c)")"
+	say "versions:  $(haproxy -v 2>&1 | head -1 | awk '{print "HAProxy", $3}'), $(nginx -v 2>&1 | sed 's/^nginx version: //'), $(go version | awk '{print $3}'), $(wrk -v 2>&1 | head -1 | awk '{print "wrk", $2}'), $(h2load --version 2>&1 | head -1 | awk '{print "h2load", $2}'), $(openssl version | awk '{print "OpenSSL", $2}'), $(if ((LATCH_BUILT)); then "$TMP/bin/latch" version; else echo "latch (not built)"; fi)$(c=$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null) && echo " (work tree at commit $c)")"
 }
 
 FAILED=()  # front ends that failed to start or died
 BROKEN=()  # front ends whose stickiness broke
 
 # ============================================================= load rounds
-declare -A URL SESSFILE
+declare -A SESSFILE ONE SKIP
+
+# scen_clients SCEN: the load generators of a scenario.
+scen_clients() {
+	case $1 in
+	h1 | h1-busy) echo "${CLS[*]}" ;;
+	https | https-new | https-close) echo wrk ;;
+	h2 | h2c) echo h2load ;;
+	esac
+}
+
+# url_for SCEN FE
+url_for() {
+	local sc=$1 fe=$2
+	case $sc in
+	h1 | h1-busy) if [[ $fe == direct ]]; then echo "http://$HOST:${BPORT[b1]}/"; else echo "http://$HOST:${P_H1[$fe]}/"; fi ;;
+	https | https-new | https-close | h2) echo "https://$HOST:${P_TLS[$fe]}/" ;;
+	h2c) echo "http://$HOST:${P_H2C[$fe]}/" ;;
+	esac
+}
+
+# client_cmd SCEN FE CLIENT DURATION: the load command of one run, in CMD.
+CMD=()
+client_cmd() {
+	local sc=$1 fe=$2 cl=$3 dur=$4 url
+	url=$(url_for "$sc" "$fe")
+	case $cl in
+	wrk)
+		local c=$CONNS largs=()
+		case $sc in
+		h1 | h1-busy) [[ $fe != direct ]] && largs=(-- "${SESSFILE[$fe]}") ;;
+		https) largs=(-- "${ONE[$fe]}") ;;
+		https-close) c=$CLOSE_CONNS largs=(-- "${ONE[$fe]}" close) ;;
+		esac
+		CMD=(wrk -t"$THREADS" -c"$c" -d"$dur" --latency -s "$BENCH/sessions.lua" "$url" "${largs[@]}")
+		;;
+	closedloop)
+		CMD=("$TMP/bin/closedloop" -url "$url" -c "$CONNS" -d "$dur")
+		if [[ $fe != direct ]]; then CMD+=(-sessions "${SESSFILE[$fe]}"); fi
+		;;
+	h2load)
+		local be cookie
+		read -r be cookie <"${ONE[$fe]}"
+		CMD=(h2load -t"$((THREADS < H2_CONNS ? THREADS : H2_CONNS))" -c"$H2_CONNS" -m"$H2_STREAMS" -D "$dur"
+			-H "cookie: $cookie" -H "x-expect-backend: $be" "$url")
+		;;
+	esac
+}
+
+# check_protocols FE: the front end speaks, on each port the scenarios use,
+# the protocol their rows name, and the one session stays on its backend.
+check_protocols() {
+	local fe=$1 be cookie got sc need_tls=0 need_h2=0 need_h2c=0 tlsinfo expect other=b2
+	read -r be cookie <"${ONE[$fe]}"
+	[[ $be == b2 ]] && other=b3
+	expect=$be
+	for sc in "${SCENS[@]}"; do
+		case $sc in https | https-new | https-close) need_tls=1 ;; h2) need_h2=1 ;; h2c) need_h2c=1 ;; esac
+	done
+	# proto_ok SCENARIOS WANT CURL ARGS...: curl prints "<status> <HTTP version>".
+	proto_ok() {
+		local scs=$1 want=$2
+		shift 2
+		got=$(curl -sS -m 5 -o /dev/null -w '%{http_code} %{http_version}' -H "Cookie: $cookie" -H "X-Expect-Backend: $expect" "$@" 2>&1) || true
+		if [[ $got != "$want" ]]; then
+			warn "$fe: expected '$want' (status, HTTP version) from curl $*, got '$got': no $scs for $fe"
+			for sc in $scs; do SKIP["$sc $fe"]=1; done
+			FAILED+=("$fe")
+			return 1
+		fi
+	}
+	local line="  $fe:"
+	if ((need_tls)) && proto_ok "https https-new https-close" "200 1.1" -k --http1.1 "https://$HOST:${P_TLS[$fe]}/"; then
+		tlsinfo=$(openssl s_client -connect "$HOST:${P_TLS[$fe]}" -alpn http/1.1 -brief </dev/null 2>&1 |
+			awk -F': *' '/^Protocol version/ {v = $2} /^Ciphersuite/ {c = $2} /^(Server|Peer) Temp Key/ {k = $2; sub(/,.*/, "", k)}
+				/^Signature type/ {t = $2} END {print v, c, k, t}') || true
+		line+=" HTTPS HTTP/1.1 ok ($tlsinfo);"
+	fi
+	((need_h2)) && proto_ok h2 "200 2" -k --http2 "https://$HOST:${P_TLS[$fe]}/" && line+=" HTTP/2 over TLS (ALPN h2) ok;"
+	((need_h2c)) && proto_ok h2c "200 2" --http2-prior-knowledge "http://$HOST:${P_H2C[$fe]}/" && line+=" h2c (prior knowledge) ok;"
+	# X-Expect-Backend must reach the backend over HTTP/2 as well, or the
+	# 409 check would miss a broken session there: name another backend.
+	expect=$other
+	((need_h2)) && [[ -z ${SKIP["h2 $fe"]:-} ]] && proto_ok h2 "409 2" -k --http2 "https://$HOST:${P_TLS[$fe]}/" && line+=" 409 over h2 ok;"
+	((need_h2c)) && [[ -z ${SKIP["h2c $fe"]:-} ]] && proto_ok h2c "409 2" --http2-prior-knowledge "http://$HOST:${P_H2C[$fe]}/" && line+=" 409 over h2c ok;"
+	[[ $line != "  $fe:" ]] && say "$line session on $be"
+	return 0
+}
+
+# scen_fes SCEN: the front ends of a scenario, among those started.
+scen_fes() {
+	local sc=$1 fe list=()
+	for fe in "${OK_FES[@]}"; do
+		[[ $fe == direct && $sc != h1 && $sc != h1-busy ]] && continue
+		[[ -n ${SKIP["$sc $fe"]:-} ]] && continue
+		list+=("$fe")
+	done
+	echo "${list[*]}"
+}
+
+OK_FES=()
 load_phase() {
-	local fe port
-	say "== load: ${CLS[*]}, $CONNS connections, $DURATION, $SESSIONS sticky sessions, 3 backends, $ROUNDS interleaved rounds"
-	if [[ " ${CLS[*]} " == *" closedloop "* ]]; then
+	local fe sc cl
+	say "== load: scenarios ${SCENS[*]}; $ROUNDS interleaved rounds of $DURATION"
+	if [[ " ${SCENS[*]} " == *" h1"* && " ${CLS[*]} " == *" closedloop "* ]]; then
 		(cd "$REPO" && go build -o "$TMP/bin/closedloop" ./bench/closedloop) || die "bench/closedloop did not build"
 	fi
-	say "starting front ends and collecting sessions:"
-	local ok=()
+	if [[ " ${SCENS[*]} " == *" h1-busy "* ]]; then
+		(cd "$REPO" && go build -o "$TMP/bin/burn" ./bench/burn) || die "bench/burn did not build"
+	fi
+	say "starting front ends, collecting sessions, checking protocols:"
 	for fe in "${FES[@]}"; do
 		if [[ $fe == direct ]]; then
-			URL[direct]="http://$HOST:${BPORT[b1]}/"
-			ok+=(direct)
-			say "  direct: the load straight at backend b1 (no proxy, no cookie)"
+			OK_FES+=(direct)
+			say "  direct: the load straight at backend b1 (no proxy, no cookie; cleartext HTTP/1.1 only)"
 			continue
 		fi
-		pick_port
-		port=$PORT
-		URL[$fe]="http://$HOST:$port/"
 		SESSFILE[$fe]=$TMP/sessions-$fe.txt
+		ONE[$fe]=$TMP/session-one-$fe.txt
 		backends_alive
-		if ! start_frontend "$fe" "$fe" "$port" load; then
+		if ! start_frontend "$fe" "$fe" load; then
 			warn "$fe failed to start"
 			FAILED+=("$fe")
 			stop "$fe"
 			continue
 		fi
-		if ! collect_sessions "$fe" "${URL[$fe]}" "${SESSFILE[$fe]}"; then
+		if ! collect_sessions "$fe" "http://$HOST:${P_H1[$fe]}/" "${SESSFILE[$fe]}"; then
 			FAILED+=("$fe")
 			stop "$fe"
 			continue
 		fi
-		ok+=("$fe")
+		# The one-session scenarios use the first session on b1, so that
+		# every front end sends them to the same backend.
+		{ awk '$1 == "b1" {print; f = 1; exit} END {exit !f}' "${SESSFILE[$fe]}" || head -1 "${SESSFILE[$fe]}"; } >"${ONE[$fe]}"
+		check_protocols "$fe"
+		OK_FES+=("$fe")
 	done
-	((${#ok[@]})) || die "no front end started"
+	((${#OK_FES[@]})) || die "no front end started"
 	RESULTS=$TMP/results.txt
 	: >"$RESULTS"
 
-	# One second of the same load on each, unrecorded: pools, buffers,
-	# backend connections and Go's heap are in place before round 1.
-	for fe in "${ok[@]}"; do
-		local wargs=()
-		[[ $fe != direct ]] && wargs=(-- "${SESSFILE[$fe]}")
-		run_fg wrk -t"$THREADS" -c"$CONNS" -d1s -s "$BENCH/sessions.lua" "${URL[$fe]}" "${wargs[@]}" >"$TMP/warmup-$fe.txt" 2>&1 || true
+	# One second of each scenario's load on each front end, unrecorded:
+	# pools, buffers, TLS session state, backend connections and Go's heap
+	# are in place before round 1.
+	local fes
+	for sc in "${SCENS[@]}"; do
+		[[ $sc == h1-busy ]] && continue
+		read -ra fes <<<"$(scen_fes "$sc")"
+		read -r cl _ <<<"$(scen_clients "$sc")"
+		[[ $cl == closedloop ]] && cl=wrk
+		for fe in "${fes[@]}"; do
+			client_cmd "$sc" "$fe" "$cl" 1s
+			run_fg "${CMD[@]}" >"$TMP/warmup-$sc-$fe.txt" 2>&1 || true
+		done
 	done
 
-	local round n=${#ok[@]} k i out cl
+	local round n k i
 	for ((round = 1; round <= ROUNDS; round++)); do
-		for ((k = 0; k < n; k++)); do
-			i=$(((k + round - 1) % n))
-			fe=${ok[i]}
-			[[ " ${FAILED[*]} " == *" $fe "* ]] && continue
-			for cl in "${CLS[@]}"; do run_one "$round" "$fe" "$cl"; done
+		for sc in "${SCENS[@]}"; do
+			read -ra fes <<<"$(scen_fes "$sc")"
+			n=${#fes[@]}
+			for ((k = 0; k < n; k++)); do
+				i=$(((k + round - 1) % n))
+				fe=${fes[i]}
+				# A front end that died is not measured again; one that
+				# failed a protocol check is left out of that scenario only.
+				[[ $fe != direct ]] && ! alive "${PID[$fe]}" && continue
+				for cl in $(scen_clients "$sc"); do run_one "$round" "$sc" "$fe" "$cl"; done
+			done
 		done
 	done
 
 	# The load instances go away before the idle measurements.
-	for fe in "${ok[@]}"; do [[ $fe == direct ]] || stop "$fe"; done
+	for fe in "${OK_FES[@]}"; do [[ $fe == direct ]] || stop "$fe"; done
 }
 
 backends_alive() {
 	alive "${PID[backends]}" || die "the nginx backends died: $(tail -5 "$TMP/backends/error.log" "$TMP/backends/stderr.log" 2>/dev/null)"
 }
 
-run_one() { # ROUND FE CLIENT
-	local round=$1 fe=$2 cl=$3 out=$TMP/$3-$2-$1.txt pid='' t0=0 t1=0 rss=- cpu=-
+# start_burn: bench/burn beside the proxies, until stop burn.
+start_burn() {
+	local log=$TMP/burn.log i
+	start burn "$log" "$TMP/bin/burn" -threads "$BUSY_THREADS" -d 1h
+	for ((i = 0; i < 100; i++)); do
+		grep -qs '^burning:' "$log" && return 0
+		alive "${PID[burn]}" || break
+		sleep 0.05
+	done
+	die "bench/burn did not start: $(cat "$log")"
+}
+
+run_one() { # ROUND SCEN FE CLIENT
+	local round=$1 sc=$2 fe=$3 cl=$4 out=$TMP/$2-$4-$3-$1.txt pid='' t0=0 t1=0 rss=- cpu=- busy=
 	[[ $fe != direct ]] && pid=${PID[$fe]}
+	client_cmd "$sc" "$fe" "$cl" "$DURATION"
+	[[ $sc == h1-busy ]] && start_burn
 	[[ -n $pid ]] && t0=$(cpu_ticks "$pid")
 	local rps reqs p50 p99 non2xx sockerr
-	if [[ $cl == wrk ]]; then
-		local args=()
-		[[ $fe != direct ]] && args=(-- "${SESSFILE[$fe]}")
-		run_fg wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency -s "$BENCH/sessions.lua" "${URL[$fe]}" "${args[@]}" >"$out" 2>&1 ||
-			warn "$fe: wrk failed: $(tail -3 "$out")"
+	run_fg "${CMD[@]}" >"$out" 2>&1 || warn "$sc $fe: $cl failed: $(tail -3 "$out")"
+	if [[ -n $pid ]]; then
+		t1=$(cpu_ticks "$pid")
+		rss=$(awk -v k="$(rss_kib "$pid")" 'BEGIN {printf "%.1f", k / 1024}')
+	fi
+	if [[ $sc == h1-busy ]]; then
+		stop burn
+		busy=$(sed -n 's/.*(\([0-9.]*\) CPUs).*/\1/p' "$TMP/burn.log")
+		cp "$TMP/burn.log" "$out.burn"
+	fi
+	case $cl in
+	wrk)
 		rps=$(awk '/^Requests\/sec:/ {print $2}' "$out")
 		reqs=$(awk '/ requests in / {print $1}' "$out")
 		p50=$(to_ms "$(awk '$1 == "50%" {print $2}' "$out")")
 		p99=$(to_ms "$(awk '$1 == "99%" {print $2}' "$out")")
 		non2xx=$(awk -F': *' '/Non-2xx or 3xx responses/ {print $2}' "$out")
 		sockerr=$(awk '/Socket errors:/ {gsub(/,/, ""); print $4 + $6 + $8 + $10}' "$out")
-	else
-		local args=()
-		[[ $fe != direct ]] && args=(-sessions "${SESSFILE[$fe]}")
-		run_fg "$TMP/bin/closedloop" -url "${URL[$fe]}" -c "$CONNS" -d "$DURATION" "${args[@]}" >"$out" 2>&1 ||
-			warn "$fe: closedloop failed: $(tail -3 "$out")"
+		;;
+	closedloop)
 		# "N requests, X req/s, p50 a ms, p90 b ms, p99 c ms, p99.9 d ms, non-2xx e, errors f"
 		read -r reqs rps p50 p99 non2xx sockerr < <(awk '/ requests, / {
 			gsub(/,/, "")
@@ -727,22 +957,43 @@ run_one() { # ROUND FE CLIENT
 			}
 			print n, r, a, c, e, f
 		}' "$out") || true
-	fi
-	if [[ -n $pid ]]; then
-		t1=$(cpu_ticks "$pid")
-		rss=$(awk -v k="$(rss_kib "$pid")" 'BEGIN {printf "%.1f", k / 1024}')
-	fi
+		;;
+	h2load)
+		# h2load gives no percentiles: the p50 and p99 columns hold the
+		# mean and the max of "time for request".
+		local proto want=h2
+		[[ $sc == h2c ]] && want=h2c
+		proto=$(awk -F': *' '/^Application protocol/ {print $2}' "$out")
+		if [[ $proto != "$want" ]]; then
+			warn "round $round $sc $fe: h2load negotiated '${proto:-nothing}', not $want: $(tail -3 "$out")"
+			FAILED+=("$fe")
+			return 0
+		fi
+		rps=$(awk '/^finished in/ {gsub(/,/, ""); print $4}' "$out")
+		# "requests: T total, S started, D done, OK succeeded, F failed, E errored, T timeout";
+		# status codes count a few streams still open at the end as well.
+		reqs=$(awk '/^requests:/ {gsub(/,/, ""); print $6}' "$out")
+		non2xx=$(awk '/^status codes:/ {gsub(/,/, ""); print $5 + $7 + $9}' "$out")
+		# h2load counts a 4xx or 5xx answer as failed: errors are the rest.
+		sockerr=$(awk '/^status codes:/ {gsub(/,/, ""); bad = $7 + $9} /^requests:/ {gsub(/,/, ""); f = $10; e = $12 + $14}
+			END {f -= bad; print (f > 0 ? f : 0) + e}' "$out")
+		p50=$(to_ms "$(awk '/^time for request:/ {print $6}' "$out")")
+		p99=$(to_ms "$(awk '/^time for request:/ {print $5}' "$out")")
+		;;
+	esac
 	rps=${rps:-0} reqs=${reqs:-0} p50=${p50:-nan} p99=${p99:-nan} non2xx=${non2xx:-0} sockerr=${sockerr:-0}
 	if [[ -n $pid && $reqs -gt 0 ]]; then
 		cpu=$(awk -v d=$((t1 - t0)) -v hz="$CLK_TCK" -v n="$reqs" 'BEGIN {printf "%.1f", d / hz * 1e6 / n}')
 	fi
 	if [[ $reqs == 0 ]]; then
-		warn "round $round/$ROUNDS $fe ($cl): no requests completed: $(tail -5 "$out")"
+		warn "round $round/$ROUNDS $sc $fe ($cl): no requests completed: $(tail -5 "$out")"
 		FAILED+=("$fe")
 	else
-		printf '%s %s %s %s %s %s %s %s %s %s %s\n' "$round" "$fe" "$rps" "$p50" "$p99" "$non2xx" "$sockerr" "$reqs" "$cpu" "$rss" "$cl" >>"$RESULTS"
-		printf 'round %d/%d  %-10s %-8s %9.0f req/s  p50 %7.2f ms  p99 %7.2f ms  non-2xx %-6s socket errors %-4s CPU %6s µs/req  RSS %6s MiB\n' \
-			"$round" "$ROUNDS" "$cl" "$fe" "$rps" "$p50" "$p99" "$non2xx" "$sockerr" "$cpu" "$rss"
+		printf '%s %s %s %s %s %s %s %s %s %s %s\n' "$round" "$fe" "$rps" "$p50" "$p99" "$non2xx" "$sockerr" "$reqs" "$cpu" "$rss" "$sc/$cl" >>"$RESULTS"
+		local l1=p50 l2=p99
+		[[ $cl == h2load ]] && l1=mean l2=max
+		printf 'round %d/%d  %-11s %-10s %-8s %9.0f req/s  %-4s %7.2f ms  %-4s %7.2f ms  non-2xx %-6s errors %-4s CPU %6s µs/req  RSS %6s MiB%s\n' \
+			"$round" "$ROUNDS" "$sc" "$cl" "$fe" "$rps" "$l1" "$p50" "$l2" "$p99" "$non2xx" "$sockerr" "$cpu" "$rss" "${busy:+  burn ${busy} CPUs}"
 	fi
 	if [[ -n $pid ]] && ! alive "$pid"; then
 		warn "$fe died during the run"
@@ -751,8 +1002,8 @@ run_one() { # ROUND FE CLIENT
 	backends_alive
 }
 
-median() { # CLIENT FE COLUMN: median over rounds, "-" when there is no value
-	awk -v cl="$1" -v fe="$2" -v c="$3" '$11 == cl && $2 == fe && $c != "-" && $c != "nan" {print $c}' "$RESULTS" | sort -g | awk '
+median() { # KEY FE COLUMN: median over rounds, "-" when there is no value
+	awk -v k="$1" -v fe="$2" -v c="$3" '$11 == k && $2 == fe && $c != "-" && $c != "nan" {print $c}' "$RESULTS" | sort -g | awk '
 		{ a[NR] = $1 }
 		END { if (NR == 0) print "-"; else if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
 }
@@ -765,28 +1016,59 @@ fmt() { # FORMAT VALUE, "-" stays "-"
 	if [[ $2 == - ]]; then echo -; else awk -v f="$1" -v v="$2" 'BEGIN {printf f, v}'; fi
 }
 
+has_run() { # KEY FE
+	awk -v k="$1" -v fe="$2" '$11 == k && $2 == fe {f = 1} END {exit !f}' "$RESULTS"
+}
+
+# scen_title SCEN CLIENT: the line above a scenario's table.
+scen_title() {
+	local sc=$1 cl=$2 load what
+	case $cl in
+	wrk)
+		local c=$CONNS
+		[[ $sc == https-close ]] && c=$CLOSE_CONNS
+		load="wrk -t$THREADS -c$c -d$DURATION --latency"
+		;;
+	closedloop) load="bench/closedloop -c $CONNS -d $DURATION" ;;
+	h2load) load="h2load -t$((THREADS < H2_CONNS ? THREADS : H2_CONNS)) -c$H2_CONNS -m$H2_STREAMS -D $DURATION" ;;
+	esac
+	case $sc in
+	h1) what="HTTP/1.1 cleartext, $SESSIONS sticky sessions" ;;
+	h1-busy) what="HTTP/1.1 cleartext, $SESSIONS sticky sessions, beside bench/burn spinning $BUSY_THREADS threads" ;;
+	https) what="HTTPS HTTP/1.1, one sticky session" ;;
+	https-new) what="HTTPS HTTP/1.1, no cookie kept: a new session per request" ;;
+	https-close) what="HTTPS HTTP/1.1, Connection: close: a full TLS handshake per request, one sticky session" ;;
+	h2) what="HTTP/2 over TLS (ALPN h2), one sticky session" ;;
+	h2c) what="h2c (prior knowledge), one sticky session" ;;
+	esac
+	echo "Load $sc: $load, $what, 3 backends; median of $ROUNDS interleaved rounds"
+}
+
 print_load_table() {
-	local cl fe hrps hp99 rps p50 p99 cpu rss
-	for cl in "${CLS[@]}"; do
-		hrps=- hp99=-
-		if awk -v cl="$cl" '$11 == cl && $2 == "haproxy" {f = 1} END {exit !f}' "$RESULTS"; then
-			hrps=$(median "$cl" haproxy 3)
-			hp99=$(median "$cl" haproxy 5)
-		fi
-		say
-		case $cl in
-		wrk) say "Load: wrk -t$THREADS -c$CONNS -d$DURATION --latency, $SESSIONS sticky sessions, 3 backends; median of $ROUNDS interleaved rounds" ;;
-		closedloop) say "Load: bench/closedloop -c $CONNS -d $DURATION, $SESSIONS sticky sessions, 3 backends; median of $ROUNDS interleaved rounds" ;;
-		esac
-		say
-		say "| front end | req/s | p50 ms | p99 ms | CPU µs/req | RSS MiB | req/s vs HAProxy | p99 vs HAProxy |"
-		say "|---|--:|--:|--:|--:|--:|--:|--:|"
-		for fe in "${FES[@]}"; do
-			awk -v cl="$cl" -v fe="$fe" '$11 == cl && $2 == fe {f = 1} END {exit !f}' "$RESULTS" || { say "| $fe | failed | | | | | | |"; continue; }
-			rps=$(median "$cl" "$fe" 3) p50=$(median "$cl" "$fe" 4) p99=$(median "$cl" "$fe" 5) cpu=$(median "$cl" "$fe" 9) rss=$(median "$cl" "$fe" 10)
-			say "| $fe | $(fmt %.0f "$rps") | $(fmt %.2f "$p50") | $(fmt %.2f "$p99") | $(fmt %.1f "$cpu") | $(fmt %.1f "$rss") | $(ratio "$rps" "$hrps") | $(ratio "$p99" "$hp99") |"
+	local sc cl fe key hrps hp99 hcpu rps p50 p99 cpu rss l1=p50 l2=p99
+	for sc in "${SCENS[@]}"; do
+		for cl in $(scen_clients "$sc"); do
+			key=$sc/$cl
+			hrps=- hp99=- hcpu=-
+			if has_run "$key" haproxy; then
+				hrps=$(median "$key" haproxy 3) hp99=$(median "$key" haproxy 5) hcpu=$(median "$key" haproxy 9)
+			fi
+			l1=p50 l2=p99
+			[[ $cl == h2load ]] && l1=mean l2=max
+			say
+			say "$(scen_title "$sc" "$cl")"
+			say
+			say "| front end | req/s | $l1 ms | $l2 ms | CPU µs/req | RSS MiB | req/s vs HAProxy | $l2 vs HAProxy | CPU vs HAProxy |"
+			say "|---|--:|--:|--:|--:|--:|--:|--:|--:|"
+			for fe in "${FES[@]}"; do
+				[[ $fe == direct && $sc != h1 && $sc != h1-busy ]] && continue
+				has_run "$key" "$fe" || { say "| $fe | failed | | | | | | | |"; continue; }
+				rps=$(median "$key" "$fe" 3) p50=$(median "$key" "$fe" 4) p99=$(median "$key" "$fe" 5) cpu=$(median "$key" "$fe" 9) rss=$(median "$key" "$fe" 10)
+				say "| $fe | $(fmt %.0f "$rps") | $(fmt %.2f "$p50") | $(fmt %.2f "$p99") | $(fmt %.1f "$cpu") | $(fmt %.1f "$rss") | $(ratio "$rps" "$hrps") | $(ratio "$p99" "$hp99") | $(ratio "$cpu" "$hcpu") |"
+			done
 		done
 	done
+	print_summary
 	say
 	local n s held
 	for fe in "${FES[@]}"; do
@@ -795,80 +1077,127 @@ print_load_table() {
 			say "$fe: failed to start"
 			continue
 		fi
-		n=$(awk -v fe="$fe" '$2 == fe {s += $6} END {print s + 0}' "$RESULTS")
-		s=$(awk -v fe="$fe" '$2 == fe {s += $7} END {print s + 0}' "$RESULTS")
+		# https-new carries no session: its answers say nothing of stickiness.
+		n=$(awk -v fe="$fe" '$2 == fe && $11 !~ /^https-new\// {s += $6} END {print s + 0}' "$RESULTS")
+		s=$(awk -v fe="$fe" '$2 == fe && $11 !~ /^https-new\// {s += $7} END {print s + 0}' "$RESULTS")
 		held=yes
 		if ((n > 0)); then
 			held=no
 			BROKEN+=("$fe")
 		fi
-		say "$fe: stickiness held: $held ($n non-2xx, $s socket errors, all clients and rounds)"
+		say "$fe: stickiness held: $held ($n non-2xx, $s socket errors, all sticky scenarios, clients and rounds)"
+	done
+}
+
+# print_summary: one row per scenario and load generator, the proxies'
+# req/s and CPU per request side by side, as issue tables give them.
+print_summary() {
+	local pxs=() fe sc cl key row hdr sep rps cpu
+	for fe in "${FES[@]}"; do [[ $fe == direct ]] || pxs+=("$fe"); done
+	((${#pxs[@]})) || return 0
+	say
+	say "Summary: median req/s and proxy CPU µs per request, each scenario"
+	say
+	hdr="| scenario | client |" sep="|---|---|"
+	for fe in "${pxs[@]}"; do hdr+=" $fe req/s |" sep+="--:|"; done
+	[[ " ${pxs[*]} " == *" haproxy "* && " ${pxs[*]} " == *" latch "* ]] && hdr+=" latch/HAProxy |" sep+="--:|"
+	for fe in "${pxs[@]}"; do hdr+=" $fe CPU µs/req |" sep+="--:|"; done
+	[[ " ${pxs[*]} " == *" haproxy "* && " ${pxs[*]} " == *" latch "* ]] && hdr+=" latch/HAProxy CPU |" sep+="--:|"
+	say "$hdr"
+	say "$sep"
+	for sc in "${SCENS[@]}"; do
+		for cl in $(scen_clients "$sc"); do
+			key=$sc/$cl
+			row="| $sc | $cl |"
+			for fe in "${pxs[@]}"; do row+=" $(fmt %.0f "$(median "$key" "$fe" 3)") |"; done
+			[[ " ${pxs[*]} " == *" haproxy "* && " ${pxs[*]} " == *" latch "* ]] && row+=" $(ratio "$(median "$key" latch 3)" "$(median "$key" haproxy 3)") |"
+			for fe in "${pxs[@]}"; do row+=" $(fmt %.1f "$(median "$key" "$fe" 9)") |"; done
+			[[ " ${pxs[*]} " == *" haproxy "* && " ${pxs[*]} " == *" latch "* ]] && row+=" $(ratio "$(median "$key" latch 9)" "$(median "$key" haproxy 9)") |"
+			say "$row"
+		done
 	done
 }
 
 # ========================================================= idle connections
 IDLE_TABLE=()
+
+# idle_url PROTO NAME: where idleconns connects for PROTO.
+idle_url() {
+	case $1 in
+	h1) echo "http://$HOST:${P_H1[$2]}/" ;;
+	https | h2) echo "https://$HOST:${P_TLS[$2]}/" ;;
+	h2c) echo "http://$HOST:${P_H2C[$2]}/" ;;
+	esac
+}
+
 idle_phase() {
 	say
-	say "== idle: memory of each proxy with $IDLE_CONNS idle keep-alive client connections (one GET each)"
+	say "== idle: memory of each proxy with $IDLE_CONNS idle client connections (one GET each), protocols ${IDLE_PRS[*]}"
 	(cd "$REPO" && go build -o "$TMP/bin/idleconns" ./bench/idleconns) || die "bench/idleconns did not build"
 	if ((IDLE_CONNS + 1000 > NOFILE)); then
 		warn "ulimit -n is $NOFILE (raise it to $((IDLE_CONNS + 1000)) or more for $IDLE_CONNS connections): measuring $((NOFILE - 1000))"
 		IDLE_CONNS=$((NOFILE - 1000))
 	fi
-	local fe name port before with log opened closed i ready
-	for fe in "${IDLE_FES[@]}"; do
-		backends_alive
-		name=idle-$fe
-		pick_port
-		port=$PORT
-		if ! start_frontend "$fe" "$name" "$port" idle; then
-			warn "$fe failed to start for the idle measurement"
-			FAILED+=("$fe")
+	local pr fe name before with log opened closed i ready url iproto
+	for pr in "${IDLE_PRS[@]}"; do
+		for fe in "${IDLE_FES[@]}"; do
+			backends_alive
+			name=idle-$pr-$fe
+			if ! start_frontend "$fe" "$name" idle; then
+				warn "$fe failed to start for the idle measurement"
+				FAILED+=("$fe")
+				stop "$name"
+				IDLE_TABLE+=("| $pr | $fe | failed | | | |")
+				continue
+			fi
+			url=$(idle_url "$pr" "$name")
+			# Warm up: a short load of the same protocol, so pools, buffers,
+			# TLS state and the backend connections exist.
+			case $pr in
+			h1 | https) run_fg wrk -t1 -c8 -d1s "$url" >"$TMP/$name-warm.txt" 2>&1 || true ;;
+			h2 | h2c) run_fg h2load -t1 -c8 -m8 -D 1s "$url" >"$TMP/$name-warm.txt" 2>&1 || true ;;
+			esac
+			sleep 1
+			before=$(rss_kib "${PID[$name]}")
+			log=$TMP/$name-idleconns.log
+			iproto=h1
+			[[ $pr == h2 || $pr == h2c ]] && iproto=h2
+			start "idleconns-$name" "$log" "$TMP/bin/idleconns" -n "$IDLE_CONNS" -url "$url" -proto "$iproto" -hold 10m
+			ready=0
+			for ((i = 0; i < 1800; i++)); do
+				grep -qs 'ready:' "$log" && { ready=1; break; }
+				alive "${PID[idleconns-$name]}" || break
+				sleep 0.1
+			done
+			if ((!ready)); then
+				cat "$log" >&2
+				warn "$fe: the idle $pr connections were not opened"
+				FAILED+=("$fe")
+				stop "idleconns-$name"
+				stop "$name"
+				IDLE_TABLE+=("| $pr | $fe | failed | | | |")
+				continue
+			fi
+			sleep 2 # let the proxy settle (Go's GC, HAProxy's pools)
+			with=$(rss_kib "${PID[$name]}")
+			say "  $pr $fe: $(grep 'ready:' "$log" | sed 's/^idleconns: //')"
+			opened=$(awk '/ready:/ {print $3}' "$log")
+			stop "idleconns-$name"
+			closed=$(sed -n 's/.*done: .*, \([0-9]*\) had been closed by the server.*/\1/p' "$log")
+			((${closed:-0} == 0)) || warn "$fe closed $closed idle $pr connections before the tool did"
 			stop "$name"
-			IDLE_TABLE+=("| $fe | failed | | | |")
-			continue
-		fi
-		# Warm up: a short load, so pools, buffers and the backend connections exist.
-		run_fg wrk -t1 -c8 -d1s "http://$HOST:$port/" >"$TMP/$name-warm.txt" 2>&1 || true
-		sleep 1
-		before=$(rss_kib "${PID[$name]}")
-		log=$TMP/$name-idleconns.log
-		start "idleconns-$fe" "$log" "$TMP/bin/idleconns" -n "$IDLE_CONNS" -url "http://$HOST:$port/" -hold 10m
-		ready=0
-		for ((i = 0; i < 1200; i++)); do
-			grep -qs 'ready:' "$log" && { ready=1; break; }
-			alive "${PID[idleconns-$fe]}" || break
-			sleep 0.1
+			say "  $pr $fe: RSS $(fmt %.1f "$(awk -v k="$before" 'BEGIN {print k / 1024}')") MiB before, $(fmt %.1f "$(awk -v k="$with" 'BEGIN {print k / 1024}')") MiB with $opened idle connections"
+			IDLE_TABLE+=("| $pr | $fe | $(awk -v k="$before" 'BEGIN {printf "%.1f", k / 1024}') | $(awk -v k="$with" 'BEGIN {printf "%.1f", k / 1024}') | $(awk -v a="$before" -v b="$with" 'BEGIN {printf "%.1f", (b - a) / 1024}') | $(awk -v a="$before" -v b="$with" -v n="$opened" 'BEGIN {printf "%.1f", (b - a) / n}') |")
 		done
-		if ((!ready)); then
-			cat "$log" >&2
-			warn "$fe: the idle connections were not opened"
-			FAILED+=("$fe")
-			stop "idleconns-$fe"
-			stop "$name"
-			IDLE_TABLE+=("| $fe | failed | | | |")
-			continue
-		fi
-		sleep 2 # let the proxy settle (Go's GC, HAProxy's pools)
-		with=$(rss_kib "${PID[$name]}")
-		say "  $fe: $(grep 'ready:' "$log" | sed 's/^idleconns: //')"
-		opened=$(awk '/ready:/ {print $3}' "$log")
-		stop "idleconns-$fe"
-		closed=$(sed -n 's/.*done: .*, \([0-9]*\) had been closed by the server.*/\1/p' "$log")
-		((${closed:-0} == 0)) || warn "$fe closed $closed idle connections before the tool did"
-		stop "$name"
-		say "  $fe: RSS $(fmt %.1f "$(awk -v k="$before" 'BEGIN {print k / 1024}')") MiB before, $(fmt %.1f "$(awk -v k="$with" 'BEGIN {print k / 1024}')") MiB with $opened idle connections"
-		IDLE_TABLE+=("| $fe | $(awk -v k="$before" 'BEGIN {printf "%.1f", k / 1024}') | $(awk -v k="$with" 'BEGIN {printf "%.1f", k / 1024}') | $(awk -v a="$before" -v b="$with" 'BEGIN {printf "%.1f", (b - a) / 1024}') | $(awk -v a="$before" -v b="$with" -v n="$opened" 'BEGIN {printf "%.1f", (b - a) / n}') |")
 	done
 }
 
 print_idle_table() {
 	say
-	say "Idle: $IDLE_CONNS keep-alive client connections, each used for one GET, then held open"
+	say "Idle: $IDLE_CONNS client connections, each used for one GET, then held open (h1: HTTP/1.1; https: HTTP/1.1 over TLS; h2: HTTP/2 over TLS; h2c: HTTP/2 cleartext)"
 	say
-	say "| proxy | RSS before MiB | RSS with $IDLE_CONNS idle MiB | growth MiB | KiB per connection |"
-	say "|---|--:|--:|--:|--:|"
+	say "| protocol | proxy | RSS before MiB | RSS with $IDLE_CONNS idle MiB | growth MiB | KiB per connection |"
+	say "|---|---|--:|--:|--:|--:|"
 	local row
 	for row in "${IDLE_TABLE[@]}"; do say "$row"; done
 }
@@ -878,6 +1207,7 @@ print_idle_table() {
 # while it runs does not break the run.
 main() {
 	say "latch benchmark kit: temp dir $TMP, ulimit -n $NOFILE"
+	make_cert
 	start_backends
 	if [[ $MODE != idle ]]; then
 		load_phase
