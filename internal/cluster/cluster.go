@@ -563,16 +563,21 @@ func (c *Cluster) Share(ctx context.Context, src server.Source, prev, next *conf
 			shared := sg.Targets[t.ID]
 			pt := pg.Target(t.ID)
 			changed := pt == nil || pt.Weight != t.Weight || pt.Discovered != t.Discovered || !drainToRecord(pt.Drain).equalTo(rec.Drain)
-			if !changed && shared != nil && shared.Generation == rec.Generation {
-				continue
-			}
-			if shared != nil && shared.targetRecord.equal(rec) {
+			// Only what this change changed is written: a target it left
+			// as it was may be one another node deregistered meanwhile,
+			// which a write would bring back.
+			if !changed || (shared != nil && shared.targetRecord.equal(rec)) {
 				continue
 			}
 			b, _ := json.Marshal(rec)
 			tkey := gkey + "/targets/" + t.ID
 			writes = append(writes, write{tkey, b})
 			guard(tkey)
+			if pt != nil {
+				// A change to a registration: it must still exist (a
+				// deregistration leaves no revision to compare).
+				cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(c.prefix+tkey), ">", 0))
+			}
 		}
 		for _, t := range pg.Targets {
 			if ng.Target(t.ID) == nil && sg.Targets[t.ID] != nil {

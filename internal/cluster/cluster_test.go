@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -774,5 +775,36 @@ func TestOldKeysRetire(t *testing.T) {
 	waitFor(t, 10*time.Second, "key 2 retiring", func() bool { return len(n.cl.Status().Keys) == 2 })
 	if ids := n.srv.KeyIDs(); len(ids) != 2 || ids[0] != 1 || ids[1] != 3 {
 		t.Errorf("the node's ring: %v, want 1 sealing, then 3 (2 retired)", ids)
+	}
+}
+
+// TestDeregistrationIsNotUndone: a node behind the cluster that changes a
+// target another node deregistered meanwhile gets a conflict, and one that
+// changes another target does not bring the deregistered one back.
+func TestDeregistrationIsNotUndone(t *testing.T) {
+	e := etcdtest.Start(t)
+	a1 := startApp(t, "a1")
+	na := startNode(t, e, "a", []string{a1.addr, "127.0.0.1:7001", "127.0.0.1:7002"})
+	nb := startNode(t, e, "b", nil)
+	// b falls behind.
+	nb.cl.cancel()
+	nb.cl.wg.Wait()
+	err := na.srv.Update(context.Background(), func(cfg *config.Config) error {
+		g := cfg.TargetGroup("app")
+		g.Targets = slices.DeleteFunc(g.Targets, func(t config.Target) bool { return t.ID == "127.0.0.1:7001" })
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := register(t, nb, "127.0.0.1:7001", 5); !errors.Is(err, server.ErrStoreConflict) {
+		t.Errorf("b re-weighting the target a deregistered: %v, want a conflict", err)
+	}
+	if err := register(t, nb, "127.0.0.1:7002", 3); err != nil {
+		t.Fatalf("b re-weighting another target: %v", err)
+	}
+	waitFor(t, time.Second, "b's change reaching a", func() bool { return na.targets()["127.0.0.1:7002"] == 3 })
+	if _, ok := na.targets()["127.0.0.1:7001"]; ok {
+		t.Errorf("b's change brought back the target a deregistered: %v", na.targets())
 	}
 }
