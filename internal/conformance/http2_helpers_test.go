@@ -391,14 +391,20 @@ func (f h2Frame) block() []byte {
 // otherwise.
 func (f h2Frame) status() int {
 	b := f.block()
+	for len(b) > 0 && b[0] == 0x20 {
+		// A dynamic table size update to 0, which an encoder without a
+		// dynamic table (latch's) sends first.
+		b = b[1:]
+	}
 	if len(b) == 0 {
 		return 0
 	}
-	if 0x48 <= b[0] && b[0] <= 0x4e && len(b) >= 5 && b[1] == 3 {
+	if (0x48 <= b[0] && b[0] <= 0x4e || 0x08 <= b[0] && b[0] <= 0x0e) && len(b) >= 5 && b[1] == 3 {
 		// A literal with an indexed name, :status (static indexes 8 to
 		// 14), and a three-digit value without Huffman coding: how Go's
 		// encoder first sends a status the static table lacks (431,
-		// 463...).
+		// 463...), with indexing, or without (an encoder without a
+		// dynamic table).
 		n := 0
 		for _, c := range b[2:5] {
 			if c < '0' || c > '9' {
