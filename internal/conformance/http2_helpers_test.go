@@ -547,11 +547,28 @@ func (h *rawH2) request(stream uint32, endStream bool, fields ...string) {
 		block = hpackString(block, fields[i])
 		block = hpackString(block, fields[i+1])
 	}
-	flags := byte(flagEndHeaders)
-	if endStream {
-		flags |= flagEndStream
+	// In frames of the largest size latch takes (SETTINGS_MAX_FRAME_SIZE,
+	// 16 KiB unless it said more): HEADERS, then CONTINUATION.
+	most := 16 << 10
+	if v := h.settings[0x5]; v > 0 {
+		most = int(v)
 	}
-	h.writeFrame(frameHeaders, flags, stream, block)
+	typ, flags := byte(frameHeaders), byte(0)
+	if endStream {
+		flags = flagEndStream
+	}
+	for {
+		k := min(len(block), most)
+		if k == len(block) {
+			flags |= flagEndHeaders
+		}
+		h.writeFrame(typ, flags, stream, block[:k])
+		block = block[k:]
+		if len(block) == 0 {
+			return
+		}
+		typ, flags = frameContinuation, 0
+	}
 }
 
 func hpackString(dst []byte, s string) []byte {
