@@ -107,15 +107,20 @@ func (c *Conn) Post(f func()) {
 func (c *Conn) runTasks() {
 	for {
 		c.mu.Lock()
+		// Two slices in turn: Post appends to one while this runs the
+		// other, and neither is made again for each batch.
 		tasks := c.tasks
-		c.tasks = nil
+		c.tasks = c.spare[:0]
 		c.mu.Unlock()
 		if len(tasks) == 0 {
+			c.spare = tasks
 			return
 		}
 		for _, f := range tasks {
 			f()
 		}
+		clear(tasks)
+		c.spare = tasks
 		c.reap()
 	}
 }
