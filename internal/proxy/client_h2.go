@@ -12,6 +12,7 @@ import (
 
 	"github.com/latch-lb/latch/internal/h1"
 	"github.com/latch-lb/latch/internal/h2"
+	"github.com/latch-lb/latch/internal/upstream"
 )
 
 // The HTTP/2 client side. HTTP/2 is served by internal/h2, latch's own
@@ -173,16 +174,27 @@ func (hc *h2conn) Writable(s *h2.Stream) { s.User.(*h2stream).goOn() }
 func (hc *h2conn) Done(s *h2.Stream, code h2.ErrCode) {
 	st := s.User.(*h2stream)
 	st.ended = true
+	st.cancel()
+	writing := st.writing
+	st.writing = false
 	hc.mu.Lock()
 	st.gone = true
-	hc.mu.Unlock()
-	st.cancel()
-	st.signal()
-	if st.writing {
-		// A write waiting for Writable.
-		st.writing = false
-		st.reply(errClientGone)
+	if st.watched != nil {
+		// Under the lock: once unwatch has it, the connection may serve
+		// another exchange.
+		st.watched.Conn.SetDeadline(aLongTimeAgo)
+		st.watched, st.fired = nil, true
 	}
+	hc.mu.Unlock()
+	if writing {
+		st.reply(errClientGone) // a write waiting for Writable
+	}
+	// Last, and nothing of st touched after: the stream's goroutine waits
+	// for it before st goes back to the pool (release).
+	hc.mu.Lock()
+	st.doneOver = true
+	st.signal()
+	hc.mu.Unlock()
 }
 
 // An h2stream's ops: what its goroutine asks the connection's to do.
@@ -214,10 +226,13 @@ type h2stream struct {
 	in          []byte // body bytes received and not yet read
 	inEnd       bool   // the body has ended (tr holds its trailers)
 	gone        bool   // the stream is over: reset, or the connection closed
+	doneOver    bool   // Done, which set gone, has returned
 	interrupted bool
 	consumed    int // read from in, not yet given back to the client's window
 	queued      bool
-	op          h2op // set by the stream's goroutine before post, taken by service
+	op          h2op           // set by the stream's goroutine before post, taken by service
+	watched     *upstream.Conn // the target connection to cut when the client goes away
+	fired       bool           // it was cut
 
 	// The op's arguments, set before post (the stream's goroutine waits
 	// for the reply, so the connection's goroutine may read them).
@@ -227,12 +242,14 @@ type h2stream struct {
 	end    bool
 	done   chan error // the op's reply
 
-	wake   chan struct{} // the body has news
-	ctx    context.Context
-	cancel context.CancelFunc
+	wake      chan struct{} // the body has news
+	unwatchFn func() bool   // unwatch, made once
+	ctx       context.Context
+	cancel    context.CancelFunc
 
 	// The stream goroutine's.
 	buf        *relayBuf // what Next returns, from relayBufs once needed
+	over       bool      // an op ended the stream, or found it over
 	refuse     *h1.Error // the engine's reason to refuse the request
 	bodyDone   bool
 	expect     bool // Expect: 100-continue, not yet answered
@@ -244,13 +261,35 @@ type h2stream struct {
 }
 
 var h2streams = sync.Pool{New: func() any {
-	return &h2stream{done: make(chan error, 1), wake: make(chan struct{}, 1)}
+	st := &h2stream{done: make(chan error, 1), wake: make(chan struct{}, 1)}
+	st.unwatchFn = st.unwatch
+	return st
 }}
 
 var (
-	_ bodySource = (*h2stream)(nil)
-	_ writer     = (*h2stream)(nil)
+	_ bodySource  = (*h2stream)(nil)
+	_ writer      = (*h2stream)(nil)
+	_ connWatcher = (*h2stream)(nil)
 )
+
+func (st *h2stream) watch(uc *upstream.Conn) func() bool {
+	st.hc.mu.Lock()
+	defer st.hc.mu.Unlock()
+	st.watched, st.fired = uc, false
+	if st.gone {
+		st.watched, st.fired = nil, true
+		uc.Conn.SetDeadline(aLongTimeAgo)
+	}
+	return st.unwatchFn
+}
+
+// unwatch ends watch, reporting false if the client went away first.
+func (st *h2stream) unwatch() bool {
+	st.hc.mu.Lock()
+	defer st.hc.mu.Unlock()
+	st.watched = nil
+	return !st.fired
+}
 
 // start readies st for the request whose head came, copying what it needs
 // of it: the head's slices are the decoder's, valid only during Head.
@@ -262,7 +301,8 @@ func (st *h2stream) start(hc *h2conn, s *h2.Stream, head *h2.Head) {
 		ipPort: hc.ipPort, ip: hc.ip, src: hc.src, tlsVersion: hc.tlsVersion, tlsCipher: hc.tlsCipher, sni: hc.sni}
 	st.hc, st.s, st.ended, st.writing = hc, s, false, false
 	st.in, st.inEnd, st.gone, st.interrupted, st.consumed, st.queued, st.op = st.in[:0], head.End, false, false, 0, false, opNone
-	st.bodyDone, st.expect, st.tr, st.trBuf = false, false, st.tr[:0], st.trBuf[:0]
+	st.watched, st.fired, st.doneOver = nil, false, false
+	st.bodyDone, st.expect, st.tr, st.trBuf, st.over = false, false, st.tr[:0], st.trBuf[:0], false
 	st.ctx, st.cancel = context.WithCancel(context.Background())
 	x.ctx = st.ctx
 	st.head(head)
@@ -399,17 +439,35 @@ func (st *h2stream) run() {
 		}
 	}
 	st.hc.mu.Lock()
-	queued := st.queued
+	queued, gone := st.queued, st.gone
 	st.hc.mu.Unlock()
-	if queued {
+	switch {
+	case !st.over && !gone:
+		// Not ended by a write (which cannot be): reset, so that the
+		// engine calls nothing more with st, which is to be reused.
+		st.sync(opReset)
+	case queued:
 		st.sync(opSync) // nothing of st may stay in the queue once it is reused
 	}
 	st.cancel()
 	st.release()
 }
 
-// release readies st for the pool.
+// release readies st for the pool, once the connection's goroutine is
+// done with it.
 func (st *h2stream) release() {
+	hc := st.hc
+	hc.mu.Lock()
+	for st.gone && !st.doneOver {
+		hc.mu.Unlock()
+		<-st.wake
+		hc.mu.Lock()
+	}
+	hc.mu.Unlock()
+	select {
+	case <-st.wake:
+	default:
+	}
 	if st.buf != nil {
 		relayBufs.Put(st.buf)
 		st.buf = nil
@@ -445,7 +503,11 @@ func (st *h2stream) sync(op h2op) error {
 	st.op = op
 	st.hc.mu.Unlock()
 	st.hc.post(st)
-	return <-st.done
+	err := <-st.done
+	if err != nil || op == opTrailers || op == opReset || (op == opHead || op == opData) && st.end {
+		st.over = true // the stream is over for the engine
+	}
+	return err
 }
 
 // reply ends the op under way.
@@ -500,9 +562,19 @@ func (st *h2stream) service() {
 		st.ended = true
 	}
 	if err != nil {
+		st.abort()
 		err = errClientGone
 	}
 	st.reply(err)
+}
+
+// abort resets a stream whose write failed, unless it is over already:
+// its goroutine is about to end, and st to be reused.
+func (st *h2stream) abort() {
+	if !st.ended {
+		st.s.Reset(h2.InternalError)
+		st.ended = true
+	}
 }
 
 // goOn goes on with an opData: as much as the client's windows take,
@@ -515,7 +587,7 @@ func (st *h2stream) goOn() {
 	st.data = st.data[n:]
 	switch {
 	case err != nil:
-		st.ended = true
+		st.abort()
 		err = errClientGone
 	case len(st.data) > 0:
 		return // Writable goes on
