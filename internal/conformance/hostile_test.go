@@ -514,11 +514,11 @@ func TestHostileInputAlike(t *testing.T) {
 	}
 }
 
-// TestH2HeaderListBound: net/http's HTTP/2 server decodes a stream's
-// fields up to a bound latch sets (SETTINGS_MAX_HEADER_LIST_SIZE) above
-// the largest head latch accepts, HPACK's 32 bytes a field counted, so
-// that latch's limits decide (TestHostileInputAlike); past it, the server
-// answers 431 itself, and the target never sees the request.
+// TestH2HeaderListBound: latch's HTTP/2 engine decodes a stream's fields
+// up to a bound it advertises (SETTINGS_MAX_HEADER_LIST_SIZE) above the
+// largest head latch accepts, HPACK's 32 bytes a field counted, so that
+// latch's head limits decide (TestHostileInputAlike); past it, the stream
+// gets 431, the target never sees the request, and the connection goes on.
 func TestH2HeaderListBound(t *testing.T) {
 	t.Parallel()
 	for _, m := range h2Modes {
@@ -545,7 +545,7 @@ func TestH2HeaderListBound(t *testing.T) {
 			}
 			h.request(1, true, fields...)
 			if r := h.awaitStream(1, "the answer to a header list past the bound"); r.status != 431 {
-				t.Errorf("a header list of %d bytes: got status %d (reset: %t, code %d), want net/http's 431", size, r.status, r.wasRst, r.reset)
+				t.Errorf("a header list of %d bytes: got status %d (reset: %t, code %d), want 431", size, r.status, r.wasRst, r.reset)
 			}
 			h.request(3, true, fields[:8]...)
 			if r := h.awaitStream(3, "the answer to the next request"); r.status != 200 {

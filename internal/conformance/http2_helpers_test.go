@@ -391,14 +391,20 @@ func (f h2Frame) block() []byte {
 // otherwise.
 func (f h2Frame) status() int {
 	b := f.block()
+	for len(b) > 0 && b[0] == 0x20 {
+		// A dynamic table size update to 0, which an encoder without a
+		// dynamic table (latch's) sends first.
+		b = b[1:]
+	}
 	if len(b) == 0 {
 		return 0
 	}
-	if 0x48 <= b[0] && b[0] <= 0x4e && len(b) >= 5 && b[1] == 3 {
+	if (0x48 <= b[0] && b[0] <= 0x4e || 0x08 <= b[0] && b[0] <= 0x0e) && len(b) >= 5 && b[1] == 3 {
 		// A literal with an indexed name, :status (static indexes 8 to
 		// 14), and a three-digit value without Huffman coding: how Go's
 		// encoder first sends a status the static table lacks (431,
-		// 463...).
+		// 463...), with indexing, or without (an encoder without a
+		// dynamic table).
 		n := 0
 		for _, c := range b[2:5] {
 			if c < '0' || c > '9' {
@@ -541,11 +547,28 @@ func (h *rawH2) request(stream uint32, endStream bool, fields ...string) {
 		block = hpackString(block, fields[i])
 		block = hpackString(block, fields[i+1])
 	}
-	flags := byte(flagEndHeaders)
-	if endStream {
-		flags |= flagEndStream
+	// In frames of the largest size latch takes (SETTINGS_MAX_FRAME_SIZE,
+	// 16 KiB unless it said more): HEADERS, then CONTINUATION.
+	most := 16 << 10
+	if v := h.settings[0x5]; v > 0 {
+		most = int(v)
 	}
-	h.writeFrame(frameHeaders, flags, stream, block)
+	typ, flags := byte(frameHeaders), byte(0)
+	if endStream {
+		flags = flagEndStream
+	}
+	for {
+		k := min(len(block), most)
+		if k == len(block) {
+			flags |= flagEndHeaders
+		}
+		h.writeFrame(typ, flags, stream, block[:k])
+		block = block[k:]
+		if len(block) == 0 {
+			return
+		}
+		typ, flags = frameContinuation, 0
+	}
 }
 
 func hpackString(dst []byte, s string) []byte {

@@ -168,6 +168,7 @@ type Conn struct {
 	// Serve's state, shared with Post.
 	mu      sync.Mutex
 	tasks   []func()
+	spare   []func() // the tasks slice not in use, the connection goroutine's
 	reading bool
 	wake    func()
 	rawFn   func(fd uintptr) bool

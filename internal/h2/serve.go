@@ -32,6 +32,7 @@ func (c *Conn) Serve(nc net.Conn) error {
 			return err
 		}
 		if c.Done() {
+			linger(nc)
 			return nil
 		}
 		var deadline time.Time
@@ -106,15 +107,20 @@ func (c *Conn) Post(f func()) {
 func (c *Conn) runTasks() {
 	for {
 		c.mu.Lock()
+		// Two slices in turn: Post appends to one while this runs the
+		// other, and neither is made again for each batch.
 		tasks := c.tasks
-		c.tasks = nil
+		c.tasks = c.spare[:0]
 		c.mu.Unlock()
 		if len(tasks) == 0 {
+			c.spare = tasks
 			return
 		}
 		for _, f := range tasks {
 			f()
 		}
+		clear(tasks)
+		c.spare = tasks
 		c.reap()
 	}
 }
@@ -165,4 +171,29 @@ func (c *Conn) rawRead(fd uintptr) bool {
 	}
 	c.rawN, c.rawErr = max(n, 0), err
 	return true
+}
+
+// lingerTime bounds linger.
+const lingerTime = time.Second
+
+// linger closes the sending side of a connection that is over and reads
+// what the client still sends (a WINDOW_UPDATE for the last DATA, its own
+// GOAWAY) until it closes too, for at most lingerTime and 64 KiB: closed
+// at once, the socket would answer those with a TCP reset, which may
+// destroy the end of the response in the client's receive buffer before
+// it is read.
+func linger(nc net.Conn) {
+	cw, ok := nc.(interface{ CloseWrite() error })
+	if !ok || cw.CloseWrite() != nil {
+		return
+	}
+	nc.SetReadDeadline(time.Now().Add(lingerTime))
+	var buf [512]byte
+	for n := 0; n < 64<<10; {
+		k, err := nc.Read(buf[:])
+		if err != nil {
+			return
+		}
+		n += k
+	}
 }

@@ -1,504 +1,734 @@
 package proxy
 
 import (
+	"bytes"
 	"context"
 	"io"
-	"log/slog"
-	"maps"
 	"net"
-	"net/http"
-	"slices"
+	"net/netip"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/latch-lb/latch/internal/h1"
+	"github.com/latch-lb/latch/internal/h2"
+	"github.com/latch-lb/latch/internal/upstream"
 )
 
-// The HTTP/2 client side. HTTP/2 is served by net/http's own HTTP/2 server,
-// fed the connections that latch's accept loop finds speak it (the h2c
-// preface, or ALPN h2 over TLS): a stream becomes an exchange like an
-// HTTP/1.1 request, and goes to the target as HTTP/1.1 (target_h1.go), or
-// over HTTP/2 to a group with protocol_version HTTP2 (target_h2.go).
+// The HTTP/2 client side. HTTP/2 is served by internal/h2, latch's own
+// engine, on the connections latch's accept loop finds speak it (the h2c
+// preface, or ALPN h2 over TLS). The connection's goroutine drives the
+// engine (h2.Conn.Serve); each stream becomes an exchange like an
+// HTTP/1.1 request, run on a goroutine of its own, and goes to the target
+// as HTTP/1.1 (target_h1.go), or over HTTP/2 to a group with
+// protocol_version HTTP2 (target_h2.go). The engine hands a stream's body
+// to a buffer its goroutine reads; the stream's goroutine hands its
+// writes to the connection's goroutine (post), the only one that may
+// touch the engine.
 
 // maxStreams is ALB's limit on concurrent streams per HTTP/2 connection.
 const maxStreams = 128
 
-// h2MaxHeaderBytes bounds the header list net/http's HTTP/2 server
-// decodes for a stream (it advertises this plus 320 bytes as
-// SETTINGS_MAX_HEADER_LIST_SIZE, and answers 431 itself past it; one
-// string longer than that closes the connection). HPACK counts a field as
-// its name and value plus 32 bytes (RFC 9113 §6.5.2), where an HTTP/1.1
-// line takes 4 (": " and CRLF): a head at ALB's 64 KiB with 500 fields,
-// the pseudo-fields included, comes to at most 79,648 bytes so counted.
-// Within latch's limits only a cookie split into many crumbs (each 36
-// bytes more than its "; " in the joined line) reaches the bound.
-// net/http's default, 1 MiB, would let a stream hold a megabyte of fields
-// that latch then refuses.
-const h2MaxHeaderBytes = 80 << 10
+// h2conn is one HTTP/2 client connection: the engine, and what its
+// streams share.
+type h2conn struct {
+	h     *Handler
+	c     *h2.Conn
+	burst burst // the connection's first-burst affinity
+	// The client, as every exchange of the connection has it.
+	ipPort, ip            []byte
+	src                   netip.Addr
+	tlsVersion, tlsCipher uint16
+	sni                   string
 
-// h2server is the HTTP/2 server of one listener for one idle timeout; a
-// reload that changes the timeout starts another for new connections.
-type h2server struct {
-	srv    *http.Server
-	conns  chan net.Conn
-	idle   time.Duration
-	closed chan struct{} // closed when the server closes its listener
-	once   sync.Once
-	served chan struct{} // closed when Serve has returned
+	mu        sync.Mutex  // guards queue, scheduled, closed, and h2stream's shared fields
+	queue     []*h2stream // streams with work for the connection's goroutine
+	scheduled bool        // run is posted and has not taken the queue yet
+	closed    bool        // Serve has returned: a stream's work is done at once
+	work      []*h2stream // the queue being run (the connection's goroutine's)
+	runFn     func()
 }
 
-// h2For returns the HTTP/2 server for the idle timeout, starting it the
-// first time; nil once the handler is shutting down.
-func (h *Handler) h2For(idle time.Duration) *h2server {
+// serveH2 serves a connection that speaks HTTP/2 in the calling goroutine
+// until it closes, or closes it when the handler is shutting down. pre
+// holds what was already read from it; c is the goConn it came on, whose
+// client (address, TLS) its streams have.
+func (c *goConn) serveH2(nc net.Conn, pre []byte) {
+	h := c.h
+	// The HTTP/1.1 connection's buffers are not needed any more.
+	c.rd.Close()
+	c.wr.Reset(nil)
+	hc := &h2conn{h: h, ipPort: c.x.ipPort, ip: c.x.ip, src: c.x.src,
+		tlsVersion: c.x.tlsVersion, tlsCipher: c.x.tlsCipher, sni: c.x.sni}
+	hc.runFn = hc.run
+	hc.c = h2.NewConn(hc, h2.Config{MaxStreams: maxStreams, IdleTimeout: h.route.Load().IdleTimeout, Counters: &h.h2ctr})
+	defer h.obs.Conn(ConnEvent{Kind: ConnClosed, Listener: h.name})
 	h.mu.Lock()
-	defer h.mu.Unlock()
 	if h.closing.Load() {
-		return nil // Shutdown has taken its list of servers to shut down
+		h.mu.Unlock()
+		hc.c.Close()
+		nc.Close()
+		return
 	}
-	for _, s := range h.h2s {
-		if s.idle == idle {
-			return s
-		}
+	h.h2conns[hc] = struct{}{}
+	h.mu.Unlock()
+	for len(pre) > 0 {
+		n := copy(hc.c.ReadBuf(), pre)
+		hc.c.Received(n)
+		pre = pre[n:]
 	}
-	s := &h2server{conns: make(chan net.Conn), idle: idle, closed: make(chan struct{}), served: make(chan struct{})}
-	var p http.Protocols
-	p.SetHTTP2(true)
-	p.SetUnencryptedHTTP2(true)
-	s.srv = &http.Server{
-		Handler:     http.HandlerFunc(h.serveStream),
-		Protocols:   &p,
-		IdleTimeout: idle,
-		HTTP2:       &http.HTTP2Config{MaxConcurrentStreams: maxStreams},
-		// Room for every head latch accepts, so that latch's limits, not
-		// the server's, decide (headSize); see h2MaxHeaderBytes.
-		MaxHeaderBytes: h2MaxHeaderBytes,
-		ErrorLog:       slog.NewLogLogger(h.log.Handler(), slog.LevelDebug),
-		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
-			// Each connection has its own first-burst affinity.
-			return context.WithValue(ctx, burstKey{}, &burst{})
-		},
-		ConnState: func(_ net.Conn, st http.ConnState) {
-			if st == http.StateClosed || st == http.StateHijacked {
-				h.obs.Conn(ConnEvent{Kind: ConnClosed, Listener: h.name})
-			}
-		},
-	}
-	go func() {
-		defer close(s.served)
-		s.srv.Serve(chanListener{s})
-	}()
-	h.h2s = append(h.h2s, s)
-	return s
-}
-
-// shutdown sends every connection a GOAWAY and waits for their streams to
-// finish until ctx is done, then closes what is left, and waits for the
-// server's Serve to return.
-func (s *h2server) shutdown(ctx context.Context) {
-	if s.srv.Shutdown(ctx) != nil {
-		s.srv.Close()
-	}
-	<-s.served
-}
-
-// serveH2 hands a connection that speaks HTTP/2 to the server (which
-// tells the observer when it closes), or closes it when the handler is
-// shutting down. pre holds what was already read from it.
-func (h *Handler) serveH2(nc net.Conn, pre []byte, idle time.Duration) {
-	if len(pre) > 0 {
-		nc = &replayConn{Conn: nc, pre: pre}
-	}
-	if s := h.h2For(idle); s != nil {
-		select {
-		case s.conns <- nc:
-			return
-		case <-s.closed:
-		case <-h.stopping:
-		}
-	}
-	nc.Close()
-	h.obs.Conn(ConnEvent{Kind: ConnClosed, Listener: h.name})
-}
-
-// chanListener is the listener an HTTP/2 server sees: its connections come
-// from latch's accept loop.
-type chanListener struct{ s *h2server }
-
-func (l chanListener) Accept() (net.Conn, error) {
-	select {
-	case c := <-l.s.conns:
-		return c, nil
-	case <-l.s.closed:
-		return nil, net.ErrClosed
+	hc.c.Serve(nc)
+	h.mu.Lock()
+	delete(h.h2conns, hc)
+	h.mu.Unlock()
+	// Every stream has had its Done: what they post from now on finds
+	// them over, and is done at once.
+	hc.mu.Lock()
+	hc.closed = true
+	q := hc.queue
+	hc.queue = nil
+	hc.mu.Unlock()
+	for _, st := range q {
+		st.service()
 	}
 }
 
-// Close ends Accept, which the server's Shutdown waits for.
-func (l chanListener) Close() error {
-	l.s.once.Do(func() { close(l.s.closed) })
-	return nil
-}
-func (l chanListener) Addr() net.Addr { return &net.TCPAddr{} }
+// shutdown sends the client a GOAWAY: the streams open finish, then the
+// connection closes.
+func (hc *h2conn) shutdown() { hc.c.Post(hc.c.Shutdown) }
 
-// replayConn reads back the bytes latch read before it knew the
-// connection speaks HTTP/2, then the connection itself.
-type replayConn struct {
-	net.Conn
-	pre []byte
-}
-
-func (c *replayConn) Read(p []byte) (int, error) {
-	if len(c.pre) > 0 {
-		n := copy(p, c.pre)
-		c.pre = c.pre[n:]
-		return n, nil
+// post has the connection's goroutine serve st's work (service): what it
+// has read of the body to give back, and its op.
+func (hc *h2conn) post(st *h2stream) {
+	hc.mu.Lock()
+	if hc.closed {
+		hc.mu.Unlock()
+		st.service()
+		return
 	}
-	return c.Conn.Read(p)
+	if !st.queued {
+		st.queued = true
+		hc.queue = append(hc.queue, st)
+	}
+	schedule := !hc.scheduled
+	hc.scheduled = true
+	hc.mu.Unlock()
+	if schedule {
+		hc.c.Post(hc.runFn)
+	}
 }
 
-// stream is one HTTP/2 request: the source of its exchange's body, and the
-// writer of its answer.
-type stream struct {
-	w    http.ResponseWriter
-	r    *http.Request
-	buf  *relayBuf // the request body's, from relayBufs once needed
-	done bool
-	tr   []h1.Field
+// run serves the streams' work, in the connection's goroutine.
+func (hc *h2conn) run() {
+	hc.mu.Lock()
+	hc.work, hc.queue = hc.queue, hc.work[:0]
+	hc.scheduled = false
+	hc.mu.Unlock()
+	for i, st := range hc.work {
+		st.service()
+		hc.work[i] = nil
+	}
 }
 
-var (
-	_ bodySource = (*stream)(nil)
-	_ writer     = (*stream)(nil)
+// The engine's callbacks, in the connection's goroutine.
+
+// Head starts a stream's exchange on a goroutine of its own.
+func (hc *h2conn) Head(s *h2.Stream, head *h2.Head) {
+	st := h2streams.Get().(*h2stream)
+	st.start(hc, s, head)
+	s.User = st
+	go st.run()
+}
+
+func (hc *h2conn) Data(s *h2.Stream, p []byte, end bool) {
+	st := s.User.(*h2stream)
+	hc.mu.Lock()
+	st.in = append(st.in, p...)
+	st.inEnd = st.inEnd || end
+	hc.mu.Unlock()
+	st.signal()
+}
+
+func (hc *h2conn) Trailers(s *h2.Stream, fields []h2.Field) {
+	st := s.User.(*h2stream)
+	hc.mu.Lock()
+	for _, f := range fields {
+		st.trBuf = append(st.trBuf, f.Name...)
+		st.trBuf = append(st.trBuf, f.Value...)
+	}
+	b := st.trBuf
+	for _, f := range fields {
+		n := len(f.Name)
+		st.tr = append(st.tr, h1.Field{Name: b[:n:n], Value: b[n : n+len(f.Value) : n+len(f.Value)]})
+		b = b[n+len(f.Value):]
+	}
+	st.inEnd = true
+	hc.mu.Unlock()
+	st.signal()
+}
+
+func (hc *h2conn) Writable(s *h2.Stream) { s.User.(*h2stream).goOn() }
+
+// Done aborts the stream's exchange: the client reset it, or the
+// connection went away.
+func (hc *h2conn) Done(s *h2.Stream, code h2.ErrCode) {
+	st := s.User.(*h2stream)
+	st.ended = true
+	st.cancel()
+	writing := st.writing
+	st.writing = false
+	hc.mu.Lock()
+	st.gone = true
+	if st.watched != nil {
+		// Under the lock: once unwatch has it, the connection may serve
+		// another exchange.
+		st.watched.Conn.SetDeadline(aLongTimeAgo)
+		st.watched, st.fired = nil, true
+	}
+	hc.mu.Unlock()
+	if writing {
+		st.reply(errClientGone) // a write waiting for Writable
+	}
+	// Last, and nothing of st touched after: the stream's goroutine waits
+	// for it before st goes back to the pool (release).
+	hc.mu.Lock()
+	st.doneOver = true
+	st.signal()
+	hc.mu.Unlock()
+}
+
+// An h2stream's ops: what its goroutine asks the connection's to do.
+type h2op uint8
+
+const (
+	opNone     h2op = iota
+	opSync          // nothing: every earlier post has been served
+	opContinue      // WriteHead 100
+	opHead          // WriteHead(status, fields, opEnd)
+	opData          // Write(opData, opEnd), waiting for Writable as need be
+	opTrailers      // WriteTrailers(fields)
+	opReset         // Reset(InternalError)
 )
 
-var exchanges = sync.Pool{New: func() any { return new(exchange) }}
+// h2stream is one HTTP/2 request: the source of its exchange's body, and
+// the writer of its answer.
+type h2stream struct {
+	x  exchange
+	hc *h2conn
 
-// serveStream serves one HTTP/2 request.
-func (h *Handler) serveStream(w http.ResponseWriter, r *http.Request) {
-	rt := h.route.Load()
-	s := &stream{w: w, r: r}
-	x := exchanges.Get().(*exchange)
-	defer exchanges.Put(x)
-	defer func() {
-		if s.buf != nil {
-			relayBufs.Put(s.buf)
-		}
-	}()
-	b, _ := r.Context().Value(burstKey{}).(*burst)
-	*x = exchange{h: h, body: s, ctx: r.Context(), burst: b, buf: x.buf[:0], xff: x.xff[:0], trace: x.trace[:0],
-		req: h1.Request{Fields: x.req.Fields[:0], Kinds: x.req.Kinds[:0]}, resp: x.resp,
-		out: response{fields: x.out.fields[:0], kinds: x.out.kinds[:0], fixed: x.out.fixed[:0]}}
-	x.ipPort = []byte(r.RemoteAddr)
-	if r.TLS != nil {
-		x.tlsVersion, x.tlsCipher, x.sni = r.TLS.Version, r.TLS.CipherSuite, r.TLS.ServerName
-	}
-	x.ip, x.src = peerAddr(r.RemoteAddr)
-	if hosts := r.Header["Host"]; len(hosts) > 0 && (len(hosts) > 1 || hosts[0] != r.Host) {
-		// RFC 9113 §8.3.1: a host field beside :authority must match it.
-		s.refuse(x, http.StatusBadRequest, "the host field differs from :authority")
-		return
-	}
-	if err := s.head(&x.req); err != nil {
-		s.refuse(x, err.Status, err.Cause)
-		return
-	}
-	if x.req.Framing == h1.NoBody {
-		s.done = true
-	}
-	if x.begin(rt) {
-		x.roundTrip()
-	}
-	keep, err := s.write(x)
-	x.end(keep, err)
-	if err == errCut {
-		// Ending the handler without a clean end resets the stream.
-		panic(http.ErrAbortHandler)
-	}
+	// The connection goroutine's: the engine's stream, nil once over for
+	// the engine (ended).
+	s       *h2.Stream
+	ended   bool
+	writing bool // an opData waits for Writable
+
+	// Shared, under hc.mu.
+	in          []byte // body bytes received and not yet read
+	inEnd       bool   // the body has ended (tr holds its trailers)
+	gone        bool   // the stream is over: reset, or the connection closed
+	doneOver    bool   // Done, which set gone, has returned
+	interrupted bool
+	consumed    int // read from in, not yet given back to the client's window
+	queued      bool
+	op          h2op           // set by the stream's goroutine before post, taken by service
+	watched     *upstream.Conn // the target connection to cut when the client goes away
+	fired       bool           // it was cut
+
+	// The op's arguments, set before post (the stream's goroutine waits
+	// for the reply, so the connection's goroutine may read them).
+	status int
+	fields []h1.Field
+	data   []byte
+	end    bool
+	done   chan error // the op's reply
+
+	wake      chan struct{} // the body has news
+	unwatchFn func() bool   // unwatch, made once
+	ctx       context.Context
+	cancel    context.CancelFunc
+
+	// The stream goroutine's.
+	buf        *relayBuf // what Next returns, from relayBufs once needed
+	over       bool      // an op ended the stream, or found it over
+	refuse     *h1.Error // the engine's reason to refuse the request
+	bodyDone   bool
+	expect     bool // Expect: 100-continue, not yet answered
+	tr         []h1.Field
+	trBuf      []byte
+	headBuf    []byte // the request head's bytes
+	outBuf     []byte // the response head's and trailers' bytes
+	cookieJoin []byte
 }
 
-// refuse answers a stream latch refuses before it begins (a malformed
-// request, one over the head limits) with latch's own error.
-func (s *stream) refuse(x *exchange, status int, cause string) {
+var h2streams = sync.Pool{New: func() any {
+	st := &h2stream{done: make(chan error, 1), wake: make(chan struct{}, 1)}
+	st.unwatchFn = st.unwatch
+	return st
+}}
+
+var (
+	_ bodySource  = (*h2stream)(nil)
+	_ writer      = (*h2stream)(nil)
+	_ connWatcher = (*h2stream)(nil)
+)
+
+func (st *h2stream) watch(uc *upstream.Conn) func() bool {
+	st.hc.mu.Lock()
+	defer st.hc.mu.Unlock()
+	st.watched, st.fired = uc, false
+	if st.gone {
+		st.watched, st.fired = nil, true
+		uc.Conn.SetDeadline(aLongTimeAgo)
+	}
+	return st.unwatchFn
+}
+
+// unwatch ends watch, reporting false if the client went away first.
+func (st *h2stream) unwatch() bool {
+	st.hc.mu.Lock()
+	defer st.hc.mu.Unlock()
+	st.watched = nil
+	return !st.fired
+}
+
+// start readies st for the request whose head came, copying what it needs
+// of it: the head's slices are the decoder's, valid only during Head.
+func (st *h2stream) start(hc *h2conn, s *h2.Stream, head *h2.Head) {
+	x := &st.x
+	*x = exchange{h: hc.h, body: st, burst: &hc.burst, buf: x.buf[:0], xff: x.xff[:0], trace: x.trace[:0],
+		req: h1.Request{Fields: x.req.Fields[:0], Kinds: x.req.Kinds[:0]}, resp: x.resp,
+		out:    response{fields: x.out.fields[:0], kinds: x.out.kinds[:0], fixed: x.out.fixed[:0]},
+		ipPort: hc.ipPort, ip: hc.ip, src: hc.src, tlsVersion: hc.tlsVersion, tlsCipher: hc.tlsCipher, sni: hc.sni}
+	st.hc, st.s, st.ended, st.writing = hc, s, false, false
+	st.in, st.inEnd, st.gone, st.interrupted, st.consumed, st.queued, st.op = st.in[:0], head.End, false, false, 0, false, opNone
+	st.watched, st.fired, st.doneOver = nil, false, false
+	st.bodyDone, st.expect, st.tr, st.trBuf, st.over = false, false, st.tr[:0], st.trBuf[:0], false
+	st.ctx, st.cancel = context.WithCancel(context.Background())
+	x.ctx = st.ctx
+	st.head(head)
+}
+
+// head puts the HTTP/2 request in HTTP/1.1 form, as the target gets it:
+// :authority is the Host field, split cookies one field (RFC 9113
+// §8.2.3), TE and Expect latch's to act on.
+func (st *h2stream) head(head *h2.Head) {
+	n := len(head.Method) + len(head.Path) + len(head.Authority)
+	cookies := 0
+	for _, f := range head.Fields {
+		n += len(f.Name) + len(f.Value)
+		if h1.KindOf(f.Name) == h1.KindCookie {
+			n += 2
+			cookies++
+		}
+	}
+	if cap(st.headBuf) < n {
+		st.headBuf = make([]byte, 0, n)
+	}
+	// Copies into room reserved above: the slices never move.
+	b := st.headBuf[:0]
+	cp := func(p []byte) []byte {
+		b = append(b, p...)
+		return b[len(b)-len(p) : len(b) : len(b)]
+	}
+	req := &st.x.req
+	req.Method, req.Target, req.Host = cp(head.Method), cp(head.Path), cp(head.Authority)
+	req.Proto, req.Minor, req.KeepAlive = http11, 1, true
+	req.Fields = append(req.Fields, h1.Field{Name: nameHost, Value: req.Host})
+	req.Kinds = append(req.Kinds, h1.KindHost)
+	if cookies > 1 {
+		// One field, where the first came, joined with "; ".
+		start := len(b)
+		for _, f := range head.Fields {
+			if h1.KindOf(f.Name) == h1.KindCookie {
+				if len(b) > start {
+					b = append(b, "; "...)
+				}
+				b = append(b, f.Value...)
+			}
+		}
+		st.cookieJoin = b[start:len(b):len(b)]
+	}
+	joined := false
+	for _, f := range head.Fields {
+		k := h1.KindOf(f.Name)
+		switch k {
+		case h1.KindCookie:
+			if cookies > 1 {
+				if !joined {
+					joined = true
+					req.Fields = append(req.Fields, h1.Field{Name: cp(f.Name), Value: st.cookieJoin})
+					req.Kinds = append(req.Kinds, k)
+				}
+				continue
+			}
+		case h1.KindExpect:
+			// latch answers 100-continue itself (Continue); any other
+			// expectation is refused, as over HTTP/1.1.
+			if h1.EqualLower(trimOWS(f.Value), "100-continue") {
+				req.Expect100 = true
+			} else {
+				req.ExpectOther = true
+			}
+			continue
+		case h1.KindTE:
+			req.WantsTrailers = true // the engine lets "trailers" alone through
+			continue
+		case h1.KindXForwardedFor:
+			req.XFFCount += countEntries(f.Value)
+		}
+		req.Fields = append(req.Fields, h1.Field{Name: cp(f.Name), Value: cp(f.Value)})
+		req.Kinds = append(req.Kinds, k)
+	}
+	st.headBuf = b
+	switch {
+	case head.End:
+		req.Framing = h1.NoBody
+	case head.ContentLength > 0:
+		req.Framing, req.ContentLength = h1.Length, head.ContentLength
+	case head.ContentLength < 0:
+		req.Framing = h1.Chunked
+	}
+	st.expect = req.Expect100 && req.Framing != h1.NoBody
+	st.refuse = head.Refuse
+}
+
+var http11 = []byte("HTTP/1.1")
+
+// trimOWS trims spaces and tabs at either end.
+func trimOWS(v []byte) []byte {
+	for len(v) > 0 && (v[0] == ' ' || v[0] == '\t') {
+		v = v[1:]
+	}
+	for len(v) > 0 && (v[len(v)-1] == ' ' || v[len(v)-1] == '\t') {
+		v = v[:len(v)-1]
+	}
+	return v
+}
+
+// countEntries counts the non-empty entries of a comma-separated list,
+// as h1 counts X-Forwarded-For's.
+func countEntries(v []byte) int {
+	n := 0
+	for len(v) > 0 {
+		i := bytes.IndexByte(v, ',')
+		if i < 0 {
+			i = len(v)
+		}
+		if len(trimOWS(v[:i])) > 0 {
+			n++
+		}
+		v = v[min(i+1, len(v)):]
+	}
+	return n
+}
+
+// run serves the stream's exchange, in its own goroutine.
+func (st *h2stream) run() {
+	x := &st.x
+	if st.refuse != nil {
+		st.refuseWith(st.refuse.Status, st.refuse.Cause)
+	} else {
+		rt := x.h.route.Load()
+		if x.begin(rt) {
+			x.roundTrip()
+		}
+		keep, err := st.write(x)
+		x.end(keep, err)
+		if err == errCut {
+			st.sync(opReset)
+		}
+	}
+	st.hc.mu.Lock()
+	queued, gone := st.queued, st.gone
+	st.hc.mu.Unlock()
+	switch {
+	case !st.over && !gone:
+		// Not ended by a write (which cannot be): reset, so that the
+		// engine calls nothing more with st, which is to be reused.
+		st.sync(opReset)
+	case queued:
+		st.sync(opSync) // nothing of st may stay in the queue once it is reused
+	}
+	st.cancel()
+	st.release()
+}
+
+// release readies st for the pool, once the connection's goroutine is
+// done with it.
+func (st *h2stream) release() {
+	hc := st.hc
+	hc.mu.Lock()
+	for st.gone && !st.doneOver {
+		hc.mu.Unlock()
+		<-st.wake
+		hc.mu.Lock()
+	}
+	hc.mu.Unlock()
+	select {
+	case <-st.wake:
+	default:
+	}
+	if st.buf != nil {
+		relayBufs.Put(st.buf)
+		st.buf = nil
+	}
+	const keep = 16 << 10 // a stream that took a large body keeps no large buffer
+	if cap(st.in) > keep {
+		st.in = nil
+	}
+	if cap(st.headBuf) > 4*keep {
+		st.headBuf = nil
+	}
+	st.hc, st.s, st.ctx, st.cancel, st.x.ctx, st.x.burst, st.cookieJoin = nil, nil, nil, nil, nil, nil, nil
+	clear(st.fields)
+	st.fields, st.data = st.fields[:0], nil
+	h2streams.Put(st)
+}
+
+// refuseWith answers a stream latch refuses before it begins (a
+// malformed request, one over the head limits) with latch's own error.
+func (st *h2stream) refuseWith(status int, cause string) {
+	x := &st.x
 	x.now = time.Now()
-	x.req.Method = []byte(s.r.Method) // no body to HEAD
 	x.newRecord(x.now)
 	x.answerError(status, cause, false)
 	x.rec.Status, x.rec.BytesOut = status, x.out.bodyLength()
 	x.h.obs.Refused(&x.rec)
-	s.write(x)
+	st.write(x)
 }
 
-// errH2Settings refuses HTTP2-Settings in an HTTP/2 request: a
-// connection-specific field (RFC 9113 §8.2.2; it belonged to the h2c
-// upgrade), which net/http's server lets through, unlike Connection or
-// Upgrade, which it answers with 400 itself.
-var errH2Settings = &h1.Error{Status: http.StatusBadRequest, Cause: "HTTP2-Settings is connection-specific, malformed in HTTP/2"}
-
-// errH2Length refuses a stream whose content-length its DATA frames
-// cannot match: it ended with its header (RFC 9113 §8.1.1: malformed).
-var errH2Length = &h1.Error{Status: http.StatusBadRequest, Cause: "Content-Length differs from the length of the body"}
-
-// checkLength checks a stream's content-length fields as h1 checks an
-// HTTP/1.1 request's: digits only, and one length. net/http's server
-// ignores a length it cannot parse, which would leave latch forwarding a
-// body-less request while DATA frames come; declared is the length it
-// took (0 for a stream that ended with its header).
-func checkLength(values []string, declared int64) *h1.Error {
-	n := int64(-1)
-	for _, v := range values {
-		m, ok := parseLength(v)
-		switch {
-		case !ok:
-			return h1.ErrContentLength
-		case n >= 0 && m != n:
-			return h1.ErrMultipleLength
-		}
-		n = m
+// sync has the connection's goroutine do op, and waits for it.
+func (st *h2stream) sync(op h2op) error {
+	st.hc.mu.Lock()
+	st.op = op
+	st.hc.mu.Unlock()
+	st.hc.post(st)
+	err := <-st.done
+	if err != nil || op == opTrailers || op == opReset || (op == opHead || op == opData) && st.end {
+		st.over = true // the stream is over for the engine
 	}
-	if n != declared {
-		return errH2Length
-	}
-	return nil
+	return err
 }
 
-// parseLength parses a Content-Length value as h1 does: 1 to 18 digits.
-func parseLength(v string) (int64, bool) {
-	if len(v) == 0 || len(v) > 18 {
-		return 0, false
+// reply ends the op under way.
+func (st *h2stream) reply(err error) { st.done <- err }
+
+// signal wakes a Next waiting for the body.
+func (st *h2stream) signal() {
+	select {
+	case st.wake <- struct{}{}:
+	default:
 	}
-	var n int64
-	for i := 0; i < len(v); i++ {
-		if v[i] < '0' || v[i] > '9' {
-			return 0, false
-		}
-		n = n*10 + int64(v[i]-'0')
-	}
-	return n, true
 }
 
-// head puts the HTTP/2 request in HTTP/1.1 form, as the target gets it,
-// or returns the error latch answers instead: the request is malformed,
-// or over the limits an HTTP/1.1 head has (headSize).
-func (s *stream) head(req *h1.Request) *h1.Error {
-	r := s.r
-	req.Method = []byte(r.Method)
-	req.Target = []byte(r.RequestURI)
-	req.Proto, req.Minor = []byte("HTTP/1.1"), 1
-	req.Host = []byte(r.Host)
-	req.KeepAlive = true
-	req.Fields = append(req.Fields, h1.Field{Name: []byte("Host"), Value: req.Host})
-	req.Kinds = append(req.Kinds, h1.KindHost)
-	size := newHeadSize(len(r.Method), len(r.RequestURI))
-	size.field(len("Host"), len(r.Host))
-	for name, values := range r.Header {
-		k := h1.KindOf([]byte(name))
-		if k == h1.KindCookie {
-			// HTTP/2 may split cookies over several fields; HTTP/1.1
-			// wants them in one (RFC 9113 §8.2.3), and so it is counted.
-			values = []string{strings.Join(values, "; ")}
+// service does st's work in the connection's goroutine (or, once the
+// connection is closed, in the stream's: it is over for the engine).
+func (st *h2stream) service() {
+	hc := st.hc
+	hc.mu.Lock()
+	n, op := st.consumed, st.op
+	st.consumed, st.queued, st.op = 0, false, opNone
+	hc.mu.Unlock()
+	if st.ended {
+		if op != opNone {
+			st.reply(errClientGone)
 		}
-		if k != h1.KindHost {
-			for _, v := range values {
-				size.field(len(name), len(v))
-			}
-		}
-		switch k {
-		case h1.KindHost:
-			continue // :authority is the Host (checked against this in serveStream)
-		case h1.KindHTTP2Settings:
-			return errH2Settings
-		case h1.KindContentLength:
-			if err := checkLength(values, r.ContentLength); err != nil {
-				return err
-			}
-		case h1.KindExpect:
-			// The HTTP/2 server answers 100-continue when the body is
-			// read; any other expectation is refused, as over HTTP/1.1.
-			for _, v := range values {
-				if !strings.EqualFold(strings.Trim(v, " \t"), "100-continue") {
-					req.ExpectOther = true
-				}
-			}
-			continue
-		case h1.KindTE:
-			for _, v := range values {
-				if strings.Contains(strings.ToLower(v), "trailers") {
-					req.WantsTrailers = true
-				}
-			}
-			continue
-		case h1.KindXForwardedFor:
-			for _, v := range values {
-				// Non-empty entries, as h1 counts them.
-				for e := range strings.SplitSeq(v, ",") {
-					if strings.Trim(e, " \t") != "" {
-						req.XFFCount++
-					}
-				}
-			}
-		}
-		for _, v := range values {
-			req.Fields = append(req.Fields, h1.Field{Name: []byte(name), Value: []byte(v)})
-			req.Kinds = append(req.Kinds, k)
-		}
+		return
 	}
-	if len(r.Trailer) > 0 {
-		// The HTTP/2 server moved the announcement into r.Trailer's
-		// keys; announce them on, so that a chunked body to an HTTP/1.1
-		// target, or an HTTP/2 target, says what follows it.
-		names := slices.Sorted(maps.Keys(r.Trailer))
-		v := strings.Join(names, ", ")
-		size.field(len("Trailer"), len(v))
-		req.Fields = append(req.Fields, h1.Field{Name: []byte("Trailer"), Value: []byte(v)})
-		req.Kinds = append(req.Kinds, h1.KindTrailer)
+	if n > 0 {
+		st.s.Consume(n)
 	}
-	if err := size.err(); err != nil {
-		return err
+	var err error
+	switch op {
+	case opNone:
+		return
+	case opSync:
+	case opContinue:
+		err = st.s.WriteHead(100, nil, false)
+	case opHead:
+		err = st.s.WriteHead(st.status, st.fields, st.end)
+		if st.end {
+			st.ended = true
+		}
+	case opData:
+		st.writing = true
+		st.goOn()
+		return
+	case opTrailers:
+		err = st.s.WriteTrailers(st.fields)
+		st.ended = true
+	case opReset:
+		st.s.Reset(h2.InternalError)
+		st.ended = true
 	}
+	if err != nil {
+		st.abort()
+		err = errClientGone
+	}
+	st.reply(err)
+}
+
+// abort resets a stream whose write failed, unless it is over already:
+// its goroutine is about to end, and st to be reused.
+func (st *h2stream) abort() {
+	if !st.ended {
+		st.s.Reset(h2.InternalError)
+		st.ended = true
+	}
+}
+
+// goOn goes on with an opData: as much as the client's windows take,
+// the rest when the engine says it is Writable.
+func (st *h2stream) goOn() {
+	if !st.writing {
+		return
+	}
+	n, err := st.s.Write(st.data, st.end)
+	st.data = st.data[n:]
 	switch {
-	case r.ContentLength > 0:
-		req.Framing, req.ContentLength = h1.Length, r.ContentLength
-	case r.ContentLength < 0 && r.Body != nil && r.Body != http.NoBody:
-		req.Framing = h1.Chunked
+	case err != nil:
+		st.abort()
+		err = errClientGone
+	case len(st.data) > 0:
+		return // Writable goes on
+	case st.end:
+		st.ended = true
 	}
-	return nil
-}
-
-// headSize measures an HTTP/2 request as the HTTP/1.1 head it would be,
-// so that ALB's limits on a head (h1's) give it the answer the same
-// request gets over HTTP/1.1: :method and :path make the request line
-// ("GET /path HTTP/1.1"), :authority a Host field, every other field a
-// line "name: value" (split cookies one line, joined); :scheme has no
-// place in an HTTP/1.1 head and is not counted.
-type headSize struct {
-	line, head, fields, longest int
-}
-
-func newHeadSize(method, path int) headSize {
-	line := method + 1 + path + len(" HTTP/1.1")
-	return headSize{line: line, head: line + 2 + 2} // its CRLF, and the head's last
-}
-
-func (s *headSize) field(name, value int) {
-	n := name + 2 + value
-	s.head += n + 2
-	s.fields++
-	s.longest = max(s.longest, n)
-}
-
-// err returns the error an HTTP/1.1 head of this size gets, checked in
-// h1's order: the head, the request line, a field, the count.
-func (s *headSize) err() *h1.Error {
-	switch {
-	case s.head > h1.MaxRequestHead:
-		return h1.ErrHeadTooLarge
-	case s.line > h1.MaxRequestLine:
-		return h1.ErrLineTooLong
-	case s.longest > h1.MaxField:
-		return h1.ErrFieldTooLong
-	case s.fields > h1.MaxFields:
-		return h1.ErrTooManyFields
-	}
-	return nil
+	st.writing = false
+	st.reply(err)
 }
 
 // Next reads the request body: what the client's DATA frames carried.
-func (s *stream) Next() ([]byte, error) {
-	if s.done {
+func (st *h2stream) Next() ([]byte, error) {
+	if st.bodyDone || st.x.req.Framing == h1.NoBody {
 		return nil, io.EOF
 	}
-	if s.buf == nil {
-		s.buf = relayBufs.Get().(*relayBuf)
+	if st.buf == nil {
+		st.buf = relayBufs.Get().(*relayBuf)
 	}
-	n, err := s.r.Body.Read(s.buf[:])
-	if err == io.EOF {
-		s.done = true
-		for name, values := range s.r.Trailer {
-			for _, v := range values {
-				s.tr = append(s.tr, h1.Field{Name: []byte(name), Value: []byte(v)})
-			}
-		}
-		if n > 0 {
-			return s.buf[:n], nil
-		}
-		return nil, io.EOF
+	hc := st.hc
+	hc.mu.Lock()
+	for len(st.in) == 0 && !st.inEnd && !st.gone && !st.interrupted {
+		hc.mu.Unlock()
+		<-st.wake
+		hc.mu.Lock()
 	}
-	if err != nil {
+	if len(st.in) == 0 && !st.inEnd {
+		st.interrupted = false
+		hc.mu.Unlock()
 		return nil, h1.ErrBodyTooShort
 	}
-	return s.buf[:n], nil
+	n := copy(st.buf[:], st.in)
+	st.in = st.in[:copy(st.in, st.in[n:])]
+	if len(st.in) == 0 && st.inEnd {
+		st.bodyDone = true
+	}
+	st.consumed += n
+	post := n > 0 && !st.inEnd
+	hc.mu.Unlock()
+	if post {
+		hc.post(st) // the window back, now that the bytes are out of st.in
+	}
+	if n == 0 {
+		return nil, io.EOF
+	}
+	return st.buf[:n], nil
 }
 
-func (s *stream) Done() bool           { return s.done }
-func (s *stream) Trailers() []h1.Field { return s.tr }
-func (s *stream) AtHand() bool         { return false }
-func (s *stream) Touch(int64)          {}
+func (st *h2stream) Done() bool { return st.bodyDone || st.x.req.Framing == h1.NoBody }
 
-// Continue does nothing: the HTTP/2 server answers Expect: 100-continue
-// when the body is first read.
-func (s *stream) Continue() error { return nil }
+func (st *h2stream) Trailers() []h1.Field {
+	if !st.bodyDone {
+		return nil
+	}
+	return st.tr
+}
 
-func (s *stream) Interrupt() { http.NewResponseController(s.w).SetReadDeadline(aLongTimeAgo) }
+func (st *h2stream) AtHand() bool {
+	st.hc.mu.Lock()
+	defer st.hc.mu.Unlock()
+	return len(st.in) > 0 || st.inEnd
+}
+
+func (st *h2stream) Touch(int64) {}
+
+// Continue answers Expect: 100-continue, once, unless the body has come
+// already.
+func (st *h2stream) Continue() error {
+	if !st.expect {
+		return nil
+	}
+	st.expect = false
+	if st.AtHand() {
+		return nil
+	}
+	return st.sync(opContinue)
+}
+
+func (st *h2stream) Interrupt() {
+	st.hc.mu.Lock()
+	st.interrupted = true
+	st.hc.mu.Unlock()
+	st.signal()
+}
 
 // write writes x.out to the stream: its header (the session's fields
 // added), its body as it arrives, then its trailers. A body the target cut
 // short returns errCut, for the caller to reset the stream.
-func (s *stream) write(x *exchange) (bool, error) {
-	r, hdr := &x.out, s.w.Header()
+func (st *h2stream) write(x *exchange) (bool, error) {
+	r := &x.out
 	if r.status == 0 {
 		return false, nil // the client went away
 	}
-	hasType := false
+	st.fields, st.outBuf = st.fields[:0], st.outBuf[:0]
 	for i, f := range r.fields {
 		switch k := r.kinds[i]; {
 		case k == h1.KindContentLength, k == h1.KindTrailer, k.HopByHop():
 			continue
 		}
-		// Canonical names: net/http's server looks for "Content-Type" and
-		// "Date", and would add its own beside a target's lower-case ones.
-		name := http.CanonicalHeaderKey(string(f.Name))
-		hasType = hasType || name == "Content-Type"
-		hdr[name] = append(hdr[name], string(f.Value))
-	}
-	if !hasType {
-		hdr["Content-Type"] = nil // no type guessed from the body: none was sent
+		st.fields = append(st.fields, f)
 	}
 	if r.sticky {
-		x.writeSticky(responseHeader(hdr))
+		x.writeSticky(st)
 	}
 	// A 304's Content-Length describes a body it does not carry, which Go's
 	// HTTP/2 client (and others) read as a body cut short: left out.
+	n := int64(-1)
 	switch {
 	case r.body == nil && !r.noBody:
-		hdr["Content-Length"] = []string{strconv.Itoa(len(r.fixed))}
-	case r.length >= 0 && (!r.noBody || r.hasLength && r.status != http.StatusNoContent && r.status != http.StatusNotModified):
-		hdr["Content-Length"] = []string{strconv.FormatInt(r.length, 10)}
+		n = int64(len(r.fixed))
+	case r.length >= 0 && (!r.noBody || r.hasLength && r.status != 204 && r.status != 304):
+		n = r.length
 	}
-	s.w.WriteHeader(r.status)
+	if n >= 0 {
+		start := len(st.outBuf)
+		st.outBuf = strconv.AppendInt(st.outBuf, n, 10)
+		st.fields = append(st.fields, h1.Field{Name: nameContentLengthLower, Value: st.outBuf[start:]})
+	}
+	st.status = r.status
+	st.end = r.noBody || r.body == nil && len(r.fixed) == 0
+	if st.sync(opHead) != nil {
+		return false, errClientGone
+	}
 	switch {
-	case r.noBody:
+	case st.end:
 		return true, nil
 	case r.body == nil:
-		n, err := s.w.Write(r.fixed)
-		x.rec.BytesOut += int64(n)
-		if err != nil {
+		st.data, st.end = r.fixed, true
+		if st.sync(opData) != nil {
 			return false, errClientGone
 		}
+		x.rec.BytesOut += int64(len(r.fixed))
 		return true, nil
 	}
-	rc := http.NewResponseController(s.w)
 	for {
-		if !r.body.AtHand() {
-			rc.Flush()
-		}
 		p, err := r.body.Next()
 		if len(p) > 0 {
-			x.rec.BytesOut += int64(len(p))
-			if _, werr := s.w.Write(p); werr != nil {
+			st.data, st.end = p, false
+			if st.sync(opData) != nil {
 				return false, errClientGone
 			}
+			x.rec.BytesOut += int64(len(p))
 		}
 		if err == io.EOF {
 			break
@@ -508,17 +738,25 @@ func (s *stream) write(x *exchange) (bool, error) {
 			return false, errCut
 		}
 	}
-	for _, f := range r.body.Trailers() {
-		name := http.TrailerPrefix + string(f.Name)
-		hdr[name] = append(hdr[name], string(f.Value))
+	if tr := r.body.Trailers(); len(tr) > 0 {
+		st.fields = append(st.fields[:0], tr...)
+		if st.sync(opTrailers) != nil {
+			return false, errClientGone
+		}
+		return true, nil
+	}
+	st.data, st.end = nil, true
+	if st.sync(opData) != nil {
+		return false, errClientGone
 	}
 	return true, nil
 }
 
-// responseHeader adds the session's fields to an HTTP/2 response's header.
-type responseHeader http.Header
-
-func (h responseHeader) WriteField(name, value []byte) {
-	k := http.CanonicalHeaderKey(string(name))
-	h[k] = append(h[k], string(value))
+// WriteField adds one of the session's fields to the response head. The
+// values may be views of x.buf, which the next field may move: copied.
+func (st *h2stream) WriteField(name, value []byte) {
+	st.outBuf = append(st.outBuf, value...)
+	st.fields = append(st.fields, h1.Field{Name: name, Value: st.outBuf[len(st.outBuf)-len(value):]})
 }
+
+var nameContentLengthLower = []byte("content-length")

@@ -18,7 +18,7 @@ type goConn struct {
 	nc       net.Conn
 	idle     atomic.Bool // waiting for a request: Shutdown may close it
 	deadline int64       // the deadline last set on nc, unix nanoseconds
-	handedOn bool        // nc went to the HTTP/2 server
+	handedOn bool        // nc served HTTP/2 (serveH2), which closed it
 	guard    cutGuard    // what the exchange waits on, for cut
 }
 
@@ -75,7 +75,7 @@ func (c *goConn) handle(rt *Route) bool {
 		// HTTP/2 with prior knowledge: the HTTP/2 server reads the
 		// preface again, and everything after it.
 		c.handedOn = true
-		c.h.serveH2(c.nc, c.preface(), rt.IdleTimeout)
+		c.serveH2(c.nc, c.preface())
 		return false
 	}
 	if !c.admit(rt) {
@@ -127,7 +127,7 @@ func (c *goConn) handshake(tc *tls.Conn) bool {
 	c.x.tlsVersion, c.x.tlsCipher, c.x.sni = st.Version, st.CipherSuite, st.ServerName
 	if st.NegotiatedProtocol == "h2" {
 		c.handedOn = true
-		c.h.serveH2(tc, nil, c.h.route.Load().IdleTimeout)
+		c.serveH2(tc, nil)
 		return false
 	}
 	return true

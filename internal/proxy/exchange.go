@@ -242,11 +242,19 @@ func (x *exchange) use(uc *upstream.Conn) {
 	x.uc = uc
 	x.guard.set(uc, nil)
 	x.hold()
-	if x.ctx != nil {
+	if w, ok := x.body.(connWatcher); ok {
 		// An HTTP/2 client that resets the stream cuts the wait on the
 		// target connection short.
-		x.unwatch = context.AfterFunc(x.ctx, func() { uc.Conn.SetDeadline(aLongTimeAgo) })
+		x.unwatch = w.watch(uc)
 	}
+}
+
+// connWatcher is a client that may go away mid-exchange, an HTTP/2 stream:
+// watch has it cut uc's waits (a deadline in the past) when it does, until
+// the stop it returns is called, which reports false if the cut came.
+// (context.AfterFunc would do, at four allocations a request.)
+type connWatcher interface {
+	watch(uc *upstream.Conn) (stop func() bool)
 }
 
 // hold counts the request in flight to x.t. The hash picker's Begin and

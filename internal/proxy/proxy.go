@@ -35,6 +35,7 @@ import (
 
 	"github.com/latch-lb/latch/internal/config"
 	"github.com/latch-lb/latch/internal/desync"
+	"github.com/latch-lb/latch/internal/h2"
 	"github.com/latch-lb/latch/internal/route"
 )
 
@@ -109,9 +110,10 @@ type Handler struct {
 	observed              bool       // obs is not a no-op: a Record gets what only an observer needs
 	failures              logLimiter // for failed requests' warnings
 
-	mu       sync.Mutex // guards conns and h2s; taken when a connection opens or closes
+	mu       sync.Mutex // guards conns and h2conns; taken when a connection opens or closes
 	conns    map[conn]struct{}
-	h2s      []*h2server
+	h2conns  map[*h2conn]struct{} // the HTTP/2 connections, for their GOAWAY
+	h2ctr    h2.Counters          // what the HTTP/2 engine answered, on every connection
 	closing  atomic.Bool
 	stopping chan struct{} // closed by Shutdown
 	done     sync.WaitGroup
@@ -129,7 +131,7 @@ type conn interface {
 // NewHandler returns the handler of a listener.
 func NewHandler(o Options) *Handler {
 	h := &Handler{name: o.Listener, proto: o.Proto, port: o.Port, protoBytes: []byte(o.Proto), portBytes: []byte(o.Port),
-		log: o.Log, loops: o.Loops, obs: o.Observer, conns: map[conn]struct{}{}, stopping: make(chan struct{})}
+		log: o.Log, loops: o.Loops, obs: o.Observer, conns: map[conn]struct{}{}, h2conns: map[*h2conn]struct{}{}, stopping: make(chan struct{})}
 	if h.obs == nil {
 		h.obs = noObserver{}
 	} else {
@@ -183,8 +185,8 @@ func (h *Handler) replace(old, next conn) {
 	h.mu.Unlock()
 }
 
-// forget removes a connection that has closed, or gone on to the HTTP/2
-// server (http2: the server tells the observer when it closes).
+// forget removes a connection that has closed (http2: it served HTTP/2,
+// which told the observer when it closed).
 func (h *Handler) forget(c conn, http2 bool) {
 	h.mu.Lock()
 	delete(h.conns, c)
@@ -206,18 +208,12 @@ func (h *Handler) Shutdown(ctx context.Context) error {
 	for c := range h.conns {
 		c.wakeIfIdle()
 	}
-	h2s := h.h2s
-	h.mu.Unlock()
-	// HTTP/2 connections get a GOAWAY and finish their streams.
-	var h2wg sync.WaitGroup
-	for _, s := range h2s {
-		h2wg.Add(1)
-		go func() {
-			defer h2wg.Done()
-			s.shutdown(ctx)
-		}()
+	// HTTP/2 connections get a GOAWAY and finish their streams; their
+	// goroutines are among h.conns, waited for and cut with the rest.
+	for c := range h.h2conns {
+		c.shutdown()
 	}
-	defer h2wg.Wait()
+	h.mu.Unlock()
 	done := make(chan struct{})
 	go func() {
 		h.done.Wait()

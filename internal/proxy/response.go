@@ -8,7 +8,7 @@ import (
 )
 
 // response is an answer in the one form every client writer takes
-// (write_h1.go for HTTP/1.1 clients, stream.write in client_h2.go for
+// (write_h1.go for HTTP/1.1 clients, h2stream.write in client_h2.go for
 // HTTP/2 ones), whoever made it: an HTTP/1.1 target (target_h1.go), an
 // HTTP/2 target (target_h2.go), or latch itself (a redirect, a fixed
 // response, an error: answer.go).

@@ -226,3 +226,46 @@ func reportCPU(b *testing.B, since int64) {
 		b.ReportMetric(float64(cpuTime()-since)/float64(b.N), "cpu-ns/op")
 	}
 }
+
+// BenchmarkProxyH2C: GET requests over h2c (prior knowledge) through latch
+// to an HTTP/1.1 target, on one connection: one stream at a time (serial),
+// and 16 at a time (parallel). The figures include Go's HTTP/2 client and
+// the target, which run in the same process.
+func BenchmarkProxyH2C(b *testing.B) {
+	lb := startLB(b, lbConfig{targets: []string{fastTarget(b)}, listenAttrs: map[string]string{"routing.http2.h2c.enabled": "true"}})
+	c := h2cClient()
+	defer c.CloseIdleConnections()
+	url := lb.url + "/index.html"
+	run := func(b *testing.B) {
+		resp, err := c.Get(url)
+		if err != nil {
+			b.Fatal(err)
+		}
+		_, err = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != 200 || resp.ProtoMajor != 2 {
+			b.Fatalf("got %v %s over %s, want 200 over HTTP/2", err, resp.Status, resp.Proto)
+		}
+	}
+	b.Run(dataPath.String()+"/serial", func(b *testing.B) {
+		run(b) // warm the pools, and open the connection
+		b.ReportAllocs()
+		b.ResetTimer()
+		cpu := cpuTime()
+		for b.Loop() {
+			run(b)
+		}
+		reportCPU(b, cpu)
+	})
+	b.Run(dataPath.String()+"/parallel", func(b *testing.B) {
+		b.ReportAllocs()
+		b.SetParallelism(16)
+		cpu := cpuTime()
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				run(b)
+			}
+		})
+		reportCPU(b, cpu)
+	})
+}
