@@ -197,7 +197,7 @@ wait:
 	closing.Store(true)
 	for _, c := range conns {
 		if c != nil {
-			c.conn.Close()
+			c.close()
 		}
 	}
 	log("done: closed %d connections, %d had been closed by the server", opened.Load(), k)
@@ -255,6 +255,16 @@ type idleConn struct {
 	conn net.Conn
 	br   *bufio.Reader
 	fr   *http2.Framer // HTTP/2 only
+	// byTool says the tool closed the connection (close): a TLS
+	// connection's read then fails with a TLS error or net.ErrClosed,
+	// depending on where the read was when the close came.
+	byTool atomic.Bool
+}
+
+// close closes the connection from the tool's side.
+func (ic *idleConn) close() {
+	ic.byTool.Store(true)
+	ic.conn.Close()
 }
 
 // open dials, sends the request and reads the whole response, leaving the
@@ -385,12 +395,12 @@ func (ic *idleConn) watch() bool {
 	if ic.fr == nil {
 		var b [1]byte
 		_, err := ic.br.Read(b[:])
-		return err != nil && errors.Is(err, net.ErrClosed)
+		return err != nil && (ic.byTool.Load() || errors.Is(err, net.ErrClosed))
 	}
 	for {
 		f, err := ic.fr.ReadFrame()
 		if err != nil {
-			return errors.Is(err, net.ErrClosed)
+			return ic.byTool.Load() || errors.Is(err, net.ErrClosed)
 		}
 		switch f := f.(type) {
 		case *http2.GoAwayFrame:

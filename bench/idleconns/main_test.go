@@ -97,7 +97,7 @@ func TestOpenEachProtocol(t *testing.T) {
 				go func(c *idleConn) { done <- c.watch() }(c)
 			}
 			for _, c := range conns {
-				c.conn.Close()
+				c.close()
 			}
 			for i := 0; i < n; i++ {
 				if byTool := <-done; !byTool {
