@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -411,5 +412,80 @@ func TestIdleTimeout(t *testing.T) {
 	rc.closed()
 	if got := srv.ctr.IdleClosed.Load(); got != 1 {
 		t.Errorf("got IdleClosed %d, want 1", got)
+	}
+}
+
+// recorder is a handler that records which streams it had a Head for and
+// which it was told are Done.
+type recorder struct {
+	mu           sync.Mutex
+	heads, dones []uint32
+}
+
+func (r *recorder) Head(s *Stream, h *Head) {
+	r.mu.Lock()
+	r.heads = append(r.heads, s.ID)
+	r.mu.Unlock()
+}
+func (r *recorder) Data(*Stream, []byte, bool) {}
+func (r *recorder) Trailers(*Stream, []Field)  {}
+func (r *recorder) Writable(*Stream)           {}
+func (r *recorder) Done(s *Stream, code ErrCode) {
+	r.mu.Lock()
+	r.dones = append(r.dones, s.ID)
+	r.mu.Unlock()
+}
+
+// TestNoDoneWithoutHead: a connection that fails while a stream's header
+// block is still coming (h2spec 4.3/3: a HEADERS frame for another stream
+// in its middle) tells the handler nothing of that stream: it never had
+// its Head. (latch's handler took every Done for one of its streams, and
+// crashed.)
+func TestNoDoneWithoutHead(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	rec := &recorder{}
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		nc, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		NewConn(rec, Config{}).Serve(nc)
+	}()
+	rc := dialRaw(t, &testServer{addr: ln.Addr().String()})
+	// Stream 1 complete, then stream 3's block left open and stream 5's
+	// HEADERS in its middle.
+	rc.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: rc.block("/"), EndHeaders: true})
+	rc.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 3, BlockFragment: rc.block("/"), EndHeaders: false})
+	rc.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 5, BlockFragment: rc.block("/"), EndHeaders: true})
+	rc.nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	for {
+		f, err := rc.fr.ReadFrame()
+		if err != nil {
+			t.Fatalf("no GOAWAY: %v", err)
+		}
+		if ga, ok := f.(*http2.GoAwayFrame); ok {
+			if ga.ErrCode != http2.ErrCodeProtocol {
+				t.Errorf("GOAWAY %v, want PROTOCOL_ERROR", ga.ErrCode)
+			}
+			break
+		}
+	}
+	rc.nc.Close()
+	<-served
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	if len(rec.heads) != 1 || rec.heads[0] != 1 {
+		t.Fatalf("heads %v, want stream 1's", rec.heads)
+	}
+	for _, id := range rec.dones {
+		if id != 1 {
+			t.Errorf("Done for stream %d, whose Head the handler never had (dones %v)", id, rec.dones)
+		}
 	}
 }

@@ -592,6 +592,7 @@ func (c *Conn) endBlock() {
 	}
 	s.declared = c.head.ContentLength
 	s.refused = c.head.Refuse != nil
+	s.headed = true
 	c.h.Head(s, &c.head)
 	c.clearHead()
 }
@@ -642,7 +643,9 @@ func (c *Conn) rstStream(fh FrameHeader, p []byte) {
 	code := ErrCode(binary.BigEndian.Uint32(p))
 	c.ctr.ClientResets.Add(1)
 	c.remove(s, false)
-	c.h.Done(s, code)
+	if s.headed {
+		c.h.Done(s, code)
+	}
 	c.free(s)
 	// Streams reset before their response ended cost the handler work
 	// (a request to a target) for nothing: CVE-2023-44487.
@@ -824,7 +827,9 @@ func (c *Conn) endStreams(code ErrCode) {
 	for len(c.streams) > 0 {
 		s := c.streams[len(c.streams)-1]
 		c.remove(s, false)
-		c.h.Done(s, code)
+		if s.headed {
+			c.h.Done(s, code)
+		}
 		c.free(s)
 	}
 }
@@ -842,7 +847,7 @@ func (c *Conn) streamError(id uint32, code ErrCode) {
 func (c *Conn) resetStream(s *Stream, code ErrCode, notify bool) {
 	c.remove(s, true) // first: a flood the RST_STREAM tips over ends the others
 	c.streamError(s.ID, code)
-	if notify {
+	if notify && s.headed {
 		c.h.Done(s, code)
 	}
 	c.free(s)

@@ -30,6 +30,10 @@ type Stream struct {
 	blocked    bool
 	refused    bool // its Head had Refuse set: its body is dropped
 	gone       bool // over: the handler may not use it again
+	// headed says the handler has had the stream's Head: only then is it
+	// told the stream is Done (a stream whose header block never ended
+	// is nothing to the handler).
+	headed bool
 }
 
 // Errors of a Stream's writer.

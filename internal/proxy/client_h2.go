@@ -172,7 +172,10 @@ func (hc *h2conn) Writable(s *h2.Stream) { s.User.(*h2stream).goOn() }
 // Done aborts the stream's exchange: the client reset it, or the
 // connection went away.
 func (hc *h2conn) Done(s *h2.Stream, code h2.ErrCode) {
-	st := s.User.(*h2stream)
+	st, ok := s.User.(*h2stream)
+	if !ok {
+		return // never had its Head (the engine does not say Done for those)
+	}
 	st.ended = true
 	st.cancel()
 	writing := st.writing
