@@ -3,6 +3,7 @@ package metrics
 import (
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/latch-lb/latch/internal/h2"
 	"github.com/latch-lb/latch/internal/server"
 	"github.com/latch-lb/latch/internal/sticky"
 	"github.com/latch-lb/latch/internal/target"
@@ -107,7 +108,17 @@ var (
 	dEventsDropped = desc("metrics_events_dropped_total",
 		"Server events the metrics fell behind on and missed: config reload counts may be short by as many.")
 
-	allDescs = []*prometheus.Desc{dListenerRequests, dListenerTarget, dListenerLatch, dListenerUnanswered,
+	dH2Conns = desc("listener_http2_connections_open",
+		"HTTP/2 client connections open.", lbl...)
+	dH2Streams = desc("listener_http2_streams_total",
+		"HTTP/2 streams clients opened.", lbl...)
+	dH2ClientResets = desc("listener_http2_client_resets_total",
+		"HTTP/2 streams the client reset.", lbl...)
+	dH2Refused = desc("listener_http2_refusals_total",
+		"What the HTTP/2 engine refused, by cause: connections closed with GOAWAY (bad_preface, rapid_reset, continuation_flood, flood, ping_flood, settings_flood, write_stall, idle, protocol_error for any other), streams refused or reset (refused_stream, header_list_too_large, stall).",
+		with(lbl, "cause")...)
+
+	allDescs = []*prometheus.Desc{dH2Conns, dH2Streams, dH2ClientResets, dH2Refused, dListenerRequests, dListenerTarget, dListenerLatch, dListenerUnanswered,
 		dListenerBytesIn, dListenerBytesOut, dListenerOpen, dListenerOpened, dListenerHandshakes,
 		dListenerHandshakeErrors, dListenerDesync, dListenerDesyncBlocked, dGroupHealthy, dGroupUnhealthy,
 		dGroupRetries, dGroupRetriesRefused, dSticky, dTargetRequests, dTargetResponses, dTargetErrors, dTargetTime,
@@ -164,6 +175,30 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		m.gather(srv, sn)
 	}
 
+	if srv := m.srv.Load(); srv != nil {
+		srv.HTTP2Counters(func(name string, c *h2.Counters) {
+			ch <- gauge(dH2Conns, float64(c.Conns.Load()), name)
+			ch <- counter(dH2Streams, uint64(c.Streams.Load()), name)
+			ch <- counter(dH2ClientResets, uint64(c.ClientResets.Load()), name)
+			// The attacks' own counts; a connection error of another
+			// kind is what ConnErrors has beyond them.
+			attacks := c.RapidResets.Load() + c.ContinuationFloods.Load() + c.Floods.Load() + c.BadPreface.Load() + c.WriteStalls.Load()
+			for _, k := range []struct {
+				cause string
+				v     int64
+			}{
+				{"bad_preface", c.BadPreface.Load()}, {"rapid_reset", c.RapidResets.Load()},
+				{"continuation_flood", c.ContinuationFloods.Load()}, {"flood", c.Floods.Load() - c.PingFloods.Load() - c.SettingsFloods.Load()},
+				{"ping_flood", c.PingFloods.Load()}, {"settings_flood", c.SettingsFloods.Load()},
+				{"write_stall", c.WriteStalls.Load()}, {"idle", c.IdleClosed.Load()},
+				{"protocol_error", max(0, c.ConnErrors.Load()-attacks)},
+				{"refused_stream", c.RefusedStreams.Load()}, {"header_list_too_large", c.HeaderListTooLarge.Load()},
+				{"stall", c.Stalls.Load()},
+			} {
+				ch <- counter(dH2Refused, uint64(max(0, k.v)), name, k.cause)
+			}
+		})
+	}
 	for name, l := range m.listeners.load() {
 		ch <- counter(dListenerRequests, l.requests.Load(), name)
 		for k, code := range codeClasses {

@@ -19,6 +19,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+	"golang.org/x/net/http2"
 
 	"github.com/latch-lb/latch/internal/config"
 	"github.com/latch-lb/latch/internal/leaktest"
@@ -638,6 +639,58 @@ state_dir: %[3]s
 	settle(t, l, func(fams map[string]*dto.MetricFamily) []string {
 		if got, _ := value(fams, "latch_target_requests_total", "target_group=shop", "target="+a.addr); got != 1 {
 			return []string{fmt.Sprintf("shop/a took %v requests, want 1", got)}
+		}
+		return nil
+	})
+}
+
+// TestHTTP2Metrics: HTTP/2 connections and streams through a real latch
+// over h2c are counted per listener, the refusals' series are there from
+// the start, and a closed connection leaves the gauge. (internal/h2's
+// attack tests count each refusal in the engine's counters, which these
+// series read.)
+func TestHTTP2Metrics(t *testing.T) {
+	b := startBackend(t, "a")
+	l := start(t, server.Goroutines, fmt.Sprintf(`listeners:
+  - name: front
+    address: 127.0.0.1:0
+    default_action: {type: forward, forward: {target_group: web}}
+    attributes: {routing.http2.h2c.enabled: "true"}
+target_groups:
+  - name: web
+    targets: [{id: %q}]
+state_dir: %s
+`, b.addr, t.TempDir()))
+	tr := &http2.Transport{AllowHTTP: true, DialTLSContext: func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, network, addr)
+	}}
+	defer tr.CloseIdleConnections()
+	c := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+	for range 5 {
+		resp, err := c.Get(l.front + "/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || resp.ProtoMajor != 2 {
+			t.Fatalf("GET over h2c: %s %s", resp.Proto, resp.Status)
+		}
+	}
+	fams := l.families(t)
+	if v, _ := value(fams, "latch_listener_http2_streams_total", "listener=front"); v != 5 {
+		t.Errorf("latch_listener_http2_streams_total = %v, want 5", v)
+	}
+	if v, _ := value(fams, "latch_listener_http2_connections_open", "listener=front"); v != 1 {
+		t.Errorf("latch_listener_http2_connections_open = %v, want 1", v)
+	}
+	if v, ok := value(fams, "latch_listener_http2_refusals_total", "listener=front", "cause=rapid_reset"); !ok || v != 0 {
+		t.Errorf("latch_listener_http2_refusals_total{cause=rapid_reset} = %v (%v), want a 0 series", v, ok)
+	}
+	tr.CloseIdleConnections()
+	settle(t, l, func(f map[string]*dto.MetricFamily) []string {
+		if v, _ := value(f, "latch_listener_http2_connections_open", "listener=front"); v != 0 {
+			return []string{fmt.Sprintf("connections open %v, want 0 once the client closed", v)}
 		}
 		return nil
 	})

@@ -94,6 +94,10 @@ type Options struct {
 	Loops *Loops
 	// Observer sees every request; nil: none.
 	Observer Observer
+	// H2 counts what the HTTP/2 engine answers on the handler's
+	// connections (attacks refused among them); the listener keeps it
+	// across the handlers a change replaces. Nil: the handler's own.
+	H2 *h2.Counters
 }
 
 // Handler serves one listener's connections.
@@ -113,7 +117,7 @@ type Handler struct {
 	mu       sync.Mutex // guards conns and h2conns; taken when a connection opens or closes
 	conns    map[conn]struct{}
 	h2conns  map[*h2conn]struct{} // the HTTP/2 connections, for their GOAWAY
-	h2ctr    h2.Counters          // what the HTTP/2 engine answered, on every connection
+	h2ctr    *h2.Counters         // what the HTTP/2 engine answered, on every connection (Options.H2)
 	closing  atomic.Bool
 	stopping chan struct{} // closed by Shutdown
 	done     sync.WaitGroup
@@ -138,6 +142,9 @@ func NewHandler(o Options) *Handler {
 		h.observed = true
 	}
 	h.failures.every = time.Second
+	if h.h2ctr = o.H2; h.h2ctr == nil {
+		h.h2ctr = new(h2.Counters)
+	}
 	return h
 }
 

@@ -9,6 +9,7 @@ import (
 
 	"github.com/latch-lb/latch/internal/balance"
 	"github.com/latch-lb/latch/internal/config"
+	"github.com/latch-lb/latch/internal/h2"
 	"github.com/latch-lb/latch/internal/health"
 	"github.com/latch-lb/latch/internal/proxy"
 	"github.com/latch-lb/latch/internal/route"
@@ -244,13 +245,14 @@ func (s *Server) applyListeners(cfg *config.Config, tables []*route.Table, tlss 
 			if old := s.listeners[lc.Name]; old != nil {
 				s.retire(old.close)
 			}
-			l.update(lc, tlss[i], rt, s.handlerOptions(lc.Name))
+			l.update(lc, tlss[i], rt, s.handlerOptions(lc.Name, &l.h2))
 			l.start()
 			s.listeners[lc.Name] = l
 			s.log.Info("listening", "listener", lc.Name, "address", l.Addr())
 			continue
 		}
-		if old := s.listeners[lc.Name].update(lc, tlss[i], rt, s.handlerOptions(lc.Name)); old != nil {
+		l := s.listeners[lc.Name]
+		if old := l.update(lc, tlss[i], rt, s.handlerOptions(lc.Name, &l.h2)); old != nil {
 			s.retire(old.Shutdown)
 		}
 	}
@@ -263,8 +265,8 @@ func (s *Server) applyListeners(cfg *config.Config, tables []*route.Table, tlss 
 }
 
 // handlerOptions are the options of a listener's handler, but its port.
-func (s *Server) handlerOptions(name string) proxy.Options {
-	return proxy.Options{Listener: name, Log: s.log.With("listener", name), Loops: s.loops, Observer: s.obs}
+func (s *Server) handlerOptions(name string, h2 *h2.Counters) proxy.Options {
+	return proxy.Options{Listener: name, Log: s.log.With("listener", name), Loops: s.loops, Observer: s.obs, H2: h2}
 }
 
 // action resolves a rule's action (priority 0: the default action) to the

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/latch-lb/latch/internal/config"
+	"github.com/latch-lb/latch/internal/h2"
 	"github.com/latch-lb/latch/internal/proxy"
 	"github.com/latch-lb/latch/internal/tlsconf"
 )
@@ -22,6 +23,9 @@ import (
 // the loop wraps each connection with TLS, and the connection's own
 // goroutine (the handler's) runs the handshake.
 type listener struct {
+	// h2 counts what the HTTP/2 engine answered on the listener's
+	// connections, across the handlers changes replace.
+	h2      h2.Counters
 	cfg     config.Listener
 	ln      net.Listener
 	port    string

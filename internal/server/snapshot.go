@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/latch-lb/latch/internal/config"
+	"github.com/latch-lb/latch/internal/h2"
 	"github.com/latch-lb/latch/internal/target"
 )
 
@@ -18,7 +19,10 @@ type published struct {
 	listeners []listenerAddr
 }
 
-type listenerAddr struct{ name, addr string }
+type listenerAddr struct {
+	name, addr string
+	h2         *h2.Counters
+}
 
 // publish makes what runs now what Snapshot reads. s.mu is held.
 func (s *Server) publish() {
@@ -28,7 +32,7 @@ func (s *Server) publish() {
 	}
 	slices.SortFunc(p.groups, func(a, b *group) int { return strings.Compare(a.Name, b.Name) })
 	for name, l := range s.listeners {
-		p.listeners = append(p.listeners, listenerAddr{name, l.Addr()})
+		p.listeners = append(p.listeners, listenerAddr{name, l.Addr(), &l.h2})
 	}
 	slices.SortFunc(p.listeners, func(a, b listenerAddr) int { return strings.Compare(a.name, b.name) })
 	s.published.Store(p)
@@ -168,4 +172,13 @@ func drainStatus(d *target.DrainStatus) *DrainStatus {
 	}
 	return &DrainStatus{Mode: d.Mode.String(), Since: d.Since, Deadline: d.Deadline, Idle: d.Idle,
 		SessionsLeft: d.SessionsLeft, LastSession: d.LastSession, Complete: d.Complete, CompletedAt: d.CompletedAt}
+}
+
+// HTTP2Counters calls f with each listener's HTTP/2 engine counters: the
+// connections and streams it served, and what it refused (attacks among
+// them). It takes no lock.
+func (s *Server) HTTP2Counters(f func(listener string, c *h2.Counters)) {
+	for _, l := range s.published.Load().listeners {
+		f(l.name, l.h2)
+	}
 }
