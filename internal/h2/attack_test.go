@@ -489,3 +489,35 @@ func TestNoDoneWithoutHead(t *testing.T) {
 		}
 	}
 }
+
+// TestTrailersAfterOurReset: request trailers that cross latch's
+// RST_STREAM NO_ERROR (the response ended before the body did) are
+// ignored, as RFC 9113 §5.1 says, and the connection's other streams go
+// on: a GOAWAY there closed every stream of the connection.
+func TestTrailersAfterOurReset(t *testing.T) {
+	srv := startServer(t, Config{}, false)
+	rc := dialRaw(t, srv)
+	if err := rc.request(1, "/early", false); err != nil {
+		t.Fatal(err)
+	}
+	rc.rst(1, http2.ErrCodeNo)
+	// The client's trailers, sent before it saw the reset.
+	rc.hbuf.Reset()
+	rc.enc.WriteField(hpack.HeaderField{Name: "x-checksum", Value: "abc"})
+	if err := rc.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: rc.hbuf.Bytes(), EndStream: true, EndHeaders: true}); err != nil {
+		t.Fatal(err)
+	}
+	if err := rc.request(3, "/", true); err != nil {
+		t.Fatal(err)
+	}
+	f := rc.until("stream 3's response", func(f http2.Frame) bool {
+		if g, ok := f.(*http2.GoAwayFrame); ok {
+			t.Fatalf("GOAWAY %v after trailers on a stream latch reset", g.ErrCode)
+		}
+		h, ok := f.(*http2.HeadersFrame)
+		return ok && h.StreamID == 3
+	})
+	if f.Header().StreamID != 3 {
+		t.Fatalf("got %v", f)
+	}
+}

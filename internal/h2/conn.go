@@ -500,6 +500,9 @@ func (c *Conn) headers(fh FrameHeader, p []byte) {
 			b.code = ProtocolError
 		}
 		b.s, b.trailers = s, true
+	case id <= c.maxClientID && c.resetByUs(id):
+		// Trailers that crossed latch's RST_STREAM (an answer before the
+		// body's end): ignored (§5.1), but decoded, to keep HPACK's table.
 	case id <= c.maxClientID:
 		if c.wasClosed(id) {
 			c.connError(StreamClosed) // §5.1: a closed stream stays closed

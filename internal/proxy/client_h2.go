@@ -61,7 +61,10 @@ func (c *goConn) serveH2(nc net.Conn, pre []byte) {
 	hc := &h2conn{h: h, ipPort: c.x.ipPort, ip: c.x.ip, src: c.x.src,
 		tlsVersion: c.x.tlsVersion, tlsCipher: c.x.tlsCipher, sni: c.x.sni}
 	hc.runFn = hc.run
-	hc.c = h2.NewConn(hc, h2.Config{MaxStreams: maxStreams, IdleTimeout: h.route.Load().IdleTimeout, Counters: h.h2ctr})
+	hc.c = h2.NewConn(hc, h2.Config{MaxStreams: maxStreams, IdleTimeout: h.route.Load().IdleTimeout,
+		// A client that stops reading holds the connection, its streams
+		// and their targets no longer than an idle one.
+		WriteTimeout: h.route.Load().IdleTimeout, Counters: h.h2ctr})
 	defer h.obs.Conn(ConnEvent{Kind: ConnClosed, Listener: h.name})
 	h.mu.Lock()
 	if h.closing.Load() {
