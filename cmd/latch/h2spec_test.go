@@ -1,41 +1,18 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"regexp"
-	"strconv"
 	"strings"
 	"testing"
-	"time"
 
+	"github.com/latch-lb/latch/internal/h2/h2spectest"
 	"github.com/latch-lb/latch/internal/tlsconf/tlstest"
 )
-
-// h2specBinary finds h2spec on PATH or in Go's bin directory; .ci/run
-// installs it.
-func h2specBinary(t *testing.T) string {
-	if p, err := exec.LookPath("h2spec"); err == nil {
-		return p
-	}
-	if out, err := exec.Command("go", "env", "GOPATH").Output(); err == nil {
-		p := filepath.Join(strings.TrimSpace(string(out)), "bin", "h2spec")
-		if _, err := os.Stat(p); err == nil {
-			return p
-		}
-	}
-	t.Skip("h2spec is not installed: go install github.com/summerwind/h2spec/cmd/h2spec@v2.2.1+incompatible")
-	return ""
-}
-
-var h2specSummary = regexp.MustCompile(`(\d+) tests, (\d+) passed, (\d+) skipped, (\d+) failed`)
 
 // bigBackend is a target whose answers are larger than HTTP/2's initial
 // window, which h2spec's flow-control tests need (they skip otherwise).
@@ -54,7 +31,7 @@ func bigBackend(t *testing.T) string {
 // for a malformed HTTP/1.1 request and answers 400, as RFC 9112 says,
 // where h2spec wants the connection closed without an answer).
 func TestH2specAgainstLatch(t *testing.T) {
-	bin := h2specBinary(t)
+	bin := h2spectest.Binary(t)
 	dir := t.TempDir()
 	ca := tlstest.NewCA(t)
 	cert, key := ca.Issue(t, tlstest.Options{DNSNames: []string{"localhost"}}).Write(t, dir, "latch")
@@ -86,27 +63,14 @@ admin: {enabled: false}
 		known      []string // failures known and explained above
 	}{{"h2c", h2c, false, []string{"3.5/2"}}, {"tls", tlsAddr, true, nil}} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, port, _ := net.SplitHostPort(tc.addr)
-			args := []string{"-h", "127.0.0.1", "-p", port, "-o", "3"}
-			if tc.tls {
-				args = append(args, "-t", "-k")
-			}
-			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-			defer cancel()
-			out, err := exec.CommandContext(ctx, bin, args...).CombinedOutput()
-			m := h2specSummary.FindSubmatch(out)
-			if m == nil {
-				t.Fatalf("h2spec printed no summary (%v):\n%s", err, out)
-			}
-			t.Logf("h2spec against latch over %s: %s", tc.name, m[0])
-			total, _ := strconv.Atoi(string(m[1]))
-			passed, _ := strconv.Atoi(string(m[2]))
-			if total != 145 || passed != total-len(tc.known) {
+			r := h2spectest.Run(t, bin, tc.addr, tc.tls)
+			t.Logf("h2spec against latch over %s: %s", tc.name, r.Summary)
+			if r.Total != 145 || r.Passed != r.Total-len(tc.known) {
 				t.Errorf("h2spec over %s: %s, want %d of 145 passed (known failures %v):\n%s",
-					tc.name, m[0], 145-len(tc.known), tc.known, out[max(0, strings.Index(string(out), "Failures:")):])
+					tc.name, r.Summary, 145-len(tc.known), tc.known, r.Failures())
 			}
-			if len(tc.known) > 0 && !strings.Contains(string(out), "× 2: Sends invalid connection preface") {
-				t.Errorf("h2spec over %s: the known failure is not 3.5/2:\n%s", tc.name, out)
+			if len(tc.known) > 0 && !strings.Contains(string(r.Out), "× 2: Sends invalid connection preface") {
+				t.Errorf("h2spec over %s: the known failure is not 3.5/2:\n%s", tc.name, r.Out)
 			}
 		})
 	}

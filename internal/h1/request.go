@@ -484,9 +484,7 @@ func (req *Request) derive() error {
 				}
 			}
 		case KindXForwardedFor:
-			for range tokens(f.Value) {
-				req.XFFCount++
-			}
+			req.XFFCount += ListEntries(f.Value)
 		}
 	}
 	if hasNamed && !markNamed(req.Fields, req.Kinds) {
@@ -719,6 +717,16 @@ func absoluteAuthority(t []byte) ([]byte, bool) {
 		rest = rest[i+1:]
 	}
 	return rest, true
+}
+
+// ListEntries counts the non-empty entries of a comma-separated field
+// value: X-Forwarded-For's addresses, as XFFCount counts them.
+func ListEntries(v []byte) int {
+	n := 0
+	for range tokens(v) {
+		n++
+	}
+	return n
 }
 
 // tokens yields the non-empty elements of a comma-separated list, trimmed.

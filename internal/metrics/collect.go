@@ -180,9 +180,10 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 			ch <- gauge(dH2Conns, float64(c.Conns.Load()), name)
 			ch <- counter(dH2Streams, uint64(c.Streams.Load()), name)
 			ch <- counter(dH2ClientResets, uint64(c.ClientResets.Load()), name)
-			// The attacks' own counts; a connection error of another
-			// kind is what ConnErrors has beyond them.
-			attacks := c.RapidResets.Load() + c.ContinuationFloods.Load() + c.Floods.Load() + c.BadPreface.Load() + c.WriteStalls.Load()
+			// The GOAWAYs for causes counted on their own; a connection
+			// error of another kind is what ConnErrors has beyond them (a
+			// write stall closes without a GOAWAY, and is not among them).
+			attacks := c.RapidResets.Load() + c.ContinuationFloods.Load() + c.Floods.Load() + c.BadPreface.Load()
 			for _, k := range []struct {
 				cause string
 				v     int64

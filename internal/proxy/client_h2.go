@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"bytes"
 	"context"
 	"io"
 	"net"
@@ -370,7 +369,7 @@ func (st *h2stream) head(head *h2.Head) {
 		case h1.KindExpect:
 			// latch answers 100-continue itself (Continue); any other
 			// expectation is refused, as over HTTP/1.1.
-			if h1.EqualLower(trimOWS(f.Value), "100-continue") {
+			if h1.EqualLower(h1.TrimOWS(f.Value), "100-continue") {
 				req.Expect100 = true
 			} else {
 				req.ExpectOther = true
@@ -380,7 +379,7 @@ func (st *h2stream) head(head *h2.Head) {
 			req.WantsTrailers = true // the engine lets "trailers" alone through
 			continue
 		case h1.KindXForwardedFor:
-			req.XFFCount += countEntries(f.Value)
+			req.XFFCount += h1.ListEntries(f.Value)
 		}
 		req.Fields = append(req.Fields, h1.Field{Name: cp(f.Name), Value: cp(f.Value)})
 		req.Kinds = append(req.Kinds, k)
@@ -399,34 +398,6 @@ func (st *h2stream) head(head *h2.Head) {
 }
 
 var http11 = []byte("HTTP/1.1")
-
-// trimOWS trims spaces and tabs at either end.
-func trimOWS(v []byte) []byte {
-	for len(v) > 0 && (v[0] == ' ' || v[0] == '\t') {
-		v = v[1:]
-	}
-	for len(v) > 0 && (v[len(v)-1] == ' ' || v[len(v)-1] == '\t') {
-		v = v[:len(v)-1]
-	}
-	return v
-}
-
-// countEntries counts the non-empty entries of a comma-separated list,
-// as h1 counts X-Forwarded-For's.
-func countEntries(v []byte) int {
-	n := 0
-	for len(v) > 0 {
-		i := bytes.IndexByte(v, ',')
-		if i < 0 {
-			i = len(v)
-		}
-		if len(trimOWS(v[:i])) > 0 {
-			n++
-		}
-		v = v[min(i+1, len(v)):]
-	}
-	return n
-}
 
 // run serves the stream's exchange, in its own goroutine.
 func (st *h2stream) run() {
