@@ -100,24 +100,7 @@ func startNode(t *testing.T, e *etcdtest.Etcd, name string, targets []string) *n
 
 func startNodeIn(t *testing.T, e *etcdtest.Etcd, name, dir string, targets []string, clusterLines ...string) *node {
 	t.Helper()
-	cfg := nodeConfig(t, dir, e.Endpoint(), name, targets, clusterLines...)
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	cl, err := Open(context.Background(), Options{Config: cfg.Cluster, Node: name, StateDir: dir, Log: log, Timeout: time.Second,
-		NodeInterval: 100 * time.Millisecond}, cfg)
-	if err != nil {
-		t.Fatalf("node %s: %v", name, err)
-	}
-	srv, err := server.New(server.Options{Store: cl, DataPath: server.Goroutines, Log: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Apply(context.Background(), cfg); err != nil {
-		t.Fatalf("node %s: apply: %v", name, err)
-	}
-	cl.Run(srv)
-	n := &node{name: name, srv: srv, cl: cl, url: "http://" + srv.Addr("web"), dir: dir, cfg: cfg}
-	t.Cleanup(n.stop)
-	return n
+	return openNode(t, name, dir, nodeConfig(t, dir, e.Endpoint(), name, targets, clusterLines...))
 }
 
 func (n *node) stop() {
@@ -674,12 +657,13 @@ func withGroup(t *testing.T, cfg *config.Config, ids ...string) *config.Config {
 
 func openNode(t *testing.T, name, dir string, cfg *config.Config) *node {
 	t.Helper()
-	cl, err := Open(context.Background(), Options{Config: cfg.Cluster, Node: name, StateDir: dir, Timeout: time.Second,
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	cl, err := Open(context.Background(), Options{Config: cfg.Cluster, Node: name, StateDir: dir, Log: log, Timeout: time.Second,
 		NodeInterval: 100 * time.Millisecond}, cfg)
 	if err != nil {
 		t.Fatalf("node %s: %v", name, err)
 	}
-	srv, err := server.New(server.Options{Store: cl, DataPath: server.Goroutines})
+	srv, err := server.New(server.Options{Store: cl, DataPath: server.Goroutines, Log: log})
 	if err != nil {
 		t.Fatal(err)
 	}
