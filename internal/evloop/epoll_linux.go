@@ -27,6 +27,7 @@ type Loop struct {
 	woken   bool
 	stopped bool // Run has returned: the wake descriptor is closed
 	tick    Tick
+	after   func()        // called at the end of each turn; nil: none
 	every   time.Duration // 0: no tick
 	next    time.Time     // when the tick is next due
 	closed  bool
@@ -109,6 +110,13 @@ func (l *Loop) SetTick(every time.Duration) {
 	}
 }
 
+// SetAfter has fn called at the end of every turn of the loop, once the
+// events epoll reported and the tasks posted have been handled: where
+// connections that gathered output during the turn write it, in one
+// write each, however many of their exchanges it served. Call it before
+// Run.
+func (l *Loop) SetAfter(fn func()) { l.after = fn }
+
 // Every returns the interval of the loop's tick (0: none).
 func (l *Loop) Every() time.Duration { return l.every }
 
@@ -165,6 +173,9 @@ func (l *Loop) Run() {
 				l.next = now.Add(l.every)
 				l.tick(now)
 			}
+		}
+		if l.after != nil {
+			l.after()
 		}
 	}
 }

@@ -22,5 +22,6 @@ func (*Loop) Remove(int)            {}
 func (*Loop) Post(func())           {}
 func (*Loop) SetTick(time.Duration) {}
 func (*Loop) Every() time.Duration  { return 0 }
+func (*Loop) SetAfter(func())       {}
 func (*Loop) Close()                {}
 func (*Loop) Run()                  {}

@@ -161,3 +161,58 @@ func (w *Writer) Attach(dst io.Writer) {
 	w.buf, w.bufp = buf, bufp
 	w.pending = pending
 }
+
+// Read reads what the socket has into p, for a connection that parses its
+// own input (an HTTP/2 connection on a loop). It returns ErrWouldBlock
+// when the socket has nothing, and io.EOF at its end.
+func (s *Sock) Read(p []byte) (int, error) {
+	if !s.Readable {
+		return 0, ErrWouldBlock
+	}
+	for {
+		n, errno := rawSysRead(uintptr(s.FD), p)
+		switch errno {
+		case 0:
+			if n < len(p) && !s.Shut {
+				s.Readable = false // a short read empties the socket
+			}
+			if n == 0 {
+				return 0, io.EOF
+			}
+			return n, nil
+		case syscall.EINTR:
+			continue
+		case syscall.EAGAIN:
+			s.Readable = false
+			return 0, ErrWouldBlock
+		}
+		return 0, errno
+	}
+}
+
+// Write writes as much of p as the socket takes now; ErrWouldBlock, with
+// what was written, when it takes no more.
+func (s *Sock) Write(p []byte) (int, error) {
+	if !s.Writable {
+		return 0, ErrWouldBlock
+	}
+	n := 0
+	for n < len(p) {
+		k, _, e := syscall.RawSyscall(syscall.SYS_WRITE, uintptr(s.FD), uintptr(unsafe.Pointer(&p[n])), uintptr(len(p)-n))
+		switch e {
+		case 0:
+			n += int(k)
+			if n < len(p) {
+				s.Writable = false // a short write fills the socket
+				return n, ErrWouldBlock
+			}
+		case syscall.EINTR:
+		case syscall.EAGAIN:
+			s.Writable = false
+			return n, ErrWouldBlock
+		default:
+			return n, e
+		}
+	}
+	return n, nil
+}

@@ -36,7 +36,7 @@ func (c *Conn) Serve(nc net.Conn) error {
 			return nil
 		}
 		var deadline time.Time
-		if at := c.nextDue(); at > 0 {
+		if at := c.NextDue(); at > 0 {
 			deadline = time.Unix(0, at)
 		}
 		nc.SetReadDeadline(deadline)
@@ -74,11 +74,15 @@ func (c *Conn) Serve(nc net.Conn) error {
 
 var aLongTimeAgo = time.Unix(1, 0)
 
-// nextDue returns when Tick has something to do (unix ns): the idle
+// WriteTimeout is the connection's Config.WriteTimeout, for an event loop
+// that drives it.
+func (c *Conn) WriteTimeout() time.Duration { return c.cfg.WriteTimeout }
+
+// NextDue returns when Tick has something to do (unix ns): the idle
 // timeout of a connection without streams, or the stall timeout of a
 // stream waiting on its window; 0 when nothing is due, so that an idle
 // connection without an idle timeout is never woken.
-func (c *Conn) nextDue() int64 {
+func (c *Conn) NextDue() int64 {
 	var at int64
 	if c.cfg.IdleTimeout > 0 && len(c.streams) == 0 && c.idleSince > 0 && !c.goaway {
 		at = c.idleSince + int64(c.cfg.IdleTimeout)

@@ -46,6 +46,63 @@ type h2conn struct {
 	closed    bool        // Serve has returned: a stream's work is done at once
 	work      []*h2stream // the queue being run (the connection's goroutine's)
 	runFn     func()
+
+	// On an event loop (client_h2_loop.go): the loop and the connection
+	// it came on, nil on Serve's goroutine; the streams the loop serves
+	// itself; whether output waits for the turn's end (dirty); since when
+	// the socket takes nothing (stallSince), and the linger once the
+	// connection is over, unix ns.
+	ls         *loopState
+	lc         *loopConn
+	loopRunFn  func()
+	onLoop     []*h2stream
+	dirty      bool
+	stallSince int64
+	lingerBy   int64
+	lingered   int
+}
+
+// newH2conn returns the HTTP/2 connection of the client x came from.
+func newH2conn(h *Handler, x *exchange) *h2conn {
+	hc := &h2conn{h: h, ipPort: x.ipPort, ip: x.ip, src: x.src,
+		tlsVersion: x.tlsVersion, tlsCipher: x.tlsCipher, sni: x.sni}
+	hc.runFn = hc.run
+	hc.c = h2.NewConn(hc, h2.Config{MaxStreams: maxStreams, IdleTimeout: h.route.Load().IdleTimeout,
+		// A client that stops reading holds the connection, its streams
+		// and their targets no longer than an idle one.
+		WriteTimeout: h.route.Load().IdleTimeout, Counters: h.h2ctr})
+	return hc
+}
+
+// register adds the connection to the handler's, for its GOAWAY at
+// shutdown, unless the handler is shutting down.
+func (hc *h2conn) register() bool {
+	h := hc.h
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closing.Load() {
+		return false
+	}
+	h.h2conns[hc] = struct{}{}
+	return true
+}
+
+// closeOut ends the connection's part in the handler once its engine is
+// closed: every stream has had its Done, and what they post from now on
+// finds them over, and is done at once.
+func (hc *h2conn) closeOut() {
+	h := hc.h
+	h.mu.Lock()
+	delete(h.h2conns, hc)
+	h.mu.Unlock()
+	hc.mu.Lock()
+	hc.closed = true
+	q := hc.queue
+	hc.queue = nil
+	hc.mu.Unlock()
+	for _, st := range q {
+		st.service()
+	}
 }
 
 // serveH2 serves a connection that speaks HTTP/2 in the calling goroutine
@@ -57,47 +114,25 @@ func (c *goConn) serveH2(nc net.Conn, pre []byte) {
 	// The HTTP/1.1 connection's buffers are not needed any more.
 	c.rd.Close()
 	c.wr.Reset(nil)
-	hc := &h2conn{h: h, ipPort: c.x.ipPort, ip: c.x.ip, src: c.x.src,
-		tlsVersion: c.x.tlsVersion, tlsCipher: c.x.tlsCipher, sni: c.x.sni}
-	hc.runFn = hc.run
-	hc.c = h2.NewConn(hc, h2.Config{MaxStreams: maxStreams, IdleTimeout: h.route.Load().IdleTimeout,
-		// A client that stops reading holds the connection, its streams
-		// and their targets no longer than an idle one.
-		WriteTimeout: h.route.Load().IdleTimeout, Counters: h.h2ctr})
+	hc := newH2conn(h, &c.x)
 	defer h.obs.Conn(ConnEvent{Kind: ConnClosed, Listener: h.name})
-	h.mu.Lock()
-	if h.closing.Load() {
-		h.mu.Unlock()
+	if !hc.register() {
 		hc.c.Close()
 		nc.Close()
 		return
 	}
-	h.h2conns[hc] = struct{}{}
-	h.mu.Unlock()
 	for len(pre) > 0 {
 		n := copy(hc.c.ReadBuf(), pre)
 		hc.c.Received(n)
 		pre = pre[n:]
 	}
 	hc.c.Serve(nc)
-	h.mu.Lock()
-	delete(h.h2conns, hc)
-	h.mu.Unlock()
-	// Every stream has had its Done: what they post from now on finds
-	// them over, and is done at once.
-	hc.mu.Lock()
-	hc.closed = true
-	q := hc.queue
-	hc.queue = nil
-	hc.mu.Unlock()
-	for _, st := range q {
-		st.service()
-	}
+	hc.closeOut()
 }
 
 // shutdown sends the client a GOAWAY: the streams open finish, then the
 // connection closes.
-func (hc *h2conn) shutdown() { hc.c.Post(hc.c.Shutdown) }
+func (hc *h2conn) shutdown() { hc.exec(hc.c.Shutdown) }
 
 // post has the connection's goroutine serve st's work (service): what it
 // has read of the body to give back, and its op.
@@ -115,7 +150,11 @@ func (hc *h2conn) post(st *h2stream) {
 	schedule := !hc.scheduled
 	hc.scheduled = true
 	hc.mu.Unlock()
-	if schedule {
+	switch {
+	case !schedule:
+	case hc.ls != nil:
+		hc.ls.loop.Post(hc.loopRunFn)
+	default:
 		hc.c.Post(hc.runFn)
 	}
 }
@@ -134,11 +173,18 @@ func (hc *h2conn) run() {
 
 // The engine's callbacks, in the connection's goroutine.
 
-// Head starts a stream's exchange on a goroutine of its own.
+// Head starts a stream's exchange: on the loop, for a request without a
+// body on a connection a loop serves, else on a goroutine of its own.
 func (hc *h2conn) Head(s *h2.Stream, head *h2.Head) {
 	st := h2streams.Get().(*h2stream)
 	st.start(hc, s, head)
 	s.User = st
+	if hc.ls != nil && head.End {
+		st.loopServe()
+		return
+	}
+	st.ctx, st.cancel = context.WithCancel(context.Background())
+	st.x.ctx = st.ctx
 	go st.run()
 }
 
@@ -169,7 +215,14 @@ func (hc *h2conn) Trailers(s *h2.Stream, fields []h2.Field) {
 	st.signal()
 }
 
-func (hc *h2conn) Writable(s *h2.Stream) { s.User.(*h2stream).goOn() }
+func (hc *h2conn) Writable(s *h2.Stream) {
+	st := s.User.(*h2stream)
+	if st.onLoop {
+		st.loopGoOn()
+		return
+	}
+	st.goOn()
+}
 
 // Done aborts the stream's exchange: the client reset it, or the
 // connection went away.
@@ -177,6 +230,10 @@ func (hc *h2conn) Done(s *h2.Stream, code h2.ErrCode) {
 	st, ok := s.User.(*h2stream)
 	if !ok {
 		return // never had its Head (the engine does not say Done for those)
+	}
+	if st.onLoop {
+		st.loopDone()
+		return
 	}
 	st.ended = true
 	st.cancel()
@@ -252,6 +309,17 @@ type h2stream struct {
 	ctx       context.Context
 	cancel    context.CancelFunc
 
+	// On the loop (client_h2_loop.go): the target's side, the stream's
+	// place in hc.onLoop, the body the client's windows have not taken
+	// yet (and whether it ends the stream), and whether the exchange's
+	// end is still to be reported, once that is written.
+	onLoop    bool
+	fw        loopFwd
+	loopIndex int
+	pend      []byte
+	pendEnd   bool
+	reporting bool
+
 	// The stream goroutine's.
 	buf        *relayBuf // what Next returns, from relayBufs once needed
 	over       bool      // an op ended the stream, or found it over
@@ -278,6 +346,9 @@ var (
 )
 
 func (st *h2stream) watch(uc *upstream.Conn) func() bool {
+	if st.onLoop {
+		return nil // the loop's Done aborts the exchange itself
+	}
 	st.hc.mu.Lock()
 	defer st.hc.mu.Unlock()
 	st.watched, st.fired = uc, false
@@ -308,8 +379,7 @@ func (st *h2stream) start(hc *h2conn, s *h2.Stream, head *h2.Head) {
 	st.in, st.inEnd, st.gone, st.interrupted, st.consumed, st.queued, st.op = st.in[:0], head.End, false, false, 0, false, opNone
 	st.watched, st.fired, st.doneOver = nil, false, false
 	st.bodyDone, st.expect, st.tr, st.trBuf, st.over = false, false, st.tr[:0], st.trBuf[:0], false
-	st.ctx, st.cancel = context.WithCancel(context.Background())
-	x.ctx = st.ctx
+	st.loopIndex, st.onLoop, st.reporting, st.pendEnd = -1, false, false, false
 	st.head(head)
 }
 
@@ -403,18 +473,32 @@ var http11 = []byte("HTTP/1.1")
 func (st *h2stream) run() {
 	x := &st.x
 	if st.refuse != nil {
-		st.refuseWith(st.refuse.Status, st.refuse.Cause)
+		st.refusal()
+		st.write(x)
 	} else {
 		rt := x.h.route.Load()
 		if x.begin(rt) {
 			x.roundTrip()
 		}
-		keep, err := st.write(x)
-		x.end(keep, err)
-		if err == errCut {
-			st.sync(opReset)
-		}
+		st.respond()
 	}
+	st.close()
+}
+
+// respond writes the answer and ends the exchange, in the stream's
+// goroutine.
+func (st *h2stream) respond() {
+	x := &st.x
+	keep, err := st.write(x)
+	x.end(keep, err)
+	if err == errCut {
+		st.sync(opReset)
+	}
+}
+
+// close ends the stream's goroutine: the stream is over for the engine,
+// and goes back to the pool.
+func (st *h2stream) close() {
 	st.hc.mu.Lock()
 	queued, gone := st.queued, st.gone
 	st.hc.mu.Unlock()
@@ -456,22 +540,28 @@ func (st *h2stream) release() {
 	if cap(st.headBuf) > 4*keep {
 		st.headBuf = nil
 	}
-	st.hc, st.s, st.ctx, st.cancel, st.x.ctx, st.x.burst, st.cookieJoin = nil, nil, nil, nil, nil, nil, nil
-	clear(st.fields)
-	st.fields, st.data = st.fields[:0], nil
+	st.reset()
 	h2streams.Put(st)
 }
 
-// refuseWith answers a stream latch refuses before it begins (a
-// malformed request, one over the head limits) with latch's own error.
-func (st *h2stream) refuseWith(status int, cause string) {
+// reset drops what st holds of the request it served.
+func (st *h2stream) reset() {
+	st.hc, st.s, st.ctx, st.cancel, st.x.ctx, st.x.burst, st.cookieJoin = nil, nil, nil, nil, nil, nil, nil
+	st.fw, st.x.unwatch = loopFwd{}, nil
+	clear(st.fields)
+	st.fields, st.data = st.fields[:0], nil
+}
+
+// refusal makes latch's own error the answer to a stream latch refuses
+// before it begins (a malformed request, one over the head limits).
+func (st *h2stream) refusal() {
 	x := &st.x
+	status, cause := st.refuse.Status, st.refuse.Cause
 	x.now = time.Now()
 	x.newRecord(x.now)
 	x.answerError(status, cause, false)
 	x.rec.Status, x.rec.BytesOut = status, x.out.bodyLength()
 	x.h.obs.Refused(&x.rec)
-	st.write(x)
 }
 
 // sync has the connection's goroutine do op, and waits for it.
@@ -657,33 +747,7 @@ func (st *h2stream) write(x *exchange) (bool, error) {
 	if r.status == 0 {
 		return false, nil // the client went away
 	}
-	st.fields, st.outBuf = st.fields[:0], st.outBuf[:0]
-	for i, f := range r.fields {
-		switch k := r.kinds[i]; {
-		case k == h1.KindContentLength, k == h1.KindTrailer, k.HopByHop():
-			continue
-		}
-		st.fields = append(st.fields, f)
-	}
-	if r.sticky {
-		x.writeSticky(st)
-	}
-	// A 304's Content-Length describes a body it does not carry, which Go's
-	// HTTP/2 client (and others) read as a body cut short: left out.
-	n := int64(-1)
-	switch {
-	case r.body == nil && !r.noBody:
-		n = int64(len(r.fixed))
-	case r.length >= 0 && (!r.noBody || r.hasLength && r.status != 204 && r.status != 304):
-		n = r.length
-	}
-	if n >= 0 {
-		start := len(st.outBuf)
-		st.outBuf = strconv.AppendInt(st.outBuf, n, 10)
-		st.fields = append(st.fields, h1.Field{Name: nameContentLengthLower, Value: st.outBuf[start:]})
-	}
-	st.status = r.status
-	st.end = r.noBody || r.body == nil && len(r.fixed) == 0
+	st.responseHead(x)
 	if st.sync(opHead) != nil {
 		return false, errClientGone
 	}
@@ -727,6 +791,40 @@ func (st *h2stream) write(x *exchange) (bool, error) {
 		return false, errClientGone
 	}
 	return true, nil
+}
+
+// responseHead readies x.out's head for the stream: st.status and
+// st.fields (the session's fields added, a length stated when known), and
+// st.end when no body follows.
+func (st *h2stream) responseHead(x *exchange) {
+	r := &x.out
+	st.fields, st.outBuf = st.fields[:0], st.outBuf[:0]
+	for i, f := range r.fields {
+		switch k := r.kinds[i]; {
+		case k == h1.KindContentLength, k == h1.KindTrailer, k.HopByHop():
+			continue
+		}
+		st.fields = append(st.fields, f)
+	}
+	if r.sticky {
+		x.writeSticky(st)
+	}
+	// A 304's Content-Length describes a body it does not carry, which Go's
+	// HTTP/2 client (and others) read as a body cut short: left out.
+	n := int64(-1)
+	switch {
+	case r.body == nil && !r.noBody:
+		n = int64(len(r.fixed))
+	case r.length >= 0 && (!r.noBody || r.hasLength && r.status != 204 && r.status != 304):
+		n = r.length
+	}
+	if n >= 0 {
+		start := len(st.outBuf)
+		st.outBuf = strconv.AppendInt(st.outBuf, n, 10)
+		st.fields = append(st.fields, h1.Field{Name: nameContentLengthLower, Value: st.outBuf[start:]})
+	}
+	st.status = r.status
+	st.end = r.noBody || r.body == nil && len(r.fixed) == 0
 }
 
 // WriteField adds one of the session's fields to the response head. The

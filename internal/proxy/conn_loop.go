@@ -57,6 +57,7 @@ func NewLoops(n int) (*Loops, error) {
 			break // the loops made so far serve
 		}
 		s.loop = l
+		l.SetAfter(s.after)
 		ls.set = append(ls.set, s)
 		ls.wg.Add(1)
 		go func() {
@@ -88,17 +89,32 @@ type loopState struct {
 	index int
 	loop  *evloop.Loop
 	conns map[*loopConn]struct{}
+	// dirty are the HTTP/2 connections with output gathered this turn,
+	// written at its end (after).
+	dirty []*h2conn
+}
+
+// after writes the output the loop's HTTP/2 connections gathered in the
+// turn: one write for every response each carried.
+func (ls *loopState) after() {
+	for i := 0; i < len(ls.dirty); i++ {
+		hc := ls.dirty[i]
+		hc.dirty = false
+		hc.loopFlush()
+	}
+	clear(ls.dirty)
+	ls.dirty = ls.dirty[:0]
 }
 
 // A loop's client connection goes through these stages.
 type loopStage uint8
 
 const (
-	stRead    loopStage = iota // waiting for a request
-	stConnect                  // connecting to the target
-	stAwait                    // request sent, waiting for the response
-	stFlush                    // the answer written, waiting for the client to take it all
-	stGone                     // closed, or handed to a goroutine
+	stRead   loopStage = iota // waiting for a request
+	stTarget                  // forwarding it: fw waits on the target
+	stFlush                   // the answer written, waiting for the client to take it all
+	stH2                      // an HTTP/2 connection: h2 serves it
+	stGone                    // closed, or handed to a goroutine
 )
 
 // Tick bounds: a connection's timeouts are checked every sixteenth of the
@@ -119,11 +135,9 @@ type loopConn struct {
 	next     *goConn
 	sock     h1.Sock
 	st       loopStage
-	up       *upstream.LoopConn // the target connection in use
-	// sendElsewhere says a goroutine sends the request (it does not fit
-	// the loop); closeWhenFlushed closes the connection once the answer
-	// is out.
-	sendElsewhere    bool
+	fw       loopFwd // the exchange's target side
+	h2       *h2conn // the HTTP/2 connection it became (stH2)
+	// closeWhenFlushed closes the connection once the answer is out.
 	closeWhenFlushed bool
 	// reporting says the exchange's end is still to be reported, once
 	// the answer is written out.
@@ -148,6 +162,7 @@ func (h *Handler) serveOnLoop(nc net.Conn) bool {
 	c.rd, c.wr = h1.NewSockReader(&c.sock), h1.NewSockWriter(&c.sock)
 	c.init(h, addr)
 	c.path = c
+	c.fw = loopFwd{x: &c.x, owner: c}
 	c.lsShared.Store(ls)
 	if !h.track(c) {
 		closeFD(fd)
@@ -161,7 +176,7 @@ func (h *Handler) serveOnLoop(nc net.Conn) bool {
 // enterLoop registers the connection with its loop and reads its first
 // request, if it is there.
 func (c *loopConn) enterLoop(ls *loopState) {
-	c.ls = ls
+	c.ls, c.fw.ls = ls, ls
 	ls.conns[c] = struct{}{}
 	if err := ls.loop.Add(c.sock.FD, c); err != nil {
 		c.h.log.Warn("event loop refused a connection", "err", err)
@@ -192,12 +207,13 @@ func (c *loopConn) Step() {
 		switch c.st {
 		case stRead:
 			more = c.loopRead()
-		case stConnect:
-			more = c.loopConnected()
-		case stAwait:
-			more = c.loopAwait()
+		case stTarget:
+			more = c.fw.step()
 		case stFlush:
 			more = c.loopFlush()
+		case stH2:
+			c.h2.loopReady()
+			return
 		default:
 			return
 		}
@@ -230,7 +246,7 @@ func (c *loopConn) loopRead() bool {
 	}
 	rt := c.h.route.Load()
 	if rt.H2C && isH2Preface(&c.x.req) {
-		c.handoff(func(g *goConn) bool { return g.handle(rt) })
+		c.serveH2(c.preface())
 		return false
 	}
 	if !c.admit(rt) {
@@ -240,12 +256,13 @@ func (c *loopConn) loopRead() bool {
 	// A request the loop cannot send whole still has its target picked
 	// and its connection found here, so that it goes out on the same
 	// connections as the rest; a goroutine sends it.
-	c.sendElsewhere = !c.requestFits()
+	c.fw.sendElsewhere = !c.requestFits()
 	if !c.x.begin(rt) {
 		c.respond()
 		return true
 	}
-	return c.loopForward()
+	c.st = stTarget
+	return c.fw.forward()
 }
 
 // requestFits reports whether the loop can forward the request: its body,
@@ -258,135 +275,31 @@ func (c *loopConn) requestFits() bool {
 	return bodyFits(req.Framing, req.ContentLength, c.rd.Buffered())
 }
 
-// loopForward forwards the request to x.t on a connection of the loop's.
-func (c *loopConn) loopForward() bool {
+// The loop's exchange in the target's hands (loop_forward.go).
+
+func (c *loopConn) fwWait(d time.Duration) {
+	c.tickHint = min(c.tickHint, d)
+	c.ls.wantTick(c.tickHint)
+}
+
+func (c *loopConn) fwRespond() bool {
+	c.respond()
+	return true
+}
+
+func (c *loopConn) fwOff(send bool) bool {
 	x := &c.x
-	if x.be.H2 != nil || !x.t.Conns.Loopable() {
-		// An HTTP/2 target, or not an address the loop can dial (the
-		// goroutine path's dialer resolves it).
-		if !c.handoff(func(g *goConn) bool {
+	moved := c.handoff(func(g *goConn) bool {
+		if send {
 			x.roundTrip()
-			return x.respond(g) && g.servedOne()
-		}) {
-			x.out.reset()
-			x.end(false, errClientGone)
 		}
-		return false
+		return x.respond(g) && g.servedOne()
+	})
+	if !moved {
+		x.out.reset()
+		x.end(false, errClientGone)
 	}
-	s := x.t.Conns.Shard(c.ls.index, c.ls.loop)
-	if u := s.Get(!x.replayable()); u != nil {
-		return c.loopSend(u)
-	}
-	return c.loopDial(s)
-}
-
-// loopDial connects to s's target, and sends the request once connected.
-func (c *loopConn) loopDial(s *upstream.Shard) bool {
-	x := &c.x
-	u, err := s.Dial(x.be.ConnectTimeout, time.Now().UnixNano())
-	if err != nil {
-		return c.loopDialFailed(err)
-	}
-	if u.Connecting() {
-		u.User, c.up = c, u
-		c.st = stConnect
-		c.tickHint = min(c.tickHint, x.be.ConnectTimeout/16)
-		c.ls.wantTick(c.tickHint)
-		return false
-	}
-	return c.loopSend(u)
-}
-
-// loopDialFailed deals with a connect failure: once more on another
-// target, else latch's error to the client.
-func (c *loopConn) loopDialFailed(err error) bool {
-	return c.failed(err)
-}
-
-// loopConnected finishes a connect in progress.
-func (c *loopConn) loopConnected() bool {
-	u := c.up
-	if u.Connecting() {
-		return false
-	}
-	if err := u.Connected(); err != nil {
-		c.up = nil
-		u.Close()
-		return c.loopDialFailed(err)
-	}
-	return c.loopSend(u)
-}
-
-// loopSend sends the request on u.
-func (c *loopConn) loopSend(u *upstream.LoopConn) bool {
-	x := &c.x
-	u.User, c.up = c, u
-	x.use(u.Conn)
-	if c.sendElsewhere {
-		return c.handoffExchange(false)
-	}
-	if err := x.sendRequest(); err != nil {
-		return c.failed(err)
-	}
-	c.st = stAwait
 	return false
-}
-
-// loopAwait reads the response, and relays it if it is all there.
-func (c *loopConn) loopAwait() bool {
-	x, u := &c.x, c.up
-	if u.W.Pending() > 0 {
-		if err := u.W.WritePending(); err != nil {
-			if x.stale(false, err) {
-				return c.resend(u)
-			}
-			return c.failed(err)
-		}
-	}
-	started, err := u.R.ReadResponse(&x.resp, string(x.req.Method) == "HEAD")
-	if err == h1.ErrWouldBlock {
-		return false
-	}
-	if err != nil && x.stale(started, err) {
-		return c.resend(u)
-	}
-	if err != nil {
-		return c.failed(err)
-	}
-	final, err := x.gotHead()
-	switch {
-	case !final:
-		return true // an interim response: the next head follows
-	case err != nil:
-		return c.failed(err)
-	case x.out.status == 101 || !bodyFits(x.resp.Framing, x.resp.ContentLength, u.R.Buffered()):
-		return c.handoffExchange(true)
-	}
-	c.up = nil
-	c.respond()
-	return true
-}
-
-// resend sends the request again on a new connection to the same target:
-// the pooled connection u turned out dead before the request reached the
-// target (stale), as the goroutine path's redial.
-func (c *loopConn) resend(u *upstream.LoopConn) bool {
-	c.up = nil
-	c.x.dropConn()
-	return c.loopDial(u.Shard())
-}
-
-// failed deals with a request that failed on its target (err) before any
-// of its response was written: it goes once more to another target where
-// that is safe (retry.go), else latch's error goes to the client. It
-// reports whether Step is to go on.
-func (c *loopConn) failed(err error) bool {
-	c.up = nil
-	if c.x.failed(err) {
-		return c.loopForward()
-	}
-	c.respond()
-	return true
 }
 
 // respond writes the exchange's answer and ends it, then waits for the
@@ -431,7 +344,6 @@ func (c *loopConn) loopFlush() bool {
 
 // checkTimeouts acts on the connection's timeouts at a tick.
 func (c *loopConn) checkTimeouts(now int64) {
-	x := &c.x
 	switch c.st {
 	case stRead:
 		if c.h.closing.Load() && c.rd.Buffered() == 0 {
@@ -443,25 +355,13 @@ func (c *loopConn) checkTimeouts(now int64) {
 		}
 		c.readFailed(c.rd.Buffered() > 0, os.ErrDeadlineExceeded)
 		c.endLoopExchange(false)
-	case stConnect:
-		if now < c.up.DialBy {
+	case stTarget:
+		if !c.fw.checkTimeouts(now) && c.st == stTarget {
 			return
 		}
-		u := c.up
-		c.up = nil
-		u.Close()
-		c.loopDialFailed(&upstream.DialError{Addr: x.t.ID, Err: os.ErrDeadlineExceeded})
-	case stAwait:
-		var err error
-		switch {
-		case x.t.Conns.Closed():
-			err = errDeregistered // its deregistration delay ran out
-		case now >= c.up.Deadline:
-			err = os.ErrDeadlineExceeded
-		default:
-			return
-		}
-		c.failed(err)
+	case stH2:
+		c.h2.loopTick(now)
+		return
 	case stFlush:
 		if now >= c.deadline {
 			c.closeLoop()
@@ -522,36 +422,6 @@ func (c *loopConn) handoff(run func(g *goConn) bool) bool {
 	return true
 }
 
-// handoffExchange hands the connection, and its target connection in use,
-// to a goroutine, which carries the exchange on from where the loop
-// stopped: sending a request the loop cannot send whole (a body still
-// coming, Expect: 100-continue, an upgrade), or, once headRead, writing
-// a response whose body is still coming (or a switch of protocols). It
-// reports whether the connection is still the loop's.
-func (c *loopConn) handoffExchange(headRead bool) bool {
-	x, u := &c.x, c.up
-	c.up = nil
-	uc, err := u.Take()
-	if err != nil {
-		x.uc = nil
-		x.fail(err)
-		c.respond()
-		return true
-	}
-	x.uc = uc
-	moved := c.handoff(func(g *goConn) bool {
-		if !headRead {
-			x.roundTripH1()
-		}
-		return x.respond(g) && g.servedOne()
-	})
-	if !moved {
-		x.out.reset()
-		x.end(false, errClientGone)
-	}
-	return false
-}
-
 // closeLoop closes a loop's connection.
 func (c *loopConn) closeLoop() {
 	prev := c.st
@@ -563,12 +433,12 @@ func (c *loopConn) closeLoop() {
 	ls.loop.Remove(c.sock.FD)
 	closeFD(c.sock.FD)
 	delete(ls.conns, c)
-	if c.up != nil && (c.x.uc == nil || c.x.uc.Loop != c.up) {
-		c.up.Close() // a connect in progress
+	if prev == stH2 {
+		c.h2.loopClosed()
 	}
-	c.up = nil
+	c.fw.abort()
 	switch {
-	case prev == stConnect || prev == stAwait:
+	case prev == stTarget:
 		// Cut mid-exchange (Shutdown's deadline): it ends here.
 		c.x.out.reset()
 		c.x.end(false, errCut)

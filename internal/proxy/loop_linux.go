@@ -32,3 +32,6 @@ func detach(nc net.Conn) (int, bool) {
 }
 
 func closeFD(fd int) { syscall.Close(fd) }
+
+// shutWrite shuts the sending side of a loop's socket.
+func shutWrite(fd int) error { return syscall.Shutdown(fd, syscall.SHUT_WR) }

@@ -98,11 +98,15 @@ func TestDrainKeepSessions(t *testing.T) {
 	if err := lb.Drain(t.Context(), "web", a.addr, config.Drain{Mode: config.DrainKeepSessions, Idle: time.Second}); err != nil {
 		t.Fatal(err)
 	}
-	// New sessions go to b only; a's session stays on a.
+	// New sessions go to b only; a's session stays on a. last is taken
+	// before each of its requests: latch counts a session's time from
+	// when its request came.
+	var last time.Time
 	for i := range 10 {
 		if r := get(t, lb.url+"/", ""); r.backend != "b" {
 			t.Fatalf("new session %d went to %s, want b (a drains)", i, r.backend)
 		}
+		last = time.Now()
 		r := get(t, lb.url+"/", "AWSALB="+onA)
 		if r.backend != "a" || r.moved != "" {
 			t.Fatalf("a's session went to %s (moved %q) while a drains keeping sessions", r.backend, r.moved)
@@ -118,7 +122,6 @@ func TestDrainKeepSessions(t *testing.T) {
 	if !st.Drained || st.State.String() != "draining" || st.Reason != "Latch.Drained" {
 		t.Errorf("drained target's health: got %v %s (drained %t), want draining Latch.Drained", st.State, st.Reason, st.Drained)
 	}
-	last := time.Now()
 	e := waitDrainCompleted(t, sub, a.addr, 5*time.Second)
 	if idle := time.Since(last); idle < time.Second {
 		t.Errorf("drain completed %v after a's last session, before its idle window of 1s", idle)
