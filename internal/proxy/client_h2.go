@@ -54,6 +54,7 @@ type h2conn struct {
 	// connection is over, unix ns.
 	ls         *loopState
 	lc         *loopConn
+	wire       h2wire
 	loopRunFn  func()
 	onLoop     []*h2stream
 	dirty      bool

@@ -25,22 +25,12 @@ import (
 // preface (pre, and what came after it), an HTTP/2 connection the loop
 // serves.
 func (c *loopConn) serveH2(pre []byte) {
-	h := c.h
 	c.rd.Close()
 	c.wr.Reset(nil)
-	hc := newH2conn(h, &c.x)
-	hc.ls, hc.lc = c.ls, c
-	hc.loopRunFn = func() {
-		hc.run()
-		hc.outReady()
-	}
-	if !hc.register() {
-		hc.c.Close()
-		c.closeLoop()
+	hc := c.startH2(plainWire{&c.sock})
+	if hc == nil {
 		return
 	}
-	c.h2, c.st = hc, stH2
-	hc.setTickHint()
 	for len(pre) > 0 && c.st == stH2 {
 		n := copy(hc.c.ReadBuf(), pre)
 		hc.c.Received(n)
@@ -48,6 +38,43 @@ func (c *loopConn) serveH2(pre []byte) {
 	}
 	hc.loopReady()
 }
+
+// startH2 makes the loop's connection an HTTP/2 one, on w; nil if the
+// handler is shutting down, the connection closed.
+func (c *loopConn) startH2(w h2wire) *h2conn {
+	hc := newH2conn(c.h, &c.x)
+	hc.ls, hc.lc, hc.wire = c.ls, c, w
+	hc.loopRunFn = func() {
+		hc.run()
+		hc.outReady()
+	}
+	if !hc.register() {
+		hc.c.Close()
+		c.closeLoop()
+		return nil
+	}
+	c.h2, c.st = hc, stH2
+	hc.setTickHint()
+	return hc
+}
+
+// h2wire is how an HTTP/2 connection on a loop reads and writes its
+// socket: as it is (h2c), or through TLS.
+type h2wire interface {
+	// read reads into p; h1.ErrWouldBlock when nothing more has come.
+	read(p []byte) (int, error)
+	// write writes p, or as much as it takes; h1.ErrWouldBlock when the
+	// socket is full.
+	write(p []byte) (int, error)
+	// closeWrite ends the connection's sending side.
+	closeWrite() error
+}
+
+type plainWire struct{ s *h1.Sock }
+
+func (w plainWire) read(p []byte) (int, error)  { return w.s.Read(p) }
+func (w plainWire) write(p []byte) (int, error) { return w.s.Write(p) }
+func (w plainWire) closeWrite() error           { return shutWrite(w.s.FD) }
 
 // loopReady reads what the client sent, and has what it caused written
 // at the end of the turn.
@@ -57,8 +84,8 @@ func (hc *h2conn) loopReady() {
 		hc.lingerRead()
 		return
 	}
-	for lc.st == stH2 && lc.sock.Readable && !hc.c.Done() {
-		n, err := lc.sock.Read(hc.c.ReadBuf())
+	for lc.st == stH2 && !hc.c.Done() {
+		n, err := hc.wire.read(hc.c.ReadBuf())
 		hc.c.Received(n)
 		if err == h1.ErrWouldBlock {
 			break
@@ -91,7 +118,7 @@ func (hc *h2conn) loopFlush() {
 		return
 	}
 	for p := hc.c.Pending(); len(p) > 0; p = hc.c.Pending() {
-		n, err := lc.sock.Write(p)
+		n, err := hc.wire.write(p)
 		if n > 0 {
 			hc.c.Wrote(n) // may let streams write more
 			hc.stallSince = 0
@@ -116,7 +143,7 @@ func (hc *h2conn) loopFlush() {
 // still sends until it closes too, as Serve's linger does, before closing.
 func (hc *h2conn) linger() {
 	lc := hc.lc
-	if shutWrite(lc.sock.FD) != nil {
+	if hc.wire.closeWrite() != nil {
 		lc.closeLoop()
 		return
 	}

@@ -19,7 +19,10 @@ type goConn struct {
 	idle     atomic.Bool // waiting for a request: Shutdown may close it
 	deadline int64       // the deadline last set on nc, unix nanoseconds
 	handedOn bool        // nc served HTTP/2 (serveH2), which closed it
-	guard    cutGuard    // what the exchange waits on, for cut
+	// movedToLoop says the connection moved to an event loop (HTTP/2
+	// over TLS), which has it among the handler's connections now.
+	movedToLoop bool
+	guard       cutGuard // what the exchange waits on, for cut
 }
 
 var _ writer = (*goConn)(nil)
@@ -42,6 +45,9 @@ func (c *goConn) serve() {
 
 // cleanup releases what a connection holds once it is done.
 func (c *goConn) cleanup() {
+	if c.movedToLoop {
+		return
+	}
 	c.rd.Close()
 	c.wr.Reset(nil)
 	if !c.handedOn {
@@ -126,6 +132,9 @@ func (c *goConn) handshake(tc *tls.Conn) bool {
 	st := tc.ConnectionState()
 	c.x.tlsVersion, c.x.tlsCipher, c.x.sni = st.Version, st.CipherSuite, st.ServerName
 	if st.NegotiatedProtocol == "h2" {
+		if c.moveH2ToLoop(tc) {
+			return false
+		}
 		c.handedOn = true
 		c.serveH2(tc, nil)
 		return false

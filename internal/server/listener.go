@@ -139,7 +139,8 @@ func (l *listener) accept() {
 		if s.tls != nil {
 			// No I/O here: the handshake runs in the connection's goroutine,
 			// so a client that stalls it holds up no one else.
-			c = tls.Server(c, s.tls.Config())
+			s.handler.ServeTLS(c, s.tls.Config())
+			continue
 		}
 		s.handler.ServeConn(c)
 	}

@@ -1,0 +1,173 @@
+package proxy
+
+import (
+	"crypto/tls"
+	"net"
+	"time"
+
+	"github.com/latch-lb/latch/internal/h1"
+)
+
+// HTTP/2 over TLS on an event loop.
+//
+// A TLS connection's handshake runs in its goroutine (goConn). One that
+// chose HTTP/2 then moves to a loop, as an h2c connection lives on one:
+// crypto/tls stays its TLS, reading and writing through sockConn, which
+// turns from the accepted connection into the loop's non-blocking socket.
+// crypto/tls keeps a read that would block for later (an error that says
+// it is temporary is not kept as the connection's), so the loop drives it
+// as it drives a plain socket.
+
+// ServeTLS serves nc with TLS (cfg), the handshake in the connection's
+// goroutine.
+func (h *Handler) ServeTLS(nc net.Conn, cfg *tls.Config) {
+	h.ServeConn(tls.Server(&sockConn{Conn: nc}, cfg))
+}
+
+// sockConn is the connection under a TLS connection: the accepted one,
+// until the connection moves to a loop; then the loop's socket (sock),
+// where what TLS writes waits in out for the loop to write.
+type sockConn struct {
+	net.Conn
+	sock *h1.Sock
+	out  []byte
+}
+
+func (s *sockConn) Read(p []byte) (int, error) {
+	if s.sock == nil {
+		return s.Conn.Read(p)
+	}
+	n, err := s.sock.Read(p)
+	if err == h1.ErrWouldBlock {
+		return n, errTLSWouldBlock
+	}
+	return n, err
+}
+
+func (s *sockConn) Write(p []byte) (int, error) {
+	if s.sock == nil {
+		return s.Conn.Write(p)
+	}
+	s.out = append(s.out, p...)
+	return len(p), nil
+}
+
+// Deadlines are the loop's once it has the socket; crypto/tls sets some
+// when it closes.
+func (s *sockConn) SetDeadline(t time.Time) error {
+	if s.sock == nil {
+		return s.Conn.SetDeadline(t)
+	}
+	return nil
+}
+
+func (s *sockConn) SetReadDeadline(t time.Time) error {
+	if s.sock == nil {
+		return s.Conn.SetReadDeadline(t)
+	}
+	return nil
+}
+
+func (s *sockConn) SetWriteDeadline(t time.Time) error {
+	if s.sock == nil {
+		return s.Conn.SetWriteDeadline(t)
+	}
+	return nil
+}
+
+// errTLSWouldBlock is sockConn's read error when the loop's socket has
+// nothing: temporary, so that crypto/tls does not keep it as the
+// connection's, and reads again later.
+var errTLSWouldBlock error = wouldBlock{}
+
+type wouldBlock struct{}
+
+func (wouldBlock) Error() string   { return "would block" }
+func (wouldBlock) Timeout() bool   { return false }
+func (wouldBlock) Temporary() bool { return true }
+
+// tlsWire is an HTTP/2 connection's TLS on a loop.
+type tlsWire struct {
+	tc *tls.Conn
+	sc *sockConn
+}
+
+func (w tlsWire) read(p []byte) (int, error) {
+	n, err := w.tc.Read(p)
+	if err == errTLSWouldBlock {
+		err = h1.ErrWouldBlock
+	}
+	return n, err
+}
+
+// write encrypts p once what TLS wrote before is out, so that a client
+// that does not read holds no more than the engine's output.
+func (w tlsWire) write(p []byte) (int, error) {
+	if err := w.drain(); err != nil {
+		return 0, err
+	}
+	n, err := w.tc.Write(p)
+	if err != nil {
+		return n, err
+	}
+	return n, w.drain()
+}
+
+// drain writes what TLS wrote to the socket.
+func (w tlsWire) drain() error {
+	sc := w.sc
+	if len(sc.out) == 0 {
+		return nil
+	}
+	n, err := sc.sock.Write(sc.out)
+	sc.out = sc.out[:copy(sc.out, sc.out[n:])]
+	if len(sc.out) == 0 && cap(sc.out) > 64<<10 {
+		sc.out = nil
+	}
+	return err
+}
+
+func (w tlsWire) closeWrite() error {
+	w.tc.CloseWrite() // close_notify, into sc.out
+	w.drain()
+	return shutWrite(w.sc.sock.FD)
+}
+
+// moveH2ToLoop moves an HTTP/2 connection over TLS, its handshake done,
+// to an event loop. It reports false, the connection untouched, if it
+// cannot.
+func (c *goConn) moveH2ToLoop(tc *tls.Conn) bool {
+	h := c.h
+	sc, ok := tc.NetConn().(*sockConn)
+	if !ok || h.loops == nil {
+		return false
+	}
+	sc.Conn.SetDeadline(time.Time{})
+	fd, ok := detach(sc.Conn)
+	if !ok {
+		return false
+	}
+	ls := h.loops.pick()
+	lc := &loopConn{h1conn: c.h1conn}
+	lc.sock = h1.Sock{FD: fd, Readable: true, Writable: true}
+	lc.path = lc
+	lc.fw = loopFwd{x: &lc.x, owner: lc}
+	sc.sock = &lc.sock
+	lc.lsShared.Store(ls)
+	h.replace(c, lc)
+	c.movedToLoop = true
+	ls.loop.Post(func() {
+		lc.ls, lc.fw.ls = ls, ls
+		ls.conns[lc] = struct{}{}
+		if err := ls.loop.Add(fd, lc); err != nil {
+			h.log.Warn("event loop refused a connection", "err", err)
+			lc.closeLoop()
+			return
+		}
+		lc.touch(time.Now().UnixNano(), h.route.Load().IdleTimeout)
+		if hc := lc.startH2(tlsWire{tc, sc}); hc != nil {
+			hc.loopReady()
+		}
+	})
+	return true
+}
