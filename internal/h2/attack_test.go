@@ -298,6 +298,36 @@ func TestZeroWindowStall(t *testing.T) {
 	}
 }
 
+// TestConnWindowBoundsBuffering: body bytes a handler holds and has not
+// used count against the connection's window until it uses them, so that
+// a client cannot make a connection buffer more than that window (1 MiB)
+// over many streams, each within its own (256 KiB). (The window was given
+// back as frames came, which let 128 streams hold 32 MiB.)
+func TestConnWindowBoundsBuffering(t *testing.T) {
+	srv := startServer(t, Config{}, false)
+	rc := dialRaw(t, srv)
+	for id := uint32(1); id <= 9; id += 2 {
+		if err := rc.request(id, "/hold", false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	chunk := make([]byte, 16<<10)
+	for id := uint32(1); id <= 7; id += 2 {
+		for range 16 { // 256 KiB, the stream's window; 1 MiB in all
+			if err := rc.fr.WriteData(id, false, chunk); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := rc.fr.WriteData(9, false, []byte{1}); err != nil {
+		t.Fatal(err)
+	}
+	rc.goAway(http2.ErrCodeFlowControl)
+	if got := srv.heads.Load(); got != 5 {
+		t.Errorf("got %d requests, want 5", got)
+	}
+}
+
 // TestTooManyStreams: streams past the 128 advertised are refused with
 // REFUSED_STREAM, and those within are served.
 func TestTooManyStreams(t *testing.T) {

@@ -392,12 +392,15 @@ func (c *Conn) data(fh FrameHeader, p []byte) {
 		c.connError(ProtocolError)
 		return
 	}
-	// The connection's window is given back as frames are processed: a
-	// stream's own window bounds what its handler holds.
-	c.credit(n)
+	// The connection's window is given back for what no handler holds
+	// (padding, frames of streams that are over) at once, for the body a
+	// handler holds once it has used it (Consume): what a connection
+	// buffers is bounded by its window, not by its streams'.
+	c.credit(n - int64(len(body)))
 	end := fh.Flags&flagEndStream != 0
 	s := c.stream(fh.StreamID)
 	if s == nil {
+		c.credit(int64(len(body)))
 		switch {
 		case fh.StreamID > c.maxClientID && c.goaway:
 			// A stream above the GOAWAY's last one, ignored (§6.8).
@@ -410,11 +413,13 @@ func (c *Conn) data(fh FrameHeader, p []byte) {
 		return
 	}
 	if s.endRecv {
+		c.credit(int64(len(body)))
 		c.glitch()
 		c.resetStream(s, StreamClosed, true)
 		return
 	}
 	if s.recvWindow -= n; s.recvWindow < 0 {
+		c.credit(int64(len(body)))
 		c.resetStream(s, FlowControlError, true)
 		return
 	}
@@ -427,6 +432,7 @@ func (c *Conn) data(fh FrameHeader, p []byte) {
 	s.given += n - int64(len(body)) // the padding is the handler's to give back
 	s.received += int64(len(body))
 	if s.declared >= 0 && (s.received > s.declared || end && s.received != s.declared) {
+		c.credit(int64(len(body)))
 		c.resetStream(s, ProtocolError, true) // §8.1.1: malformed
 		return
 	}
@@ -434,10 +440,12 @@ func (c *Conn) data(fh FrameHeader, p []byte) {
 		s.endRecv = true
 	}
 	if s.refused {
+		c.credit(int64(len(body)))
 		s.given += int64(len(body)) // a refused request's body is dropped
 		s.flushCredit()
 		return
 	}
+	s.held += int64(len(body))
 	if len(body) > 0 || end {
 		c.h.Data(s, body, end)
 		if s.gone {
@@ -997,6 +1005,10 @@ func (c *Conn) free(s *Stream) {
 	if s.gone {
 		return
 	}
+	// What its handler held is dropped with it: the connection's window
+	// gets it back.
+	c.credit(s.held)
+	s.held = 0
 	s.gone = true
 	c.dead = append(c.dead, s)
 }

@@ -21,6 +21,7 @@ type Stream struct {
 	sendWindow int64 // what the client lets latch send on the stream
 	recvWindow int64 // what the client may still send
 	given      int64 // consumed and not yet given back
+	held       int64 // body bytes the handler has and has not consumed
 	declared   int64 // content-length; -1: none
 	received   int64
 	blockedAt  int64 // when a write was cut short by the window (unix ns)
@@ -236,6 +237,9 @@ func (s *Stream) Reset(code ErrCode) {
 // Consume gives n bytes of the request body back to the client's window,
 // once the handler has used them.
 func (s *Stream) Consume(n int) {
+	k := min(int64(n), s.held)
+	s.held -= k
+	s.c.credit(k)
 	s.given += int64(n)
 	s.flushCredit()
 }
