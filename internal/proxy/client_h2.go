@@ -322,9 +322,10 @@ type h2stream struct {
 	reporting bool
 
 	// The stream goroutine's.
-	buf        *relayBuf // what Next returns, from relayBufs once needed
-	over       bool      // an op ended the stream, or found it over
-	refuse     *h1.Error // the engine's reason to refuse the request
+	bodyTimer  *time.Timer // bounds Next's waits for the client
+	buf        *relayBuf   // what Next returns, from relayBufs once needed
+	over       bool        // an op ended the stream, or found it over
+	refuse     *h1.Error   // the engine's reason to refuse the request
 	bodyDone   bool
 	expect     bool // Expect: 100-continue, not yet answered
 	tr         []h1.Field
@@ -666,6 +667,28 @@ func (st *h2stream) goOn() {
 	st.reply(err)
 }
 
+// waitBody waits for news of the body, at most the listener's idle
+// timeout; it reports false when that passed first.
+func (st *h2stream) waitBody() bool {
+	idle := st.x.rt.IdleTimeout
+	if idle <= 0 {
+		<-st.wake
+		return true
+	}
+	if st.bodyTimer == nil {
+		st.bodyTimer = time.NewTimer(idle) // once for the pooled stream
+	} else {
+		st.bodyTimer.Reset(idle)
+	}
+	select {
+	case <-st.wake:
+		st.bodyTimer.Stop()
+		return true
+	case <-st.bodyTimer.C:
+		return false
+	}
+}
+
 // Next reads the request body: what the client's DATA frames carried.
 func (st *h2stream) Next() ([]byte, error) {
 	if st.bodyDone || st.x.req.Framing == h1.NoBody {
@@ -678,7 +701,11 @@ func (st *h2stream) Next() ([]byte, error) {
 	hc.mu.Lock()
 	for len(st.in) == 0 && !st.inEnd && !st.gone && !st.interrupted {
 		hc.mu.Unlock()
-		<-st.wake
+		if !st.waitBody() {
+			// The client sent nothing for the idle timeout: as over
+			// HTTP/1.1, the request is answered 400.
+			return nil, h1.ErrBodyTooShort
+		}
 		hc.mu.Lock()
 	}
 	if len(st.in) == 0 && !st.inEnd {

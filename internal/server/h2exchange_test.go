@@ -122,3 +122,28 @@ func TestHTTP2ClientResetIsNotTheTargets(t *testing.T) {
 		t.Errorf("the target was charged with %d failures of %d requests for the client's resets, want none", errors, requests)
 	}
 }
+
+// TestHTTP2StalledBodyAnswered400: a stream whose client stops sending
+// its body is answered 400 at the listener's idle timeout, as an HTTP/1.1
+// request whose body stalls is, rather than waiting without end.
+func TestHTTP2StalledBodyAnswered400(t *testing.T) {
+	b := startBackend(t, "a")
+	lb := startLB(t, lbConfig{targets: []string{b.addr},
+		listenAttrs: map[string]string{"routing.http2.h2c.enabled": "true", "idle_timeout.timeout_seconds": "1"}})
+	pr, pw := io.Pipe()
+	defer pw.Close()
+	go pw.Write([]byte("ten bytes!")) // then nothing
+	req, _ := http.NewRequest("POST", lb.url+"/upload", pr)
+	req.ContentLength = 1000
+	start := time.Now()
+	resp, err := h2cClient().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	took := time.Since(start)
+	if resp.StatusCode != http.StatusBadRequest || took < time.Second || took > 5*time.Second {
+		t.Errorf("got %s after %v, want 400 at the idle timeout (1 s)", resp.Status, took)
+	}
+}
