@@ -26,10 +26,9 @@ func bigBackend(t *testing.T) string {
 
 // TestH2specAgainstLatch runs h2spec (RFC 9113 and RFC 7541, 145 tests)
 // against `latch serve`'s own HTTP/2 listeners, in front of a real target:
-// every test must pass over TLS; over h2c, on a listener that serves
-// HTTP/1.1 as well, all but 3.5/2 (an invalid preface, which latch takes
-// for a malformed HTTP/1.1 request and answers 400, as RFC 9112 says,
-// where h2spec wants the connection closed without an answer).
+// every test must pass, over TLS and over h2c on a listener that serves
+// HTTP/1.1 as well (where 3.5/2, an invalid preface, is a first request
+// naming no HTTP/1 version: the connection is closed without an answer).
 func TestH2specAgainstLatch(t *testing.T) {
 	bin := h2spectest.Binary(t)
 	dir := t.TempDir()
@@ -60,17 +59,12 @@ admin: {enabled: false}
 	for _, tc := range []struct {
 		name, addr string
 		tls        bool
-		known      []string // failures known and explained above
-	}{{"h2c", h2c, false, []string{"3.5/2"}}, {"tls", tlsAddr, true, nil}} {
+	}{{"h2c", h2c, false}, {"tls", tlsAddr, true}} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := h2spectest.Run(t, bin, tc.addr, tc.tls)
 			t.Logf("h2spec against latch over %s: %s", tc.name, r.Summary)
-			if r.Total != 145 || r.Passed != r.Total-len(tc.known) {
-				t.Errorf("h2spec over %s: %s, want %d of 145 passed (known failures %v):\n%s",
-					tc.name, r.Summary, 145-len(tc.known), tc.known, r.Failures())
-			}
-			if len(tc.known) > 0 && !strings.Contains(string(r.Out), "× 2: Sends invalid connection preface") {
-				t.Errorf("h2spec over %s: the known failure is not 3.5/2:\n%s", tc.name, r.Out)
+			if r.Total != 145 || r.Passed != r.Total {
+				t.Errorf("h2spec over %s: %s, want 145 of 145 passed:\n%s", tc.name, r.Summary, r.Failures())
 			}
 		})
 	}

@@ -159,6 +159,20 @@ func (b *clientBody) Continue() error {
 // HTTP/1.1 request head (RFC 9113 §3.4).
 const h2Preface = "PRI * HTTP/2.0\r\n\r\n"
 
+// notHTTP1 reports whether the connection's first request, on a listener
+// that takes HTTP/2 with prior knowledge too, names no HTTP/1 version: an
+// HTTP/2 client whose preface is broken (RFC 9113 §3.4: a connection
+// error), which an HTTP/1.1 answer would not help. The connection is
+// closed without one, and counted as a bad preface.
+func (c *h1conn) notHTTP1(rt *Route) bool {
+	p := string(c.x.req.Proto)
+	if !rt.H2C || c.served > 0 || p == "HTTP/1.1" || p == "HTTP/1.0" {
+		return false
+	}
+	c.h.h2ctr.BadPreface.Add(1)
+	return true
+}
+
 func isH2Preface(req *h1.Request) bool {
 	return string(req.Method) == "PRI" && string(req.Target) == "*" && string(req.Proto) == "HTTP/2.0" && len(req.Fields) == 0
 }

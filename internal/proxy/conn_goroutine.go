@@ -84,6 +84,9 @@ func (c *goConn) handle(rt *Route) bool {
 		c.serveH2(c.nc, c.preface())
 		return false
 	}
+	if c.notHTTP1(rt) {
+		return false
+	}
 	if !c.admit(rt) {
 		return false
 	}

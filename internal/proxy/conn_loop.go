@@ -249,6 +249,10 @@ func (c *loopConn) loopRead() bool {
 		c.serveH2(c.preface())
 		return false
 	}
+	if c.notHTTP1(rt) {
+		c.closeLoop()
+		return false
+	}
 	if !c.admit(rt) {
 		c.endLoopExchange(false)
 		return true

@@ -147,3 +147,31 @@ func TestHTTP2StalledBodyAnswered400(t *testing.T) {
 		t.Errorf("got %s after %v, want 400 at the idle timeout (1 s)", resp.Status, took)
 	}
 }
+
+// TestH2CBrokenPrefaceClosed: on a listener that takes HTTP/2 with prior
+// knowledge, a connection whose first request names no HTTP/1 version (a
+// broken HTTP/2 preface, h2spec 3.5/2) is closed without an answer; on
+// one that does not, it is a malformed HTTP/1.1 request, answered 400.
+func TestH2CBrokenPrefaceClosed(t *testing.T) {
+	b := startBackend(t, "a")
+	for _, h2c := range []bool{true, false} {
+		lb := startLB(t, lbConfig{targets: []string{b.addr},
+			listenAttrs: map[string]string{"routing.http2.h2c.enabled": fmt.Sprint(h2c)}})
+		c, err := net.Dial("tcp", strings.TrimPrefix(lb.url, "http://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		io.WriteString(c, "INVALID CONNECTION PREFACE\r\n\r\n")
+		got, err := io.ReadAll(c)
+		c.Close()
+		switch {
+		case err != nil:
+			t.Errorf("h2c %v: %v, want the connection closed", h2c, err)
+		case h2c && len(got) > 0:
+			t.Errorf("h2c on: got %q, want the connection closed without an answer", got)
+		case !h2c && !strings.HasPrefix(string(got), "HTTP/1.1 400 "):
+			t.Errorf("h2c off: got %q, want a 400", got)
+		}
+	}
+}
