@@ -128,6 +128,7 @@ type proxyCase struct {
 	sticky, cookie, post bool
 	accessLog            bool // an access log writing to a file, beside the counting observer
 	metrics              bool // latch's metrics (internal/metrics), beside the counting observer
+	h2c                  bool // the listener takes HTTP/2 with prior knowledge too
 }
 
 // MetricsObserver returns latch's metrics observer, for the cases with
@@ -164,7 +165,11 @@ func proxyRequest(tb testing.TB, c proxyCase) (addr string, req []byte, obs *pro
 		}
 		observer = proxy.Tee(observer, MetricsObserver())
 	}
-	lb := startLB(tb, lbConfig{targets: []string{fastTarget(tb)}, sticky: c.sticky, observer: observer})
+	cfg := lbConfig{targets: []string{fastTarget(tb)}, sticky: c.sticky, observer: observer}
+	if c.h2c {
+		cfg.listenAttrs = map[string]string{"routing.http2.h2c.enabled": "true"}
+	}
+	lb := startLB(tb, cfg)
 	r := "GET /index.html HTTP/1.1\r\nHost: bench.example\r\nUser-Agent: bench\r\nAccept: */*\r\n"
 	if c.post {
 		r = "POST /submit HTTP/1.1\r\nHost: bench.example\r\nUser-Agent: bench\r\nContent-Length: 0\r\n"

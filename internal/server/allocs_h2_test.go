@@ -1,0 +1,261 @@
+package server
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
+)
+
+// h2BenchClient speaks HTTP/2 with prior knowledge on one connection, one
+// request at a time, without allocating once set up. Its fields are
+// indexed in HPACK's dynamic table as browsers' and nghttp2's are: the
+// first request adds them (first), and every request after it names them
+// by index (req), the same bytes for every stream. Its windows are opened
+// wide at the start.
+type h2BenchClient struct {
+	c     net.Conn
+	r     *bufio.Reader
+	first []byte // the first HEADERS frame
+	req   []byte // a HEADERS frame; its stream id is set for each request
+	id   uint32
+	hdr  [9]byte
+	buf  []byte
+	body []byte // the last response's body
+}
+
+func newH2BenchClient(tb testing.TB, addr, cookie string) *h2BenchClient {
+	tb.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	bc := &h2BenchClient{c: c, r: bufio.NewReaderSize(c, 16<<10), id: 1, buf: make([]byte, 16<<10)}
+	var block bytes.Buffer
+	enc := hpack.NewEncoder(&block)
+	frame := func() []byte {
+		block.Reset()
+		for _, f := range [][2]string{{":method", "GET"}, {":scheme", "http"}, {":authority", "bench.example"},
+			{":path", "/index.html"}, {"user-agent", "bench"}, {"accept", "*/*"}, {"cookie", cookie}} {
+			if f[1] != "" {
+				enc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]})
+			}
+		}
+		p := make([]byte, 9, 9+block.Len())
+		p = append(p, block.Bytes()...)
+		n := block.Len()
+		p[0], p[1], p[2] = byte(n>>16), byte(n>>8), byte(n)
+		p[3] = byte(http2.FrameHeaders)
+		p[4] = byte(http2.FlagHeadersEndStream | http2.FlagHeadersEndHeaders)
+		return p
+	}
+	bc.first, bc.req = frame(), frame()
+	fr := http2.NewFramer(c, bc.r)
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.WriteString(c, http2.ClientPreface); err != nil {
+		tb.Fatal(err)
+	}
+	if err := fr.WriteSettings(http2.Setting{ID: http2.SettingInitialWindowSize, Val: 1 << 30}); err != nil {
+		tb.Fatal(err)
+	}
+	if err := fr.WriteWindowUpdate(0, 1<<30); err != nil {
+		tb.Fatal(err)
+	}
+	for {
+		f, err := fr.ReadFrame()
+		if err != nil {
+			tb.Fatalf("reading latch's SETTINGS: %v", err)
+		}
+		if sf, ok := f.(*http2.SettingsFrame); ok && !sf.IsAck() {
+			break
+		}
+	}
+	if err := fr.WriteSettingsAck(); err != nil {
+		tb.Fatal(err)
+	}
+	c.SetDeadline(time.Time{})
+	return bc
+}
+
+// do sends a request on a new stream and reads frames until its response
+// ends; it fails on a status other than 200.
+func (bc *h2BenchClient) do() error {
+	id := bc.id
+	bc.id += 2
+	req := bc.req
+	if id == 1 {
+		req = bc.first
+	}
+	binary.BigEndian.PutUint32(req[5:9], id)
+	if _, err := bc.c.Write(req); err != nil {
+		return err
+	}
+	bc.body = bc.body[:0]
+	for {
+		if _, err := io.ReadFull(bc.r, bc.hdr[:]); err != nil {
+			return err
+		}
+		n := int(bc.hdr[0])<<16 | int(bc.hdr[1])<<8 | int(bc.hdr[2])
+		typ, flags := http2.FrameType(bc.hdr[3]), http2.Flags(bc.hdr[4])
+		sid := binary.BigEndian.Uint32(bc.hdr[5:]) & (1<<31 - 1)
+		if n > len(bc.buf) {
+			return fmt.Errorf("a frame of %d bytes", n)
+		}
+		p := bc.buf[:n]
+		if _, err := io.ReadFull(bc.r, p); err != nil {
+			return err
+		}
+		switch {
+		case typ == http2.FrameGoAway || typ == http2.FrameRSTStream:
+			return fmt.Errorf("got %v from latch", typ)
+		case sid != id:
+			continue // the connection's (SETTINGS' ACK, WINDOW_UPDATE)
+		case typ == http2.FrameHeaders && !status200(p):
+			return fmt.Errorf("a response other than 200: HPACK % x", p)
+		case typ == http2.FrameData:
+			bc.body = append(bc.body, p...)
+		}
+		if flags&http2.FlagDataEndStream != 0 && (typ == http2.FrameData || typ == http2.FrameHeaders) {
+			return nil
+		}
+	}
+}
+
+// status200 reports whether a response's header block begins with
+// :status 200 (static index 8), past a dynamic table size update of 0 (a
+// connection's first block says latch keeps no table).
+func status200(block []byte) bool {
+	if len(block) > 0 && block[0] == 0x20 {
+		block = block[1:]
+	}
+	return len(block) > 0 && block[0] == 0x88
+}
+
+// h2ProxyRequest is proxyRequest on a listener that takes h2c too; it
+// returns the session cookie the case sends, if any.
+func h2ProxyRequest(tb testing.TB, c proxyCase) (addr, cookie string) {
+	c.h2c = true
+	addr, req, _ := proxyRequest(tb, c)
+	for _, line := range strings.Split(string(req), "\r\n") {
+		if v, ok := strings.CutPrefix(line, "Cookie: "); ok {
+			cookie = v
+		}
+	}
+	return addr, cookie
+}
+
+// h2Cases are the cases TestProxyH2DoesNotAllocate checks and
+// BenchmarkProxyH2Raw measures over h2c.
+var h2Cases = []proxyCase{
+	{name: "plain"},
+	{name: "sticky/new-session", sticky: true},
+	{name: "sticky/session", sticky: true, cookie: true},
+	{name: "metrics/sticky/session", sticky: true, cookie: true, metrics: true},
+}
+
+// TestProxyH2DoesNotAllocate: once its pools are warm, latch serves an
+// HTTP/2 request (h2c, the stream's request without a body, answered by
+// an HTTP/1.1 target) on a warm connection without allocating, as
+// TestProxyDoesNotAllocate checks for HTTP/1.1. On the goroutine data
+// path a stream's exchange runs on a goroutine of its own, which
+// allocates: the check is for the event loops.
+func TestProxyH2DoesNotAllocate(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector makes sync.Pool drop items at random, so latch's pools allocate again")
+	}
+	if dataPath != Loops {
+		t.Skip("HTTP/2 streams are served without allocating on the event loops")
+	}
+	const maxRequestsPerAlloc = 100
+	for _, c := range h2Cases {
+		t.Run(c.name, func(t *testing.T) {
+			addr, cookie := h2ProxyRequest(t, c)
+			var client *h2BenchClient
+			var err error
+			res := testing.Benchmark(func(b *testing.B) {
+				if client == nil {
+					client = newH2BenchClient(b, addr, cookie)
+				}
+				for range 10 { // warm the pools
+					if err = client.do(); err != nil {
+						return
+					}
+				}
+				for b.Loop() {
+					if err = client.do(); err != nil {
+						return
+					}
+				}
+			})
+			if client != nil {
+				defer client.c.Close()
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.N == 0 || client == nil {
+				t.Fatal("the benchmark did not run")
+			}
+			if body := "hello, world\n"; string(client.body) != body {
+				t.Fatalf("the last response body was %q, want the target's %q", client.body, body)
+			}
+			t.Logf("%d requests, %d allocations (%d bytes) in the process", res.N, res.MemAllocs, res.MemBytes)
+			if res.MemAllocs*maxRequestsPerAlloc >= uint64(res.N) {
+				t.Errorf("%d allocations in %d proxied HTTP/2 requests (%d bytes each); want none in the steady state",
+					res.MemAllocs, res.N, res.AllocedBytesPerOp())
+			}
+		})
+	}
+}
+
+// BenchmarkProxyH2Raw measures latch serving HTTP/2 requests (h2c) with a
+// client that allocates nothing, so that the allocations reported are
+// latch's and its target's (which allocates none either): serial, one
+// stream at a time on one connection, and parallel, 16 connections.
+func BenchmarkProxyH2Raw(b *testing.B) {
+	for _, bc := range h2Cases {
+		b.Run(dataPath.String()+"/"+bc.name, func(b *testing.B) {
+			addr, cookie := h2ProxyRequest(b, bc)
+			b.Run("serial", func(b *testing.B) {
+				c := newH2BenchClient(b, addr, cookie)
+				defer c.c.Close()
+				if err := c.do(); err != nil { // warm the pools
+					b.Fatal(err)
+				}
+				b.ReportAllocs()
+				b.ResetTimer()
+				cpu := cpuTime()
+				for b.Loop() {
+					if err := c.do(); err != nil {
+						b.Fatal(err)
+					}
+				}
+				reportCPU(b, cpu)
+			})
+			b.Run("parallel", func(b *testing.B) {
+				b.ReportAllocs()
+				b.SetParallelism(16)
+				cpu := cpuTime()
+				b.RunParallel(func(pb *testing.PB) {
+					c := newH2BenchClient(b, addr, cookie)
+					defer c.c.Close()
+					for pb.Next() {
+						if err := c.do(); err != nil {
+							b.Error(err)
+							return
+						}
+					}
+				})
+				reportCPU(b, cpu)
+			})
+		})
+	}
+}
