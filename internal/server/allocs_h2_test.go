@@ -26,10 +26,10 @@ type h2BenchClient struct {
 	r     *bufio.Reader
 	first []byte // the first HEADERS frame
 	req   []byte // a HEADERS frame; its stream id is set for each request
-	id   uint32
-	hdr  [9]byte
-	buf  []byte
-	body []byte // the last response's body
+	id    uint32
+	hdr   [9]byte
+	buf   []byte
+	body  []byte // the last response's body
 }
 
 func newH2BenchClient(tb testing.TB, addr, cookie string) *h2BenchClient {
