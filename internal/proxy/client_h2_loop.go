@@ -66,6 +66,9 @@ type h2wire interface {
 	// write writes p, or as much as it takes; h1.ErrWouldBlock when the
 	// socket is full.
 	write(p []byte) (int, error)
+	// flush writes what the wire holds of its own (TLS records);
+	// h1.ErrWouldBlock when the socket is full.
+	flush() error
 	// closeWrite ends the connection's sending side.
 	closeWrite() error
 }
@@ -74,6 +77,7 @@ type plainWire struct{ s *h1.Sock }
 
 func (w plainWire) read(p []byte) (int, error)  { return w.s.Read(p) }
 func (w plainWire) write(p []byte) (int, error) { return w.s.Write(p) }
+func (w plainWire) flush() error                { return nil }
 func (w plainWire) closeWrite() error           { return shutWrite(w.s.FD) }
 
 // loopReady reads what the client sent, and has what it caused written
@@ -117,23 +121,26 @@ func (hc *h2conn) loopFlush() {
 	if lc.st != stH2 || hc.lingerBy > 0 {
 		return
 	}
-	for p := hc.c.Pending(); len(p) > 0; p = hc.c.Pending() {
-		n, err := hc.wire.write(p)
+	err := hc.wire.flush()
+	for p := hc.c.Pending(); len(p) > 0 && err == nil; p = hc.c.Pending() {
+		var n int
+		n, err = hc.wire.write(p)
 		if n > 0 {
 			hc.c.Wrote(n) // may let streams write more
 			hc.stallSince = 0
 		}
-		if err == h1.ErrWouldBlock {
-			if hc.stallSince == 0 {
-				hc.stallSince = time.Now().UnixNano()
-			}
-			return
-		}
-		if err != nil {
-			lc.closeLoop()
-			return
-		}
 	}
+	switch {
+	case err == h1.ErrWouldBlock:
+		if hc.stallSince == 0 {
+			hc.stallSince = time.Now().UnixNano()
+		}
+		return
+	case err != nil:
+		lc.closeLoop()
+		return
+	}
+	hc.stallSince = 0
 	if hc.c.Done() {
 		hc.linger()
 	}

@@ -103,18 +103,18 @@ func (w tlsWire) read(p []byte) (int, error) {
 // write encrypts p once what TLS wrote before is out, so that a client
 // that does not read holds no more than the engine's output.
 func (w tlsWire) write(p []byte) (int, error) {
-	if err := w.drain(); err != nil {
+	if err := w.flush(); err != nil {
 		return 0, err
 	}
 	n, err := w.tc.Write(p)
 	if err != nil {
 		return n, err
 	}
-	return n, w.drain()
+	return n, w.flush()
 }
 
-// drain writes what TLS wrote to the socket.
-func (w tlsWire) drain() error {
+// flush writes what TLS wrote to the socket.
+func (w tlsWire) flush() error {
 	sc := w.sc
 	if len(sc.out) == 0 {
 		return nil
@@ -129,7 +129,7 @@ func (w tlsWire) drain() error {
 
 func (w tlsWire) closeWrite() error {
 	w.tc.CloseWrite() // close_notify, into sc.out
-	w.drain()
+	w.flush()
 	return shutWrite(w.sc.sock.FD)
 }
 

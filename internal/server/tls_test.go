@@ -10,15 +10,19 @@ import (
 	"math/big"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/http/httptrace"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/latch-lb/latch/internal/tlsconf/tlstest"
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
 )
 
 // tlsEnv is a test CA and a directory of certificate files: front.* (the
@@ -450,5 +454,66 @@ func TestHTTPSH2load(t *testing.T) {
 	}
 	if testing.Verbose() {
 		os.Stderr.Write(out)
+	}
+}
+
+// TestHTTPSHTTP2SlowReader: a large answer over HTTP/2 on TLS (16 MiB) to
+// a client with a small receive buffer that stops reading for a while
+// fills the socket again and again, and TLS records wait in latch (the
+// loop's tlsWire) for it; every byte arrives, the stream's end included.
+func TestHTTPSHTTP2SlowReader(t *testing.T) {
+	big := bytes.Repeat([]byte("0123456789abcdef"), 1<<20) // 16 MiB
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write(big) }))
+	t.Cleanup(ts.Close)
+	e := newTLSEnv(t)
+	r := startYAML(t, e.yaml("HTTPS", allCerts, "", strings.TrimPrefix(ts.URL, "http://")))
+	// A small receive buffer: the socket fills at once, so that the
+	// answer's last records wait in latch too.
+	d := &net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
+		rc.Control(func(fd uintptr) { syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
+		return nil
+	}}
+	c, err := tls.DialWithDialer(d, "tcp", r.Addr("front"), &tls.Config{RootCAs: e.ca.Pool, ServerName: "a.example.test", NextProtos: []string{"h2"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(20 * time.Second))
+	fr := http2.NewFramer(c, c)
+	fr.SetMaxReadFrameSize(1 << 20)
+	io.WriteString(c, http2.ClientPreface)
+	fr.WriteSettings(http2.Setting{ID: http2.SettingInitialWindowSize, Val: 1<<31 - 1})
+	fr.WriteWindowUpdate(0, 1<<31-1-65535)
+	var hb bytes.Buffer
+	enc := hpack.NewEncoder(&hb)
+	for _, f := range [][2]string{{":method", "GET"}, {":scheme", "https"}, {":authority", "a.example.test"}, {":path", "/big"}} {
+		enc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]})
+	}
+	fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: hb.Bytes(), EndStream: true, EndHeaders: true})
+	time.Sleep(300 * time.Millisecond) // not reading: the socket fills
+	got := 0
+	for {
+		f, err := fr.ReadFrame()
+		if err != nil {
+			t.Fatalf("after %d bytes of the body: %v", got, err)
+		}
+		switch f := f.(type) {
+		case *http2.SettingsFrame:
+			if !f.IsAck() {
+				fr.WriteSettingsAck()
+			}
+		case *http2.DataFrame:
+			if f.StreamID == 1 {
+				got += len(f.Data())
+			}
+			if f.StreamEnded() {
+				if got != len(big) {
+					t.Errorf("got %d bytes, want the target's %d", got, len(big))
+				}
+				return
+			}
+		case *http2.RSTStreamFrame, *http2.GoAwayFrame:
+			t.Fatalf("got %v after %d bytes", f, got)
+		}
 	}
 }
