@@ -251,12 +251,14 @@ var (
 	outcomeRE  = regexp.MustCompile(`data-outcome="([a-z-]+)" data-instance="([^"]*)" data-finished-by="([^"]*)"`)
 	errorRE    = regexp.MustCompile(`(?s)<pre id="error">(.*?)</pre>`)
 	acsCookies = regexp.MustCompile(`<code id="acs-cookies">([^<]*)</code>`)
+	beganOnRE  = regexp.MustCompile(`<strong id="began-on">([^<]*)</strong>`)
 )
 
 // result is how one login ended.
 type result struct {
 	outcome  string // logged-in or failed, as the SP's page says
 	started  string // the instance that began the login
+	beganOn  string // the instance that began it, as the SP's error page says
 	finished string // the instance that finished it (logged in)
 	shownBy  string // the instance that showed the last page
 	reason   string // the library's reason, when the login failed
@@ -305,6 +307,9 @@ func (r *result) read(b *browser, s *shown, err error) {
 	r.outcome, r.finished = m[1], m[3]
 	if e := errorRE.FindStringSubmatch(s.body); e != nil {
 		r.reason = html.UnescapeString(e[1])
+	}
+	if b := beganOnRE.FindStringSubmatch(s.body); b != nil {
+		r.beganOn = b[1]
 	}
 	if c := acsCookies.FindStringSubmatch(s.body); c != nil {
 		r.cookies = c[1]

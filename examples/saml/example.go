@@ -62,6 +62,9 @@ type Options struct {
 	// saml_login (set when a login starts) or token (samlsp's session
 	// cookie, set once a login succeeded).
 	AppCookie string
+	// Attributes are more target group attributes, for a test to turn a
+	// part of latch off (stickiness.lb_cookie.cors_cookie.enabled: false).
+	Attributes map[string]string
 	// Keys are the keys and certificates; nil: generated.
 	Keys *Keys
 	// Exe is the binary that runs an SP instance when started with spEnv
@@ -103,6 +106,9 @@ func Start(ctx context.Context, o Options) (e *Example, err error) {
 	stickiness, err := stickinessAttributes(o.Sticky, o.AppCookie)
 	if err != nil {
 		return nil, err
+	}
+	for k, v := range o.Attributes {
+		stickiness += fmt.Sprintf("      %s: %q\n", k, v)
 	}
 	e = &Example{o: o, Keys: o.Keys, Token: admin.NewToken()}
 	defer func() {
@@ -393,20 +399,23 @@ func (e *Example) RollingRestart(ctx context.Context, out io.Writer, idle time.D
 		if code := e.Ctl(ctx, out, "drain", Group, p.Addr, "-mode", "keep_sessions", "-idle", idle.String(), "-deadline", "1m", "-wait"); code != 0 {
 			return fmt.Errorf("latch ctl drain %s: exit %d", p.Addr, code)
 		}
-		fmt.Fprintf(out, "%s drained in %.1f s; SIGTERM, start again\n", p.Name, time.Since(start).Seconds())
+		fmt.Fprintf(out, "%s drained in %.1f s\n", p.Name, time.Since(start).Seconds())
+		start = time.Now()
 		if err := p.Stop(); err != nil {
 			return err
 		}
 		if err := p.Start(); err != nil {
 			return err
 		}
-		fmt.Fprintf(out, "$ latch ctl undrain %s %s\n", Group, p.Addr)
+		fmt.Fprintf(out, "%s stopped (SIGTERM) and started again in %.1f s\n$ latch ctl undrain %s %s\n", p.Name, time.Since(start).Seconds(), Group, p.Addr)
+		start = time.Now()
 		if code := e.Ctl(ctx, out, "undrain", Group, p.Addr); code != 0 {
 			return fmt.Errorf("latch ctl undrain %s: exit %d", p.Addr, code)
 		}
 		if err := e.waitHealthy(ctx, events, 10*time.Second); err != nil {
 			return err
 		}
+		fmt.Fprintf(out, "%s healthy in latch %.1f s after the undrain\n", p.Name, time.Since(start).Seconds())
 	}
 	return nil
 }

@@ -32,6 +32,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	adminAddr := fs.String("admin", "127.0.0.1:9903", "latch's admin API and dashboard")
 	sticky := fs.String("sticky", "lb_cookie", "latch's stickiness: none, lb_cookie or app_cookie")
 	appCookie := fs.String("app-cookie", loginCookie, "app_cookie's cookie: "+loginCookie+" (set when a login starts) or token (samlsp's session cookie, set after it: the trap)")
+	algorithm := fs.String("algorithm", "round_robin", "latch's algorithm for new sessions: round_robin, weighted_random, least_outstanding_requests")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -42,7 +43,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	e, err := Start(ctx, Options{Addr: *addr, IdPAddr: *idpAddr, AdminAddr: *adminAddr, Sticky: *sticky,
-		AppCookie: *appCookie, Log: stderr})
+		AppCookie: *appCookie, Log: stderr, Attributes: map[string]string{"load_balancing.algorithm.type": *algorithm}})
 	if err != nil {
 		fmt.Fprintln(stderr, "saml:", err)
 		return 1

@@ -61,7 +61,7 @@ func newSP(name string, spec spSpec, key *rsa.PrivateKey, cert *x509.Certificate
 	if err != nil {
 		return nil, err
 	}
-	s := &sp{name: name, m: m, tracker: newMemTracker(), instances: map[string]string{}}
+	s := &sp{name: name, m: m, tracker: newMemTracker(name), instances: map[string]string{}}
 	for n, a := range spec.Instances {
 		s.instances[a] = n
 	}
@@ -110,7 +110,7 @@ func (s *sp) loginFailed(w http.ResponseWriter, r *http.Request, err error) {
 	log.Printf("login failed: %s", reason)
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.WriteHeader(http.StatusForbidden)
-	s.render(w, r, page{Outcome: "failed", Error: reason})
+	s.render(w, r, page{Outcome: "failed", Error: reason, BeganOn: beganOn(r)})
 }
 
 func (s *sp) home(w http.ResponseWriter, r *http.Request) {
@@ -213,6 +213,7 @@ type page struct {
 	MovedFrom  string   // the login began on this instance, which latch moved it off
 	MovedNow   string   // latch moved this very request (X-Latch-Session-Moved)
 	Error      string   // the library's reason for a failed login
+	BeganOn    string   // the instance that began the failed login, as its cookie says
 }
 
 // Sent reports whether the IdP's POST carried the cookie name.
@@ -236,8 +237,8 @@ another site, and a browser sends such a request only the cookies marked <code>S
 {{else}}
 <p class="fail" id="result">Login FAILED on <strong>{{.Instance}}</strong>. crewjam/saml says:</p>
 <pre id="error">{{.Error}}</pre>
-<p>This instance never sent the AuthnRequest the IdP answered: another instance did, and the request lives in that
-instance's memory.</p>
+<p>This instance never sent the AuthnRequest the IdP answered: {{if .BeganOn}}<strong id="began-on">{{.BeganOn}}</strong>
+did{{else}}another instance did{{end}}, and the request lives in that instance's memory.</p>
 {{end}}
 {{if .MovedNow}}<p>latch moved this request's session off {{.MovedNow}} (<code>X-Latch-Session-Moved</code>).</p>{{end}}
 <form method="post" action="/logout"><button id="again">Log in again</button></form>

@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -32,6 +33,7 @@ const pendingTTL = samlsp.DefaultTrackedRequestMaxAge
 // store, and then only the instance that sent the request can accept the
 // answer.
 type memTracker struct {
+	name    string // this instance's, which begins every login's name
 	mu      sync.Mutex
 	pending map[string]pending // by RelayState
 }
@@ -45,16 +47,31 @@ var _ samlsp.RequestTracker = (*memTracker)(nil)
 
 var errUnknownRelayState = errors.New("no login in flight with this RelayState in this process")
 
-func newMemTracker() *memTracker {
-	return &memTracker{pending: map[string]pending{}}
+func newMemTracker(name string) *memTracker {
+	return &memTracker{name: name, pending: map[string]pending{}}
+}
+
+// beganOn returns the instance that began the login the request's cookie
+// names, or "".
+func beganOn(r *http.Request) string {
+	c, err := r.Cookie(loginCookie)
+	if err != nil {
+		return ""
+	}
+	name, _, ok := strings.Cut(c.Value, ".")
+	if !ok {
+		return ""
+	}
+	return name
 }
 
 // TrackRequest remembers the AuthnRequest id here and names it in a
-// cookie.
+// cookie. The name starts with this instance's, so that another instance
+// can tell where a login began.
 func (t *memTracker) TrackRequest(w http.ResponseWriter, r *http.Request, samlRequestID string) (string, error) {
 	b := make([]byte, 24)
 	rand.Read(b)
-	index := base64.RawURLEncoding.EncodeToString(b)
+	index := t.name + "." + base64.RawURLEncoding.EncodeToString(b)
 	now := time.Now()
 	t.mu.Lock()
 	if len(t.pending) >= maxPending {
