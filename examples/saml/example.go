@@ -445,6 +445,8 @@ func (p *SPProcess) Start() error {
 	cmd := exec.Command(p.e.o.Exe)
 	cmd.Env = append(os.Environ(), spEnv+"="+p.Name+" "+p.e.dir)
 	cmd.Stderr = p.e.o.Log
+	// An instance dies with the example, even one killed with SIGKILL.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		return err
