@@ -137,7 +137,6 @@ type Conn struct {
 	gotSettings bool // the client's first frame, SETTINGS, came
 
 	dec    *hpack.Decoder
-	enc    *hpack.Encoder
 	blk    block
 	head   Head
 	contID uint32 // the stream whose header block continues; 0: none
@@ -184,12 +183,6 @@ func NewConn(h Handler, cfg Config) *Conn {
 	c.dec = hpack.NewDecoder(4096, c.emit)
 	// One string may be as long as the list limit, and no longer.
 	c.dec.SetMaxStringLength(c.cfg.MaxHeaderList)
-	c.enc = hpack.NewEncoder((*outWriter)(c))
-	// No dynamic table for responses: the encoder indexes the strings it
-	// is given, which are views of buffers that change, and a table per
-	// connection is memory an idle connection would hold. The static
-	// table still indexes :status 200 and the common names.
-	c.enc.SetMaxDynamicTableSizeLimit(0)
 	c.sendWindow, c.recvWindow = defaultWindow, int64(c.cfg.ConnWindow)
 	c.peerWindow, c.peerFrame = defaultWindow, minMaxFrame
 	c.idleSince = time.Now().UnixNano()
@@ -225,14 +218,6 @@ func (c *Conn) grab() []byte {
 		c.out, c.o = (*c.outp)[:0], 0
 	}
 	return c.out
-}
-
-// outWriter is the Conn as the HPACK encoder's writer: it appends.
-type outWriter Conn
-
-func (w *outWriter) Write(p []byte) (int, error) {
-	w.out = append(w.out, p...)
-	return len(p), nil
 }
 
 // ReadBuf returns the space to read the socket into, taking a buffer from

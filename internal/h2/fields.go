@@ -102,8 +102,6 @@ func validValue(v string) bool {
 
 func bytesOf(s string) []byte { return unsafe.Slice(unsafe.StringData(s), len(s)) }
 
-func stringOf(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
-
 // emit receives each field the decoder decodes.
 func (c *Conn) emit(f hpack.HeaderField) {
 	b := &c.blk

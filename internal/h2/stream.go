@@ -2,10 +2,8 @@ package h2
 
 import (
 	"errors"
-	"strconv"
 
 	"github.com/latch-lb/latch/internal/h1"
-	"golang.org/x/net/http2/hpack"
 )
 
 // Stream is one request and its response. Its writer methods send the
@@ -45,14 +43,6 @@ var (
 	ErrStatus      = errors.New("h2: a response status must have three digits")
 )
 
-// statusText is :status's value for the usual codes, made once.
-var statusText = func() (t [600]string) {
-	for i := 100; i < len(t); i++ {
-		t[i] = strconv.Itoa(i)
-	}
-	return t
-}()
-
 // WriteHead writes the response's header section: the status and fields
 // (names are sent in lower case; connection-specific fields, which HTTP/2
 // forbids, are left out). end says there is no body.
@@ -68,13 +58,7 @@ func (s *Stream) WriteHead(status int, fields []Field, end bool) error {
 	c := s.c
 	start := len(c.grab())
 	c.out = appendHeader(c.out, 0, FrameHeaders, 0, s.ID)
-	var v string
-	if status < len(statusText) {
-		v = statusText[status]
-	} else {
-		v = strconv.Itoa(status)
-	}
-	c.enc.WriteField(hpack.HeaderField{Name: ":status", Value: v})
+	c.out = appendStatus(c.out, status)
 	c.encodeFields(fields)
 	if status >= 200 {
 		s.headSent = true
@@ -127,9 +111,7 @@ func (c *Conn) encodeFields(fields []Field) {
 				break
 			}
 		}
-		// The encoder has no dynamic table, so it keeps no string: views
-		// of the caller's bytes are safe.
-		c.enc.WriteField(hpack.HeaderField{Name: stringOf(name), Value: stringOf(f.Value)})
+		c.out = appendField(c.out, name, f.Value)
 	}
 }
 
