@@ -21,6 +21,20 @@ type Sock struct {
 	// is still to be read, and may have come with the same edge as the
 	// data before it, so that no other edge would tell of it.
 	Shut bool
+	// Wire, when set, is the socket seen through a layer latch keeps
+	// (TLS): a Reader and Writer on the Sock read and write through it.
+	Wire Wire
+}
+
+// A Wire is a loop's socket seen through a layer (TLS). Read returns
+// ErrWouldBlock when nothing more has come; Write takes all of p, keeping
+// what the socket does not take now (Buffered), which Flush writes when it
+// can (ErrWouldBlock while the socket is full).
+type Wire interface {
+	Read(p []byte) (int, error)
+	Write(p []byte) (int, error)
+	Flush() error
+	Buffered() int
 }
 
 // ErrWouldBlock is returned by a Reader on a Sock when the message is not
@@ -60,6 +74,9 @@ func (rd *Reader) Attach(src io.Reader) {
 // fillSock reads from the loop's socket into the buffer, taking one from
 // the pool only when there is something to read.
 func (rd *Reader) fillSock() error {
+	if rd.sock.Wire != nil {
+		return rd.fillWire()
+	}
 	if !rd.sock.Readable {
 		return ErrWouldBlock
 	}
@@ -101,12 +118,44 @@ func (rd *Reader) fillSock() error {
 	}
 }
 
+// fillWire reads through the socket's Wire: its layer may hold what was
+// read before, whether or not the socket is readable.
+func (rd *Reader) fillWire() error {
+	borrowed := rd.buf == nil
+	if borrowed {
+		rd.getBuf()
+	}
+	n, err := rd.sock.Wire.Read(rd.buf[rd.w:])
+	if n > 0 {
+		rd.w += n
+		return nil
+	}
+	if borrowed {
+		rd.putBuf()
+	}
+	if err == nil {
+		err = ErrWouldBlock
+	}
+	return err
+}
+
 // Pending is the number of bytes written to a Writer on a loop's socket
 // that the socket has not taken yet.
-func (w *Writer) Pending() int { return len(w.pending) }
+func (w *Writer) Pending() int {
+	if w.sock != nil && w.sock.Wire != nil {
+		return len(w.pending) + w.sock.Wire.Buffered()
+	}
+	return len(w.pending)
+}
 
 // WritePending writes what is pending, as far as the socket takes it now.
 func (w *Writer) WritePending() error {
+	if w.err == nil && w.sock != nil && w.sock.Wire != nil {
+		if err := w.sock.Wire.Flush(); err != nil && err != ErrWouldBlock {
+			w.err = err
+		}
+		return w.err
+	}
 	if w.err != nil || len(w.pending) == 0 || !w.sock.Writable {
 		return w.err
 	}
@@ -124,6 +173,13 @@ func (w *Writer) WritePending() error {
 // writeSock writes p to the loop's socket, keeping in pending whatever the
 // socket cannot take now.
 func (w *Writer) writeSock(p []byte) error {
+	if w.sock.Wire != nil {
+		if _, err := w.sock.Wire.Write(p); err != nil && err != ErrWouldBlock {
+			w.err = err
+			return err
+		}
+		return nil
+	}
 	if len(w.pending) > 0 || !w.sock.Writable {
 		w.pending = append(w.pending, p...)
 		return nil

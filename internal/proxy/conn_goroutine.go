@@ -134,10 +134,10 @@ func (c *goConn) handshake(tc *tls.Conn) bool {
 	c.deadline = 0 // the handshake's deadline is not the idle one
 	st := tc.ConnectionState()
 	c.x.tlsVersion, c.x.tlsCipher, c.x.sni = st.Version, st.CipherSuite, st.ServerName
+	if c.moveToLoop(tc, st.NegotiatedProtocol == "h2") {
+		return false
+	}
 	if st.NegotiatedProtocol == "h2" {
-		if c.moveH2ToLoop(tc) {
-			return false
-		}
 		c.handedOn = true
 		c.serveH2(tc, nil)
 		return false

@@ -135,8 +135,9 @@ type loopConn struct {
 	next     *goConn
 	sock     h1.Sock
 	st       loopStage
-	fw       loopFwd // the exchange's target side
-	h2       *h2conn // the HTTP/2 connection it became (stH2)
+	fw       loopFwd  // the exchange's target side
+	h2       *h2conn  // the HTTP/2 connection it became (stH2)
+	tls      *tlsWire // its TLS, for a connection that came over TLS
 	// closeWhenFlushed closes the connection once the answer is out.
 	closeWhenFlushed bool
 	// reporting says the exchange's end is still to be reported, once
@@ -405,6 +406,9 @@ func (c *loopConn) handoff(run func(g *goConn) bool) bool {
 		c.wr.Reset(nil)
 		c.h.forget(c, false)
 		return false
+	}
+	if c.tls != nil {
+		nc = c.tls.offLoop(nc)
 	}
 	g := &goConn{h1conn: c.h1conn, nc: nc}
 	c.path, c.x.guard = g, &g.guard

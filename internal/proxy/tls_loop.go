@@ -8,15 +8,19 @@ import (
 	"github.com/latch-lb/latch/internal/h1"
 )
 
-// HTTP/2 over TLS on an event loop.
+// TLS on an event loop.
 //
-// A TLS connection's handshake runs in its goroutine (goConn). One that
-// chose HTTP/2 then moves to a loop, as an h2c connection lives on one:
-// crypto/tls stays its TLS, reading and writing through sockConn, which
-// turns from the accepted connection into the loop's non-blocking socket.
-// crypto/tls keeps a read that would block for later (an error that says
-// it is temporary is not kept as the connection's), so the loop drives it
-// as it drives a plain socket.
+// A TLS connection's handshake runs in its goroutine (goConn). Then the
+// connection moves to a loop, as a plain one lives on one, HTTP/1.1 or
+// HTTP/2: crypto/tls stays its TLS, reading and writing through sockConn,
+// which turns from the accepted connection into the loop's non-blocking
+// socket. crypto/tls keeps a read that would block for later (an error
+// that says it is temporary is not kept as the connection's), so the loop
+// drives it as it drives a plain socket: tlsWire is the socket through
+// TLS, for the HTTP/2 engine (h2wire) and for HTTP/1.1's Reader and
+// Writer (h1.Wire). A connection that leaves the loop for a goroutine (a
+// streamed body, say) takes its TLS along, sockConn turned back into a
+// blocking connection.
 
 // ServeTLS serves nc with TLS (cfg), the handshake in the connection's
 // goroutine.
@@ -46,6 +50,14 @@ func (s *sockConn) Read(p []byte) (int, error) {
 
 func (s *sockConn) Write(p []byte) (int, error) {
 	if s.sock == nil {
+		if len(s.out) > 0 {
+			// Left by the loop the connection came from: it goes first.
+			out := s.out
+			s.out = nil
+			if _, err := s.Conn.Write(out); err != nil {
+				return 0, err
+			}
+		}
 		return s.Conn.Write(p)
 	}
 	s.out = append(s.out, p...)
@@ -86,18 +98,42 @@ func (wouldBlock) Error() string   { return "would block" }
 func (wouldBlock) Timeout() bool   { return false }
 func (wouldBlock) Temporary() bool { return true }
 
-// tlsWire is an HTTP/2 connection's TLS on a loop.
+// tlsWire is a connection's TLS on a loop.
 type tlsWire struct {
 	tc *tls.Conn
 	sc *sockConn
 }
 
-func (w tlsWire) read(p []byte) (int, error) {
+func (w tlsWire) read(p []byte) (int, error) { return w.Read(p) }
+
+// Read reads through TLS; h1.ErrWouldBlock when nothing more has come.
+func (w tlsWire) Read(p []byte) (int, error) {
 	n, err := w.tc.Read(p)
 	if err == errTLSWouldBlock {
 		err = h1.ErrWouldBlock
 	}
 	return n, err
+}
+
+// Write encrypts all of p, and writes what the socket takes of it now
+// (HTTP/1.1's Writer: it holds a whole answer, bounded).
+func (w tlsWire) Write(p []byte) (int, error) {
+	n, err := w.tc.Write(p)
+	if err != nil {
+		return n, err
+	}
+	return n, w.flush()
+}
+
+func (w tlsWire) Flush() error  { return w.flush() }
+func (w tlsWire) Buffered() int { return len(w.sc.out) }
+
+// offLoop turns the connection's TLS back to a blocking connection, on
+// nc, the loop's socket as a net.Conn, for a goroutine; it returns the TLS
+// connection.
+func (w tlsWire) offLoop(nc net.Conn) net.Conn {
+	w.sc.Conn, w.sc.sock = nc, nil
+	return w.tc
 }
 
 // write encrypts p once what TLS wrote before is out, so that a client
@@ -133,10 +169,10 @@ func (w tlsWire) closeWrite() error {
 	return shutWrite(w.sc.sock.FD)
 }
 
-// moveH2ToLoop moves an HTTP/2 connection over TLS, its handshake done,
-// to an event loop. It reports false, the connection untouched, if it
-// cannot.
-func (c *goConn) moveH2ToLoop(tc *tls.Conn) bool {
+// moveToLoop moves a TLS connection, its handshake done, to an event
+// loop, to be served HTTP/2 (h2) or HTTP/1.1 there. It reports false, the
+// connection untouched, if it cannot.
+func (c *goConn) moveToLoop(tc *tls.Conn, h2 bool) bool {
 	h := c.h
 	sc, ok := tc.NetConn().(*sockConn)
 	if !ok || h.loops == nil {
@@ -149,14 +185,28 @@ func (c *goConn) moveH2ToLoop(tc *tls.Conn) bool {
 	}
 	ls := h.loops.pick()
 	lc := &loopConn{h1conn: c.h1conn}
+	w := tlsWire{tc, sc}
 	lc.sock = h1.Sock{FD: fd, Readable: true, Writable: true}
-	lc.path = lc
-	lc.fw = loopFwd{x: &lc.x, owner: lc}
 	sc.sock = &lc.sock
+	lc.tls = &w
+	lc.path, lc.x.guard = lc, nil
+	lc.fw = loopFwd{x: &lc.x, owner: lc}
+	if !h2 {
+		// HTTP/1.1's Reader and Writer on the loop's socket, through TLS;
+		// the goroutine's have read and written nothing yet.
+		c.rd.Close()
+		c.wr.Reset(nil)
+		lc.sock.Wire = w
+		lc.rd, lc.wr = h1.NewSockReader(&lc.sock), h1.NewSockWriter(&lc.sock)
+	}
 	lc.lsShared.Store(ls)
 	h.replace(c, lc)
 	c.movedToLoop = true
 	ls.loop.Post(func() {
+		if !h2 {
+			lc.enterLoop(ls)
+			return
+		}
 		lc.ls, lc.fw.ls = ls, ls
 		ls.conns[lc] = struct{}{}
 		if err := ls.loop.Add(fd, lc); err != nil {
@@ -165,7 +215,7 @@ func (c *goConn) moveH2ToLoop(tc *tls.Conn) bool {
 			return
 		}
 		lc.touch(time.Now().UnixNano(), h.route.Load().IdleTimeout)
-		if hc := lc.startH2(tlsWire{tc, sc}); hc != nil {
+		if hc := lc.startH2(w); hc != nil {
 			hc.loopReady()
 		}
 	})
