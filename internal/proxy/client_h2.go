@@ -58,6 +58,7 @@ type h2conn struct {
 	loopRunFn  func()
 	onLoop     []*h2stream
 	dirty      bool
+	collecting bool // a stream waits for its body (collect) this turn
 	stallSince int64
 	lingerBy   int64
 	lingered   int
@@ -180,10 +181,21 @@ func (hc *h2conn) Head(s *h2.Stream, head *h2.Head) {
 	st := h2streams.Get().(*h2stream)
 	st.start(hc, s, head)
 	s.User = st
-	if hc.ls != nil && head.End {
-		st.loopServe()
-		return
+	if hc.ls != nil {
+		switch {
+		case head.End:
+			st.loopServe()
+			return
+		case st.loopBody(head):
+			st.collect() // served on the loop once its body is in
+			return
+		}
 	}
+	st.goRun()
+}
+
+// goRun serves the stream's exchange on a goroutine of its own.
+func (st *h2stream) goRun() {
 	st.ctx, st.cancel = context.WithCancel(context.Background())
 	st.x.ctx = st.ctx
 	go st.run()
@@ -195,11 +207,18 @@ func (hc *h2conn) Data(s *h2.Stream, p []byte, end bool) {
 	st.in = append(st.in, p...)
 	st.inEnd = st.inEnd || end
 	hc.mu.Unlock()
+	if st.collecting {
+		st.collected()
+		return
+	}
 	st.signal()
 }
 
 func (hc *h2conn) Trailers(s *h2.Stream, fields []h2.Field) {
 	st := s.User.(*h2stream)
+	if st.collecting {
+		st.collectOff() // trailers go to the target chunked, from a goroutine
+	}
 	hc.mu.Lock()
 	for _, f := range fields {
 		st.trBuf = append(st.trBuf, f.Name...)
@@ -314,12 +333,13 @@ type h2stream struct {
 	// place in hc.onLoop, the body the client's windows have not taken
 	// yet (and whether it ends the stream), and whether the exchange's
 	// end is still to be reported, once that is written.
-	onLoop    bool
-	fw        loopFwd
-	loopIndex int
-	pend      []byte
-	pendEnd   bool
-	reporting bool
+	onLoop     bool
+	collecting bool // its body is coming, to be served on the loop once in
+	fw         loopFwd
+	loopIndex  int
+	pend       []byte
+	pendEnd    bool
+	reporting  bool
 
 	// The stream goroutine's.
 	bodyTimer  *time.Timer // bounds Next's waits for the client
@@ -381,7 +401,7 @@ func (st *h2stream) start(hc *h2conn, s *h2.Stream, head *h2.Head) {
 	st.in, st.inEnd, st.gone, st.interrupted, st.consumed, st.queued, st.op = st.in[:0], head.End, false, false, 0, false, opNone
 	st.watched, st.fired, st.doneOver = nil, false, false
 	st.bodyDone, st.expect, st.tr, st.trBuf, st.over = false, false, st.tr[:0], st.trBuf[:0], false
-	st.loopIndex, st.onLoop, st.reporting, st.pendEnd = -1, false, false, false
+	st.loopIndex, st.onLoop, st.reporting, st.pendEnd, st.collecting = -1, false, false, false, false
 	st.head(head)
 }
 
@@ -693,6 +713,9 @@ func (st *h2stream) waitBody() bool {
 func (st *h2stream) Next() ([]byte, error) {
 	if st.bodyDone || st.x.req.Framing == h1.NoBody {
 		return nil, io.EOF
+	}
+	if st.onLoop {
+		return st.loopNext()
 	}
 	if st.buf == nil {
 		st.buf = relayBufs.Get().(*relayBuf)

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/latch-lb/latch/internal/h1"
+	"github.com/latch-lb/latch/internal/h2"
 )
 
 // HTTP/2 on an event loop.
@@ -100,6 +101,9 @@ func (hc *h2conn) loopReady() {
 		}
 	}
 	if lc.st == stH2 {
+		if hc.collecting {
+			hc.collectedOff()
+		}
 		hc.outReady()
 	}
 }
@@ -204,6 +208,7 @@ func (hc *h2conn) loopTick(now int64) {
 		}
 	}
 	hc.setTickHint()
+	hc.outReady()
 }
 
 // setTickHint sets how often the loop checks the connection: a
@@ -242,12 +247,86 @@ func (hc *h2conn) exec(f func()) {
 
 // A stream the loop serves.
 
-// loopServe serves the stream's request, which has no body, on the loop.
-func (st *h2stream) loopServe() {
-	x, hc := &st.x, st.hc
-	st.onLoop, st.fw = true, loopFwd{x: x, ls: hc.ls, owner: st}
+// maxLoopBody bounds the request body a stream may have to be served on
+// the loop: one that fits the stream's first window, which the client
+// sends without waiting for latch.
+const maxLoopBody = 64 << 10
+
+// loopBody reports whether a request with a body may be served on the
+// loop once the body is in: one of a stated length within maxLoopBody,
+// without Expect: 100-continue (which waits for latch's word) or a reason
+// to refuse it.
+func (st *h2stream) loopBody(head *h2.Head) bool {
+	return head.Refuse == nil && !st.x.req.Expect100 && head.ContentLength > 0 && head.ContentLength <= maxLoopBody
+}
+
+// collect waits on the loop for the stream's body, which must have come
+// with its head, in what the loop read this turn (a client's form or API
+// call, in one write): one still coming streams from a goroutine
+// (collectOff), as it arrives.
+func (st *h2stream) collect() {
+	hc := st.hc
+	st.onLoop, st.collecting = true, true
+	st.fw = loopFwd{x: &st.x, ls: hc.ls, owner: st}
 	st.loopIndex = len(hc.onLoop)
 	hc.onLoop = append(hc.onLoop, st)
+	hc.collecting = true
+}
+
+// collectedOff gives the streams whose body has not all come this turn to
+// goroutines.
+func (hc *h2conn) collectedOff() {
+	hc.collecting = false
+	for i := 0; i < len(hc.onLoop); {
+		st := hc.onLoop[i]
+		if st.collecting {
+			st.collectOff() // takes st off hc.onLoop
+			continue
+		}
+		i++
+	}
+}
+
+// collected serves the stream on the loop once its whole body is in.
+func (st *h2stream) collected() {
+	if !st.inEnd {
+		return
+	}
+	st.collecting = false
+	st.loopServe()
+}
+
+// collectOff gives a stream whose body is still coming, or came with
+// trailers, to a goroutine, which streams it to the target (chunked, the
+// trailers after it).
+func (st *h2stream) collectOff() {
+	st.collecting = false
+	st.hc.dropOnLoop(st)
+	st.onLoop = false
+	st.goRun()
+}
+
+// loopNext is Next on the loop: the whole body, which is in.
+func (st *h2stream) loopNext() ([]byte, error) {
+	p := st.in
+	st.in = st.in[:0]
+	st.bodyDone = true
+	if len(p) == 0 {
+		return nil, io.EOF
+	}
+	st.s.Consume(len(p))
+	return p, nil
+}
+
+// loopServe serves the stream's request, whose body, if any, is in, on
+// the loop.
+func (st *h2stream) loopServe() {
+	x, hc := &st.x, st.hc
+	if !st.onLoop {
+		st.onLoop, st.fw = true, loopFwd{x: x, ls: hc.ls, owner: st}
+		st.loopIndex = len(hc.onLoop)
+		hc.onLoop = append(hc.onLoop, st)
+	}
 	if st.refuse != nil {
 		st.refusal()
 		if st.loopWrite(x) != nil || len(st.pend) == 0 {
@@ -406,6 +485,14 @@ func (st *h2stream) loopDone() {
 	x := &st.x
 	st.ended = true
 	switch {
+	case st.collecting:
+		// Reset before its body was in: it never began, and is
+		// recorded as a request the client gave up on.
+		st.collecting = false
+		x.start(x.h.route.Load())
+		x.out.reset()
+		x.clientFailed(errClientGone)
+		x.report()
 	case st.fw.busy():
 		st.fw.abort()
 		x.out.reset()
