@@ -393,7 +393,7 @@ func (st *h2stream) unwatch() bool {
 // of it: the head's slices are the decoder's, valid only during Head.
 func (st *h2stream) start(hc *h2conn, s *h2.Stream, head *h2.Head) {
 	x := &st.x
-	*x = exchange{h: hc.h, body: st, burst: &hc.burst, buf: x.buf[:0], xff: x.xff[:0], trace: x.trace[:0],
+	*x = exchange{h: hc.h, body: st, burst: &hc.burst, http2: true, buf: x.buf[:0], xff: x.xff[:0], trace: x.trace[:0],
 		req: h1.Request{Fields: x.req.Fields[:0], Kinds: x.req.Kinds[:0]}, resp: x.resp,
 		out:    response{fields: x.out.fields[:0], kinds: x.out.kinds[:0], fixed: x.out.fixed[:0]},
 		ipPort: hc.ipPort, ip: hc.ip, src: hc.src, tlsVersion: hc.tlsVersion, tlsCipher: hc.tlsCipher, sni: hc.sni}

@@ -38,9 +38,13 @@ type exchange struct {
 	req h1.Request
 	// body is the request body as the client sends it.
 	body bodySource
-	// ctx is done when the client goes away (an HTTP/2 stream's reset);
-	// nil for an HTTP/1.1 client, noticed only when written to.
+	// ctx is done when the client goes away (an HTTP/2 stream's reset,
+	// on a goroutine); nil for an HTTP/1.1 client, noticed only when
+	// written to, and for a stream the loop serves, whose reset the loop
+	// acts on itself.
 	ctx context.Context
+	// http2 says the request came on an HTTP/2 stream.
+	http2 bool
 	// closeAfter closes both connections after this exchange (an
 	// ambiguous request: nothing smuggled behind it may be read).
 	closeAfter bool
@@ -144,7 +148,7 @@ func (x *exchange) start(rt *Route) {
 // Method (readRequest resets it), and what x.req holds besides is stale.
 func (x *exchange) newRecord(now time.Time) {
 	x.rec = Record{Listener: x.h.name, Proto: x.h.proto, Port: x.h.port, Client: x.ipPort, Start: now,
-		HTTP2: x.ctx != nil, Minor: x.req.Minor, Method: x.req.Method,
+		HTTP2: x.http2, Minor: x.req.Minor, Method: x.req.Method,
 		TLSVersion: x.tlsVersion, TLSCipher: x.tlsCipher, SNI: x.sni,
 		Classified: x.rec.Classified, Desync: x.rec.Desync, DesyncBlocked: x.rec.DesyncBlocked}
 	if x.req.Method != nil {
