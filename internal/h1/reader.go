@@ -72,6 +72,19 @@ func NewReader(src io.Reader, waitUnbuffered bool) *Reader {
 // yet consumed: the start of a pipelined request, say.
 func (rd *Reader) Buffered() int { return rd.w - rd.r }
 
+// Wait returns once bytes of the next message are buffered, or with what
+// ended the wait (ErrWouldBlock on a loop's socket that has nothing yet;
+// io.EOF when the connection closed), so that a connection takes what it
+// needs to read and serve a message only when one comes. A Reader that
+// waits unbuffered (NewReader's waitUnbuffered, NewSockReader) holds no
+// buffer while it waits.
+func (rd *Reader) Wait() error {
+	if rd.w > rd.r {
+		return nil
+	}
+	return rd.fill()
+}
+
 // Release gives the buffer back to the pool if nothing is buffered. Call it
 // at a message boundary, when the connection is about to sit idle.
 func (rd *Reader) Release() {

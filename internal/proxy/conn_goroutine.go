@@ -30,8 +30,14 @@ var _ writer = (*goConn)(nil)
 func newGoConn(h *Handler, nc net.Conn) *goConn {
 	c := &goConn{h1conn: &h1conn{rd: h1.NewReader(nc, true), wr: h1.NewWriter(nc)}, nc: nc}
 	c.init(h, nc.RemoteAddr())
-	c.path, c.x.guard = c, &c.guard
+	c.path = c
 	return c
+}
+
+func (c *goConn) setExchange(x *exchange) {
+	if x != nil {
+		x.guard = &c.guard
+	}
 }
 
 func (c *goConn) serve() {
@@ -48,6 +54,7 @@ func (c *goConn) cleanup() {
 	if c.movedToLoop {
 		return
 	}
+	c.drop()
 	c.rd.Close()
 	c.wr.Reset(nil)
 	if !c.handedOn {
@@ -81,7 +88,9 @@ func (c *goConn) handle(rt *Route) bool {
 		// HTTP/2 with prior knowledge: the HTTP/2 server reads the
 		// preface again, and everything after it.
 		c.handedOn = true
-		c.serveH2(c.nc, c.preface())
+		pre := c.preface()
+		c.drop() // HTTP/2 serves the connection from here
+		c.serveH2(c.nc, pre)
 		return false
 	}
 	if !c.admit(rt) {
@@ -130,7 +139,7 @@ func (c *goConn) handshake(tc *tls.Conn) bool {
 	}
 	c.deadline = 0 // the handshake's deadline is not the idle one
 	st := tc.ConnectionState()
-	c.x.tlsVersion, c.x.tlsCipher, c.x.sni = st.Version, st.CipherSuite, st.ServerName
+	c.peer.tlsVersion, c.peer.tlsCipher, c.peer.sni = st.Version, st.CipherSuite, st.ServerName
 	if st.NegotiatedProtocol == "h2" {
 		if c.moveH2ToLoop(tc) {
 			return false

@@ -151,7 +151,7 @@ func (c *goConn) moveH2ToLoop(tc *tls.Conn) bool {
 	lc := &loopConn{h1conn: c.h1conn}
 	lc.sock = h1.Sock{FD: fd, Readable: true, Writable: true}
 	lc.path = lc
-	lc.fw = loopFwd{x: &lc.x, owner: lc}
+	lc.fw = loopFwd{owner: lc}
 	sc.sock = &lc.sock
 	lc.lsShared.Store(ls)
 	h.replace(c, lc)
