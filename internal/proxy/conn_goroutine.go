@@ -41,10 +41,23 @@ func (c *goConn) setExchange(x *exchange) {
 }
 
 func (c *goConn) serve() {
-	defer c.cleanup()
-	if tc, ok := c.nc.(*tls.Conn); ok && !c.handshake(tc) {
+	if tc, ok := c.nc.(*tls.Conn); ok {
+		if !c.handshake(tc) {
+			c.cleanup()
+			return
+		}
+		// The handshake grew this goroutine's stack to 8 KiB or more,
+		// which the connection would keep while idle: a new goroutine,
+		// with a stack as small as a goroutine's starts, serves its
+		// requests.
+		go c.serveRequests()
 		return
 	}
+	c.serveRequests()
+}
+
+func (c *goConn) serveRequests() {
+	defer c.cleanup()
 	for c.next() {
 	}
 }
