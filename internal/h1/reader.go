@@ -55,6 +55,9 @@ type Reader struct {
 	rawN       int
 	rawErr     error
 	unbuffered bool // wait for data holding no buffer
+	// first is where a Reader that waits unbuffered on a connection it
+	// cannot wait on bare (TLS) reads the first byte of a message.
+	first [1]byte
 
 	sock *Sock // set on an event loop's socket (see NewSockReader)
 }
@@ -71,6 +74,19 @@ func NewReader(src io.Reader, waitUnbuffered bool) *Reader {
 // Buffered returns the number of bytes read from the connection and not
 // yet consumed: the start of a pipelined request, say.
 func (rd *Reader) Buffered() int { return rd.w - rd.r }
+
+// Wait returns once bytes of the next message are buffered, or with what
+// ended the wait (ErrWouldBlock on a loop's socket that has nothing yet;
+// io.EOF when the connection closed), so that a connection takes what it
+// needs to read and serve a message only when one comes. A Reader that
+// waits unbuffered (NewReader's waitUnbuffered, NewSockReader) holds no
+// buffer while it waits.
+func (rd *Reader) Wait() error {
+	if rd.w > rd.r {
+		return nil
+	}
+	return rd.fill()
+}
 
 // Release gives the buffer back to the pool if nothing is buffered. Call it
 // at a message boundary, when the connection is about to sit idle.
@@ -118,6 +134,9 @@ func (rd *Reader) grow() {
 // the next message is read.
 func (rd *Reader) fill() error {
 	if rd.buf == nil && !rd.waitsBare() {
+		if rd.unbuffered && rd.sock == nil && rd.raw == nil {
+			return rd.fillFirst()
+		}
 		rd.getBuf()
 	}
 	if rd.buf != nil && rd.w == len(rd.buf) {
@@ -145,6 +164,25 @@ func (rd *Reader) fill() error {
 }
 
 var errBufferFull = errors.New("h1: buffer full")
+
+// fillFirst waits for the next message on a connection that has no socket
+// to wait on bare (TLS: its records are read and decrypted by crypto/tls)
+// with a one-byte read, and takes a buffer once that byte came: an idle
+// connection holds none. The rest of the record is read from TLS's own
+// buffer by the next fill, without waiting.
+func (rd *Reader) fillFirst() error {
+	n, err := rd.src.Read(rd.first[:])
+	if n == 0 {
+		if err == nil {
+			err = io.ErrNoProgress
+		}
+		return err
+	}
+	rd.getBuf()
+	rd.buf[0] = rd.first[0]
+	rd.w = 1
+	return nil
+}
 
 // waitsBare reports whether the Reader waits for data holding no buffer:
 // asked to, and on a socket it reads itself (Attach may change which).

@@ -1,6 +1,7 @@
 package h1
 
 import (
+	"crypto/tls"
 	"errors"
 	"io"
 	"net"
@@ -10,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/latch-lb/latch/internal/tlsconf/tlstest"
 )
 
 func TestRelease(t *testing.T) {
@@ -363,4 +366,87 @@ func TestTCPRawWaitsUnbufferedAfterEmptyLine(t *testing.T) {
 	if err := <-errs; err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestTLSWaitsUnbuffered: a TLS connection has no socket a Reader could
+// wait on bare (crypto/tls reads and decrypts its records), so an idle
+// Reader waits in a one-byte read, holding no buffer, and takes one only
+// once that byte came; the rest of the request is read from what TLS
+// decrypted. The hook sees every read the Reader makes, in its goroutine.
+func TestTLSWaitsUnbuffered(t *testing.T) {
+	client, server := tlsPair(t)
+	type read struct {
+		n       int  // len(p)
+		holding bool // rd.buf != nil
+	}
+	reads := make(chan read, 16)
+	var rd *Reader
+	rd = NewReader(hookedReader{server, func(p []byte) { reads <- read{len(p), rd.buf != nil} }}, true)
+	type result struct {
+		target string
+		err    error
+	}
+	results, next := make(chan result), make(chan struct{})
+	go func() {
+		var req Request
+		for range 2 {
+			err := rd.Wait()
+			if err == nil {
+				_, err = rd.ReadRequest(&req)
+			}
+			results <- result{string(req.Target), err}
+			rd.Release()
+			<-next
+		}
+	}()
+	for i, target := range []string{"/1", "/2"} {
+		if _, err := client.Write([]byte("GET " + target + " HTTP/1.1\r\nHost: a\r\n\r\n")); err != nil {
+			t.Fatal(err)
+		}
+		if r := <-results; r.err != nil || r.target != target {
+			t.Fatalf("request %d: %q, %v; want %q", i+1, r.target, r.err, target)
+		}
+		// Every read of the request was made before its result came.
+		var got []read
+		for len(reads) > 0 {
+			got = append(got, <-reads)
+		}
+		// A one-byte wait holding nothing, then the rest of the record
+		// into the buffer taken for it.
+		if len(got) != 2 || got[0] != (read{1, false}) || got[1].n <= 1 || !got[1].holding {
+			t.Errorf("request %d: reads (bytes asked, buffer held) %v, want [{1 false} {room true}]", i+1, got)
+		}
+		next <- struct{}{}
+	}
+}
+
+// hookedReader calls hook with each read's buffer before reading.
+type hookedReader struct {
+	io.Reader
+	hook func(p []byte)
+}
+
+func (r hookedReader) Read(p []byte) (int, error) {
+	r.hook(p)
+	return r.Reader.Read(p)
+}
+
+// tlsPair returns both ends of a TLS connection over loopback, its
+// handshake done.
+func tlsPair(t *testing.T) (client, server *tls.Conn) {
+	t.Helper()
+	c, s := tcpPair(t)
+	ca := tlstest.NewCA(t)
+	pair := ca.Issue(t, tlstest.Options{DNSNames: []string{"a.test"}})
+	server = tls.Server(s, &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{pair.Leaf.Raw}, PrivateKey: pair.Key}}})
+	client = tls.Client(c, &tls.Config{ServerName: "a.test", RootCAs: ca.Pool})
+	errs := make(chan error, 1)
+	go func() { errs <- server.Handshake() }()
+	if err := client.Handshake(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-errs; err != nil {
+		t.Fatal(err)
+	}
+	return client, server
 }

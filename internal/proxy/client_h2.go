@@ -64,10 +64,10 @@ type h2conn struct {
 	lingered   int
 }
 
-// newH2conn returns the HTTP/2 connection of the client x came from.
-func newH2conn(h *Handler, x *exchange) *h2conn {
-	hc := &h2conn{h: h, ipPort: x.ipPort, ip: x.ip, src: x.src,
-		tlsVersion: x.tlsVersion, tlsCipher: x.tlsCipher, sni: x.sni}
+// newH2conn returns the HTTP/2 connection of client p.
+func newH2conn(h *Handler, p *peer) *h2conn {
+	hc := &h2conn{h: h, ipPort: p.ipPort, ip: p.ip, src: p.src,
+		tlsVersion: p.tlsVersion, tlsCipher: p.tlsCipher, sni: p.sni}
 	hc.runFn = hc.run
 	hc.c = h2.NewConn(hc, h2.Config{MaxStreams: maxStreams, IdleTimeout: h.route.Load().IdleTimeout,
 		// A client that stops reading holds the connection, its streams
@@ -116,7 +116,7 @@ func (c *goConn) serveH2(nc net.Conn, pre []byte) {
 	// The HTTP/1.1 connection's buffers are not needed any more.
 	c.rd.Close()
 	c.wr.Reset(nil)
-	hc := newH2conn(h, &c.x)
+	hc := newH2conn(h, &c.peer)
 	defer h.obs.Conn(ConnEvent{Kind: ConnClosed, Listener: h.name})
 	if !hc.register() {
 		hc.c.Close()

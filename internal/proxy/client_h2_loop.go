@@ -43,7 +43,7 @@ func (c *loopConn) serveH2(pre []byte) {
 // startH2 makes the loop's connection an HTTP/2 one, on w; nil if the
 // handler is shutting down, the connection closed.
 func (c *loopConn) startH2(w h2wire) *h2conn {
-	hc := newH2conn(c.h, &c.x)
+	hc := newH2conn(c.h, &c.peer)
 	hc.ls, hc.lc, hc.wire = c.ls, c, w
 	hc.loopRunFn = func() {
 		hc.run()

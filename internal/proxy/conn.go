@@ -4,7 +4,9 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/latch-lb/latch/internal/desync"
@@ -13,40 +15,125 @@ import (
 
 // h1conn is an HTTP/1.1 client connection, whichever data path serves it
 // (a goroutine, goConn; or an event loop, loopConn, which may hand it to a
-// goroutine mid-way): its reader and writer, and the exchange on it, all
-// reused from one request to the next.
+// goroutine mid-way): its client, its reader and writer, and the request
+// it is serving. What serves a request (the exchange, the body's reader
+// and their buffers, about 3.5 KiB after a request) is taken from a pool
+// when the request's first bytes come, and given back when the connection
+// goes idle again, as HAProxy does with its streams: an idle connection
+// holds its socket, this struct and its reader and writer, which hold no
+// buffer.
 type h1conn struct {
-	x      exchange
+	// r is the request being served, nil while the connection is idle;
+	// x is &r.x.
+	r      *h1req
+	x      *exchange
 	h      *Handler
+	peer   peer
 	rd     *h1.Reader
 	wr     *h1.Writer
-	body   clientBody // x.body: the request's body, read from rd
-	served int        // requests answered on this connection
+	served int // requests answered on this connection
 	// path is the data path serving the connection now, for what only it
 	// can do (deadlines, interrupting a read).
 	path interface {
 		touch(now int64, idle time.Duration)
 		interruptRead()
+		// setExchange says x is the connection's exchange now (nil:
+		// none, the connection idle).
+		setExchange(x *exchange)
 	}
 }
+
+// peer is a client connection's address and TLS, which every exchange on
+// it has.
+type peer struct {
+	// ip is the client's address, for X-Forwarded-For; ipPort is
+	// "ip:port" ("[ipv6]:port"); src the same parsed, for source_ip rules
+	// and affinity.
+	ipPort, ip []byte
+	src        netip.Addr
+	// The connection's TLS, for the Observer (tlsVersion 0: none).
+	tlsVersion, tlsCipher uint16
+	sni                   string
+}
+
+// h1req is what an HTTP/1.1 connection holds only while it serves a
+// request: the exchange, and the reader of the request's body. Pooled
+// (h1reqs), so that a warm connection serves its requests without
+// allocating, and reused by any connection: take sets everything that is
+// the connection's.
+type h1req struct {
+	x    exchange
+	body clientBody
+}
+
+var h1reqs = sync.Pool{New: func() any { return new(h1req) }}
 
 // init prepares the connection of a client at addr.
 func (c *h1conn) init(h *Handler, addr net.Addr) {
 	s := addr.String()
 	c.h = h
-	c.body.c = c
-	c.x = exchange{h: h, body: &c.body, ipPort: []byte(s)}
-	c.x.ip, c.x.src = peerAddr(s)
+	c.peer.ipPort = []byte(s)
+	c.peer.ip, c.peer.src = peerAddr(s)
+}
+
+// take gives the connection the state of a request, from the pool, and
+// returns its exchange; the connection's own if it has one.
+func (c *h1conn) take() *exchange {
+	if c.r != nil {
+		return c.x
+	}
+	r := h1reqs.Get().(*h1req)
+	c.r, c.x = r, &r.x
+	r.body.c = c
+	x, p := &r.x, &c.peer
+	x.h, x.body = c.h, &r.body
+	x.ipPort, x.ip, x.src, x.tlsVersion, x.tlsCipher, x.sni = p.ipPort, p.ip, p.src, p.tlsVersion, p.tlsCipher, p.sni
+	c.path.setExchange(x)
+	return x
+}
+
+// drop gives the request's state back to the pool once the connection is
+// idle (its last answer out, nothing of the next request read) or over.
+// The exchange must hold nothing of the request any more: no target
+// connection, nothing in flight, its record reported.
+func (c *h1conn) drop() {
+	r := c.r
+	if r == nil {
+		return
+	}
+	c.r, c.x = nil, nil
+	c.path.setExchange(nil)
+	r.body.c, r.body.b = nil, h1.Body{}
+	// Nothing of the connection's, or of a request's that would keep
+	// targets or config alive, stays in the pool.
+	x := &r.x
+	x.h, x.body, x.guard, x.rt, x.act, x.be, x.view, x.t = nil, nil, nil, nil, nil, nil, nil, nil
+	x.ipPort, x.ip, x.sni = nil, nil, ""
+	// What a huge request or response left is not kept in the pool.
+	const keep = 16 << 10
+	if cap(x.buf) > keep {
+		x.buf = nil
+	}
+	h1reqs.Put(r)
 }
 
 // touch makes sure the client's deadline leaves idle from now.
 func (c *h1conn) touch(now int64, idle time.Duration) { c.path.touch(now, idle) }
 
-// readRequest reads the next request head. An error before the request
-// line is no answer to HEAD, hence the reset of Method.
+// readRequest reads the next request head, taking the request's state once
+// its first bytes have come. An error before the request line is no answer
+// to HEAD, hence the reset of Method.
 func (c *h1conn) readRequest() (started bool, err error) {
-	c.x.req.Method = nil
-	return c.rd.ReadRequest(&c.x.req)
+	if err := c.rd.Wait(); err != nil {
+		return false, err
+	}
+	x := c.take()
+	x.req.Method = nil
+	started, err = c.rd.ReadRequest(&x.req)
+	if err == h1.ErrWouldBlock && c.rd.Buffered() == 0 {
+		c.drop() // only empty lines came
+	}
+	return started, err
 }
 
 // admit applies desync mitigation (ALB's classification and the mode's
@@ -54,7 +141,7 @@ func (c *h1conn) readRequest() (started bool, err error) {
 // requests it refuses, and reports whether to go on; the request body is
 // then ready to read.
 func (c *h1conn) admit(rt *Route) bool {
-	x := &c.x
+	x := c.x
 	req := &x.req
 	v := desync.Classify(req.Method, req.Target, req.Proto, req.Fields)
 	x.rec.Classified, x.rec.Desync, x.rec.DesyncBlocked = true, v, false
@@ -78,7 +165,7 @@ func (c *h1conn) admit(rt *Route) bool {
 		c.reject(e.Status, e.Cause)
 		return false
 	}
-	c.body.b.Reset(c.rd, req.Framing, req.ContentLength, false)
+	c.r.body.b.Reset(c.rd, req.Framing, req.ContentLength, false)
 	return true
 }
 
@@ -86,9 +173,8 @@ func (c *h1conn) admit(rt *Route) bool {
 // malformed one, 408 for one that stalled. A connection that closed or sat
 // idle between requests just closes.
 func (c *h1conn) readFailed(started bool, err error) {
-	c.x.rec.Classified, c.x.rec.Desync, c.x.rec.DesyncBlocked = false, desync.Verdict{}, false
 	if e, ok := h1.IsError(err); ok {
-		c.reject(e.Status, e.Cause)
+		c.rejectUnread(e.Status, e.Cause)
 		return
 	}
 	// ALB answers 408 to a client that sends no request in time. Not on a
@@ -96,14 +182,21 @@ func (c *h1conn) readFailed(started bool, err error) {
 	// sending its next request as latch closes, and would read the 408 as
 	// its answer; it just closes.
 	if (started || c.served == 0) && errors.Is(err, os.ErrDeadlineExceeded) && !c.h.closing.Load() {
-		c.reject(http.StatusRequestTimeout, "the client sent no complete request within the idle timeout")
+		c.rejectUnread(http.StatusRequestTimeout, "the client sent no complete request within the idle timeout")
 	}
+}
+
+// rejectUnread answers a request that could not be read, unclassified.
+func (c *h1conn) rejectUnread(status int, cause string) {
+	x := c.take()
+	x.rec.Classified, x.rec.Desync, x.rec.DesyncBlocked = false, desync.Verdict{}, false
+	c.reject(status, cause)
 }
 
 // reject answers a request latch refuses before it begins with latch's
 // own error, and the connection closes after it.
 func (c *h1conn) reject(status int, cause string) {
-	x := &c.x
+	x := c.x
 	now := time.Now()
 	x.rt = c.h.route.Load()
 	c.touch(now.UnixNano(), x.rt.IdleTimeout)
@@ -120,6 +213,9 @@ func (c *h1conn) reject(status int, cause string) {
 func (c *h1conn) servedOne() bool {
 	c.served++
 	c.rd.Release()
+	if c.rd.Buffered() == 0 {
+		c.drop() // idle: nothing of the next request came yet
+	}
 	return true
 }
 

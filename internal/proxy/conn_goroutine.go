@@ -30,15 +30,34 @@ var _ writer = (*goConn)(nil)
 func newGoConn(h *Handler, nc net.Conn) *goConn {
 	c := &goConn{h1conn: &h1conn{rd: h1.NewReader(nc, true), wr: h1.NewWriter(nc)}, nc: nc}
 	c.init(h, nc.RemoteAddr())
-	c.path, c.x.guard = c, &c.guard
+	c.path = c
 	return c
 }
 
+func (c *goConn) setExchange(x *exchange) {
+	if x != nil {
+		x.guard = &c.guard
+	}
+}
+
 func (c *goConn) serve() {
-	defer c.cleanup()
-	if tc, ok := c.nc.(*tls.Conn); ok && !c.handshake(tc) {
+	if tc, ok := c.nc.(*tls.Conn); ok {
+		if !c.handshake(tc) {
+			c.cleanup()
+			return
+		}
+		// The handshake grew this goroutine's stack to 8 KiB or more,
+		// which the connection would keep while idle: a new goroutine,
+		// with a stack as small as a goroutine's starts, serves its
+		// requests.
+		go c.serveRequests()
 		return
 	}
+	c.serveRequests()
+}
+
+func (c *goConn) serveRequests() {
+	defer c.cleanup()
 	for c.next() {
 	}
 }
@@ -48,6 +67,7 @@ func (c *goConn) cleanup() {
 	if c.movedToLoop {
 		return
 	}
+	c.drop()
 	c.rd.Close()
 	c.wr.Reset(nil)
 	if !c.handedOn {
@@ -81,7 +101,9 @@ func (c *goConn) handle(rt *Route) bool {
 		// HTTP/2 with prior knowledge: the HTTP/2 server reads the
 		// preface again, and everything after it.
 		c.handedOn = true
-		c.serveH2(c.nc, c.preface())
+		pre := c.preface()
+		c.drop() // HTTP/2 serves the connection from here
+		c.serveH2(c.nc, pre)
 		return false
 	}
 	if c.notHTTP1(rt) {
@@ -133,7 +155,7 @@ func (c *goConn) handshake(tc *tls.Conn) bool {
 	}
 	c.deadline = 0 // the handshake's deadline is not the idle one
 	st := tc.ConnectionState()
-	c.x.tlsVersion, c.x.tlsCipher, c.x.sni = st.Version, st.CipherSuite, st.ServerName
+	c.peer.tlsVersion, c.peer.tlsCipher, c.peer.sni = st.Version, st.CipherSuite, st.ServerName
 	if c.moveToLoop(tc, st.NegotiatedProtocol == "h2") {
 		return false
 	}

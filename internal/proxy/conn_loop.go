@@ -163,7 +163,7 @@ func (h *Handler) serveOnLoop(nc net.Conn) bool {
 	c.rd, c.wr = h1.NewSockReader(&c.sock), h1.NewSockWriter(&c.sock)
 	c.init(h, addr)
 	c.path = c
-	c.fw = loopFwd{x: &c.x, owner: c}
+	c.fw = loopFwd{owner: c}
 	c.lsShared.Store(ls)
 	if !h.track(c) {
 		closeFD(fd)
@@ -247,7 +247,9 @@ func (c *loopConn) loopRead() bool {
 	}
 	rt := c.h.route.Load()
 	if rt.H2C && isH2Preface(&c.x.req) {
-		c.serveH2(c.preface())
+		pre := c.preface()
+		c.drop() // HTTP/2 serves the connection from here
+		c.serveH2(pre)
 		return false
 	}
 	if c.notHTTP1(rt) {
@@ -293,7 +295,7 @@ func (c *loopConn) fwRespond() bool {
 }
 
 func (c *loopConn) fwOff(send bool) bool {
-	x := &c.x
+	x := c.x
 	moved := c.handoff(func(g *goConn) bool {
 		if send {
 			x.roundTrip()
@@ -310,7 +312,7 @@ func (c *loopConn) fwOff(send bool) bool {
 // respond writes the exchange's answer and ends it, then waits for the
 // client to take the answer.
 func (c *loopConn) respond() {
-	keep, err := c.write(&c.x)
+	keep, err := c.write(c.x)
 	keep = c.x.finish(keep, err)
 	c.reporting = true // once the client has taken the answer: loopFlush
 	c.endLoopExchange(keep)
@@ -388,6 +390,13 @@ func (c *loopConn) touch(now int64, idle time.Duration) {
 // for.
 func (c *loopConn) interruptRead() {}
 
+func (c *loopConn) setExchange(x *exchange) {
+	if x != nil {
+		x.guard = nil // the loop cuts its own exchanges
+	}
+	c.fw.x = x
+}
+
 // handoff moves the connection from its loop to a goroutine of its own (a
 // goConn), which runs run and, if it says to go on, the goroutine path's
 // next requests. It reports false, run not run and the connection closed,
@@ -456,6 +465,7 @@ func (c *loopConn) closeLoop() {
 		c.x.clientFailed(errClientGone)
 		c.x.report()
 	}
+	c.drop()
 	c.rd.Close()
 	c.wr.Reset(nil)
 	c.ls = nil

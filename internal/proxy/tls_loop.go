@@ -3,6 +3,7 @@ package proxy
 import (
 	"crypto/tls"
 	"net"
+	"sync"
 	"time"
 
 	"github.com/latch-lb/latch/internal/h1"
@@ -30,12 +31,17 @@ func (h *Handler) ServeTLS(nc net.Conn, cfg *tls.Config) {
 
 // sockConn is the connection under a TLS connection: the accepted one,
 // until the connection moves to a loop; then the loop's socket (sock),
-// where what TLS writes waits in out for the loop to write.
+// where what TLS writes waits in out for the loop to write. out is taken
+// from tlsOut when TLS writes, and given back once the socket took it all,
+// so that an idle connection holds no buffer.
 type sockConn struct {
 	net.Conn
 	sock *h1.Sock
 	out  []byte
+	outp *[]byte // out's, from tlsOut
 }
+
+var tlsOut = sync.Pool{New: func() any { b := make([]byte, 0, 4<<10); return &b }}
 
 func (s *sockConn) Read(p []byte) (int, error) {
 	if s.sock == nil {
@@ -60,8 +66,22 @@ func (s *sockConn) Write(p []byte) (int, error) {
 		}
 		return s.Conn.Write(p)
 	}
+	if s.outp == nil && len(p) > 0 {
+		s.outp = tlsOut.Get().(*[]byte)
+		s.out = (*s.outp)[:0]
+	}
 	s.out = append(s.out, p...)
 	return len(p), nil
+}
+
+// release gives out back, once it is empty; one grown past 64 KiB (a
+// client slow to take large answers) is dropped.
+func (s *sockConn) release() {
+	if cap(s.out) <= 64<<10 {
+		*s.outp = s.out[:0]
+		tlsOut.Put(s.outp)
+	}
+	s.out, s.outp = nil, nil
 }
 
 // Deadlines are the loop's once it has the socket; crypto/tls sets some
@@ -157,8 +177,8 @@ func (w tlsWire) flush() error {
 	}
 	n, err := sc.sock.Write(sc.out)
 	sc.out = sc.out[:copy(sc.out, sc.out[n:])]
-	if len(sc.out) == 0 && cap(sc.out) > 64<<10 {
-		sc.out = nil
+	if len(sc.out) == 0 {
+		sc.release()
 	}
 	return err
 }
@@ -187,10 +207,10 @@ func (c *goConn) moveToLoop(tc *tls.Conn, h2 bool) bool {
 	lc := &loopConn{h1conn: c.h1conn}
 	w := tlsWire{tc, sc}
 	lc.sock = h1.Sock{FD: fd, Readable: true, Writable: true}
+	lc.path = lc
+	lc.fw = loopFwd{owner: lc}
 	sc.sock = &lc.sock
 	lc.tls = &w
-	lc.path, lc.x.guard = lc, nil
-	lc.fw = loopFwd{x: &lc.x, owner: lc}
 	if !h2 {
 		// HTTP/1.1's Reader and Writer on the loop's socket, through TLS;
 		// the goroutine's have read and written nothing yet.
