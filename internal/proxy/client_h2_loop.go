@@ -196,6 +196,11 @@ func (hc *h2conn) loopTick(now int64) {
 		hc.c.Tick(time.Unix(0, now))
 		hc.outReady()
 	}
+	if len(hc.onLoop) > 0 {
+		// A wait that timed out answers its stream (a 504, say): written
+		// at the turn's end, as output is.
+		hc.outReady()
+	}
 	for i := 0; i < len(hc.onLoop); {
 		st := hc.onLoop[i]
 		st.fw.checkTimeouts(now)
