@@ -27,7 +27,11 @@ import (
 func (c *loopConn) serveH2(pre []byte) {
 	c.rd.Close()
 	c.wr.Reset(nil)
-	hc := c.startH2(plainWire{&c.sock})
+	var w h2wire = plainWire{&c.sock}
+	if c.tls != nil {
+		w = *c.tls // HTTP/2 with prior knowledge over TLS, no ALPN
+	}
+	hc := c.startH2(w)
 	if hc == nil {
 		return
 	}
