@@ -96,13 +96,23 @@ func (hc *h2conn) closeOut() {
 	h.mu.Lock()
 	delete(h.h2conns, hc)
 	h.mu.Unlock()
-	hc.mu.Lock()
-	hc.closed = true
-	q := hc.queue
-	hc.queue = nil
-	hc.mu.Unlock()
-	for _, st := range q {
-		st.service()
+	// The queue is served here until it is empty, and only then is the
+	// connection closed for posts: a stream served after that, by its own
+	// goroutine (post), may end and go back to the pool at once, and must
+	// not be in a queue served here still.
+	for {
+		hc.mu.Lock()
+		q := hc.queue
+		hc.queue = nil
+		if len(q) == 0 {
+			hc.closed = true
+			hc.mu.Unlock()
+			return
+		}
+		hc.mu.Unlock()
+		for _, st := range q {
+			st.service()
+		}
 	}
 }
 
@@ -597,15 +607,20 @@ func (st *h2stream) service() {
 	hc.mu.Lock()
 	n, op := st.consumed, st.op
 	st.consumed, st.queued, st.op = 0, false, opNone
+	// Read under the lock: with no op to reply to, st is its goroutine's
+	// again once queued is false, and may go back to the pool (release)
+	// and serve another stream at once; s stays this connection's until
+	// it is over (ended).
+	ended, s := st.ended, st.s
 	hc.mu.Unlock()
-	if st.ended {
+	if ended {
 		if op != opNone {
 			st.reply(errClientGone)
 		}
 		return
 	}
 	if n > 0 {
-		st.s.Consume(n)
+		s.Consume(n)
 	}
 	var err error
 	switch op {
