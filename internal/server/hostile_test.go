@@ -419,3 +419,44 @@ func resetUploads(addr string) error {
 	}
 	return nil
 }
+
+// TestHTTPSShutdownCutsHandshakes: a shutdown whose deadline has passed
+// cuts connections in every stage, among them TLS connections whose
+// handshake just ended and which are moving to an event loop (the race
+// detector checks that the cut and the move do not cross).
+func TestHTTPSShutdownCutsHandshakes(t *testing.T) {
+	backend := hostileBackend(t)
+	e := newTLSEnv(t)
+	for round := range 4 {
+		lb := startYAML(t, e.yaml("HTTPS", allCerts, "", backend))
+		addr := lb.Addr("front")
+		var wg sync.WaitGroup
+		stop := make(chan struct{})
+		for w := range 8 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				protos := [][]string{{"h2"}, {"http/1.1"}}[w%2]
+				cfg := &tls.Config{RootCAs: e.ca.Pool, ServerName: "a.example.test", NextProtos: protos}
+				for i := 0; i < 500; i++ {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					c, err := tls.Dial("tcp", addr, cfg)
+					if err != nil {
+						continue // shut down meanwhile
+					}
+					c.Close()
+				}
+			}()
+		}
+		time.Sleep(time.Duration(50+50*round) * time.Millisecond) // handshakes under way
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel() // cut at once
+		lb.Shutdown(ctx)
+		close(stop)
+		wg.Wait()
+	}
+}
