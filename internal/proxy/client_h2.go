@@ -146,9 +146,15 @@ func (c *goConn) serveH2(nc net.Conn, pre []byte) {
 func (hc *h2conn) shutdown() { hc.exec(hc.c.Shutdown) }
 
 // post has the connection's goroutine serve st's work (service): what it
-// has read of the body to give back, and its op.
-func (hc *h2conn) post(st *h2stream) {
+// has read of the body to give back, and op, if any. The op is set in the
+// same hold of the lock as st is queued: set before, it could be served
+// by a service for st already queued, and st queued again after that
+// service's reply let its goroutine end and put st back in the pool.
+func (hc *h2conn) post(st *h2stream, op h2op) {
 	hc.mu.Lock()
+	if op != opNone {
+		st.op = op
+	}
 	if hc.closed {
 		hc.mu.Unlock()
 		st.service()
@@ -578,10 +584,7 @@ func (st *h2stream) refusal() {
 
 // sync has the connection's goroutine do op, and waits for it.
 func (st *h2stream) sync(op h2op) error {
-	st.hc.mu.Lock()
-	st.op = op
-	st.hc.mu.Unlock()
-	st.hc.post(st)
+	st.hc.post(st, op)
 	err := <-st.done
 	if err != nil || op == opTrailers || op == opReset || (op == opHead || op == opData) && st.end {
 		st.over = true // the stream is over for the engine
@@ -737,7 +740,7 @@ func (st *h2stream) Next() ([]byte, error) {
 	post := n > 0 && !st.inEnd
 	hc.mu.Unlock()
 	if post {
-		hc.post(st) // the window back, now that the bytes are out of st.in
+		hc.post(st, opNone) // the window back, now that the bytes are out of st.in
 	}
 	if n == 0 {
 		return nil, io.EOF

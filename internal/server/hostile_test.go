@@ -356,7 +356,9 @@ func TestHTTPSPipelinedHandoff(t *testing.T) {
 // end without an answer; the stream objects they used serve the next
 // streams, on other connections too, and nothing of the old one's work
 // touches them then (the race detector checks: the connection's loop gave
-// the window back while the stream's goroutine put it back in the pool).
+// the window back while the stream's goroutine put it back in the pool,
+// and a stream's last op, served by the service its window had queued,
+// left it queued again once it was back in the pool).
 func TestHTTP2ResetUploadsReuseStreams(t *testing.T) {
 	target := silentTarget(t)
 	lb := startLB(t, lbConfig{targets: []string{target},
