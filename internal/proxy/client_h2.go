@@ -97,13 +97,23 @@ func (hc *h2conn) closeOut() {
 	h.mu.Lock()
 	delete(h.h2conns, hc)
 	h.mu.Unlock()
-	hc.mu.Lock()
-	hc.closed = true
-	q := hc.queue
-	hc.queue = nil
-	hc.mu.Unlock()
-	for _, st := range q {
-		st.service()
+	// The queue is served here until it is empty, and only then is the
+	// connection closed for posts: a stream served after that, by its own
+	// goroutine (post), may end and go back to the pool at once, and must
+	// not be in a queue served here still.
+	for {
+		hc.mu.Lock()
+		q := hc.queue
+		hc.queue = nil
+		if len(q) == 0 {
+			hc.closed = true
+			hc.mu.Unlock()
+			return
+		}
+		hc.mu.Unlock()
+		for _, st := range q {
+			st.service()
+		}
 	}
 }
 
@@ -137,9 +147,15 @@ func (c *goConn) serveH2(nc net.Conn, pre []byte) {
 func (hc *h2conn) shutdown() { hc.exec(hc.c.Shutdown) }
 
 // post has the connection's goroutine serve st's work (service): what it
-// has read of the body to give back, and its op.
-func (hc *h2conn) post(st *h2stream) {
+// has read of the body to give back, and op, if any. The op is set in the
+// same hold of the lock as st is queued: set before, it could be served
+// by a service for st already queued, and st queued again after that
+// service's reply let its goroutine end and put st back in the pool.
+func (hc *h2conn) post(st *h2stream, op h2op) {
 	hc.mu.Lock()
+	if op != opNone {
+		st.op = op
+	}
 	if hc.closed {
 		hc.mu.Unlock()
 		st.service()
@@ -588,10 +604,7 @@ func (st *h2stream) refusal() {
 
 // sync has the connection's goroutine do op, and waits for it.
 func (st *h2stream) sync(op h2op) error {
-	st.hc.mu.Lock()
-	st.op = op
-	st.hc.mu.Unlock()
-	st.hc.post(st)
+	st.hc.post(st, op)
 	err := <-st.done
 	if err != nil || op == opTrailers || op == opReset || (op == opHead || op == opData) && st.end {
 		st.over = true // the stream is over for the engine
@@ -617,15 +630,20 @@ func (st *h2stream) service() {
 	hc.mu.Lock()
 	n, op := st.consumed, st.op
 	st.consumed, st.queued, st.op = 0, false, opNone
+	// Read under the lock: with no op to reply to, st is its goroutine's
+	// again once queued is false, and may go back to the pool (release)
+	// and serve another stream at once; s stays this connection's until
+	// it is over (ended).
+	ended, s := st.ended, st.s
 	hc.mu.Unlock()
-	if st.ended {
+	if ended {
 		if op != opNone {
 			st.reply(errClientGone)
 		}
 		return
 	}
 	if n > 0 {
-		st.s.Consume(n)
+		s.Consume(n)
 	}
 	var err error
 	switch op {
@@ -745,7 +763,7 @@ func (st *h2stream) Next() ([]byte, error) {
 	post := n > 0 && !st.inEnd
 	hc.mu.Unlock()
 	if post {
-		hc.post(st) // the window back, now that the bytes are out of st.in
+		hc.post(st, opNone) // the window back, now that the bytes are out of st.in
 	}
 	if n == 0 {
 		return nil, io.EOF

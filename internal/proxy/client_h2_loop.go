@@ -28,7 +28,11 @@ import (
 func (c *loopConn) serveH2(pre []byte) {
 	c.rd.Close()
 	c.wr.Reset(nil)
-	hc := c.startH2(plainWire{&c.sock})
+	var w h2wire = plainWire{&c.sock}
+	if c.tls != nil {
+		w = *c.tls // HTTP/2 with prior knowledge over TLS, no ALPN
+	}
+	hc := c.startH2(w)
 	if hc == nil {
 		return
 	}
@@ -198,6 +202,11 @@ func (hc *h2conn) loopTick(now int64) {
 	}
 	if due := hc.c.NextDue(); due > 0 && now >= due {
 		hc.c.Tick(time.Unix(0, now))
+		hc.outReady()
+	}
+	if len(hc.onLoop) > 0 {
+		// A wait that timed out answers its stream (a 504, say): written
+		// at the turn's end, as output is.
 		hc.outReady()
 	}
 	for i := 0; i < len(hc.onLoop); {

@@ -198,6 +198,15 @@ func (c *goConn) moveToLoop(tc *tls.Conn, h2 bool) bool {
 	if !ok || h.loops == nil {
 		return false
 	}
+	// Under the handler's lock, which Shutdown holds while it wakes and
+	// cuts the connections it knows: until replace, that is this goConn,
+	// whose cut would close tc while its sockConn moves. One that is
+	// shutting down stays in its goroutine, which closes it.
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closing.Load() {
+		return false
+	}
 	sc.Conn.SetDeadline(time.Time{})
 	fd, ok := detach(sc.Conn)
 	if !ok {
@@ -220,7 +229,8 @@ func (c *goConn) moveToLoop(tc *tls.Conn, h2 bool) bool {
 		lc.rd, lc.wr = h1.NewSockReader(&lc.sock), h1.NewSockWriter(&lc.sock)
 	}
 	lc.lsShared.Store(ls)
-	h.replace(c, lc)
+	delete(h.conns, c) // h.replace, under the lock held
+	h.conns[lc] = struct{}{}
 	c.movedToLoop = true
 	ls.loop.Post(func() {
 		if !h2 {

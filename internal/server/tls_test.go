@@ -517,3 +517,54 @@ func TestHTTPSHTTP2SlowReader(t *testing.T) {
 		}
 	}
 }
+
+// TestHTTPSPriorKnowledgeHTTP2: on an HTTPS listener that takes HTTP/2
+// with prior knowledge too (routing.http2.h2c.enabled), a client whose
+// handshake chose no protocol and that starts with HTTP/2's preface is
+// served HTTP/2 through its TLS, on an event loop as on a goroutine.
+func TestHTTPSPriorKnowledgeHTTP2(t *testing.T) {
+	be := startBackend(t, "a")
+	e := newTLSEnv(t)
+	r := startYAML(t, e.yaml("HTTPS", allCerts, "    attributes:\n      routing.http2.h2c.enabled: true\n", be.addr))
+	c, err := tls.Dial("tcp", r.Addr("front"), &tls.Config{RootCAs: e.ca.Pool, ServerName: "a.example.test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if p := c.ConnectionState().NegotiatedProtocol; p != "" {
+		t.Fatalf("ALPN chose %q for a client that offered nothing", p)
+	}
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	fr := http2.NewFramer(c, c)
+	io.WriteString(c, http2.ClientPreface)
+	fr.WriteSettings()
+	var hb bytes.Buffer
+	enc := hpack.NewEncoder(&hb)
+	for _, f := range [][2]string{{":method", "GET"}, {":scheme", "https"}, {":authority", "a.example.test"}, {":path", "/"}} {
+		enc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]})
+	}
+	fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: hb.Bytes(), EndStream: true, EndHeaders: true})
+	var body []byte
+	for {
+		f, err := fr.ReadFrame()
+		if err != nil {
+			t.Fatalf("after %q of the body: %v", body, err)
+		}
+		switch f := f.(type) {
+		case *http2.SettingsFrame:
+			if !f.IsAck() {
+				fr.WriteSettingsAck()
+			}
+		case *http2.DataFrame:
+			body = append(body, f.Data()...)
+			if f.StreamEnded() {
+				if string(body) != "a" {
+					t.Errorf("got body %q, want the target's %q", body, "a")
+				}
+				return
+			}
+		case *http2.RSTStreamFrame, *http2.GoAwayFrame:
+			t.Fatalf("got %v", f)
+		}
+	}
+}
