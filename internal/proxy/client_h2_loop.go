@@ -129,6 +129,11 @@ func (hc *h2conn) loopFlush() {
 	if lc.st != stH2 || hc.lingerBy > 0 {
 		return
 	}
+	if lc.sock.Writable {
+		// The socket took something since the last write that found it
+		// full (TLS records count too): the client reads.
+		hc.stallSince = 0
+	}
 	err := hc.wire.flush()
 	for p := hc.c.Pending(); len(p) > 0 && err == nil; p = hc.c.Pending() {
 		var n int
