@@ -71,61 +71,27 @@ func (rd *Reader) Attach(src io.Reader) {
 	}
 }
 
-// fillSock reads from the loop's socket into the buffer, taking one from
-// the pool only when there is something to read.
+// fillSock reads from the loop's socket (through its Wire, if it has
+// one) into the buffer, taking one from the pool only when there is
+// something to read.
 func (rd *Reader) fillSock() error {
-	if rd.sock.Wire != nil {
-		return rd.fillWire()
-	}
-	if !rd.sock.Readable {
-		return ErrWouldBlock
+	s := rd.sock
+	if s.Wire == nil && !s.Readable {
+		return ErrWouldBlock // no read would find anything: no buffer taken
 	}
 	borrowed := rd.buf == nil
 	if borrowed {
 		rd.getBuf()
 	}
-	space := rd.buf[rd.w:]
-	for {
-		n, errno := rawSysRead(uintptr(rd.sock.FD), space)
-		switch errno {
-		case 0:
-			if n < len(space) && !rd.sock.Shut {
-				// A short read empties the socket: the next data will
-				// come with a new edge.
-				rd.sock.Readable = false
-			}
-			if n == 0 {
-				if borrowed {
-					rd.putBuf()
-				}
-				return io.EOF
-			}
-			rd.w += n
-			return nil
-		case syscall.EINTR:
-			continue
-		case syscall.EAGAIN:
-			rd.sock.Readable = false
-			if borrowed {
-				rd.putBuf()
-			}
-			return ErrWouldBlock
-		}
-		if borrowed {
-			rd.putBuf()
-		}
-		return errno
+	var n int
+	var err error
+	if s.Wire != nil {
+		// Its layer may hold what was read before, whether or not the
+		// socket is readable.
+		n, err = s.Wire.Read(rd.buf[rd.w:])
+	} else {
+		n, err = s.Read(rd.buf[rd.w:])
 	}
-}
-
-// fillWire reads through the socket's Wire: its layer may hold what was
-// read before, whether or not the socket is readable.
-func (rd *Reader) fillWire() error {
-	borrowed := rd.buf == nil
-	if borrowed {
-		rd.getBuf()
-	}
-	n, err := rd.sock.Wire.Read(rd.buf[rd.w:])
 	if n > 0 {
 		rd.w += n
 		return nil
@@ -180,31 +146,20 @@ func (w *Writer) writeSock(p []byte) error {
 		}
 		return nil
 	}
-	if len(w.pending) > 0 || !w.sock.Writable {
-		w.pending = append(w.pending, p...)
+	if len(w.pending) > 0 {
+		w.pending = append(w.pending, p...) // it goes after what waits
 		return nil
 	}
-	for len(p) > 0 {
-		n, _, e := syscall.RawSyscall(syscall.SYS_WRITE, uintptr(w.sock.FD), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
-		switch e {
-		case 0:
-			if int(n) < len(p) {
-				w.sock.Writable = false // a short write fills the socket
-				w.pending = append(w.pending, p[n:]...)
-				return nil
-			}
-			p = p[n:]
-		case syscall.EINTR:
-		case syscall.EAGAIN:
-			w.sock.Writable = false
-			w.pending = append(w.pending, p...)
-			return nil
-		default:
-			w.err = e
-			return e
-		}
+	n, err := w.sock.Write(p)
+	switch err {
+	case nil:
+		return nil
+	case ErrWouldBlock:
+		w.pending = append(w.pending, p[n:]...)
+		return nil
 	}
-	return nil
+	w.err = err
+	return err
 }
 
 // Attach moves the Writer from its event loop's socket to dst (the same

@@ -66,23 +66,23 @@ func (c *loopConn) startH2(w h2wire) *h2conn {
 // h2wire is how an HTTP/2 connection on a loop reads and writes its
 // socket: as it is (h2c), or through TLS.
 type h2wire interface {
-	// read reads into p; h1.ErrWouldBlock when nothing more has come.
-	read(p []byte) (int, error)
+	// Read reads into p; h1.ErrWouldBlock when nothing more has come.
+	Read(p []byte) (int, error)
 	// write writes p, or as much as it takes; h1.ErrWouldBlock when the
 	// socket is full.
 	write(p []byte) (int, error)
-	// flush writes what the wire holds of its own (TLS records);
+	// Flush writes what the wire holds of its own (TLS records);
 	// h1.ErrWouldBlock when the socket is full.
-	flush() error
+	Flush() error
 	// closeWrite ends the connection's sending side.
 	closeWrite() error
 }
 
 type plainWire struct{ s *h1.Sock }
 
-func (w plainWire) read(p []byte) (int, error)  { return w.s.Read(p) }
+func (w plainWire) Read(p []byte) (int, error)  { return w.s.Read(p) }
 func (w plainWire) write(p []byte) (int, error) { return w.s.Write(p) }
-func (w plainWire) flush() error                { return nil }
+func (w plainWire) Flush() error                { return nil }
 func (w plainWire) closeWrite() error           { return shutWrite(w.s.FD) }
 
 // loopReady reads what the client sent, and has what it caused written
@@ -94,7 +94,7 @@ func (hc *h2conn) loopReady() {
 		return
 	}
 	for lc.st == stH2 && !hc.c.Done() {
-		n, err := hc.wire.read(hc.c.ReadBuf())
+		n, err := hc.wire.Read(hc.c.ReadBuf())
 		hc.c.Received(n)
 		if err == h1.ErrWouldBlock {
 			break
@@ -134,7 +134,7 @@ func (hc *h2conn) loopFlush() {
 		// full (TLS records count too): the client reads.
 		hc.stallSince = 0
 	}
-	err := hc.wire.flush()
+	err := hc.wire.Flush()
 	for p := hc.c.Pending(); len(p) > 0 && err == nil; p = hc.c.Pending() {
 		var n int
 		n, err = hc.wire.write(p)
@@ -280,11 +280,17 @@ func (st *h2stream) loopBody(head *h2.Head) bool {
 // (collectOff), as it arrives.
 func (st *h2stream) collect() {
 	hc := st.hc
-	st.onLoop, st.collecting = true, true
-	st.fw = loopFwd{x: &st.x, ls: hc.ls, owner: st}
+	st.toLoop()
+	st.collecting, hc.collecting = true, true
+}
+
+// toLoop makes the loop the stream's server: its target side, and its
+// place among the streams the loop serves (for their timeouts).
+func (st *h2stream) toLoop() {
+	hc := st.hc
+	st.onLoop, st.fw = true, loopFwd{x: &st.x, ls: hc.ls, owner: st}
 	st.loopIndex = len(hc.onLoop)
 	hc.onLoop = append(hc.onLoop, st)
-	hc.collecting = true
 }
 
 // collectedOff gives the streams whose body has not all come this turn to
@@ -335,11 +341,9 @@ func (st *h2stream) loopNext() ([]byte, error) {
 // loopServe serves the stream's request, whose body, if any, is in, on
 // the loop.
 func (st *h2stream) loopServe() {
-	x, hc := &st.x, st.hc
+	x := &st.x
 	if !st.onLoop {
-		st.onLoop, st.fw = true, loopFwd{x: x, ls: hc.ls, owner: st}
-		st.loopIndex = len(hc.onLoop)
-		hc.onLoop = append(hc.onLoop, st)
+		st.toLoop()
 	}
 	if st.refuse != nil {
 		st.refusal()

@@ -124,8 +124,6 @@ type tlsWire struct {
 	sc *sockConn
 }
 
-func (w tlsWire) read(p []byte) (int, error) { return w.Read(p) }
-
 // Read reads through TLS; h1.ErrWouldBlock when nothing more has come.
 func (w tlsWire) Read(p []byte) (int, error) {
 	n, err := w.tc.Read(p)
@@ -142,10 +140,9 @@ func (w tlsWire) Write(p []byte) (int, error) {
 	if err != nil {
 		return n, err
 	}
-	return n, w.flush()
+	return n, w.Flush()
 }
 
-func (w tlsWire) Flush() error  { return w.flush() }
 func (w tlsWire) Buffered() int { return len(w.sc.out) }
 
 // offLoop turns the connection's TLS back to a blocking connection, on
@@ -159,18 +156,18 @@ func (w tlsWire) offLoop(nc net.Conn) net.Conn {
 // write encrypts p once what TLS wrote before is out, so that a client
 // that does not read holds no more than the engine's output.
 func (w tlsWire) write(p []byte) (int, error) {
-	if err := w.flush(); err != nil {
+	if err := w.Flush(); err != nil {
 		return 0, err
 	}
 	n, err := w.tc.Write(p)
 	if err != nil {
 		return n, err
 	}
-	return n, w.flush()
+	return n, w.Flush()
 }
 
-// flush writes what TLS wrote to the socket.
-func (w tlsWire) flush() error {
+// Flush writes what TLS wrote to the socket.
+func (w tlsWire) Flush() error {
 	sc := w.sc
 	if len(sc.out) == 0 {
 		return nil
@@ -185,7 +182,7 @@ func (w tlsWire) flush() error {
 
 func (w tlsWire) closeWrite() error {
 	w.tc.CloseWrite() // close_notify, into sc.out
-	w.flush()
+	w.Flush()
 	return shutWrite(w.sc.sock.FD)
 }
 

@@ -62,7 +62,7 @@ type benchClient struct {
 	buf []byte
 }
 
-func newBenchClient(b *testing.B, addr string, req []byte) *benchClient {
+func newBenchClient(b testing.TB, addr string, req []byte) *benchClient {
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
 		b.Fatal(err)
