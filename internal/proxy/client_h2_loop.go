@@ -207,12 +207,6 @@ func (hc *h2conn) loopTick(now int64) {
 	}
 	if due := hc.c.NextDue(); due > 0 && now >= due {
 		hc.c.Tick(time.Unix(0, now))
-		hc.outReady()
-	}
-	if len(hc.onLoop) > 0 {
-		// A wait that timed out answers its stream (a 504, say): written
-		// at the turn's end, as output is.
-		hc.outReady()
 	}
 	for i := 0; i < len(hc.onLoop); {
 		st := hc.onLoop[i]
@@ -222,6 +216,8 @@ func (hc *h2conn) loopTick(now int64) {
 		}
 	}
 	hc.setTickHint()
+	// What the tick wrote (a GOAWAY, a reset, a 504 for a wait that timed
+	// out) goes at the turn's end, as output does.
 	hc.outReady()
 }
 
