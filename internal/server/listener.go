@@ -43,8 +43,13 @@ type serving struct {
 }
 
 // newListener binds lc's address. It serves nothing until update.
+//
+// Client connections get no TCP keepalive (Go's listeners turn it on,
+// four setsockopt calls a connection): the listener's idle timeout closes
+// an idle one, as HAProxy's and nginx's listeners leave it off unless
+// asked.
 func newListener(lc config.Listener, log *slog.Logger) (*listener, error) {
-	ln, err := net.Listen("tcp", lc.Address)
+	ln, err := (&net.ListenConfig{KeepAlive: -1}).Listen(context.Background(), "tcp", lc.Address)
 	if err != nil {
 		return nil, err
 	}
