@@ -41,25 +41,49 @@ func (c *goConn) setExchange(x *exchange) {
 }
 
 func (c *goConn) serve() {
-	if tc, ok := c.nc.(*tls.Conn); ok {
-		if !c.handshake(tc) {
-			c.cleanup()
-			return
-		}
-		// The handshake grew this goroutine's stack to 8 KiB or more,
-		// which the connection would keep while idle: a new goroutine,
-		// with a stack as small as a goroutine's starts, serves its
-		// requests.
-		go c.serveRequests()
+	tc, ok := c.nc.(*tls.Conn)
+	if !ok {
+		c.serveRequests()
 		return
 	}
-	c.serveRequests()
+	if !c.handshake(tc) {
+		c.cleanup()
+		return
+	}
+	// The first request is served here, in the goroutine that did the
+	// handshake: its client Finished and the request most often came in
+	// one read. Only a connection that stays, idle between requests,
+	// moves to a loop; one that closes after its request (a handshake per
+	// request) never pays for the move, nor for the wake of a loop.
+	if !c.next() {
+		c.cleanup()
+		return
+	}
+	if c.toLoop(tc) {
+		return
+	}
+	// Not moved (no loops, or bytes of the next request already read):
+	// the handshake grew this goroutine's stack to 8 KiB or more, which
+	// the connection would keep while idle, so a new goroutine, with a
+	// stack as small as a goroutine's starts, serves the rest.
+	go c.serveRequests()
 }
 
 func (c *goConn) serveRequests() {
 	defer c.cleanup()
+	tc, _ := c.nc.(*tls.Conn)
 	for c.next() {
+		if tc != nil && c.toLoop(tc) {
+			return
+		}
 	}
+}
+
+// toLoop moves a TLS connection that carries HTTP/1.1 to an event loop
+// between two requests, when nothing of the next one has been read yet
+// (what TLS holds of it moves along, in tc).
+func (c *goConn) toLoop(tc *tls.Conn) bool {
+	return c.h.loops != nil && c.rd.Buffered() == 0 && c.moveToLoop(tc, false)
 }
 
 // cleanup releases what a connection holds once it is done.
@@ -156,7 +180,7 @@ func (c *goConn) handshake(tc *tls.Conn) bool {
 	c.deadline = 0 // the handshake's deadline is not the idle one
 	st := tc.ConnectionState()
 	c.peer.tlsVersion, c.peer.tlsCipher, c.peer.sni = st.Version, st.CipherSuite, st.ServerName
-	if c.moveToLoop(tc, st.NegotiatedProtocol == "h2") {
+	if st.NegotiatedProtocol == "h2" && c.moveToLoop(tc, true) {
 		return false
 	}
 	if st.NegotiatedProtocol == "h2" {

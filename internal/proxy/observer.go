@@ -130,6 +130,10 @@ const (
 	// closes.
 	ConnHandshake
 	ConnHandshakeFailed
+	// ConnToLoop: a connection its goroutine served moved to an event
+	// loop: a TLS one carrying HTTP/2 after its handshake, or HTTP/1.1
+	// between its first request and the next.
+	ConnToLoop
 )
 
 // ConnEvent is one client connection event.

@@ -12,8 +12,9 @@ import (
 // TLS on an event loop.
 //
 // A TLS connection's handshake runs in its goroutine (goConn). Then the
-// connection moves to a loop, as a plain one lives on one, HTTP/1.1 or
-// HTTP/2: crypto/tls stays its TLS, reading and writing through sockConn,
+// connection moves to a loop, as a plain one lives on one: HTTP/2 at once,
+// HTTP/1.1 once it has served its first request there and waits for the
+// next (one that closes after its request is never moved). crypto/tls stays its TLS, reading and writing through sockConn,
 // which turns from the accepted connection into the loop's non-blocking
 // socket. crypto/tls keeps a read that would block for later (an error
 // that says it is temporary is not kept as the connection's), so the loop
@@ -187,7 +188,7 @@ func (w tlsWire) closeWrite() error {
 }
 
 // moveToLoop moves a TLS connection, its handshake done, to an event
-// loop, to be served HTTP/2 (h2) or HTTP/1.1 there. It reports false, the
+// loop, to be served HTTP/2 (h2) or HTTP/1.1 there (between requests). It reports false, the
 // connection untouched, if it cannot.
 func (c *goConn) moveToLoop(tc *tls.Conn, h2 bool) bool {
 	h := c.h
@@ -205,6 +206,7 @@ func (c *goConn) moveToLoop(tc *tls.Conn, h2 bool) bool {
 		return false
 	}
 	sc.Conn.SetDeadline(time.Time{})
+	c.deadline = 0 // should it stay, the next touch sets one again
 	fd, ok := detach(sc.Conn)
 	if !ok {
 		return false
@@ -219,7 +221,8 @@ func (c *goConn) moveToLoop(tc *tls.Conn, h2 bool) bool {
 	lc.tls = &w
 	if !h2 {
 		// HTTP/1.1's Reader and Writer on the loop's socket, through TLS;
-		// the goroutine's have read and written nothing yet.
+		// the goroutine's hold nothing: its reader has no byte of a next
+		// request (toLoop), its writer wrote out the last answer.
 		c.rd.Close()
 		c.wr.Reset(nil)
 		lc.sock.Wire = w
@@ -229,6 +232,7 @@ func (c *goConn) moveToLoop(tc *tls.Conn, h2 bool) bool {
 	delete(h.conns, c) // h.replace, under the lock held
 	h.conns[lc] = struct{}{}
 	c.movedToLoop = true
+	h.obs.Conn(ConnEvent{Kind: ConnToLoop, Listener: h.name})
 	ls.loop.Post(func() {
 		if !h2 {
 			lc.enterLoop(ls)

@@ -22,8 +22,9 @@ type Counter struct {
 	// Blocked those of them that mitigation refused.
 	Classified, Blocked [32]atomic.Uint64
 	// Client connections opened (OnLoop of them on an event loop), handed
-	// from a loop to a goroutine, and closed.
-	Opened, OnLoop, HandedOff, Closed atomic.Uint64
+	// from a loop to a goroutine, moved from a goroutine to a loop (TLS),
+	// and closed.
+	Opened, OnLoop, HandedOff, ToLoop, Closed atomic.Uint64
 }
 
 var _ proxy.Observer = (*Counter)(nil)
@@ -64,6 +65,8 @@ func (c *Counter) Conn(e proxy.ConnEvent) {
 		}
 	case proxy.ConnHandedOff:
 		c.HandedOff.Add(1)
+	case proxy.ConnToLoop:
+		c.ToLoop.Add(1)
 	case proxy.ConnClosed:
 		c.Closed.Add(1)
 	}
