@@ -284,14 +284,14 @@ func (x *exchange) clientAddr(trusted []netip.Prefix) netip.Addr {
 			continue
 		}
 		v := req.Fields[i].Value
-		for len(v) > 0 {
-			var hop []byte
-			if j := bytes.LastIndexByte(v, ','); j >= 0 {
-				hop, v = v[j+1:], v[:j]
-			} else {
-				hop, v = v, nil
-			}
-			a, ok := parseHop(h1.TrimOWS(hop))
+		if len(v) == 0 {
+			continue // an empty field names no hop
+		}
+		for {
+			// Every element counts, an empty one too ("a,,b", ",b"):
+			// it is not an address, so the walk ends there.
+			j := bytes.LastIndexByte(v, ',')
+			a, ok := parseHop(h1.TrimOWS(v[j+1:]))
 			if !ok {
 				return addr // garbage: trust nothing further left
 			}
@@ -299,6 +299,10 @@ func (x *exchange) clientAddr(trusted []netip.Prefix) netip.Addr {
 			if !inAny(addr, trusted) {
 				return addr
 			}
+			if j < 0 {
+				break
+			}
+			v = v[:j]
 		}
 	}
 	return addr
