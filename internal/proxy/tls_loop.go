@@ -14,15 +14,15 @@ import (
 // A TLS connection's handshake runs in its goroutine (goConn). Then the
 // connection moves to a loop, as a plain one lives on one: HTTP/2 at once,
 // HTTP/1.1 once it has served its first request there and waits for the
-// next (one that closes after its request is never moved). crypto/tls stays its TLS, reading and writing through sockConn,
-// which turns from the accepted connection into the loop's non-blocking
-// socket. crypto/tls keeps a read that would block for later (an error
-// that says it is temporary is not kept as the connection's), so the loop
-// drives it as it drives a plain socket: tlsWire is the socket through
-// TLS, for the HTTP/2 engine (h2wire) and for HTTP/1.1's Reader and
-// Writer (h1.Wire). A connection that leaves the loop for a goroutine (a
-// streamed body, say) takes its TLS along, sockConn turned back into a
-// blocking connection.
+// next (one that closes after its request is never moved). crypto/tls
+// stays its TLS, reading and writing through sockConn, which turns from
+// the accepted connection into the loop's non-blocking socket. crypto/tls
+// keeps a read that would block for later (an error that says it is
+// temporary is not kept as the connection's), so the loop drives it as it
+// drives a plain socket: tlsWire is the socket through TLS, for the
+// HTTP/2 engine (h2wire) and for HTTP/1.1's Reader and Writer (h1.Wire).
+// A connection that leaves the loop for a goroutine (a streamed body, say)
+// takes its TLS along, sockConn turned back into a blocking connection.
 
 // ServeTLS serves nc with TLS (cfg), the handshake in the connection's
 // goroutine.
@@ -188,8 +188,8 @@ func (w tlsWire) closeWrite() error {
 }
 
 // moveToLoop moves a TLS connection, its handshake done, to an event
-// loop, to be served HTTP/2 (h2) or HTTP/1.1 there (between requests). It reports false, the
-// connection untouched, if it cannot.
+// loop, to be served HTTP/2 (h2) or HTTP/1.1 there (between requests). It
+// reports false, the connection untouched, if it cannot.
 func (c *goConn) moveToLoop(tc *tls.Conn, h2 bool) bool {
 	h := c.h
 	sc, ok := tc.NetConn().(*sockConn)
