@@ -24,7 +24,10 @@ func TestARecordsAppearDrainAndComeBack(t *testing.T) {
 	port := strings.Split(a, ":")[1]
 	d := startDNS(t)
 	d.set(t, "app.test", dns.TypeA, []string{"app.test. 1 IN A 127.0.0.2"})
-	l := startLB(t, latchYAML(t.TempDir(), nil, fmt.Sprintf("name: app.test, port: %s, refresh_seconds: 1, resolver: %q, drain_idle_seconds: 1", port, d.addr)))
+	// The idle window (3 s) is longer than a refresh (1 s) and its jitter,
+	// so that b comes back while its drain still waits; with 1 s each, the
+	// drain could complete first (seen once in CI).
+	l := startLB(t, latchYAML(t.TempDir(), nil, fmt.Sprintf("name: app.test, port: %s, refresh_seconds: 1, resolver: %q, drain_idle_seconds: 3", port, d.addr)))
 
 	l.waitTarget(t, server.TargetRegistered, a)
 	l.waitHealthy(t, a)
@@ -64,8 +67,8 @@ func TestARecordsAppearDrainAndComeBack(t *testing.T) {
 	start := time.Now()
 	l.waitTarget(t, server.DrainCompleted, b)
 	l.waitTarget(t, server.TargetDeregistered, b)
-	if waited := time.Since(start); waited < 900*time.Millisecond {
-		t.Errorf("deregistered %v after the drain, want the idle window (1 s) first", waited)
+	if waited := time.Since(start); waited < 2900*time.Millisecond {
+		t.Errorf("deregistered %v after the drain, want the idle window (3 s) first", waited)
 	}
 	if ts := l.targetStatus(b); ts != nil && ts.Health.State.String() != "draining" && ts.Health.State.String() != "unused" {
 		t.Errorf("after deregistration %s is %v", b, ts.Health.State)
