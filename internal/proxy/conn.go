@@ -109,6 +109,11 @@ func (c *h1conn) drop() {
 	x := &r.x
 	x.h, x.body, x.guard, x.rt, x.act, x.be, x.view, x.t = nil, nil, nil, nil, nil, nil, nil, nil
 	x.ipPort, x.ip, x.sni = nil, nil, ""
+	// Nor a view of the connection's read buffer, which goes back to its
+	// pool too: the next connection to take r may answer before it reads
+	// a request (a 408), and must not see this one's method or target.
+	x.req.Method, x.req.Target, x.req.Proto, x.req.Host = nil, nil, nil, nil
+	x.req.Fields, x.req.Kinds = x.req.Fields[:0], x.req.Kinds[:0]
 	// What a huge request or response left is not kept in the pool.
 	const keep = 16 << 10
 	if cap(x.buf) > keep {

@@ -9,12 +9,15 @@ import (
 	"net"
 	"net/http"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/latch-lb/latch/internal/proxy"
+	"github.com/latch-lb/latch/internal/proxy/proxytest"
 	"github.com/latch-lb/latch/internal/testnet"
 )
 
@@ -567,5 +570,63 @@ func TestRequestTimeout(t *testing.T) {
 		if tt.name == "idle after a request" && bytes.Count(all, []byte("HTTP/1.1 ")) != 1 {
 			t.Errorf("%s: got %q; want the response and then a silent close", tt.name, all)
 		}
+	}
+}
+
+// refusals keeps the request line of every record latch refused.
+type refusals struct {
+	proxytest.Counter
+	mu    sync.Mutex
+	lines []string
+}
+
+func (r *refusals) Refused(rec *proxy.Record) {
+	r.mu.Lock()
+	r.lines = append(r.lines, fmt.Sprintf("%d %q %q", rec.Status, rec.Method, rec.URI))
+	r.mu.Unlock()
+	r.Counter.Refused(rec)
+}
+
+// A 408 to a connection that sent nothing names no request: the state
+// its exchange is taken from (pooled) keeps no view of another
+// connection's request, whose read buffer has gone back to its pool (its
+// method and target were read from another connection's buffer, seen by
+// the race detector; a stale HEAD would also have dropped the 408's body).
+func TestRequestTimeoutNamesNoRequest(t *testing.T) {
+	b := startBackend(t, "a")
+	var obs refusals
+	lb := startLB(t, lbConfig{targets: []string{b.addr}, observer: &obs,
+		listenAttrs: map[string]string{"idle_timeout.timeout_seconds": "0.1"}})
+	addr := strings.TrimPrefix(lb.url, "http://")
+	for i := range 10 {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.WriteString(c, "HEAD /previous-client-"+strconv.Itoa(i)+" HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		io.ReadAll(c)
+		c.Close()
+
+		c, err = net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		all, _ := io.ReadAll(c)
+		c.Close()
+		if !bytes.HasPrefix(all, []byte("HTTP/1.1 408 ")) || !bytes.HasSuffix(all, []byte("\n")) || bytes.Contains(all, []byte("Content-Length: 0\r\n")) {
+			t.Fatalf("round %d: got %q, want a 408 with its body", i, all)
+		}
+	}
+	obs.mu.Lock()
+	defer obs.mu.Unlock()
+	for _, l := range obs.lines {
+		if l != `408 "" ""` {
+			t.Errorf("a refusal recorded as %s, want 408 with no method nor target", l)
+		}
+	}
+	if len(obs.lines) != 10 {
+		t.Errorf("%d refusals recorded, want 10: %v", len(obs.lines), obs.lines)
 	}
 }
