@@ -11,6 +11,7 @@ import (
 	"io"
 	"log"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/url"
@@ -425,10 +426,11 @@ type SPProcess struct {
 	Name, Addr string
 	e          *Example
 
-	mu   sync.Mutex
-	cmd  *exec.Cmd
-	done chan struct{} // closed once cmd has exited
-	err  error         // cmd.Wait's, once done
+	mu    sync.Mutex
+	cmd   *exec.Cmd
+	done  chan struct{} // closed once cmd has exited
+	errMu sync.Mutex    // guards err
+	err   error         // cmd.Wait's, once done
 }
 
 // Start starts the instance and returns once it serves.
@@ -463,16 +465,18 @@ func (p *SPProcess) Start() error {
 		ready <- line == "SERVING\n"
 		io.Copy(io.Discard, r)
 		err := cmd.Wait()
-		p.mu.Lock()
+		// Not under p.mu: Start holds it while it waits for done when the
+		// instance fails to start.
+		p.errMu.Lock()
 		p.err = err
-		p.mu.Unlock()
+		p.errMu.Unlock()
 		close(done)
 	}()
 	select {
 	case ok := <-ready:
 		if !ok {
 			<-done
-			return fmt.Errorf("%s did not start: %v", p.Name, p.err)
+			return fmt.Errorf("%s did not start: %v", p.Name, p.exitErr())
 		}
 	case <-time.After(10 * time.Second):
 		cmd.Process.Kill()
@@ -505,10 +509,17 @@ func (p *SPProcess) Stop() error {
 	p.signal(syscall.SIGTERM)
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.err != nil {
-		return fmt.Errorf("%s: %v", p.Name, p.err)
+	if err := p.exitErr(); err != nil {
+		return fmt.Errorf("%s: %v", p.Name, err)
 	}
 	return nil
+}
+
+// exitErr is the last run's exit error (cmd.Wait's), once it has exited.
+func (p *SPProcess) exitErr() error {
+	p.errMu.Lock()
+	defer p.errMu.Unlock()
+	return p.err
 }
 
 func (p *SPProcess) signal(sig syscall.Signal) {
@@ -528,8 +539,27 @@ func (p *SPProcess) signal(sig syscall.Signal) {
 }
 
 // freeAddr returns a free loopback address for an SP instance, which it
-// keeps across restarts.
+// keeps across restarts. The port is below the kernel's ephemeral range:
+// one from that range (port 0's) can be taken, between the instance's
+// runs, as the source port of any outgoing connection, and the instance
+// would then fail to bind it (seen under load in CI).
 func freeAddr() (string, error) {
+	low := 32768
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		var lo, hi int
+		if n, _ := fmt.Sscan(string(b), &lo, &hi); n == 2 && lo > 2048 {
+			low = lo
+		}
+	}
+	for range 200 {
+		port := 1024 + rand.IntN(low-1024)
+		ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+		if err != nil {
+			continue
+		}
+		ln.Close()
+		return ln.Addr().String(), nil
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return "", err
