@@ -83,7 +83,7 @@ func (c *goConn) serveRequests() {
 // between two requests, when nothing of the next one has been read yet
 // (what TLS holds of it moves along, in tc).
 func (c *goConn) toLoop(tc *tls.Conn) bool {
-	return c.h.loops != nil && c.rd.Buffered() == 0 && c.moveToLoop(tc, false)
+	return c.rd.Buffered() == 0 && c.moveToLoop(tc, false)
 }
 
 // cleanup releases what a connection holds once it is done.
