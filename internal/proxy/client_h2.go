@@ -280,7 +280,7 @@ func (hc *h2conn) Done(s *h2.Stream, code h2.ErrCode) {
 	if st.watched != nil {
 		// Under the lock: once unwatch has it, the connection may serve
 		// another exchange.
-		st.watched.Conn.SetDeadline(aLongTimeAgo)
+		st.watched.Abort()
 		st.watched, st.fired = nil, true
 	}
 	hc.mu.Unlock()
@@ -392,7 +392,7 @@ func (st *h2stream) watch(uc *upstream.Conn) func() bool {
 	st.watched, st.fired = uc, false
 	if st.gone {
 		st.watched, st.fired = nil, true
-		uc.Conn.SetDeadline(aLongTimeAgo)
+		uc.Abort()
 	}
 	return st.unwatchFn
 }

@@ -254,7 +254,7 @@ func (x *exchange) use(uc *upstream.Conn) {
 }
 
 // connWatcher is a client that may go away mid-exchange, an HTTP/2 stream:
-// watch has it cut uc's waits (a deadline in the past) when it does, until
+// watch has it cut uc's waits (uc.Abort) when it does, until
 // the stop it returns is called, which reports false if the cut came.
 // (context.AfterFunc would do, at four allocations a request.)
 type connWatcher interface {
@@ -615,7 +615,7 @@ func (g *cutGuard) interrupt() {
 
 func (g *cutGuard) interruptLocked() {
 	if g.uc != nil && g.uc.Conn != nil {
-		g.uc.Conn.SetDeadline(aLongTimeAgo)
+		g.uc.Abort()
 	}
 	if g.cancel != nil {
 		g.cancel()

@@ -53,6 +53,9 @@ type Conn struct {
 	// Loop is the loop's side of a connection an event loop owns; nil on a
 	// goroutine's.
 	Loop *LoopConn
+	// aborted is set by Abort: the connection's waits stay cut, whatever
+	// deadline its user sets after.
+	aborted atomic.Bool
 
 	pool      *Pool
 	idleSince int64 // unix nanoseconds when put back in the pool
@@ -203,9 +206,9 @@ func (p *Pool) track(c *Conn) bool {
 }
 
 // Put returns a goroutine's connection whose last response was read to its
-// end.
+// end; an aborted one is closed.
 func (p *Pool) Put(c *Conn, now int64) {
-	if p.closed.Load() || c.R.Buffered() > 0 {
+	if p.closed.Load() || c.R.Buffered() > 0 || c.aborted.Load() {
 		c.Close()
 		return
 	}
@@ -245,8 +248,27 @@ func (c *Conn) SetIdleDeadline(now int64, timeout time.Duration) {
 	if c.Deadline-now < int64(timeout-timeout/16) {
 		c.Deadline = now + int64(timeout)
 		c.Conn.SetDeadline(time.Unix(0, c.Deadline))
+		// After the deadline is set, so that an Abort at any moment
+		// wins: either it sets its own deadline after this one, or
+		// this sees its mark.
+		if c.aborted.Load() {
+			c.Conn.SetDeadline(aLongTimeAgo)
+		}
 	}
 }
+
+// Abort cuts the connection's waits, those under way and those to come, from
+// any goroutine: its user's reads and writes fail with a timeout, and a
+// deadline its user sets after (SetIdleDeadline) does not undo it. An
+// aborted connection is not to be pooled: its user closes it. It is for a
+// goroutine's connection (Conn set).
+func (c *Conn) Abort() {
+	c.aborted.Store(true)
+	c.Conn.SetDeadline(aLongTimeAgo)
+}
+
+// aLongTimeAgo is a deadline in the past, which cuts waits at once.
+var aLongTimeAgo = time.Unix(1, 0)
 
 // Close closes the connection and forgets it.
 func (c *Conn) Close() error {

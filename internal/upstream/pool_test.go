@@ -115,6 +115,45 @@ func TestSetIdleDeadlineIsLazy(t *testing.T) {
 	}
 }
 
+// TestAbortOutlivesLaterDeadlines: an aborted connection's reads fail at
+// once, also after its user sets a fresh deadline (as a stream's goroutine
+// does before each read of a response body, after a client's reset may
+// have aborted it), and it is not pooled.
+func TestAbortOutlivesLaterDeadlines(t *testing.T) {
+	addr, accepted := listen(t)
+	p := NewPool(addr, 4)
+	t.Cleanup(p.Close)
+	now := time.Now().UnixNano()
+	c, err := p.Get(context.Background(), time.Second, now, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	peer := <-accepted
+	defer peer.Close()
+	c.Deadline = 0 // as Take leaves a connection a loop gave a goroutine
+	c.Abort()
+	c.SetIdleDeadline(time.Now().UnixNano(), time.Minute)
+	read := make(chan error, 1)
+	go func() {
+		_, err := c.Read(make([]byte, 1))
+		read <- err
+	}()
+	select {
+	case err := <-read:
+		var ne net.Error
+		if !errors.As(err, &ne) || !ne.Timeout() {
+			t.Errorf("read on an aborted connection: %v, want a timeout", err)
+		}
+	case <-time.After(5 * time.Second):
+		c.Close()
+		t.Fatal("a read on an aborted connection waited for the deadline set after the abort")
+	}
+	p.Put(c, now)
+	if c2, err := p.Get(context.Background(), time.Second, now, false); err != nil || c2 == c {
+		t.Errorf("Get after an aborted connection was put back: the same connection (%v), want a new one", err)
+	}
+}
+
 // BenchmarkPoolGetChecked is what a request that could not be sent twice
 // pays to make sure its pooled connection is still open: a peek.
 func BenchmarkPoolGetChecked(b *testing.B) {
