@@ -25,7 +25,10 @@
 #   FRONTENDS="direct haproxy nginx latch" (--frontends direct,latch);
 #     latch-nometrics is latch with its admin listener off, so no metrics
 #     are counted (latch counts them whenever the admin listener is on);
-#     direct (no proxy) runs in the cleartext HTTP/1.1 scenarios only
+#     direct (no proxy) runs in the cleartext HTTP/1.1 scenarios only;
+#     haproxy-again is a second HAProxy, configured as the first, measured
+#     in its own turn of each round: its ratios to HAProxy are what this
+#     host's noise alone moves a ratio by, in this run
 #   CLIENTS="wrk closedloop" (--clients wrk): the HTTP/1.1 cleartext load
 #     generators, each measuring every front end (closedloop is
 #     bench/closedloop, in Go); HTTPS is wrk's, HTTP/2 h2load's
@@ -38,7 +41,7 @@
 # start or stickiness broke for any front end. See bench/README.md.
 set -euo pipefail
 
-usage() { sed -n '2,38p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,41p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-10s}
@@ -106,7 +109,7 @@ for pr in "${IDLE_PRS[@]}"; do
 	case $pr in h1 | https | h2 | h2c) ;; *) echo "run.sh: unknown idle protocol $pr (h1, https, h2, h2c)" >&2; exit 2 ;; esac
 done
 for fe in "${FES[@]}"; do
-	case $fe in direct | haproxy | nginx | latch | latch-nometrics) ;; *) echo "run.sh: unknown front end $fe (direct, haproxy, nginx, latch, latch-nometrics)" >&2; exit 2 ;; esac
+	case $fe in direct | haproxy | haproxy-again | nginx | latch | latch-nometrics) ;; *) echo "run.sh: unknown front end $fe (direct, haproxy, haproxy-again, nginx, latch, latch-nometrics)" >&2; exit 2 ;; esac
 done
 for cl in "${CLS[@]}"; do
 	case $cl in wrk | closedloop) ;; *) echo "run.sh: unknown client $cl (wrk, closedloop)" >&2; exit 2 ;; esac
@@ -651,7 +654,7 @@ start_frontend() {
 	pick_port
 	P_H2C[$name]=$PORT
 	case $fe in
-	haproxy)
+	haproxy | haproxy-again)
 		local mc=4096
 		[[ $mode == idle ]] && mc=$((IDLE_CONNS + 2048))
 		start_haproxy "$name" "$mc"
@@ -672,7 +675,7 @@ start_frontend() {
 collect_sessions() {
 	local fe=$1 url=$2 file=$3 i st be cookies cookie name c
 	: >"$file"
-	case $fe in haproxy) name=SERVERID ;; latch | latch-nometrics) name=AWSALB ;; esac
+	case $fe in haproxy | haproxy-again) name=SERVERID ;; latch | latch-nometrics) name=AWSALB ;; esac
 	for ((i = 0; i < SESSIONS; i++)); do
 		if [[ $fe == nginx ]]; then
 			read -r st be _ <<<"$(probe "$url" -H "Cookie: sid=$i")"
@@ -1101,6 +1104,7 @@ print_summary() {
 	hdr="| scenario | client |" sep="|---|---|"
 	for fe in "${pxs[@]}"; do hdr+=" $fe req/s |" sep+="--:|"; done
 	[[ " ${pxs[*]} " == *" haproxy "* && " ${pxs[*]} " == *" latch "* ]] && hdr+=" latch/HAProxy |" sep+="--:|"
+	[[ " ${pxs[*]} " == *" haproxy "* && " ${pxs[*]} " == *" haproxy-again "* ]] && hdr+=" HAProxy again/HAProxy |" sep+="--:|"
 	for fe in "${pxs[@]}"; do hdr+=" $fe CPU µs/req |" sep+="--:|"; done
 	[[ " ${pxs[*]} " == *" haproxy "* && " ${pxs[*]} " == *" latch "* ]] && hdr+=" latch/HAProxy CPU |" sep+="--:|"
 	say "$hdr"
@@ -1111,6 +1115,7 @@ print_summary() {
 			row="| $sc | $cl |"
 			for fe in "${pxs[@]}"; do row+=" $(fmt %.0f "$(median "$key" "$fe" 3)") |"; done
 			[[ " ${pxs[*]} " == *" haproxy "* && " ${pxs[*]} " == *" latch "* ]] && row+=" $(ratio "$(median "$key" latch 3)" "$(median "$key" haproxy 3)") |"
+			[[ " ${pxs[*]} " == *" haproxy "* && " ${pxs[*]} " == *" haproxy-again "* ]] && row+=" $(ratio "$(median "$key" haproxy-again 3)" "$(median "$key" haproxy 3)") |"
 			for fe in "${pxs[@]}"; do row+=" $(fmt %.1f "$(median "$key" "$fe" 9)") |"; done
 			[[ " ${pxs[*]} " == *" haproxy "* && " ${pxs[*]} " == *" latch "* ]] && row+=" $(ratio "$(median "$key" latch 9)" "$(median "$key" haproxy 9)") |"
 			say "$row"
