@@ -58,18 +58,27 @@ func TestPoolReusesAndCloses(t *testing.T) {
 	}
 }
 
-// TestPoolDropsConnectionsTheTargetClosed: a connection idle past
-// checkAfter is peeked at before reuse; one the target closed is dropped.
-func TestPoolDropsConnectionsTheTargetClosed(t *testing.T) {
+// pooledConn returns a pool of at most 4 idle connections, closed when the
+// test ends, a connection it dialed (at now), and the target's side of it.
+func pooledConn(t *testing.T) (p *Pool, c *Conn, peer net.Conn, now int64) {
+	t.Helper()
 	addr, accepted := listen(t)
-	p := NewPool(addr, 4)
+	p = NewPool(addr, 4)
 	t.Cleanup(p.Close)
-	now := time.Now().UnixNano()
+	now = time.Now().UnixNano()
 	c, err := p.Get(context.Background(), time.Second, now, false)
 	if err != nil {
 		t.Fatal(err)
 	}
-	peer := <-accepted
+	peer = <-accepted
+	t.Cleanup(func() { peer.Close() })
+	return p, c, peer, now
+}
+
+// TestPoolDropsConnectionsTheTargetClosed: a connection idle past
+// checkAfter is peeked at before reuse; one the target closed is dropped.
+func TestPoolDropsConnectionsTheTargetClosed(t *testing.T) {
+	p, c, peer, now := pooledConn(t)
 	p.Put(c, now)
 	peer.Close() // the target closes the idle connection
 	time.Sleep(20 * time.Millisecond)
@@ -120,16 +129,7 @@ func TestSetIdleDeadlineIsLazy(t *testing.T) {
 // does before each read of a response body, after a client's reset may
 // have aborted it), and it is not pooled.
 func TestAbortOutlivesLaterDeadlines(t *testing.T) {
-	addr, accepted := listen(t)
-	p := NewPool(addr, 4)
-	t.Cleanup(p.Close)
-	now := time.Now().UnixNano()
-	c, err := p.Get(context.Background(), time.Second, now, false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	peer := <-accepted
-	defer peer.Close()
+	p, c, _, now := pooledConn(t)
 	c.Deadline = 0 // as Take leaves a connection a loop gave a goroutine
 	c.Abort()
 	c.SetIdleDeadline(time.Now().UnixNano(), time.Minute)
