@@ -19,7 +19,8 @@ type Loop struct {
 	ep   int // the epoll instance
 	wake int // an eventfd that Post writes to wake the loop
 
-	files []File // by file descriptor
+	files []slot // by file descriptor
+	gen   int32  // the tag of the latest Add
 
 	mu      sync.Mutex // guards tasks, spare, woken and stopped
 	tasks   []func()
@@ -31,6 +32,16 @@ type Loop struct {
 	every   time.Duration // 0: no tick
 	next    time.Time     // when the tick is next due
 	closed  bool
+}
+
+// slot is a registered socket's handler and the tag its epoll events
+// carry. A handler may close a socket and a new one take its number in the
+// same turn, while the turn's events still include the closed one's: the
+// tag tells them apart, so that the new socket's handler never sees (say)
+// its predecessor's hang-up.
+type slot struct {
+	f   File
+	gen int32
 }
 
 // New returns a loop; Run runs it.
@@ -57,14 +68,19 @@ func New(tick Tick) (*Loop, error) {
 // Add registers fd, a non-blocking socket, for f. Call it in the loop's
 // goroutine (or before Run).
 func (l *Loop) Add(fd int, f File) error {
-	ev := syscall.EpollEvent{Events: syscall.EPOLLIN | syscall.EPOLLOUT | syscall.EPOLLRDHUP | epollET, Fd: int32(fd)}
+	l.gen++
+	if l.gen <= 0 {
+		l.gen = 1 // 0 is the wake descriptor's
+	}
+	// Fd and Pad are epoll's 64 bits of user data.
+	ev := syscall.EpollEvent{Events: syscall.EPOLLIN | syscall.EPOLLOUT | syscall.EPOLLRDHUP | epollET, Fd: int32(fd), Pad: l.gen}
 	if err := syscall.EpollCtl(l.ep, syscall.EPOLL_CTL_ADD, fd, &ev); err != nil {
 		return fmt.Errorf("epoll_ctl add: %w", err)
 	}
 	for fd >= len(l.files) {
-		l.files = append(l.files, nil)
+		l.files = append(l.files, slot{})
 	}
-	l.files[fd] = f
+	l.files[fd] = slot{f, l.gen}
 	return nil
 }
 
@@ -73,7 +89,7 @@ func (l *Loop) Add(fd int, f File) error {
 func (l *Loop) Remove(fd int) {
 	syscall.EpollCtl(l.ep, syscall.EPOLL_CTL_DEL, fd, nil)
 	if fd < len(l.files) {
-		l.files[fd] = nil
+		l.files[fd] = slot{}
 	}
 }
 
@@ -163,8 +179,8 @@ func (l *Loop) Run() {
 				continue
 			}
 			if fd < len(l.files) {
-				if f := l.files[fd]; f != nil {
-					f.Ready(events[i].Events)
+				if s := l.files[fd]; s.f != nil && s.gen == events[i].Pad {
+					s.f.Ready(events[i].Events)
 				}
 			}
 		}

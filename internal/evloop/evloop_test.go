@@ -215,3 +215,91 @@ func TestPostAfterStop(t *testing.T) {
 		t.Errorf("a task posted to a stopped loop ran")
 	}
 }
+
+// fileFunc is a File of a function.
+type fileFunc func(events uint32)
+
+func (f fileFunc) Ready(events uint32) { f(events) }
+
+// TestStaleEventsDropped: a handler that closes another socket and opens
+// a new one under the same descriptor number, in the turn whose events
+// include the closed socket's, does not have those events delivered to
+// the new socket's handler: it sees only its own. (A stale hang-up would
+// make a new target connection look closed by its target.)
+func TestStaleEventsDropped(t *testing.T) {
+	pair := func() [2]int {
+		fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_NONBLOCK|syscall.SOCK_CLOEXEC, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { syscall.Close(fds[0]); syscall.Close(fds[1]) })
+		return fds
+	}
+	l, err := New(func(time.Time) {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := pair(), pair()
+	turns := 0
+	l.SetAfter(func() { turns++ })
+	var newEvents []uint32 // the new socket's, in the first turn
+	var newFD atomic.Int32
+	// a's handler runs first in the turn (a was ready first): it closes
+	// b's socket and puts a new one, c, under b's number.
+	aReady := fileFunc(func(uint32) {
+		if turns > 0 || newFD.Load() != 0 {
+			return
+		}
+		l.Remove(b[0])
+		c := pair()
+		if err := syscall.Dup3(c[0], b[0], syscall.O_CLOEXEC); err != nil {
+			t.Error(err)
+			return
+		}
+		syscall.Close(c[0])
+		c[0] = b[0] // closed with the others at the end
+		if err := l.Add(b[0], fileFunc(func(ev uint32) {
+			if turns == 0 {
+				newEvents = append(newEvents, ev)
+			}
+		})); err != nil {
+			t.Error(err)
+		}
+		newFD.Store(int32(b[0]))
+	})
+	if err := l.Add(a[0], aReady); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Add(b[0], fileFunc(func(uint32) { t.Error("the closed socket's handler ran") })); err != nil {
+		t.Fatal(err)
+	}
+	// Both readable, and b hung up, before the loop's first wait: one turn
+	// reports both.
+	syscall.Write(a[1], []byte("x"))
+	syscall.Write(b[1], []byte("x"))
+	syscall.Shutdown(b[1], syscall.SHUT_WR)
+	done := make(chan struct{})
+	go func() { l.Run(); close(done) }()
+	deadline := time.Now().Add(waitLimit)
+	for newFD.Load() == 0 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	finished := make(chan []uint32)
+	l.Post(func() { finished <- newEvents })
+	var got []uint32
+	select {
+	case got = <-finished:
+	case <-time.After(waitLimit):
+		t.Fatal("the loop did not run the task")
+	}
+	l.Close()
+	<-done
+	if newFD.Load() == 0 {
+		t.Fatal("a's handler did not run")
+	}
+	for _, ev := range got {
+		if ev&(In|RdHup|Hup) != 0 {
+			t.Errorf("the new socket under descriptor %d got events %#x in the turn it was added: the closed socket's", newFD.Load(), ev)
+		}
+	}
+}
