@@ -90,9 +90,12 @@ func steadyAllocs(t *testing.T, what string, do func() error) testing.BenchmarkR
 			res.MemAllocs, res.N, what, maxRequestsPerAlloc/5)
 	}
 	for stack, n := range sites {
-		if n*maxRequestsPerAlloc >= int64(res.N) && !strings.Contains(formatStack(stack), ".allocSites\n") {
+		if n*maxRequestsPerAlloc < int64(res.N) {
+			continue
+		}
+		if where := formatStack(stack); !strings.Contains(where, ".allocSites\n") {
 			t.Errorf("%d allocations in %d %s at one place (once in every %d requests or more); want none in the steady state:\n%s",
-				n, res.N, what, maxRequestsPerAlloc, formatStack(stack))
+				n, res.N, what, maxRequestsPerAlloc, where)
 		}
 	}
 	return res
