@@ -966,7 +966,11 @@ run_one() { # ROUND SCEN FE CLIENT
 		# mean and the max of "time for request".
 		local proto want=h2
 		[[ $sc == h2c ]] && want=h2c
-		proto=$(awk -F': *' '/^Application protocol/ {print $2}' "$out")
+		# h2load's threads print their own lines ("Main benchmark duration
+		# is started for thread #1.") into the main thread's, even between
+		# "Application protocol:" and the protocol: joined and without them.
+		proto=$(tr '\n' ' ' <"$out" | sed -E 's/(Warm-up|Main benchmark|Stopped)[^#]*#[0-9]+\.( Stopping all clients\.)?//g' |
+			grep -oE 'Application protocol: *[^ ]+' | head -1 | awk '{print $3}') || true
 		if [[ $proto != "$want" ]]; then
 			warn "round $round $sc $fe: h2load negotiated '${proto:-nothing}', not $want: $(tail -3 "$out")"
 			FAILED+=("$fe")
