@@ -28,7 +28,9 @@
 #     direct (no proxy) runs in the cleartext HTTP/1.1 scenarios only;
 #     haproxy-again is a second HAProxy, configured as the first, measured
 #     in its own turn of each round: its ratios to HAProxy are what this
-#     host's noise alone moves a ratio by, in this run
+#     host's noise alone moves a ratio by, in this run; haproxy-indirect
+#     is HAProxy with its cookie set on a session's first response only
+#     (the bench's HAProxy before 2026-12-08; see haproxy_cookie)
 #   CLIENTS="wrk closedloop" (--clients wrk): the HTTP/1.1 cleartext load
 #     generators, each measuring every front end (closedloop is
 #     bench/closedloop, in Go); HTTPS is wrk's, HTTP/2 h2load's
@@ -41,7 +43,7 @@
 # start or stickiness broke for any front end. See bench/README.md.
 set -euo pipefail
 
-usage() { sed -n '2,41p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,43p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-10s}
@@ -109,7 +111,7 @@ for pr in "${IDLE_PRS[@]}"; do
 	case $pr in h1 | https | h2 | h2c) ;; *) echo "run.sh: unknown idle protocol $pr (h1, https, h2, h2c)" >&2; exit 2 ;; esac
 done
 for fe in "${FES[@]}"; do
-	case $fe in direct | haproxy | haproxy-again | nginx | latch | latch-nometrics) ;; *) echo "run.sh: unknown front end $fe (direct, haproxy, haproxy-again, nginx, latch, latch-nometrics)" >&2; exit 2 ;; esac
+	case $fe in direct | haproxy | haproxy-again | haproxy-indirect | nginx | latch | latch-nometrics) ;; *) echo "run.sh: unknown front end $fe (direct, haproxy, haproxy-again, haproxy-indirect, nginx, latch, latch-nometrics)" >&2; exit 2 ;; esac
 done
 for cl in "${CLS[@]}"; do
 	case $cl in wrk | closedloop) ;; *) echo "run.sh: unknown client $cl (wrk, closedloop)" >&2; exit 2 ;; esac
@@ -455,6 +457,52 @@ EOF
 }
 
 
+# HAProxy's sticky cookie, set as latch sets AWSALB and AWSALBCORS (ALB's
+# way), so that both proxies do the same job and the client and the kernel
+# carry as many bytes for each: AWSALB on every response, not only a
+# session's first (HAProxy's maxidle: the cookie carries its last date and
+# is set again whenever that moved on, a sliding window as ALB's), passed on
+# to the target (no "indirect"), with an Expires a week on, its value as long
+# as latch's for the same target, and AWSALBCORS beside it (SameSite=None,
+# plus Secure over TLS), its value the request's AWSALB. Set as before
+# 2026-12-08 (haproxy-indirect), HAProxy's answers were 139 bytes against
+# latch's 572 and the requests' cookie 11 against 143, and wrk spent about a
+# fifth more CPU on each latch answer, on the two CPUs it shares with the
+# proxies. haproxy-indirect keeps that lighter setup: SERVERID, set on a
+# session's first response only and taken off the requests to the targets.
+haproxy_cookie() { # NAME
+	if [[ $1 == haproxy-indirect ]]; then
+		echo "    cookie SERVERID insert indirect nocache"
+		return
+	fi
+	local exp
+	exp=$(LC_ALL=C date -u -d '+7 days' '+%a, %d %b %Y %H:%M:%S GMT')
+	cat <<EOF
+    http-request set-var(txn.awsalb) req.cook(AWSALB)
+    cookie AWSALB insert nocache maxidle 7d attr "Expires=$exp"
+    http-response add-header Set-Cookie "AWSALBCORS=%[var(txn.awsalb)]; Expires=$exp; Path=/; SameSite=None; Secure" if { ssl_fc }
+    http-response add-header Set-Cookie "AWSALBCORS=%[var(txn.awsalb)]; Expires=$exp; Path=/; SameSite=None" if !{ ssl_fc }
+EOF
+}
+
+# latch_cookie_len TARGET_ID: the length of latch's AWSALB value for a
+# target (internal/sticky's wire format, version 2: 86 bytes and the id,
+# in padded base64).
+latch_cookie_len() { echo $(((86 + ${#1} + 2) / 3 * 4)); }
+
+# haproxy_cookie_value NAME BACKEND: the server's cookie value, its name
+# padded so that with HAProxy's "|" and 5-character date it is as long as
+# latch's value for the same target.
+haproxy_cookie_value() {
+	if [[ $1 == haproxy-indirect ]]; then
+		echo "$2"
+		return
+	fi
+	local n
+	n=$(($(latch_cookie_len "$HOST:${BPORT[$2]}") - 6 - ${#2}))
+	echo "$2$(printf '%*s' "$n" '' | tr ' ' 0)"
+}
+
 start_haproxy() { # NAME MAXCONN
 	local name=$1 maxconn=$2 d=$TMP/$1 strict='' port=${P_H1[$1]}
 	mkdir -p "$d"
@@ -493,12 +541,12 @@ frontend bench
 
 backend web
     balance roundrobin
-    cookie SERVERID insert indirect nocache
+$(haproxy_cookie "$name")
     http-reuse always
     option httpchk GET /
-    server b1 $HOST:${BPORT[b1]} cookie b1 check inter 5s
-    server b2 $HOST:${BPORT[b2]} cookie b2 check inter 5s
-    server b3 $HOST:${BPORT[b3]} cookie b3 check inter 5s
+    server b1 $HOST:${BPORT[b1]} cookie $(haproxy_cookie_value "$name" b1) check inter 5s
+    server b2 $HOST:${BPORT[b2]} cookie $(haproxy_cookie_value "$name" b2) check inter 5s
+    server b3 $HOST:${BPORT[b3]} cookie $(haproxy_cookie_value "$name" b3) check inter 5s
 EOF
 	haproxy -c -q -f "$d/haproxy.cfg" >"$d/check.log" 2>&1 || { cat "$d/check.log" >&2; return 1; }
 	start "$name" "$d/haproxy.log" haproxy -db -f "$d/haproxy.cfg"
@@ -654,7 +702,7 @@ start_frontend() {
 	pick_port
 	P_H2C[$name]=$PORT
 	case $fe in
-	haproxy | haproxy-again)
+	haproxy | haproxy-again | haproxy-indirect)
 		local mc=4096
 		[[ $mode == idle ]] && mc=$((IDLE_CONNS + 2048))
 		start_haproxy "$name" "$mc"
@@ -675,7 +723,7 @@ start_frontend() {
 collect_sessions() {
 	local fe=$1 url=$2 file=$3 i st be cookies cookie name c
 	: >"$file"
-	case $fe in haproxy | haproxy-again) name=SERVERID ;; latch | latch-nometrics) name=AWSALB ;; esac
+	case $fe in haproxy | haproxy-again | latch | latch-nometrics) name=AWSALB ;; haproxy-indirect) name=SERVERID ;; esac
 	for ((i = 0; i < SESSIONS; i++)); do
 		if [[ $fe == nginx ]]; then
 			read -r st be _ <<<"$(probe "$url" -H "Cookie: sid=$i")"
@@ -700,7 +748,10 @@ collect_sessions() {
 		read -r st _ <<<"$(probe "$url" -H "Cookie: $cookie" -H "X-Expect-Backend: $be")"
 		[[ $st == 200 ]] || bad=$((bad + 1))
 	done <"$file"
-	say "  $fe: $SESSIONS sessions, spread $spread, replayed once: $((SESSIONS - bad))/$SESSIONS back on their backend"
+	# The cookies' lengths, to show that HAProxy's are as long as latch's.
+	local lens
+	lens=$(awk '{sub(/^[^=]*=/, "", $2); print length($2)}' "$file" | sort -un | paste -sd/)
+	say "  $fe: $SESSIONS sessions, spread $spread, cookie values of $lens characters, replayed once: $((SESSIONS - bad))/$SESSIONS back on their backend"
 	((bad == 0)) || { warn "$fe: $bad sessions did not come back to their backend"; return 1; }
 }
 
