@@ -463,25 +463,26 @@ EOF
 # session's first (HAProxy's maxidle: the cookie carries its last date and
 # is set again whenever that moved on, a sliding window as ALB's), passed on
 # to the target (no "indirect"), with an Expires a week on, its value as long
-# as latch's for the same target, and AWSALBCORS beside it (SameSite=None,
-# plus Secure over TLS), its value the request's AWSALB. Set as before
-# 2026-12-08 (haproxy-indirect), HAProxy's answers were 139 bytes against
-# latch's 572 and the requests' cookie 11 against 143, and wrk spent about a
-# fifth more CPU on each latch answer, on the two CPUs it shares with the
-# proxies. haproxy-indirect keeps that lighter setup: SERVERID, set on a
-# session's first response only and taken off the requests to the targets.
+# as latch's for the same target, and AWSALBCORS beside it whenever AWSALB is
+# set (SameSite=None, plus Secure over TLS), with the same value: added after
+# HAProxy has inserted its cookie (http-after-response), so that it is there
+# on a session's first answer too. Set as before 2026-12-08 (haproxy-indirect),
+# HAProxy's response heads were 139 bytes against latch's 572 and the
+# requests' cookie 11 characters against 143, and wrk spent about a quarter
+# more CPU on each latch answer, on the two CPUs it shares with the proxies.
+# haproxy-indirect keeps that lighter setup: SERVERID, set on a session's
+# first response only and taken off the requests to the targets.
 haproxy_cookie() { # NAME
-	if [[ $1 == haproxy-indirect ]]; then
+	if [[ $1 == *haproxy-indirect ]]; then
 		echo "    cookie SERVERID insert indirect nocache"
 		return
 	fi
 	local exp
 	exp=$(LC_ALL=C date -u -d '+7 days' '+%a, %d %b %Y %H:%M:%S GMT')
 	cat <<EOF
-    http-request set-var(txn.awsalb) req.cook(AWSALB)
     cookie AWSALB insert nocache maxidle 7d attr "Expires=$exp"
-    http-response add-header Set-Cookie "AWSALBCORS=%[var(txn.awsalb)]; Expires=$exp; Path=/; SameSite=None; Secure" if { ssl_fc }
-    http-response add-header Set-Cookie "AWSALBCORS=%[var(txn.awsalb)]; Expires=$exp; Path=/; SameSite=None" if !{ ssl_fc }
+    http-after-response add-header Set-Cookie "AWSALBCORS=%[res.cook(AWSALB)]; Expires=$exp; Path=/; SameSite=None; Secure" if { res.cook(AWSALB) -m found } { ssl_fc }
+    http-after-response add-header Set-Cookie "AWSALBCORS=%[res.cook(AWSALB)]; Expires=$exp; Path=/; SameSite=None" if { res.cook(AWSALB) -m found } !{ ssl_fc }
 EOF
 }
 
@@ -494,7 +495,7 @@ latch_cookie_len() { echo $(((86 + ${#1} + 2) / 3 * 4)); }
 # padded so that with HAProxy's "|" and 5-character date it is as long as
 # latch's value for the same target.
 haproxy_cookie_value() {
-	if [[ $1 == haproxy-indirect ]]; then
+	if [[ $1 == *haproxy-indirect ]]; then
 		echo "$2"
 		return
 	fi
@@ -1160,6 +1161,7 @@ print_summary() {
 	for fe in "${pxs[@]}"; do hdr+=" $fe req/s |" sep+="--:|"; done
 	[[ " ${pxs[*]} " == *" haproxy "* && " ${pxs[*]} " == *" latch "* ]] && hdr+=" latch/HAProxy |" sep+="--:|"
 	[[ " ${pxs[*]} " == *" haproxy "* && " ${pxs[*]} " == *" haproxy-again "* ]] && hdr+=" HAProxy again/HAProxy |" sep+="--:|"
+	[[ " ${pxs[*]} " == *" haproxy "* && " ${pxs[*]} " == *" haproxy-indirect "* ]] && hdr+=" haproxy-indirect/HAProxy |" sep+="--:|"
 	for fe in "${pxs[@]}"; do hdr+=" $fe CPU µs/req |" sep+="--:|"; done
 	[[ " ${pxs[*]} " == *" haproxy "* && " ${pxs[*]} " == *" latch "* ]] && hdr+=" latch/HAProxy CPU |" sep+="--:|"
 	say "$hdr"
@@ -1171,6 +1173,7 @@ print_summary() {
 			for fe in "${pxs[@]}"; do row+=" $(fmt %.0f "$(median "$key" "$fe" 3)") |"; done
 			[[ " ${pxs[*]} " == *" haproxy "* && " ${pxs[*]} " == *" latch "* ]] && row+=" $(ratio "$(median "$key" latch 3)" "$(median "$key" haproxy 3)") |"
 			[[ " ${pxs[*]} " == *" haproxy "* && " ${pxs[*]} " == *" haproxy-again "* ]] && row+=" $(ratio "$(median "$key" haproxy-again 3)" "$(median "$key" haproxy 3)") |"
+			[[ " ${pxs[*]} " == *" haproxy "* && " ${pxs[*]} " == *" haproxy-indirect "* ]] && row+=" $(ratio "$(median "$key" haproxy-indirect 3)" "$(median "$key" haproxy 3)") |"
 			for fe in "${pxs[@]}"; do row+=" $(fmt %.1f "$(median "$key" "$fe" 9)") |"; done
 			[[ " ${pxs[*]} " == *" haproxy "* && " ${pxs[*]} " == *" latch "* ]] && row+=" $(ratio "$(median "$key" latch 9)" "$(median "$key" haproxy 9)") |"
 			say "$row"
