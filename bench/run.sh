@@ -1151,17 +1151,24 @@ print_load_table() {
 # print_summary: one row per scenario and load generator, the proxies'
 # req/s and CPU per request side by side, as issue tables give them.
 print_summary() {
-	local pxs=() fe sc cl key row hdr sep rps cpu
+	local pxs=() vs=() fe sc cl key row hdr sep rps cpu
 	for fe in "${FES[@]}"; do [[ $fe == direct ]] || pxs+=("$fe"); done
 	((${#pxs[@]})) || return 0
+	# The front ends whose req/s is also given as a ratio to HAProxy's.
+	if [[ " ${pxs[*]} " == *" haproxy "* ]]; then
+		for fe in latch haproxy-again haproxy-indirect; do
+			[[ " ${pxs[*]} " == *" $fe "* ]] && vs+=("$fe")
+		done
+	fi
 	say
 	say "Summary: median req/s and proxy CPU µs per request, each scenario"
 	say
 	hdr="| scenario | client |" sep="|---|---|"
 	for fe in "${pxs[@]}"; do hdr+=" $fe req/s |" sep+="--:|"; done
-	[[ " ${pxs[*]} " == *" haproxy "* && " ${pxs[*]} " == *" latch "* ]] && hdr+=" latch/HAProxy |" sep+="--:|"
-	[[ " ${pxs[*]} " == *" haproxy "* && " ${pxs[*]} " == *" haproxy-again "* ]] && hdr+=" HAProxy again/HAProxy |" sep+="--:|"
-	[[ " ${pxs[*]} " == *" haproxy "* && " ${pxs[*]} " == *" haproxy-indirect "* ]] && hdr+=" haproxy-indirect/HAProxy |" sep+="--:|"
+	for fe in "${vs[@]}"; do
+		case $fe in haproxy-again) hdr+=" HAProxy again/HAProxy |" ;; *) hdr+=" $fe/HAProxy |" ;; esac
+		sep+="--:|"
+	done
 	for fe in "${pxs[@]}"; do hdr+=" $fe CPU µs/req |" sep+="--:|"; done
 	[[ " ${pxs[*]} " == *" haproxy "* && " ${pxs[*]} " == *" latch "* ]] && hdr+=" latch/HAProxy CPU |" sep+="--:|"
 	say "$hdr"
@@ -1171,9 +1178,7 @@ print_summary() {
 			key=$sc/$cl
 			row="| $sc | $cl |"
 			for fe in "${pxs[@]}"; do row+=" $(fmt %.0f "$(median "$key" "$fe" 3)") |"; done
-			[[ " ${pxs[*]} " == *" haproxy "* && " ${pxs[*]} " == *" latch "* ]] && row+=" $(ratio "$(median "$key" latch 3)" "$(median "$key" haproxy 3)") |"
-			[[ " ${pxs[*]} " == *" haproxy "* && " ${pxs[*]} " == *" haproxy-again "* ]] && row+=" $(ratio "$(median "$key" haproxy-again 3)" "$(median "$key" haproxy 3)") |"
-			[[ " ${pxs[*]} " == *" haproxy "* && " ${pxs[*]} " == *" haproxy-indirect "* ]] && row+=" $(ratio "$(median "$key" haproxy-indirect 3)" "$(median "$key" haproxy 3)") |"
+			for fe in "${vs[@]}"; do row+=" $(ratio "$(median "$key" "$fe" 3)" "$(median "$key" haproxy 3)") |"; done
 			for fe in "${pxs[@]}"; do row+=" $(fmt %.1f "$(median "$key" "$fe" 9)") |"; done
 			[[ " ${pxs[*]} " == *" haproxy "* && " ${pxs[*]} " == *" latch "* ]] && row+=" $(ratio "$(median "$key" latch 9)" "$(median "$key" haproxy 9)") |"
 			say "$row"
